@@ -1,0 +1,57 @@
+"""The ``kdx`` command line: one sub-command per module, errors as one line.
+
+Each sub-command module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` to a callable taking the parsed arguments and returning an exit code. Keeping the
+dispatcher this thin lets each command own its options, as crash's commands do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from kdx import __version__
+from kdx.errors import KdxError
+
+#: Modules that contribute sub-commands, in the order ``kdx --help`` lists them.
+COMMAND_MODULES = (
+    "kdx.commands.sys",
+    "kdx.lab.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every sub-command registered."""
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="kdx",
+        description="Linux kernel crash toolkit: analyse vmcores, diagnose panics, "
+        "set up kdump and make real crash dumps in a lab.",
+    )
+    parser.add_argument("--version", action="version", version=f"kdx {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run kdx; every failure becomes one ``kdx: error:`` line and a non-zero exit."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return func(args)
+    except KdxError as err:
+        print(f"kdx: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("kdx: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,30 @@
+"""Make text read from a dump safe to print on a terminal.
+
+Comm names, log lines and file names come from the crashed machine's memory, so they are
+untrusted: an escape sequence in them could rewrite the user's terminal. Everything printed
+from a dump goes through ``clean``.
+"""
+
+from __future__ import annotations
+
+import re
+
+# CSI, OSC, DCS/PM/APC/SOS sequences, lone escapes, and C0/C1 controls except tab/newline.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI ... final byte
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL or ST
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC ... ST
+    r"|\x1b[@-Z\\-_]?"  # two-byte escapes or a lone ESC
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def clean(text: str) -> str:
+    """Return ``text`` with terminal control sequences and control characters removed."""
+    return _ESCAPES.sub("", text)
+
+
+def clean_bytes(raw: bytes) -> str:
+    """Decode bytes from a dump (undecodable bytes escaped) and clean the result."""
+    return clean(raw.decode("utf-8", errors="backslashreplace"))
