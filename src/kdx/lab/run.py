@@ -1,0 +1,316 @@
+"""Run one lab scenario end to end: kernel, builds, initramfs, QEMU, capture, ground truth.
+
+The result is a directory like the one a production server leaves behind — a vmcore, the
+debug vmlinux, the modules' ``.ko`` files, the console and the dmesg — plus ``truth.json``,
+which records what really happened so tests can check analysis against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from kdx import __version__
+from kdx.errors import KdxError
+from kdx.lab import build, initramfs, scenarios
+from kdx.lab.kernels import Kernel, fetch_kernel
+from kdx.lab.qemu import Guest, GuestConfig, Qmp
+from kdx.target import flattened
+
+Progress = Optional[Callable[[str], None]]
+
+#: makedumpfile flag for each dump format kdump can write (all through ``-F``).
+KDUMP_FORMATS = {
+    "kdump-zlib": "-c", "kdump-lzo": "-l", "kdump-snappy": "-p", "kdump-zstd": "-z",
+    "kdump-raw": "", "elf": "-E", "flattened": "-c",
+}
+#: QMP dump-guest-memory format for each format a QEMU capture can write.
+QEMU_FORMATS = {"elf": "elf", "kdump-zlib": "kdump-zlib", "kdump-lzo": "kdump-lzo",
+                "kdump-snappy": "kdump-snappy"}
+CAPTURES = ("kdump", "qemu")
+CRASHKERNEL = "160M"
+BOOT_TIMEOUT = 240
+CAPTURE_TIMEOUT = 600
+_PANIC_DONE = re.compile(r"end Kernel panic|Rebooting in|KDX-LAB: capture kernel up")
+_TASK_LINE = re.compile(r"CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (\S+)")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    scenario: str
+    kernel: str | None = None
+    capture: str = "kdump"
+    format: str = "kdump-zlib"
+    dump_level: int = 31
+    vmcoreinfo: bool = True
+    out: Path | None = None
+    force: bool = False
+
+    def check(self) -> None:
+        """Refuse combinations the lab cannot make, before any download."""
+        scenarios.get(self.scenario)
+        if self.capture not in CAPTURES:
+            raise KdxError(f"unknown capture {self.capture!r}: use kdump or qemu")
+        table = KDUMP_FORMATS if self.capture == "kdump" else QEMU_FORMATS
+        if self.format not in table:
+            raise KdxError(f"{self.capture} capture cannot write {self.format!r}: "
+                           f"use one of {', '.join(table)}")
+        if self.capture == "kdump" and not self.vmcoreinfo:
+            raise KdxError("--no-vmcoreinfo applies to qemu captures only")
+
+    def label(self) -> str:
+        parts = [self.scenario, self.capture, self.format]
+        if self.capture == "kdump" and self.dump_level != 31:
+            parts.append(f"d{self.dump_level}")
+        if not self.vmcoreinfo:
+            parts.append("novmcoreinfo")
+        return "-".join(parts)
+
+
+def dump_name(req: RunRequest) -> str:
+    return "vmcore.flat" if req.format == "flattened" else "vmcore"
+
+
+def run(cache: Path, req: RunRequest, progress: Progress = None) -> Path:
+    """Make the dump ``req`` describes (or reuse a finished one); return its directory."""
+    say = progress or (lambda _m: None)
+    req.check()
+    scenario = scenarios.get(req.scenario)
+    kernel = fetch_kernel(cache, req.kernel, say)
+    out = req.out or cache / "runs" / kernel.release / req.label()
+    if (out / "truth.json").exists() and not req.force:
+        say(f"reusing the dump in {out}")
+        return out
+    say(f"building the lab modules for {kernel.release}")
+    modules = build.build_modules(cache, kernel)
+    programs = build.build_programs(cache)
+    with tempfile.TemporaryDirectory(prefix="kdx-lab-", dir=_work_dir(cache)) as tmp:
+        work = Path(tmp)
+        initrd = _first_initrd(cache, kernel, scenario, modules, programs, req, work)
+        started = time.time()
+        if req.capture == "kdump":
+            console, dmesg = _run_kdump(kernel, initrd, scenario, req, work, say)
+        else:
+            console, dmesg = _run_qemu_capture(kernel, initrd, scenario, req, work, say)
+        _finish(out, work, kernel, scenario, modules, req, console, dmesg, started)
+    say(f"dump ready in {out}")
+    return out
+
+
+def _work_dir(cache: Path) -> Path:
+    path = cache / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _tools_root(cache: Path, kernel: Kernel) -> Path:
+    """Where the capture kernel's makedumpfile comes from: the host's for 6.1, trixie's
+    (1.7.6) for newer kernels, which bookworm's 1.7.2 filters wrongly."""
+    if kernel.series == "6.1":
+        return Path("/")
+    from kdx.lab.trixie import ensure_trixie_root
+
+    return ensure_trixie_root(cache)
+
+
+def _libs_in(root: Path) -> initramfs.LibResolver:
+    if root == Path("/"):
+        return initramfs.host_libraries
+
+    def resolve(binary: Path) -> list[Path]:
+        from kdx.lab.trixie import run_in_root
+
+        out = run_in_root(root, ["ldd", str(binary)]).stdout.decode()
+        return [Path(p) for p in dict.fromkeys(re.findall(r"(/\S+\.so[\w.\-]*)", out))]
+
+    return resolve
+
+
+def _capture_initrd(cache: Path, kernel: Kernel, work: Path) -> Path:
+    root = _tools_root(cache, kernel)
+    stage = work / "capture-stage"
+    initramfs.stage_base(stage, kernel, initramfs.CAPTURE_MODULES,
+                         [Path("/usr/bin/makedumpfile")], _libs_in(root), root)
+    out = work / "capture.img"
+    initramfs.write_cpio(stage, out)
+    return out
+
+
+def _first_initrd(cache: Path, kernel: Kernel, scenario: scenarios.Scenario, modules: Path,
+                  programs: Path, req: RunRequest, work: Path) -> Path:
+    stage = work / "stage"
+    binaries = [Path("/usr/sbin/kexec")] if req.capture == "kdump" else []
+    initramfs.stage_base(stage, kernel, initramfs.LIVED_IN_MODULES, binaries,
+                         initramfs.host_libraries, Path("/"))
+    lab = stage / "lab"
+    for sub in ("modules", "bin", "capture"):
+        (lab / sub).mkdir(parents=True, exist_ok=True)
+    for ko in modules.glob("*.ko"):
+        shutil.copy(ko, lab / "modules" / ko.name)
+    for prog in programs.iterdir():
+        if prog.is_file() and os.access(prog, os.X_OK):
+            shutil.copy(prog, lab / "bin" / prog.name)
+    (lab / "trigger.sh").write_text(scenario.trigger + "\n")
+    if req.capture == "kdump":
+        shutil.copy(kernel.vmlinuz, lab / "capture" / "vmlinuz")
+        shutil.copy(_capture_initrd(cache, kernel, work), lab / "capture" / "initrd.img")
+    out = work / "initrd.img"
+    initramfs.write_cpio(stage, out)
+    return out
+
+
+def _cmdline(req: RunRequest, scenario: scenarios.Scenario) -> str:
+    parts = ["console=ttyS0", f"kdx.capture={req.capture}", f"kdx.scenario={req.scenario}"]
+    if req.capture == "kdump":
+        flags = KDUMP_FORMATS[req.format]
+        parts += [f"crashkernel={CRASHKERNEL}", f"kdx.dumpflags={flags}",
+                  f"kdx.dumplevel={req.dump_level}"]
+    return " ".join(parts + list(scenario.cmdline))
+
+
+def _echo_markers(say: Callable[[str], None]) -> Callable[[str], None]:
+    def on_line(line: str) -> None:
+        if "KDX-LAB:" in line:
+            say("guest: " + line.split("KDX-LAB:", 1)[1].strip())
+    return on_line
+
+
+def _run_kdump(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario, req: RunRequest,
+               work: Path, say: Callable[[str], None]) -> tuple[str, str]:
+    dump_disk, dmesg_disk = work / "dump.img", work / "dmesg.img"
+    with open(dump_disk, "wb") as f:
+        f.truncate(1 << 30)
+    with open(dmesg_disk, "wb") as f:
+        f.truncate(8 << 20)
+    config = GuestConfig(kernel.vmlinuz, initrd, _cmdline(req, scenario), work / "console.log",
+                         disks=[dump_disk, dmesg_disk])
+    say(f"booting {kernel.release} under QEMU (TCG) for {req.scenario}, capture by kdump")
+    limit = BOOT_TIMEOUT + scenario.timeout_s + CAPTURE_TIMEOUT
+    with Guest(config) as guest:
+        guest.wait_for(lambda t: "KDX-LAB: capture done" in t, limit, _echo_markers(say))
+        guest.wait_exit(30)
+        console = guest.console()
+    if "KDX-LAB: capture done" not in console:
+        raise KdxError(_guest_failure(console, "the kdump capture did not finish", limit))
+    if "makedumpfile exit 0" not in console:
+        raise KdxError("makedumpfile failed in the capture kernel; see the console log: "
+                       + _last_lines(console))
+    out = work / "vmcore.out"
+    if req.format == "flattened":
+        length = flattened.stream_length(dump_disk)
+        with open(dump_disk, "rb") as src, open(out, "wb") as dst:
+            shutil.copyfileobj(_Limited(src, length), dst)
+    else:
+        say("reassembling the flattened stream")
+        flattened.reassemble(dump_disk, out)
+    dmesg = dmesg_disk.read_bytes().rstrip(b"\0").decode(errors="replace")
+    return console, dmesg
+
+
+class _Limited:
+    """A reader that stops after ``n`` bytes (for copyfileobj)."""
+
+    def __init__(self, f, n: int) -> None:  # noqa: ANN001
+        self.f, self.left = f, n
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.f.read(size)
+        self.left -= len(data)
+        return data
+
+
+def _run_qemu_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario,
+                      req: RunRequest, work: Path, say: Callable[[str], None]
+                      ) -> tuple[str, str]:
+    qmp_path = work / "qmp.sock"
+    config = GuestConfig(kernel.vmlinuz, initrd, _cmdline(req, scenario), work / "console.log",
+                         vmcoreinfo_device=req.vmcoreinfo, qmp_socket=qmp_path)
+    say(f"booting {kernel.release} under QEMU (TCG) for {req.scenario}, capture by QEMU")
+    limit = BOOT_TIMEOUT + scenario.timeout_s
+    with Guest(config) as guest:
+        qmp = Qmp(qmp_path)
+        if not guest.wait_for(lambda t: bool(_PANIC_DONE.search(t)), limit, _echo_markers(say)):
+            raise KdxError(_guest_failure(guest.console(), "the guest did not panic", limit))
+        time.sleep(2)  # let the panic path finish stopping the other CPUs
+        qmp.command("stop")
+        say(f"dumping guest memory as {req.format}")
+        qmp.command("dump-guest-memory", paging=False, protocol=f"file:{work / 'vmcore.out'}",
+                    format=QEMU_FORMATS[req.format])
+        qmp.close()
+        console = guest.console()
+    return console, ""
+
+
+def _last_lines(console: str, n: int = 3) -> str:
+    return " | ".join(line.strip() for line in console.strip().splitlines()[-n:])
+
+
+def _guest_failure(console: str, what: str, limit: float) -> str:
+    return f"{what} within {int(limit)} s; last console lines: {_last_lines(console)}"
+
+
+def _ground_truth(console: str, kernel: Kernel, scenario: scenarios.Scenario,
+                  req: RunRequest) -> dict:
+    """What really happened, read from the guest's console and the scenario's sources."""
+    after = console.split("KDX-TRIGGER", 1)[-1]
+    panic = re.search(scenario.panic_pattern, after)
+    task = _TASK_LINE.search(after[panic.start():] if panic else after)
+    line = scenarios.source_line(scenario, build.GUEST_DIR / "modules")
+    panic_line = ""
+    if panic:
+        start = after.rfind("\n", 0, panic.start()) + 1
+        end = after.find("\n", panic.end())
+        panic_line = re.sub(r"^\[\s*[\d.]+\]\s*", "", after[start:end if end > 0 else None])
+    return {
+        "schema": 1,
+        "scenario": scenario.name,
+        "category": scenario.category,
+        "panic_message": panic_line.strip(),
+        "function": scenario.function,
+        "module": scenario.module,
+        "source_file": scenario.source_file,
+        "source_line": line,
+        "pid": int(task.group(2)) if task else None,
+        "comm": task.group(3) if task else scenario.comm,
+        "cpu": int(task.group(1)) if task else None,
+        "release": kernel.release,
+        "capture": req.capture,
+        "format": req.format,
+        "dump_level": req.dump_level if req.capture == "kdump" else None,
+        "vmcoreinfo_note": req.vmcoreinfo,
+        "kdx_version": __version__,
+    }
+
+
+def _finish(out: Path, work: Path, kernel: Kernel, scenario: scenarios.Scenario,
+            modules: Path, req: RunRequest, console: str, dmesg: str, started: float) -> None:
+    """Move the dump and its companions into ``out`` and write ``truth.json`` last, so a
+    directory with a truth file is always complete."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "truth.json").unlink(missing_ok=True)
+    (work / "vmcore.out").replace(out / dump_name(req))
+    (out / "console.log").write_text(console)
+    if dmesg:
+        (out / "dmesg.txt").write_text(dmesg)
+    mod_out = out / "modules"
+    shutil.rmtree(mod_out, ignore_errors=True)
+    mod_out.mkdir()
+    for ko in modules.glob("*.ko"):
+        shutil.copy(ko, mod_out / ko.name)
+    for src in (build.GUEST_DIR / "modules").glob("*.c"):
+        shutil.copy(src, mod_out / src.name)
+    link = out / "vmlinux"
+    link.unlink(missing_ok=True)
+    link.symlink_to(kernel.vmlinux)
+    truth = _ground_truth(console, kernel, scenario, req)
+    truth.update(vmcore=str(out / dump_name(req)), vmlinux=str(kernel.vmlinux),
+                 modules_dir=str(mod_out), seconds=round(time.time() - started, 1))
+    (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")

@@ -1,0 +1,83 @@
+"""makedumpfile's flattened format: recognise it, measure it, and reassemble it.
+
+``makedumpfile -F`` (and QEMU's kdump output, and every dump sent over ssh by kdump) writes
+a stream instead of a seekable file: a 4 KiB header starting with ``makedumpfile``, then
+records of (offset, size) in big-endian 64-bit integers followed by ``size`` bytes that
+belong at ``offset`` of the real dump, ended by a record whose offset is -1. drgn refuses
+such files, so kdx rewrites each record at its offset to get the ordinary dump back.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+from kdx.errors import KdxError
+
+SIGNATURE = b"makedumpfile\0"
+HEADER_SIZE = 4096
+_RECORD = struct.Struct(">qq")
+_END_OFFSET = -1
+_COPY_CHUNK = 1 << 20
+
+
+def is_flattened(path: Path) -> bool:
+    """True when ``path`` starts with the flattened-format signature."""
+    with open(path, "rb") as f:
+        return f.read(len(SIGNATURE)) == SIGNATURE
+
+
+def _records(f: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:
+    """Yield (dump offset, size, stream offset of the data) for each record of ``f``."""
+    f.seek(HEADER_SIZE)
+    while True:
+        raw = f.read(_RECORD.size)
+        if len(raw) < _RECORD.size:
+            raise KdxError(f"{name} is a truncated flattened dump: it ends before its end marker")
+        offset, size = _RECORD.unpack(raw)
+        if offset == _END_OFFSET:
+            return
+        if offset < 0 or size < 0:
+            raise KdxError(f"{name} is a corrupt flattened dump: bad record at byte {f.tell()}")
+        start = f.tell()
+        yield offset, size, start
+        f.seek(start + size)
+
+
+def stream_length(path: Path) -> int:
+    """Length in bytes of the flattened stream, up to and including its end marker.
+
+    A stream written to a raw disk is followed by whatever the disk held before, so the lab
+    uses this to cut it to its real size.
+    """
+    with open(path, "rb") as f:
+        for _ in _records(f, str(path)):
+            pass
+        return f.tell()
+
+
+def reassemble(
+    src: Path, dst: Path, progress: Callable[[int, int], None] | None = None
+) -> None:
+    """Write the ordinary dump that the flattened stream ``src`` describes to ``dst``.
+
+    ``progress`` is called with (bytes done, bytes total) of the stream. The output is
+    written to a temporary name and renamed, so an interrupted run leaves no half dump.
+    """
+    total = src.stat().st_size
+    tmp = dst.with_name(dst.name + ".part")
+    with open(src, "rb") as f, open(tmp, "wb") as out:
+        for offset, size, start in _records(f, str(src)):
+            f.seek(start)
+            out.seek(offset)
+            left = size
+            while left:
+                chunk = f.read(min(left, _COPY_CHUNK))
+                if not chunk:
+                    raise KdxError(f"{src} is a truncated flattened dump: a record is cut short")
+                out.write(chunk)
+                left -= len(chunk)
+            if progress:
+                progress(start + size, total)
+    tmp.replace(dst)
