@@ -1,0 +1,120 @@
+"""Find the debug info that matches a dump: the vmlinux and the modules' ``.ko`` files.
+
+A vmlinux is accepted only when its build ID (or, lacking one, its release) matches the
+dump's VMCOREINFO, because a wrong vmlinux gives plausible nonsense rather than an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from kdx.errors import KdxError
+from kdx.target.elfinfo import ElfInfo, read_elf_info
+from kdx.target.formats import check_readable
+
+
+def lab_cache_dirs() -> list[Path]:
+    """Unpacked kernels of the lab cache, where ``kdx lab`` leaves debug info."""
+    from kdx.lab.cache import default_cache
+
+    return [default_cache() / "kernels"]
+
+
+def vmlinux_candidates(release: str, build_id: str | None, near: Path | None) -> Iterator[Path]:
+    """Places a distro, a developer or the lab puts the vmlinux of ``release``."""
+    if near is not None:
+        yield near / "vmlinux"
+        yield near / f"vmlinux-{release}"
+    if build_id:
+        yield Path("/usr/lib/debug/.build-id") / build_id[:2] / f"{build_id[2:]}.debug"
+    yield Path(f"/usr/lib/debug/boot/vmlinux-{release}")
+    yield Path(f"/usr/lib/debug/lib/modules/{release}/vmlinux")
+    yield Path(f"/boot/vmlinux-{release}")
+    yield Path(f"/lib/modules/{release}/build/vmlinux")
+    for base in lab_cache_dirs():
+        yield base / release / "usr/lib/debug/boot" / f"vmlinux-{release}"
+
+
+def debuginfod_vmlinux(build_id: str | None) -> Path | None:
+    """Ask debuginfod for the vmlinux when the user configured it (DEBUGINFOD_URLS)."""
+    if not build_id or not os.environ.get("DEBUGINFOD_URLS"):
+        return None
+    tool = shutil.which("debuginfod-find")
+    if tool is None:
+        return None
+    proc = subprocess.run([tool, "debuginfo", build_id], capture_output=True, text=True,
+                          timeout=600)
+    path = Path(proc.stdout.strip()) if proc.returncode == 0 else None
+    return path if path and path.is_file() else None
+
+
+def check_vmlinux(path: Path, release: str, build_id: str | None) -> ElfInfo:
+    """Accept ``path`` as the dump's vmlinux or explain in one sentence why not."""
+    check_readable(path, "vmlinux")
+    info = read_elf_info(path)
+    if build_id and info.build_id and info.build_id != build_id:
+        theirs = info.release or "an unknown release"
+        if info.release == release:
+            raise KdxError(f"{path} is a different build of {release} than the dump "
+                           f"(build ID {info.build_id[:12]}… vs {build_id[:12]}…)")
+        raise KdxError(f"{path} is for Linux {theirs} but the dump is from Linux {release}")
+    if info.release and info.release != release:
+        raise KdxError(f"{path} is for Linux {info.release} but the dump is from Linux {release}")
+    if not info.has_debug_info:
+        raise KdxError(f"{path} has no debug info (it is stripped): use the vmlinux from the "
+                       f"kernel's debug package, e.g. linux-image-{release}-dbg")
+    return info
+
+
+def find_vmlinux(release: str, build_id: str | None, near: Path | None) -> Path:
+    """The first matching vmlinux among the standard places, or a sentence naming them."""
+    looked: list[str] = []
+    for cand in vmlinux_candidates(release, build_id, near):
+        if cand.is_file():
+            try:
+                check_vmlinux(cand, release, build_id)
+                return cand
+            except KdxError:
+                looked.append(f"{cand} (does not match)")
+                continue
+        looked.append(str(cand))
+    found = debuginfod_vmlinux(build_id)
+    if found:
+        return found
+    raise KdxError(f"no vmlinux with debug info for {release} found: pass it after the "
+                   f"dump, or install linux-image-{release}-dbg (looked in "
+                   f"{', '.join(looked[:4])}, …)")
+
+
+def module_debug_files(paths: Sequence[Path]) -> list[Path]:
+    """The ``.ko`` / ``.ko.debug`` files named by the user, directories searched."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.name.endswith((".ko", ".ko.debug")))
+        else:
+            check_readable(p, "module")
+            out.append(p)
+    return out
+
+
+def module_search_dirs(release: str, near: Path | None) -> list[Path]:
+    """Directories searched for module debug info when the user names none."""
+    dirs = [Path(f"/usr/lib/debug/lib/modules/{release}"), Path(f"/lib/modules/{release}")]
+    dirs += [base / release / "usr/lib/debug/lib/modules" / release for base in lab_cache_dirs()]
+    if near is not None:
+        dirs.append(near / "modules")
+    return [d for d in dirs if d.is_dir()]
+
+
+def index_by_name(files: Iterable[Path]) -> dict[str, Path]:
+    """Map module names (``hello_crash``) to files, first found wins."""
+    out: dict[str, Path] = {}
+    for f in files:
+        name = f.name.split(".ko")[0].replace("-", "_")
+        out.setdefault(name, f)
+    return out

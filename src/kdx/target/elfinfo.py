@@ -1,0 +1,93 @@
+"""Just enough ELF reading to tell whether a vmlinux belongs to a dump.
+
+Matching a debug file to a dump must happen before drgn loads gigabytes of DWARF, and must
+name both releases when they differ, so we read the GNU build ID note, the presence of
+``.debug_info`` and the ``Linux version`` banner straight from the section table.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdx.errors import KdxError
+
+_NT_GNU_BUILD_ID = 3
+_SHT_NOTE = 7
+_SHT_NOBITS = 8
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    type: int
+    offset: int
+    size: int
+
+
+def _sections(path: Path) -> list[Section]:
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if not head.startswith(b"\x7fELF"):
+            raise KdxError(f"{path} is not an ELF file (a compressed vmlinuz? kdx needs the "
+                           "uncompressed vmlinux with debug info from the -dbg package)")
+        if head[4] != 2 or head[5] != 1:
+            raise KdxError(f"{path} is not a 64-bit little-endian ELF file")
+        shoff = struct.unpack_from("<Q", head, 0x28)[0]
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
+        f.seek(shoff)
+        table = f.read(shentsize * shnum)
+        if len(table) < shentsize * shnum or shnum == 0:
+            raise KdxError(f"{path} is a truncated ELF file (its section table is missing)")
+        raw = [struct.unpack_from("<IIQQQQ", table, i * shentsize) for i in range(shnum)]
+        str_off, str_size = raw[shstrndx][4], raw[shstrndx][5]
+        f.seek(str_off)
+        names = f.read(str_size)
+    out = []
+    for name_off, stype, _flags, _addr, offset, size in raw:
+        end = names.find(b"\0", name_off)
+        out.append(Section(names[name_off:end].decode(errors="replace"), stype, offset, size))
+    return out
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    """Identity of a kernel ELF file (vmlinux or .ko)."""
+
+    path: Path
+    build_id: str | None
+    has_debug_info: bool
+    release: str | None
+
+
+def read_elf_info(path: Path) -> ElfInfo:
+    sections = _sections(path)
+    build_id = None
+    release = None
+    with open(path, "rb") as f:
+        for sec in sections:
+            if sec.type == _SHT_NOTE and build_id is None:
+                f.seek(sec.offset)
+                build_id = _find_build_id(f.read(sec.size))
+        rodata = next((s for s in sections if s.name == ".rodata"), None)
+        if rodata and rodata.type != _SHT_NOBITS:
+            f.seek(rodata.offset)
+            found = re.search(rb"Linux version (\S+) \(", f.read(rodata.size))
+            release = found.group(1).decode(errors="replace") if found else None
+    has_debug = any(s.name in (".debug_info", ".zdebug_info") and s.type != _SHT_NOBITS
+                    for s in sections)
+    return ElfInfo(path, build_id, has_debug, release)
+
+
+def _find_build_id(notes: bytes) -> str | None:
+    pos = 0
+    while pos + 12 <= len(notes):
+        namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
+        name_start = pos + 12
+        desc_start = name_start + ((namesz + 3) & ~3)
+        if ntype == _NT_GNU_BUILD_ID and notes[name_start:name_start + namesz] == b"GNU\0":
+            return notes[desc_start:desc_start + descsz].hex()
+        pos = desc_start + ((descsz + 3) & ~3)
+    return None

@@ -1,0 +1,220 @@
+"""Open a target — a vmcore or the running kernel — as a ready drgn Program.
+
+This is the one place that turns user input into a working program: it recognises the
+file, repairs what drgn cannot read (flattened streams, QEMU dumps without VMCOREINFO),
+finds and checks the debug info, and explains every failure in one sentence. Debug info
+comes from a ``SymbolProvider`` so that a provider that needs no vmlinux (BTF and kallsyms
+read from the dump) can be added later without touching the callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol, Sequence
+
+import drgn
+
+from kdx.errors import KdxError
+from kdx.target import flattened, vmcoreinfo
+from kdx.target.debuginfo import (
+    check_vmlinux,
+    find_vmlinux,
+    index_by_name,
+    module_debug_files,
+    module_search_dirs,
+)
+from kdx.target.formats import DumpFile, identify
+
+Progress = Optional[Callable[[str], None]]
+
+
+@dataclass
+class Target:
+    """An opened target and what kdx learned while opening it."""
+
+    prog: drgn.Program
+    path: Path | None  # the dump as the user named it; None for the live kernel
+    dump: DumpFile | None  # what the file is; None for the live kernel
+    read_path: Path | None  # the file drgn reads (a reassembled copy for flattened dumps)
+    vmcoreinfo: dict[str, str]
+    vmlinux: Path | None
+    warnings: list[str] = field(default_factory=list)
+    missing_modules: list[str] = field(default_factory=list)
+
+    @property
+    def live(self) -> bool:
+        return self.path is None
+
+    @property
+    def release(self) -> str:
+        return self.vmcoreinfo.get("OSRELEASE", "")
+
+
+class SymbolProvider(Protocol):
+    """Loads symbols and types into a program whose memory is already set up."""
+
+    def load(self, target: Target) -> None: ...
+
+
+@dataclass
+class DwarfProvider:
+    """Debug info from DWARF: the vmlinux and the modules' .ko files."""
+
+    vmlinux: Path | None = None
+    module_paths: Sequence[Path] = ()
+    progress: Progress = None
+
+    def load(self, target: Target) -> None:
+        near = target.path.parent if target.path else None
+        build_id = target.vmcoreinfo.get("BUILD-ID")
+        if self.vmlinux is not None:
+            check_vmlinux(self.vmlinux, target.release, build_id)
+            vmlinux = self.vmlinux
+        else:
+            vmlinux = find_vmlinux(target.release, build_id, near)
+        target.vmlinux = vmlinux
+        if self.progress:
+            self.progress(f"loading debug info from {vmlinux}")
+        main = target.prog.main_module("kernel", create=True)
+        main.try_file(str(vmlinux), force=build_id is None)
+        if main.wants_debug_file():
+            raise KdxError(f"drgn could not use {vmlinux} as the dump's debug info")
+        self._load_modules(target, near)
+
+    def _load_modules(self, target: Target, near: Path | None) -> None:
+        prog = target.prog
+        named = index_by_name(module_debug_files(self.module_paths))
+        prog.debug_info_options.directories = tuple(
+            str(d) for d in _debug_roots(target.release)) + ("/usr/lib/debug",)
+        modules = [m for m, _ in prog.loaded_modules() if m.name != "kernel"]
+        for mod in modules:
+            path = named.get(mod.name)
+            if path is not None and mod.wants_debug_file():
+                mod.try_file(str(path))
+                if mod.wants_debug_file():
+                    target.warnings.append(
+                        f"{path} does not match the loaded module {mod.name} (build IDs differ)")
+        search = index_by_name(f for d in module_search_dirs(target.release, near)
+                               for f in module_debug_files([d]))
+        for mod in modules:
+            if mod.wants_debug_file() and mod.name in search:
+                mod.try_file(str(search[mod.name]))
+        wanted = [m for m in modules if m.wants_debug_file()]
+        if wanted:
+            prog.load_debug_info([], default=True)
+        target.missing_modules = sorted(m.name for m in modules if m.wants_debug_file())
+        if target.missing_modules:
+            target.warnings.append(
+                "no debug info for module(s) " + ", ".join(target.missing_modules)
+                + ": their functions show as symbol+offset without types or source lines; "
+                "name their .ko files or directories after the dump")
+
+
+def _debug_roots(release: str) -> list[Path]:
+    from kdx.target.debuginfo import lab_cache_dirs
+
+    return [b / release / "usr/lib/debug" for b in lab_cache_dirs()
+            if (b / release / "usr/lib/debug").is_dir()]
+
+
+def reassembled_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kdx" / "reassembled"
+
+
+def _reassemble(dump: DumpFile, progress: Progress) -> Path:
+    """Rewrite a flattened stream as an ordinary dump once, keyed by path, size and mtime."""
+    st = dump.path.stat()
+    key = hashlib.sha256(f"{dump.path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    out = reassembled_cache() / f"{key.hexdigest()[:20]}.vmcore"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(f"reassembling the flattened dump {dump.path} into {out}")
+    flattened.reassemble(dump.path, out)
+    return out
+
+
+_PLATFORMS = {
+    "x86_64": drgn.Platform(drgn.Architecture.X86_64,
+                            drgn.PlatformFlags.IS_64_BIT | drgn.PlatformFlags.IS_LITTLE_ENDIAN),
+}
+
+
+def _try_core(path: Path, platform: drgn.Platform | None = None,
+              vmcoreinfo_data: bytes | None = None) -> tuple[drgn.Program | None, str]:
+    prog = drgn.Program(platform, vmcoreinfo=vmcoreinfo_data)
+    try:
+        prog.set_core_dump(str(path))
+        return prog, ""
+    except Exception as err:  # drgn reports libkdumpfile failures as plain Exception
+        return None, str(err)
+
+
+def _set_core(path: Path, dump: DumpFile, progress: Progress) -> drgn.Program:
+    """A program reading ``path``, working around what drgn cannot do alone: QEMU's kdump
+    files name no architecture (libkdumpfile then refuses them), and QEMU dumps of guests
+    without the vmcoreinfo device lack VMCOREINFO (recovered from guest memory)."""
+    platform = None
+    prog, message = _try_core(path)
+    if prog is None and "ARCH_NAME" in message and dump.machine in _PLATFORMS:
+        platform = _PLATFORMS[dump.machine]
+        prog, message = _try_core(path, platform)
+    if prog is not None:
+        return prog
+    lowered = message.lower()
+    if "vmcoreinfo" not in lowered and "qemu" not in lowered:
+        raise KdxError(f"cannot read {path} as a {dump.description} dump: {message}")
+    if progress:
+        progress("the dump has no VMCOREINFO note; searching guest memory for it")
+    prog, message = _try_core(path, platform, vmcoreinfo.recover(path, dump))
+    if prog is None:
+        raise KdxError(f"cannot read {path} even with recovered VMCOREINFO: {message}")
+    return prog
+
+
+def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
+              *, progress: Progress = None, provider: SymbolProvider | None = None) -> Target:
+    """Open the vmcore ``core`` with its debug info; KdxError explains any failure."""
+    logging.getLogger("drgn").setLevel(logging.ERROR)
+    dump = identify(core)
+    read_path = core
+    if dump.kind == "flattened":
+        read_path = _reassemble(dump, progress)
+        inner = identify(read_path)
+        dump = DumpFile(core, inner.kind, inner.compression, inner.dump_level,
+                        inner.incomplete, inner.machine)
+    prog = _set_core(read_path, dump, progress)
+    info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core))
+    target = Target(prog, core, dump, read_path, info, None)
+    (provider or DwarfProvider(vmlinux, module_paths, progress)).load(target)
+    return target
+
+
+def _vmcoreinfo_text(prog: drgn.Program, core: Path) -> str:
+    try:
+        return prog["VMCOREINFO"].string_().decode(errors="replace")
+    except (KeyError, LookupError, drgn.FaultError) as err:
+        raise KdxError(f"{core} has no readable VMCOREINFO: {err}") from err
+
+
+def open_live(vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
+              *, progress: Progress = None) -> Target:
+    """Open the running kernel through /proc/kcore (needs root)."""
+    logging.getLogger("drgn").setLevel(logging.ERROR)
+    prog = drgn.Program()
+    try:
+        prog.set_kernel()
+    except PermissionError as err:
+        raise KdxError("reading the running kernel needs root (/proc/kcore)") from err
+    except OSError as err:
+        raise KdxError(f"cannot open the running kernel: {err}") from err
+    info = vmcoreinfo.parse(_vmcoreinfo_text(prog, Path("/proc/kcore")))
+    target = Target(prog, None, None, None, info, None)
+    DwarfProvider(vmlinux, module_paths, progress).load(target)
+    return target
