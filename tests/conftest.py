@@ -1,0 +1,112 @@
+"""Shared fixtures: real vmcores from ``kdx lab`` (built once, cached) and the crash oracle.
+
+Every dump a test reads is a real one: a Debian cloud kernel crashed under QEMU and
+captured by kdump or QEMU. The lab caches finished dumps, so only the first run pays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from kdx.lab.cache import default_cache
+from kdx.lab.run import RunRequest, dump_name, run
+
+
+@dataclass(frozen=True)
+class LabDump:
+    """A finished lab run: the dump, its debug info and what really happened."""
+
+    dir: Path
+    truth: dict
+
+    @property
+    def vmcore(self) -> Path:
+        return Path(self.truth["vmcore"])
+
+    @property
+    def vmlinux(self) -> Path:
+        return Path(self.truth["vmlinux"])
+
+    @property
+    def modules(self) -> Path:
+        return Path(self.truth["modules_dir"])
+
+
+def _progress(msg: str) -> None:
+    print(f"[lab] {msg}", file=sys.stderr, flush=True)
+
+
+_made: dict[RunRequest, LabDump] = {}
+
+
+def make_dump(scenario: str, capture: str = "kdump", fmt: str = "kdump-zlib",
+              kernel: str | None = None, vmcoreinfo: bool = True) -> LabDump:
+    """Build (or reuse from the lab cache) the dump of one scenario."""
+    req = RunRequest(scenario=scenario, kernel=kernel, capture=capture, format=fmt,
+                     vmcoreinfo=vmcoreinfo)
+    if req not in _made:
+        out = run(default_cache(), req, _progress)
+        truth = json.loads((out / "truth.json").read_text())
+        truth.setdefault("vmcore", str(out / dump_name(req)))
+        _made[req] = LabDump(out, truth)
+    return _made[req]
+
+
+@pytest.fixture(scope="session")
+def lab() -> Callable[..., LabDump]:
+    """``lab("null-deref-module", capture=..., fmt=...)`` returns a cached real dump."""
+    return make_dump
+
+
+@pytest.fixture(scope="session")
+def null_deref() -> LabDump:
+    return make_dump("null-deref-module")
+
+
+@pytest.fixture(scope="session")
+def sysrq() -> LabDump:
+    return make_dump("sysrq")
+
+
+def run_kdx(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the kdx command line as a user would, capturing its output."""
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    proc = subprocess.run([sys.executable, "-m", "kdx", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kdx {args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def kdx() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_kdx
+
+
+def crash_output(dump: LabDump, commands: list[str]) -> str:
+    """crash 8.0.6's output for ``commands`` on ``dump``, cached beside the dump because
+    crash takes several seconds to start."""
+    from kdx.lab.oracle import run_crash
+
+    key = hashlib.sha256("\n".join(commands).encode()).hexdigest()[:12]
+    cached = dump.dir / f"crash-{key}.out"
+    if cached.exists():
+        return cached.read_text()
+    text = run_crash(default_cache(), dump.vmlinux, dump.vmcore, commands)
+    cached.write_text(text)
+    return text
+
+
+@pytest.fixture(scope="session")
+def crash() -> Callable[[LabDump, list[str]], str]:
+    """The oracle: ``crash(dump, ["sys"])`` is crash 8.0.6's output on that dump."""
+    return crash_output
