@@ -66,6 +66,18 @@ def _install(src: Path, stage: Path, dest: str | None = None) -> None:
     shutil.copy2(src, target, follow_symlinks=True)
 
 
+def _install_module(src: Path, dest: Path) -> None:
+    """Copy a module, decompressing ``.ko.xz``/``.ko.zst`` (trixie ships them compressed)
+    so busybox's insmod, which may lack the decompressors, can load it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tool = {".xz": ["xz", "-dc"], ".zst": ["zstd", "-dcq"], ".gz": ["gzip", "-dc"]}.get(src.suffix)
+    if tool is None:
+        shutil.copy2(src, dest)
+        return
+    with open(dest.with_suffix(""), "wb") as out:
+        subprocess.run([*tool, str(src)], stdout=out, check=True)
+
+
 def stage_base(stage: Path, kernel: Kernel, modules: Sequence[str],
                binaries: Sequence[Path], libs: LibResolver, tools_root: Path) -> None:
     """Busybox, /init, kernel modules with their index, and ``binaries`` with libraries.
@@ -89,7 +101,7 @@ def stage_base(stage: Path, kernel: Kernel, modules: Sequence[str],
             _install(tools_root / str(lib).lstrip("/"), stage, str(lib).lstrip("/"))
     moddir = f"lib/modules/{kernel.release}"
     for rel in module_closure(kernel, modules):
-        _install(kernel.modules_dir / rel, stage, f"{moddir}/{rel}")
+        _install_module(kernel.modules_dir / rel, stage / moddir / rel)
     for meta in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
         if (kernel.modules_dir / meta).exists():
             _install(kernel.modules_dir / meta, stage, f"{moddir}/{meta}")

@@ -21,7 +21,7 @@ Progress = Optional[Callable[[str], None]]
 #: apt source that makes trixie's kernels fetchable from a bookworm host without upgrading it.
 TRIXIE_SOURCE = Path("/etc/apt/sources.list.d/kdx-lab-trixie.list")
 TRIXIE_PIN = Path("/etc/apt/preferences.d/kdx-lab-trixie")
-_RELEASE = re.compile(r"^\d+\.\d+\.\d+-\d+-cloud-amd64$")
+_RELEASE = re.compile(r"^\d+\.\d+\.\d+[-+][\w.+-]*-cloud-amd64$")
 
 
 @dataclass(frozen=True)
@@ -118,16 +118,17 @@ def resolve_release(spec: str | None, progress: Progress = None) -> str:
 
 
 def _packages(release: str) -> list[str]:
-    """The Debian packages that hold the image, debug info and headers of ``release``."""
-    series = ".".join(release.split(".")[:2])
-    abi = release.rsplit("-cloud-amd64", 1)[0]
-    return [
-        f"linux-image-{release}",
-        f"linux-image-{release}-dbg",
-        f"linux-headers-{release}",
-        f"linux-headers-{abi}-common",
-        f"linux-kbuild-{series}",
-    ]
+    """The Debian packages that hold the image, debug info and headers of ``release``.
+
+    The common headers and kbuild package names differ between suites (``linux-kbuild-6.1``
+    but ``linux-kbuild-6.12.117+deb13``), so they are read from the headers' dependencies.
+    """
+    headers = f"linux-headers-{release}"
+    out = _run(["apt-cache", "depends", headers], f"look up the dependencies of {headers}")
+    extra = re.findall(r"Depends: (linux-(?:kbuild-\S+|headers-\S+-common))$", out, re.M)
+    if len(extra) < 2:
+        raise KdxError(f"apt does not know {headers}: run 'apt-get update' first")
+    return [f"linux-image-{release}", f"linux-image-{release}-dbg", headers, *extra]
 
 
 def fetch_kernel(cache: Path, spec: str | None = None, progress: Progress = None) -> Kernel:
@@ -136,7 +137,7 @@ def fetch_kernel(cache: Path, spec: str | None = None, progress: Progress = None
     kernel = Kernel(release, cache / "kernels" / release)
     if (kernel.root / ".complete").exists():
         return kernel
-    if release.startswith("6.12") or not release.startswith("6.1."):
+    if not release.startswith("6.1."):
         enable_trixie_source(progress)
     debs = cache / "debs"
     debs.mkdir(parents=True, exist_ok=True)
@@ -155,6 +156,8 @@ def fetch_kernel(cache: Path, spec: str | None = None, progress: Progress = None
         deb = sorted(debs.glob(f"{pkg}_*.deb"))[-1]
         _run(["dpkg-deb", "-x", str(deb), str(tmp)], f"unpack {deb.name}")
     _point_headers_at(tmp, release)
+    if (tmp / "usr/lib/modules").is_dir() and not (tmp / "lib").exists():
+        (tmp / "lib").symlink_to("usr/lib")  # merged /usr (trixie): depmod wants /lib
     _run(["depmod", "-b", str(tmp), release], "index the kernel's modules")
     shutil.rmtree(kernel.root, ignore_errors=True)
     tmp.rename(kernel.root)
