@@ -26,9 +26,10 @@ from kdx.target import flattened
 
 Progress = Optional[Callable[[str], None]]
 
-#: makedumpfile flag for each dump format kdump can write (all through ``-F``).
+#: makedumpfile flag for each dump format kdump can write (all through ``-F``). Snappy
+#: (-p) is missing because neither bookworm's nor trixie's makedumpfile is built with it.
 KDUMP_FORMATS = {
-    "kdump-zlib": "-c", "kdump-lzo": "-l", "kdump-snappy": "-p", "kdump-zstd": "-z",
+    "kdump-zlib": "-c", "kdump-lzo": "-l", "kdump-zstd": "-z",
     "kdump-raw": "", "elf": "-E", "flattened": "-c",
 }
 #: QMP dump-guest-memory format for each format a QEMU capture can write.
@@ -110,10 +111,11 @@ def _work_dir(cache: Path) -> Path:
     return path
 
 
-def _tools_root(cache: Path, kernel: Kernel) -> Path:
+def _tools_root(cache: Path, kernel: Kernel, fmt: str) -> Path:
     """Where the capture kernel's makedumpfile comes from: the host's for 6.1, trixie's
-    (1.7.6) for newer kernels, which bookworm's 1.7.2 filters wrongly."""
-    if kernel.series == "6.1":
+    (1.7.6) for newer kernels, which bookworm's 1.7.2 filters wrongly, and for zstd,
+    which 1.7.2 lacks."""
+    if kernel.series == "6.1" and fmt != "kdump-zstd":
         return Path("/")
     from kdx.lab.trixie import ensure_trixie_root
 
@@ -133,8 +135,8 @@ def _libs_in(root: Path) -> initramfs.LibResolver:
     return resolve
 
 
-def _capture_initrd(cache: Path, kernel: Kernel, work: Path) -> Path:
-    root = _tools_root(cache, kernel)
+def _capture_initrd(cache: Path, kernel: Kernel, fmt: str, work: Path) -> Path:
+    root = _tools_root(cache, kernel, fmt)
     stage = work / "capture-stage"
     initramfs.stage_base(stage, kernel, initramfs.CAPTURE_MODULES,
                          [Path("/usr/bin/makedumpfile")], _libs_in(root), root)
@@ -160,7 +162,8 @@ def _first_initrd(cache: Path, kernel: Kernel, scenario: scenarios.Scenario, mod
     (lab / "trigger.sh").write_text(scenario.trigger + "\n")
     if req.capture == "kdump":
         shutil.copy(kernel.vmlinuz, lab / "capture" / "vmlinuz")
-        shutil.copy(_capture_initrd(cache, kernel, work), lab / "capture" / "initrd.img")
+        capture_img = _capture_initrd(cache, kernel, req.format, work)
+        shutil.copy(capture_img, lab / "capture" / "initrd.img")
     out = work / "initrd.img"
     initramfs.write_cpio(stage, out)
     return out
