@@ -8,6 +8,7 @@ dispatcher this thin lets each command own its options, as crash's commands do.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -55,3 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # the last line of defence: never a traceback for users
+        if os.environ.get("KDX_DEBUG"):
+            raise
+        print(f"kdx: error: unexpected {type(err).__name__}: {err} "
+              "(set KDX_DEBUG=1 to see where)", file=sys.stderr)
+        return 70
