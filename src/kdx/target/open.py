@@ -172,6 +172,7 @@ def _set_core(path: Path, dump: DumpFile, progress: Progress) -> drgn.Program:
         raise KdxError(f"cannot read {path} as a {dump.description} dump: {message}")
     if progress:
         progress("the dump has no VMCOREINFO note; searching guest memory for it")
+    platform = platform or _PLATFORMS.get(dump.machine or "")
     prog, message = _try_core(path, platform, vmcoreinfo.recover(path, dump))
     if prog is None:
         raise KdxError(f"cannot read {path} even with recovered VMCOREINFO: {message}")

@@ -2,13 +2,15 @@
 
 QEMU writes the note only when the guest exposed it through the vmcoreinfo device; without
 it drgn refuses the dump. The kernel keeps the same text in a page of its own memory
-(``vmcoreinfo_data``), so for an ELF dump we find it in the file and hand it to drgn.
+(``vmcoreinfo_data``), so we find it in the saved pages and hand it to drgn.
 """
 
 from __future__ import annotations
 
 import mmap
 import re
+import struct
+import zlib
 from pathlib import Path
 
 from kdx.errors import KdxError
@@ -28,20 +30,64 @@ def parse(text: str) -> dict[str, str]:
 
 
 def recover(path: Path, dump: DumpFile) -> bytes:
-    """Find the kernel's VMCOREINFO text in the memory of an uncompressed (ELF) dump."""
-    if dump.kind != "elf":
-        raise KdxError(f"{dump.path} has no VMCOREINFO note and is compressed, so kdx cannot "
-                       "search its memory; capture ELF dumps from QEMU, or start QEMU with "
-                       "'-device vmcoreinfo' and load qemu_fw_cfg in the guest")
+    """Find the kernel's VMCOREINFO text in the memory saved in ``path``."""
+    found = _scan_elf(path) if dump.kind == "elf" else _scan_kdump(path, dump)
+    if found is None:
+        raise KdxError(f"{dump.path} has no VMCOREINFO note and none was found in its memory")
+    return found
+
+
+def _match(data: bytes | mmap.mmap, start: int = 0) -> bytes | None:
+    """The VMCOREINFO text starting at an ``OSRELEASE=`` in ``data``, if one is there."""
+    pos = data.find(b"OSRELEASE=", start)
+    while pos != -1:
+        end = data.find(b"\0", pos, pos + 8192)
+        text = bytes(data[pos:end if end != -1 else pos + 8192])
+        if all(k.encode() in text for k in _REQUIRED) and b"KERNELOFFSET=" in text:
+            return text
+        pos = data.find(b"OSRELEASE=", pos + 1)
+    return None
+
+
+def _scan_elf(path: Path) -> bytes | None:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mem:
-        pos = mem.find(b"OSRELEASE=")
-        while pos != -1:
-            end = mem.find(b"\0", pos, pos + 8192)
-            text = mem[pos:end if end != -1 else pos + 8192]
-            if all(k.encode() in text for k in _REQUIRED) and b"KERNELOFFSET=" in text:
-                return bytes(text)
-            pos = mem.find(b"OSRELEASE=", pos + 1)
-    raise KdxError(f"{dump.path} has no VMCOREINFO note and none was found in its memory")
+        return _match(mem)
+
+
+_PAGE_DESC = struct.Struct("<qIIQ")  # offset, size, flags, page_flags
+
+
+def _scan_kdump(path: Path, dump: DumpFile) -> bytes | None:
+    """Decompress each saved page of a kdump-compressed file and look for the text.
+
+    The kernel keeps VMCOREINFO in one page of its own, so no match spans two pages. Only
+    zlib (what QEMU writes) and uncompressed pages can be read without extra libraries.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        off = (12 + 6 * 65 + 7) & ~7
+        _status, block, sub_blocks, bitmap_blocks = struct.unpack_from("<IiiI", head, off + 16)
+        f.seek((1 + sub_blocks) * block)
+        bitmap = f.read(bitmap_blocks * block)
+        pages = sum(bin(b).count("1") for b in bitmap[len(bitmap) // 2:])
+        f.seek((1 + sub_blocks + bitmap_blocks) * block)
+        descs = f.read(pages * _PAGE_DESC.size)
+        for i in range(len(descs) // _PAGE_DESC.size):
+            offset, size, flags, _ = _PAGE_DESC.unpack_from(descs, i * _PAGE_DESC.size)
+            f.seek(offset)
+            raw = f.read(size)
+            if flags & ~1:
+                raise KdxError(f"{dump.path} has no VMCOREINFO note and its pages are "
+                               f"{dump.compression}-compressed, which kdx cannot search; "
+                               "capture with '-device vmcoreinfo' and qemu_fw_cfg loaded")
+            try:
+                page = zlib.decompress(raw) if flags & 1 else raw
+            except zlib.error:
+                continue
+            found = _match(page)
+            if found:
+                return found
+    return None
 
 
 def release_of(text: str) -> str | None:
