@@ -51,6 +51,7 @@ PACKAGES: tuple[str, ...] = (
     "bc",
     "kmod",
     "binutils",
+    "pahole",  # BTF for modules built against 6.12 headers (CONFIG_DEBUG_INFO_BTF_MODULES)
     "file",
     "ca-certificates",
 )

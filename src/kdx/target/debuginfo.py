@@ -102,13 +102,10 @@ def module_debug_files(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def module_search_dirs(release: str, near: Path | None) -> list[Path]:
-    """Directories searched for module debug info when the user names none."""
-    dirs = [Path(f"/usr/lib/debug/lib/modules/{release}"), Path(f"/lib/modules/{release}")]
-    dirs += [base / release / "usr/lib/debug/lib/modules" / release for base in lab_cache_dirs()]
-    if near is not None:
-        dirs.append(near / "modules")
-    return [d for d in dirs if d.is_dir()]
+def module_search_dirs(near: Path | None) -> list[Path]:
+    """A ``modules/`` directory beside the dump (where the lab and many support bundles
+    put the ``.ko`` files); the distro paths are searched by drgn's standard finder."""
+    return [near / "modules"] if near is not None and (near / "modules").is_dir() else []
 
 
 def index_by_name(files: Iterable[Path]) -> dict[str, Path]:

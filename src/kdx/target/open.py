@@ -9,9 +9,11 @@ read from the dump) can be added later without touching the callers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
@@ -98,14 +100,15 @@ class DwarfProvider:
                 if mod.wants_debug_file():
                     target.warnings.append(
                         f"{path} does not match the loaded module {mod.name} (build IDs differ)")
-        search = index_by_name(f for d in module_search_dirs(target.release, near)
-                               for f in module_debug_files([d]))
+        beside = index_by_name(module_debug_files(module_search_dirs(near)))
         for mod in modules:
-            if mod.wants_debug_file() and mod.name in search:
-                mod.try_file(str(search[mod.name]))
-        wanted = [m for m in modules if m.wants_debug_file()]
-        if wanted:
-            prog.load_debug_info([], default=True)
+            if mod.wants_debug_file() and mod.name in beside:
+                mod.try_file(str(beside[mod.name]))
+        if any(m.wants_debug_file() for m in modules):
+            # drgn's standard finder: /usr/lib/debug and the lab cache, by name and build ID.
+            # A module still missing is reported below, by name, not as drgn's error.
+            with contextlib.suppress(drgn.MissingDebugInfoError):
+                prog.load_debug_info([], default=True)
         target.missing_modules = sorted(m.name for m in modules if m.wants_debug_file())
         if target.missing_modules:
             target.warnings.append(
@@ -179,6 +182,65 @@ def _set_core(path: Path, dump: DumpFile, progress: Progress) -> drgn.Program:
     return prog
 
 
+def _elf_data_end(f) -> int:  # noqa: ANN001 (a binary file)
+    """Where the last segment of an ELF core ends, by its program headers."""
+    head = f.read(64)
+    if len(head) < 64:
+        return 64
+    phoff, shoff = struct.unpack_from("<QQ", head, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+    if phnum == 0xFFFF:  # PN_XNUM: the real count is in section header 0's sh_info
+        f.seek(shoff + 44)
+        phnum = struct.unpack("<I", f.read(4).ljust(4, b"\0"))[0]
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    if len(table) < phentsize * phnum:
+        return phoff + phentsize * phnum
+    ends = (offset + filesz for offset, filesz in (
+        struct.unpack_from("<8xQ16xQ", table, i * phentsize) for i in range(phnum)))
+    return max(ends, default=phoff + phentsize * phnum)
+
+
+def _kdump_data_end(f) -> int:  # noqa: ANN001 (a binary file)
+    """Where the last page of a kdump-compressed file ends: its page descriptors follow
+    the header, sub-header and bitmaps, one per page set in the second bitmap."""
+    f.seek(424)
+    block_size, sub_hdr_size, bitmap_blocks = struct.unpack("<xxxxiiI", f.read(16))
+    bitmap_off = (1 + sub_hdr_size) * block_size
+    half = bitmap_blocks * block_size // 2
+    f.seek(bitmap_off + half)
+    second = f.read(half)
+    if len(second) < half:
+        return bitmap_off + 2 * half
+    pages = bin(int.from_bytes(second, "little")).count("1")
+    descs = bitmap_off + 2 * half
+    if pages == 0:
+        return descs
+    f.seek(descs + (pages - 1) * 24)
+    last = f.read(12)
+    if len(last) < 12:
+        return descs + pages * 24
+    offset, size = struct.unpack("<qi", last)
+    return max(descs + pages * 24, offset + size)
+
+
+def _check_complete(dump: DumpFile, path: Path) -> None:
+    """Refuse a dump cut short by an interrupted copy: libraries open one happily and then
+    fail on every read. A dump the capture itself marked incomplete (out of disk space) is
+    still opened, as crash does, since what it holds is readable."""
+    if dump.incomplete or dump.kind not in ("elf", "kdump"):
+        return
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        try:
+            expected = _elf_data_end(f) if dump.kind == "elf" else _kdump_data_end(f)
+        except (struct.error, OverflowError, ValueError):
+            raise KdxError(f"{dump.path} has damaged {dump.description} headers") from None
+    if expected > size:
+        raise KdxError(f"{dump.path} is truncated: it has {size:,} bytes but its headers "
+                       f"describe {expected:,} (an interrupted copy or capture?)")
+
+
 def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
               *, progress: Progress = None, provider: SymbolProvider | None = None) -> Target:
     """Open the vmcore ``core`` with its debug info; KdxError explains any failure."""
@@ -190,6 +252,7 @@ def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Pa
         inner = identify(read_path)
         dump = DumpFile(core, inner.kind, inner.compression, inner.dump_level,
                         inner.incomplete, inner.machine)
+    _check_complete(dump, read_path)
     prog = _set_core(read_path, dump, progress)
     info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core))
     target = Target(prog, core, dump, read_path, info, None)
