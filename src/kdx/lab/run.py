@@ -96,13 +96,37 @@ def run(cache: Path, req: RunRequest, progress: Progress = None) -> Path:
         work = Path(tmp)
         initrd = _first_initrd(cache, kernel, scenario, modules, programs, req, work)
         started = time.time()
-        if req.capture == "kdump":
-            console, dmesg = _run_kdump(kernel, initrd, scenario, req, work, say)
-        else:
-            console, dmesg = _run_qemu_capture(kernel, initrd, scenario, req, work, say)
+        console, dmesg = _boot_and_capture(kernel, initrd, scenario, req, work, say)
         _finish(out, work, kernel, scenario, modules, req, console, dmesg, started)
     say(f"dump ready in {out}")
     return out
+
+
+#: Boots allowed per dump: TCG occasionally oopses a guest during start-up (seen with
+#: 6.12 in code patching), before the scenario ran; such a dump is useless, so boot again.
+ATTEMPTS = 2
+
+
+def _boot_and_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario,
+                      req: RunRequest, work: Path, say: Callable[[str], None]
+                      ) -> tuple[str, str]:
+    capture = _run_kdump if req.capture == "kdump" else _run_qemu_capture
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            console, dmesg = capture(kernel, initrd, scenario, req, work, say)
+        except KdxError:
+            log = work / "console.log"
+            if attempt == ATTEMPTS or "KDX-TRIGGER" in log.read_text(errors="replace"):
+                raise
+            say("the guest failed before the scenario started; booting again")
+            continue
+        if "KDX-TRIGGER" in console:
+            return console, dmesg
+        if attempt == ATTEMPTS:
+            raise KdxError("the guest crashed before the scenario started, twice; see "
+                           "the console: " + _last_lines(console))
+        say("the guest crashed before the scenario started; booting again")
+    raise AssertionError("unreachable")
 
 
 def _work_dir(cache: Path) -> Path:
