@@ -24,6 +24,9 @@ CAPTURE_MODULES = ("virtio_pci", "virtio_blk")
 #: Real modules of the kernel package the first kernel loads to look lived in.
 LIVED_IN_MODULES = ("qemu_fw_cfg", "dummy", "loop", "virtio_pci", "virtio_blk")
 
+#: Debian package of each guest tool, for the message when one is missing.
+TOOL_PACKAGES = {"kexec": "kexec-tools", "makedumpfile": "makedumpfile"}
+
 LibResolver = Callable[[Path], list[Path]]
 
 
@@ -96,6 +99,9 @@ def stage_base(stage: Path, kernel: Kernel, modules: Sequence[str],
     init.chmod(0o755)
     for binary in binaries:
         host_path = tools_root / str(binary).lstrip("/")
+        if not host_path.exists():
+            package = TOOL_PACKAGES.get(binary.name, binary.name)
+            raise MissingToolError(f"{binary} is not installed: run 'apt-get install {package}'")
         _install(host_path, stage, f"usr/sbin/{binary.name}")
         for lib in libs(binary):
             _install(tools_root / str(lib).lstrip("/"), stage, str(lib).lstrip("/"))
