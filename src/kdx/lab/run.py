@@ -284,11 +284,18 @@ def _guest_failure(console: str, what: str, limit: float) -> str:
     return f"{what} within {int(limit)} s; last console lines: {_last_lines(console)}"
 
 
-def _ground_truth(console: str, kernel: Kernel, scenario: scenarios.Scenario,
+def _ground_truth(console: str, dmesg: str, kernel: Kernel, scenario: scenarios.Scenario,
                   req: RunRequest) -> dict:
-    """What really happened, read from the guest's console and the scenario's sources."""
+    """What really happened, read from the guest's console and the scenario's sources.
+
+    Some deaths (a double fault on stack overflow) kexec before the console prints the
+    oops; then the kernel log that the capture kernel saved (``dmesg``) has it.
+    """
     after = console.split("KDX-TRIGGER", 1)[-1]
     panic = re.search(scenario.panic_pattern, after)
+    if panic is None and dmesg:
+        after = dmesg
+        panic = re.search(scenario.panic_pattern, after)
     task = _TASK_LINE.search(after[panic.start():] if panic else after)
     line = scenarios.source_line(scenario, build.GUEST_DIR / "modules")
     panic_line = ""
@@ -337,7 +344,7 @@ def _finish(out: Path, work: Path, kernel: Kernel, scenario: scenarios.Scenario,
     link = out / "vmlinux"
     link.unlink(missing_ok=True)
     link.symlink_to(kernel.vmlinux)
-    truth = _ground_truth(console, kernel, scenario, req)
+    truth = _ground_truth(console, dmesg, kernel, scenario, req)
     truth.update(vmcore=str(out / dump_name(req)), vmlinux=str(kernel.vmlinux),
                  modules_dir=str(mod_out), seconds=round(time.time() - started, 1))
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
