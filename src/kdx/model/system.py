@@ -1,0 +1,467 @@
+"""The system summary of a dump — what crash prints at start-up and for ``sys`` — as data.
+
+``SystemInfo`` holds plain values only, so the same record feeds the crash-style text
+renderer, ``--json`` and, later, a database. ``system_info`` computes every field by the
+rule crash 8.0.6 uses (kernel.c display_sys_stats, task.c show_context), because users
+compare the two side by side; where crash's rule gives a wrong answer kdx gives the right
+one, and docs/crash-differences.md lists each such place.
+
+Text read from the dump (names, versions, the panic line) is cleaned of terminal control
+sequences here, once, so no renderer can forget to.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
+
+import drgn
+from drgn.helpers.linux.cpumask import (
+    for_each_possible_cpu,
+    for_each_present_cpu,
+    num_online_cpus,
+    num_present_cpus,
+)
+from drgn.helpers.linux.kconfig import get_kconfig
+from drgn.helpers.linux.mmzone import for_each_online_pgdat
+from drgn.helpers.linux.panic import panic_task, tainted
+from drgn.helpers.linux.pid import for_each_task
+from drgn.helpers.linux.printk import get_dmesg
+from drgn.helpers.linux.sched import idle_task, loadavg, task_cpu, task_on_cpu, task_thread_info
+from drgn.helpers.linux.timekeeping import (
+    ktime_get_coarse_ns,
+    ktime_get_real_seconds,
+    uptime,
+)
+
+from kdx.target.open import Target
+from kdx.textsafe import clean_bytes
+
+T = TypeVar("T")
+
+#: What reading a damaged or filtered dump can raise; each costs one field, not the run.
+_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, AttributeError,
+                ValueError, OverflowError)
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    """One machine at the moment it crashed, field for field as crash's banner shows it."""
+
+    kernel: str | None  # the vmlinux as the user named it, or as kdx found it
+    dumpfile: str  # the dump as the user named it; /proc/kcore for the live kernel
+    dump_kind: str  # "elf", "kdump" or "live": decides how crash flags the file
+    dump_format: str  # human description, e.g. "kdump-compressed (zlib)"
+    partial: bool  # filtered by makedumpfile (dump level > 0): crash's [PARTIAL DUMP]
+    incomplete: bool  # marked incomplete by the capture (it ran out of space)
+    tainted: bool
+    taint_mask: int
+    taint_flags: str  # the kernel's letters with its padding collapsed, e.g. "G OE"
+    livepatch: bool
+    livepatch_transition: bool
+    cpus: int  # present CPUs
+    cpus_offline: int  # present but not online (stopped CPUs leave the online mask)
+    date: str  # crash time, ISO 8601 in UTC
+    date_epoch: int
+    uptime_seconds: float | None  # jiffies / hz; the boot-time clock if hz is None
+    hz: int | None
+    load_average: list[float]  # exact: the kernel keeps them in 1/2048 units
+    tasks: int  # every PID's task (threads too) plus one idle task per CPU
+    nodename: str
+    release: str
+    version: str
+    machine: str
+    mhz: int | None
+    memory_bytes: int  # present memory of all online nodes, not rounded
+    panic: str | None  # the log line crash picks; "" if none; None for a live kernel
+    pid: int | None
+    command: str | None
+    task: int | None
+    thread_info: int | None
+    same_pid_tasks: int  # tasks sharing the PID (the idle tasks for PID 0)
+    cpu: int | None
+    state: str | None  # e.g. "TASK_RUNNING (PANIC)"
+    panic_task_found: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def system_info(target: Target) -> SystemInfo:
+    """Compute the summary of ``target``; fields that cannot be read become warnings."""
+    prog = target.prog
+    warnings: list[str] = []
+
+    def get(what: str, fn: Callable[[], T], default: T) -> T:
+        try:
+            return fn()
+        except _READ_ERRORS as err:
+            warnings.append(f"cannot read the {what}: {err}")
+            return default
+
+    taint_mask = get("taint mask", lambda: prog["tainted_mask"].value_(), 0)
+    taint_letters = get("taint flags", lambda: " ".join(tainted(prog).split()), "")
+    epoch = get("date", lambda: ktime_get_real_seconds(prog).value_(), 0)
+    hz = get("tick rate", lambda: _hz(prog), None)
+    tasks = get("task list", lambda: _task_table(prog), _TaskTable([], []))
+    panic = None if target.live else get("panic message", lambda: panic_line(prog), "")
+    context = _NO_CONTEXT if target.live else get(
+        "panic task", lambda: _context_fields(prog, _panic_context(prog), tasks, panic or ""),
+        _NO_CONTEXT)
+    uts = get("utsname", lambda: _utsname(prog), {})
+    cpus, offline = get("CPU masks", lambda: _cpus(prog), (0, 0))
+    return SystemInfo(
+        **_file_fields(target),
+        tainted=taint_mask != 0,
+        taint_mask=taint_mask,
+        taint_flags=taint_letters,
+        livepatch=get("livepatch state", lambda: _livepatch(prog, taint_letters), False),
+        livepatch_transition=get("livepatch transition", lambda: _klp_transition(prog), False),
+        cpus=cpus,
+        cpus_offline=offline,
+        date=datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(),
+        date_epoch=epoch,
+        uptime_seconds=get("uptime", lambda: _uptime(prog, hz), None),
+        hz=hz,
+        load_average=get("load average", lambda: list(loadavg(prog)), [0.0, 0.0, 0.0]),
+        tasks=len(tasks.all),
+        nodename=uts.get("nodename", ""),
+        release=uts.get("release", target.release),
+        version=uts.get("version", ""),
+        machine=uts.get("machine", ""),
+        mhz=get("processor speed", lambda: _mhz(prog), None),
+        memory_bytes=get("memory size", lambda: _memory_bytes(prog), 0),
+        panic=panic,
+        **context,
+        warnings=warnings,
+    )
+
+
+def _file_fields(target: Target) -> dict:
+    """KERNEL and DUMPFILE: the files as named, and what crash flags about the dump.
+    Only kdump-compressed files record a dump level, so only they can be [PARTIAL DUMP]
+    (crash flags an ELF dump only for a netdump-era NT_DISKDUMP note, which makedumpfile's
+    ELF output lacks)."""
+    dump = target.dump
+    return {
+        "kernel": str(target.vmlinux) if target.vmlinux else None,
+        "dumpfile": "/proc/kcore" if dump is None else str(target.path),
+        "dump_kind": "live" if dump is None else dump.kind,
+        "dump_format": "live kernel" if dump is None else dump.description,
+        "partial": bool(dump and dump.kind == "kdump" and (dump.dump_level or 0) > 0),
+        "incomplete": bool(dump and dump.incomplete),
+    }
+
+
+# --- time -------------------------------------------------------------------------------
+
+#: Every CONFIG_HZ value some architecture's Kconfig offers.
+_HZ_CHOICES = (100, 250, 300, 1000, 24, 32, 48, 64, 128, 200, 256, 500, 512, 1024, 1200)
+
+
+def _jiffies(prog: drgn.Program) -> int:
+    try:
+        return prog["jiffies_64"].value_()
+    except KeyError:
+        return prog["jiffies"].value_()
+
+
+def _initial_jiffies(hz: int) -> int:
+    """The kernel starts jiffies 300 s before wrapping 32 bits, to flush out wrap bugs."""
+    return (-300 * hz) & 0xFFFFFFFF
+
+
+def _hz(prog: drgn.Program) -> int | None:
+    """The kernel's tick rate, needed to turn jiffies into time.
+
+    crash 8.0.6 guesses HZ from a constant in the deadline I/O scheduler and falls back to
+    1000 on x86_64; on kernels where that guess fails (Debian's 6.12, HZ=250) its UPTIME
+    is wrong by minutes. kdx reads CONFIG_HZ when the kernel carries its config, and
+    otherwise picks the HZ under which jiffies agree with the monotonic clock: a wrong HZ
+    misses by at least a fifth of the 300 s jiffies head start, a right one by a tick.
+    """
+    try:
+        return int(get_kconfig(prog)["CONFIG_HZ"])
+    except (LookupError, ValueError):
+        pass
+    jiffies = _jiffies(prog)
+    monotonic = ktime_get_coarse_ns(prog).value_() / 1e9
+
+    def miss(hz: int) -> float:
+        return abs((jiffies - _initial_jiffies(hz)) / hz - monotonic)
+
+    best = min(_HZ_CHOICES, key=miss)
+    return best if miss(best) <= 5 + monotonic / 1000 else None
+
+
+def _uptime(prog: drgn.Program, hz: int | None) -> float:
+    """Seconds since boot as crash counts them: jiffies since their start, over HZ.
+
+    Without HZ, the boot-time clock is the best remaining answer (it also counts time
+    spent suspended, which jiffies do not).
+    """
+    if hz is None:
+        return uptime(prog)
+    return (_jiffies(prog) - _initial_jiffies(hz)) / hz
+
+
+# --- CPUs, tasks, memory ------------------------------------------------------------------
+
+
+def _cpus(prog: drgn.Program) -> tuple[int, int]:
+    """(present, offline) as crash counts them; panic() takes stopped CPUs offline."""
+    present = num_present_cpus(prog)
+    online = num_online_cpus(prog)
+    if not present:
+        present = sum(1 for _ in for_each_possible_cpu(prog))
+    return present, max(present - (online or present), 0)
+
+
+@dataclass(frozen=True)
+class _TaskTable:
+    all: list[int]  # task_struct addresses
+    idle: list[int]
+
+
+def _idle_cpus(prog: drgn.Program) -> list[int]:
+    """CPUs whose idle task crash lists: every CPU up to the highest present one."""
+    highest = max(for_each_present_cpu(prog), default=0)
+    return [cpu for cpu in for_each_possible_cpu(prog) if cpu <= highest]
+
+
+def _task_table(prog: drgn.Program) -> _TaskTable:
+    """crash's task table: each CPU's idle task, then every task of the PID namespace
+    (one per PID, so threads count and zombies whose PID is gone do not)."""
+    idle = [idle_task(prog, cpu).value_() for cpu in _idle_cpus(prog)]
+    seen = dict.fromkeys(t for t in idle if t)
+    seen.update(dict.fromkeys(t.value_() for t in for_each_task(prog)))
+    return _TaskTable(list(seen), [t for t in idle if t])
+
+
+def _memory_bytes(prog: drgn.Program) -> int:
+    """Present memory of every online node, as crash totals it (spanned if none present)."""
+    page = prog["PAGE_SIZE"].value_()
+    total = 0
+    for pgdat in for_each_online_pgdat(prog):
+        pages = pgdat.node_present_pages.value_() or pgdat.node_spanned_pages.value_()
+        total += pages * page
+    return total
+
+
+def _mhz(prog: drgn.Program) -> int | None:
+    """x86_64's calibrated CPU clock; None where the kernel has none to report."""
+    try:
+        khz = prog["cpu_khz"].value_()
+    except KeyError:
+        return None
+    return khz // 1000 or None
+
+
+def _utsname(prog: drgn.Program) -> dict[str, str]:
+    name = prog["init_uts_ns"].name
+    return {key: clean_bytes(getattr(name, key).string_())
+            for key in ("nodename", "release", "version", "machine")}
+
+
+# --- taint ----------------------------------------------------------------------------------
+
+
+def _livepatch(prog: drgn.Program, letters: str) -> bool:
+    """crash's [LIVEPATCH]: the K taint, or kpatch's module loaded."""
+    if "K" in letters:
+        return True
+    return any(mod.name == "kpatch" for mod, _ in prog.loaded_modules())
+
+
+def _klp_transition(prog: drgn.Program) -> bool:
+    """A live patch is still being applied or removed (crash 9's [TRANSITION])."""
+    try:
+        return bool(prog["klp_transition_patch"].value_())
+    except KeyError:
+        return False
+
+
+# --- the panic ------------------------------------------------------------------------------
+
+#: Log text crash takes as the panic message, most telling first; the whole log line
+#: containing the first pattern found is the message.
+PANIC_PATTERNS = (
+    "SysRq : Crash",
+    "SysRq : Trigger a crash",
+    "SysRq : Netdump",
+    "Kernel panic: ",
+    "Kernel panic - ",
+    "Kernel BUG at",
+    "kernel BUG at",
+    "Unable to handle kernel paging request",
+    "Unable to handle kernel NULL pointer dereference",
+    "BUG: unable to handle kernel ",
+    "general protection fault: ",
+    "double fault: ",
+    "divide error: ",
+    "stack segment: ",
+    "[Hardware Error]: ",
+    "Bad mode in ",
+    "Oops: ",
+)
+#: Looser words crash falls back to, line by line, when no pattern matched.
+PANIC_KEYWORDS = ("Unable to handle kernel", "BUG: unable to handle kernel", "Kernel BUG at",
+                  "kernel BUG at", "Bad mode in", "Oops", "Kernel panic")
+
+
+def choose_panic_line(lines: list[str]) -> str:
+    """The panic message crash shows for a log of ``lines`` (text without timestamps).
+
+    drgn's panic_message() ranks differently and returns only the matched part; kdx
+    follows crash so that the two tools agree on the PANIC line.
+    """
+    for pattern in PANIC_PATTERNS:
+        for line in lines:
+            if pattern in line:
+                return line
+    for line in lines:
+        if any(word in line for word in PANIC_KEYWORDS):
+            return line
+    return ""
+
+
+def panic_line(prog: drgn.Program) -> str:
+    text = clean_bytes(get_dmesg(prog, timestamps=False))
+    return choose_panic_line(text.splitlines())
+
+
+@dataclass(frozen=True)
+class _Context:
+    task: drgn.Object
+    found: bool  # False: no panic task, crash's fallback to CPU 0's idle task
+
+
+def _panic_context(prog: drgn.Program) -> _Context:
+    task = panic_task(prog)
+    if task:
+        return _Context(task, True)
+    return _Context(idle_task(prog, 0), False)
+
+
+#: The task fields when there is no crashed task to show (the live kernel, or a dump
+#: whose task list cannot be read).
+_NO_CONTEXT: dict = {"pid": None, "command": None, "task": None, "thread_info": None,
+                     "same_pid_tasks": 0, "cpu": None, "state": None,
+                     "panic_task_found": False}
+
+
+def _context_fields(prog: drgn.Program, context: _Context, tasks: _TaskTable,
+                    panic: str) -> dict:
+    """PID, COMMAND, TASK, CPU and STATE of the task crash's banner shows."""
+    task = context.task
+    pid = task.pid.value_()
+    return {
+        "pid": pid,
+        "command": clean_bytes(task.comm.string_()),
+        "task": task.value_(),
+        "thread_info": task_thread_info(task).value_(),
+        "same_pid_tasks": len(tasks.idle) if pid == 0 else 1,
+        "cpu": task_cpu(task),
+        "state": _state_with_role(prog, task, context, panic),
+        "panic_task_found": context.found,
+    }
+
+
+def _state_with_role(prog: drgn.Program, task: drgn.Object, context: _Context,
+                     panic: str) -> str:
+    """The state, then what the task was doing on its CPU: crash marks the panic task
+    (PANIC) or (SYSRQ), and any other task on a CPU (ACTIVE)."""
+    state = task_state_string(prog, task)
+    if context.found:
+        return f"{state} ({'SYSRQ' if _sysrq_marked(prog, task, panic) else 'PANIC'})"
+    if task_on_cpu(task):
+        return f"{state} (ACTIVE)"
+    return state
+
+
+#: Frames to look through for the SysRq handler; the real ones come first.
+_SYSRQ_FRAMES = 64
+
+
+def _sysrq_marked(prog: drgn.Program, task: drgn.Object, panic: str) -> bool:
+    """Whether crash says (SYSRQ) rather than (PANIC) for the panic task.
+
+    crash does for an old-style "SysRq :" panic line, and when it finds the task's
+    registers by scanning its stack and meets sysrq_handle_crash on the way: that is, a
+    SysRq crash not captured by kdump (kdump's register notes, or a kexec frame reached
+    first, end the scan). kdx reproduces both so the STATE lines agree.
+    """
+    if "SysRq :" in panic:
+        return True
+    try:
+        names = [frame.name or "" for _, frame in
+                 zip(range(_SYSRQ_FRAMES), prog.stack_trace(task))]
+    except _READ_ERRORS:
+        return False
+    if "sysrq_handle_crash" not in names:
+        return False
+    return not any("kexec" in name for name in names[:names.index("sysrq_handle_crash")])
+
+
+# --- task state -----------------------------------------------------------------------------
+
+_STATE_WORDS = {
+    "(running)": "RUNNING", "(sleeping)": "INTERRUPTIBLE", "(disk sleep)": "UNINTERRUPTIBLE",
+    "(stopped)": "STOPPED", "(tracing stop)": "TRACED", "(zombie)": "ZOMBIE",
+    "(dead)": "DEAD", "(wakekill)": "WAKEKILL", "(waking)": "WAKING", "(parked)": "PARKED",
+}
+#: How crash names each bit, in the order it prints them.
+_STATE_NAMES = (
+    ("INTERRUPTIBLE", "TASK_INTERRUPTIBLE"), ("UNINTERRUPTIBLE", "TASK_UNINTERRUPTIBLE"),
+    ("STOPPED", "TASK_STOPPED"), ("TRACED", "TASK_TRACED"), ("DEAD", None),
+    ("ZOMBIE", "EXIT_ZOMBIE"), ("WAKING", "TASK_WAKING"), ("WAKEKILL", "TASK_WAKEKILL"),
+    ("NOLOAD", "TASK_NOLOAD"), ("NEW", "TASK_NEW"),
+)
+
+
+def task_state_bits(names: list[str]) -> dict[str, int]:
+    """Bit values of the task states, read from the kernel's ``task_state_array``.
+
+    The array lists the states /proc reports, one bit each after "running"; since Linux
+    4.14 (when "I (idle)" joined it) the states /proc hides follow "parked" in a fixed
+    order, which is how crash learns them too. Older kernels get only the listed bits.
+    """
+    bits: dict[str, int] = {}
+    for i, name in enumerate(names):
+        key = next((v for k, v in _STATE_WORDS.items() if k in name), None)
+        if key:
+            bits[key] = bits.get(key, 0) | (1 << (i - 1) if i else 0)
+    parked = bits.get("PARKED")
+    if parked and any("(idle)" in name for name in names):
+        bits["DEAD"] = bits.get("DEAD", 0) | parked << 1
+        for shift, key in enumerate(("WAKEKILL", "WAKING", "NOLOAD", "NEW"), start=2):
+            bits[key] = parked << shift
+    return bits
+
+
+def format_task_state(state: int, bits: dict[str, int]) -> str:
+    """crash's long form of a state word: TASK_RUNNING, or the set states joined by |."""
+    if state == bits.get("RUNNING", 0):
+        return "TASK_RUNNING"
+    if "PARKED" in bits and state == bits["PARKED"]:
+        return "TASK_PARKED"
+    parts = []
+    for key, name in _STATE_NAMES:
+        value = bits.get(key, 0)
+        if not value or not state & value:
+            continue
+        if key == "DEAD":
+            name = "EXIT_DEAD|TASK_DEAD" if bin(state & value).count("1") > 1 else "EXIT_DEAD"
+        parts.append(name)
+    return "|".join(parts)
+
+
+def task_state_string(prog: drgn.Program, task: drgn.Object) -> str:
+    """The task's state as crash shows it: the raw state word with exit_state ORed in."""
+    try:
+        state = task.member_("__state").value_()  # renamed from "state" in Linux 5.14
+    except LookupError:
+        state = task.state.value_()
+    names = [clean_bytes(s.string_()) for s in prog["task_state_array"]]
+    return format_task_state(state | task.exit_state.value_(), task_state_bits(names))
+
+
