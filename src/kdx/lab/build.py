@@ -15,11 +15,11 @@ from kdx.lab.kernels import Kernel
 GUEST_DIR = Path(__file__).parent / "guest"
 
 
-def _digest(paths: Sequence[Path], *extra: str) -> str:
+def digest(paths: Sequence[Path], *extra: str) -> str:
     """A short hash of file contents, so a changed source rebuilds and nothing else does."""
     h = hashlib.sha256()
     for p in sorted(paths):
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     for e in extra:
         h.update(e.encode())
     return h.hexdigest()[:12]
@@ -33,7 +33,7 @@ def build_modules(cache: Path, kernel: Kernel) -> Path:
     """
     src = GUEST_DIR / "modules"
     sources = [p for p in src.iterdir() if p.is_file()]
-    out = cache / "build" / kernel.release / f"modules-{_digest(sources)}"
+    out = cache / "build" / kernel.release / f"modules-{digest(sources)}"
     if (out / ".complete").exists():
         return out
     shutil.rmtree(out, ignore_errors=True)
@@ -63,7 +63,7 @@ def build_programs(cache: Path) -> Path:
     """Compile the guest's helper programs statically, so they run on any lab kernel."""
     src = GUEST_DIR / "programs"
     sources = sorted(src.glob("*.c"))
-    out = cache / "build" / f"programs-{_digest(sources)}"
+    out = cache / "build" / f"programs-{digest(sources)}"
     if (out / ".complete").exists():
         return out
     if shutil.which("gcc") is None:

@@ -86,7 +86,8 @@ def run(cache: Path, req: RunRequest, progress: Progress = None) -> Path:
     scenario = scenarios.get(req.scenario)
     kernel = fetch_kernel(cache, req.kernel, say)
     out = req.out or cache / "runs" / kernel.release / req.label()
-    if (out / "truth.json").exists() and not req.force:
+    recipe = lab_recipe(scenario)
+    if not req.force and _recipe_of(out) == recipe:
         say(f"reusing the dump in {out}")
         return out
     say(f"building the lab modules for {kernel.release}")
@@ -127,6 +128,25 @@ def _boot_and_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario
                            "the console: " + _last_lines(console))
         say("the guest crashed before the scenario started; booting again")
     raise AssertionError("unreachable")
+
+
+#: Bump when the way dumps are made changes in a way the guest files do not show.
+LAB_VERSION = 1
+
+
+def lab_recipe(scenario: scenarios.Scenario) -> str:
+    """A fingerprint of everything that shapes a dump: the guest's files (init, module and
+    program sources), the scenario's definition and LAB_VERSION. A cached dump is reused
+    only when its recipe matches, so changing the guest never leaves stale dumps behind."""
+    files = sorted(p for p in build.GUEST_DIR.rglob("*") if p.is_file())
+    return build.digest(files, repr(scenario), str(LAB_VERSION))
+
+
+def _recipe_of(out: Path) -> str | None:
+    try:
+        return json.loads((out / "truth.json").read_text()).get("recipe")
+    except (OSError, ValueError):
+        return None
 
 
 def _work_dir(cache: Path) -> Path:
@@ -329,7 +349,10 @@ def _finish(out: Path, work: Path, kernel: Kernel, scenario: scenarios.Scenario,
     """Move the dump and its companions into ``out`` and write ``truth.json`` last, so a
     directory with a truth file is always complete."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "truth.json").unlink(missing_ok=True)
+    # Drop everything a previous dump left here, including outputs cached beside it
+    # (crash-*.out), which would otherwise describe the old dump.
+    for stale in ["truth.json", "vmcore", "vmcore.flat", "dmesg.txt", *out.glob("crash-*.out")]:
+        (out / stale).unlink(missing_ok=True)
     (work / "vmcore.out").replace(out / dump_name(req))
     (out / "console.log").write_text(console)
     if dmesg:
@@ -345,6 +368,7 @@ def _finish(out: Path, work: Path, kernel: Kernel, scenario: scenarios.Scenario,
     link.unlink(missing_ok=True)
     link.symlink_to(kernel.vmlinux)
     truth = _ground_truth(console, dmesg, kernel, scenario, req)
-    truth.update(vmcore=str(out / dump_name(req)), vmlinux=str(kernel.vmlinux),
-                 modules_dir=str(mod_out), seconds=round(time.time() - started, 1))
+    truth.update(recipe=lab_recipe(scenario), vmcore=str(out / dump_name(req)),
+                 vmlinux=str(kernel.vmlinux), modules_dir=str(mod_out),
+                 seconds=round(time.time() - started, 1))
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")

@@ -43,12 +43,14 @@ live_in() {
     mount -t tmpfs -o size=16m scratch /mnt/scratch
     echo "lab notes" > /mnt/scratch/notes.txt
     for i in 1 2 3; do sleep 100000 & done
-    nice -n 19 /lab/bin/spinner &
+    /lab/bin/spinner > /dev/null &
+    renice -n 19 -p $! > /dev/null
     /lab/bin/fileholder /mnt/scratch/notes.txt &
     sleep 100000 | cat > /dev/null &
-    nc -l -p 7070 > /dev/null &
+    # Both ends keep a pipe on stdin: busybox nc quits when its stdin ends.
+    sleep 100000 | nc -l -p 7070 > /dev/null &
     sleep 0.5
-    sleep 100000 | nc 127.0.0.1 7070 &
+    sleep 100000 | nc 127.0.0.1 7070 > /dev/null &
     sleep 0.5
 }
 
