@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ def _boot_and_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario
 
 
 #: Bump when the way dumps are made changes in a way the guest files do not show.
-LAB_VERSION = 1
+LAB_VERSION = 2
 
 
 def lab_recipe(scenario: scenarios.Scenario) -> str:
@@ -231,13 +232,10 @@ def _echo_markers(say: Callable[[str], None]) -> Callable[[str], None]:
 
 def _run_kdump(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario, req: RunRequest,
                work: Path, say: Callable[[str], None]) -> tuple[str, str]:
-    dump_disk, dmesg_disk = work / "dump.img", work / "dmesg.img"
-    with open(dump_disk, "wb") as f:
-        f.truncate(1 << 30)
-    with open(dmesg_disk, "wb") as f:
-        f.truncate(8 << 20)
+    dump_disk, dmesg_disk = _blank_disk(work / "dump.img", 1 << 30), _blank_disk(
+        work / "dmesg.img", 8 << 20)
     config = GuestConfig(kernel.vmlinuz, initrd, _cmdline(req, scenario), work / "console.log",
-                         disks=[dump_disk, dmesg_disk])
+                         disks=[_blank_disk(work / STATE_DISK, 8 << 20), dump_disk, dmesg_disk])
     say(f"booting {kernel.release} under QEMU (TCG) for {req.scenario}, capture by kdump")
     limit = BOOT_TIMEOUT + scenario.timeout_s + CAPTURE_TIMEOUT
     with Guest(config) as guest:
@@ -261,6 +259,30 @@ def _run_kdump(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario, req: 
     return console, dmesg
 
 
+#: The guest's first disk: a tar of the kdump-related files it saved (``guest-state/``).
+STATE_DISK = "state.img"
+
+
+def _blank_disk(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def _save_guest_state(disk: Path, out: Path) -> None:
+    """Unpack the tar the guest wrote: /proc and /sys files before and after kexec -p."""
+    dest = out / "guest-state"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir()
+    try:
+        with tarfile.open(disk) as tar:
+            for member in tar.getmembers():
+                if member.isfile() or member.isdir():
+                    tar.extract(member, dest, set_attrs=False)
+    except tarfile.TarError:
+        pass  # the guest died before writing it; the dump is still good
+
+
 class _Limited:
     """A reader that stops after ``n`` bytes (for copyfileobj)."""
 
@@ -279,6 +301,7 @@ def _run_qemu_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario
                       ) -> tuple[str, str]:
     qmp_path = work / "qmp.sock"
     config = GuestConfig(kernel.vmlinuz, initrd, _cmdline(req, scenario), work / "console.log",
+                         disks=[_blank_disk(work / STATE_DISK, 8 << 20)],
                          vmcoreinfo_device=req.vmcoreinfo, qmp_socket=qmp_path)
     say(f"booting {kernel.release} under QEMU (TCG) for {req.scenario}, capture by QEMU")
     limit = BOOT_TIMEOUT + scenario.timeout_s
@@ -355,6 +378,7 @@ def _finish(out: Path, work: Path, kernel: Kernel, scenario: scenarios.Scenario,
         (out / stale).unlink(missing_ok=True)
     (work / "vmcore.out").replace(out / dump_name(req))
     (out / "console.log").write_text(console)
+    _save_guest_state(work / STATE_DISK, out)
     if dmesg:
         (out / "dmesg.txt").write_text(dmesg)
     mod_out = out / "modules"

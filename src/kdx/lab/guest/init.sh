@@ -19,14 +19,14 @@ wait_dev() { n=0; while [ ! -b "$1" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)
 capture() {
     say "capture kernel up"
     modprobe virtio_pci; modprobe virtio_blk
-    wait_dev /dev/vda; wait_dev /dev/vdb
+    wait_dev /dev/vdb; wait_dev /dev/vdc
     flags=$(arg dumpflags | tr ',' ' ')
     level=$(arg dumplevel)
     say "makedumpfile -F $flags -d ${level:-31}"
-    makedumpfile -F $flags -d "${level:-31}" /proc/vmcore > /dev/vda
+    makedumpfile -F $flags -d "${level:-31}" /proc/vmcore > /dev/vdb
     say "makedumpfile exit $?"
     makedumpfile --dump-dmesg /proc/vmcore /tmp/dmesg.txt >/dev/null 2>&1
-    cat /tmp/dmesg.txt > /dev/vdb
+    cat /tmp/dmesg.txt > /dev/vdc
     sync
     say "capture done"
     poweroff -f
@@ -54,6 +54,29 @@ live_in() {
     sleep 0.5
 }
 
+# Files a kdump doctor reads, saved before and after the capture kernel is loaded, so the
+# capture-side tools can be tested on a real system's state.
+STATE_FILES="/proc/cmdline /proc/iomem /proc/meminfo /proc/version /sys/kernel/kexec_crash_size
+ /sys/kernel/kexec_crash_loaded /sys/kernel/kexec_loaded /sys/kernel/vmcoreinfo
+ /proc/sys/kernel/sysrq /proc/sys/kernel/panic /proc/sys/kernel/panic_on_oops
+ /proc/sys/kernel/panic_on_warn /proc/sys/kernel/hung_task_panic
+ /proc/sys/kernel/softlockup_panic /proc/sys/kernel/unknown_nmi_panic
+ /proc/sys/kernel/panic_on_rcu_stall /proc/sys/vm/panic_on_oom"
+
+save_state() {
+    for f in $STATE_FILES; do
+        [ -r "$f" ] || continue
+        mkdir -p "/tmp/kdx-state/$1$(dirname "$f")"
+        cat "$f" > "/tmp/kdx-state/$1$f" 2>/dev/null
+    done
+}
+
+write_state() {
+    modprobe virtio_pci; modprobe virtio_blk
+    wait_dev /dev/vda
+    tar -cf /dev/vda -C /tmp/kdx-state . && sync
+}
+
 load_capture_kernel() {
     append="console=ttyS0 reset_devices irqpoll nr_cpus=1 panic=-1 kdx.dumpflags=$(arg dumpflags) kdx.dumplevel=$(arg dumplevel)"
     kexec -p /lab/capture/vmlinuz --initrd=/lab/capture/initrd.img --append="$append"
@@ -65,7 +88,10 @@ if [ -e /proc/vmcore ]; then
 fi
 say "first kernel up"
 live_in
+save_state before-kexec
 [ "$(arg capture)" = kdump ] && load_capture_kernel
+save_state after-kexec
+write_state
 say "ready"
 sh /lab/trigger.sh
 sleep 3600
