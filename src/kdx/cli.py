@@ -28,8 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="kdx",
+        usage="kdx [-h] [--version] COMMAND ...\n       kdx VMCORE [VMLINUX] [MODULE.ko|DIR ...] "
+        "[-c CMD] [-i FILE] [--json]",
         description="Linux kernel crash toolkit: analyse vmcores, diagnose panics, "
-        "set up kdump and make real crash dumps in a lab.",
+        "set up kdump and make real crash dumps in a lab. 'kdx VMCORE' opens a "
+        "crash-style session on a dump.",
     )
     parser.add_argument("--version", action="version", version=f"kdx {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,16 +41,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_session(argv: list[str], parser: argparse.ArgumentParser) -> bool:
+    """``kdx VMCORE ...`` (a first word that is no sub-command) opens a session."""
+    if not argv or argv[0].startswith("-"):
+        return False
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return all(argv[0] not in a.choices for a in actions)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run kdx; every failure becomes one ``kdx: error:`` line and a non-zero exit."""
+    words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if _is_session(words, parser):
+        from kdx.session import shell
+
+        return _guarded(lambda: shell.main(words))
+    args = parser.parse_args(words)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 2
+    return _guarded(lambda: func(args))
+
+
+def _guarded(call: Callable[[], int]) -> int:
     try:
-        return func(args)
+        return call()
     except KdxError as err:
         print(f"kdx: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -11,7 +11,7 @@ import argparse
 
 from kdx.commands.common import add_target_arguments, open_target_from_args, warn
 from kdx.model.system import system_info
-from kdx.render.crash_text import render_sys
+from kdx.render.crash.sys import render_sys
 from kdx.render.json_out import to_json
 
 

@@ -1,0 +1,62 @@
+"""``sys``: the system summary, and ``help``: the list of commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from kdx.model.system import system_info
+from kdx.render.crash.sys import render_sys
+from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.session import Session
+
+
+def _sys_parser():
+    parser = make_parser("sys", "the system summary of the dump, as crash prints it")
+    parser.add_argument("what", nargs="?", choices=["config"], help="config: the kernel's "
+                        "build configuration, when the kernel carries it")
+    return parser
+
+
+def _sys(session: Session, args: argparse.Namespace) -> None:
+    if args.what == "config":
+        _config(session)
+        return
+    info = session.cached("sys", lambda: system_info(session.target))
+    session.emit("sys", info, lambda: render_sys(info))
+
+
+def _config(session: Session) -> None:
+    from drgn.helpers.linux.kconfig import get_kconfig
+
+    try:
+        config = get_kconfig(session.prog)
+    except LookupError as err:
+        raise CommandError("this kernel does not carry its configuration "
+                           "(CONFIG_IKCONFIG is not set)") from err
+    session.emit("sys-config", dict(config),
+                 lambda: "\n".join(f"{k}={v}" for k, v in config.items()))
+
+
+def _help_parser():
+    parser = make_parser("help", "list the commands, or describe one")
+    parser.add_argument("command", nargs="?")
+    return parser
+
+
+def _help(session: Session, args: argparse.Namespace) -> None:
+    if args.command:
+        command = session.commands.get(args.command)
+        if command is None:
+            raise CommandError(f"{args.command}: no such command")
+        session.write(command.parser().format_help())
+        return
+    names = sorted({c.name for c in session.commands.values()})
+    width = max(len(n) for n in names)
+    rows = [f"{n:<{width}}  {session.commands[n].summary}" for n in names]
+    session.emit("help", names, "\n".join(rows))
+
+
+COMMANDS = [
+    CrashCommand("sys", "system summary: kernel, dump, date, uptime, panic", _sys_parser, _sys),
+    CrashCommand("help", "list the commands or describe one", _help_parser, _help),
+]

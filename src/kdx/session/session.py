@@ -1,0 +1,177 @@
+"""A crash-style session on one target: run command lines, with pipes and redirection.
+
+The session owns what commands share (the opened target, the current task set by ``set``,
+JSON mode, a cache for records that are costly to build) and the plumbing a crash user
+expects: ``ps | grep sleep`` hands the output to the shell, ``log > dmesg.txt`` writes it
+to a file, and a failing command prints one line while the session goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import subprocess
+import sys
+from typing import Any, Callable, TextIO
+
+import drgn
+
+from kdx.errors import KdxError
+from kdx.render.json_out import to_json
+from kdx.session.command import CommandError, CrashCommand, HelpShown, load_commands
+from kdx.target.open import Target
+from kdx.textsafe import clean
+
+
+class Session:
+    def __init__(self, target: Target, *, json: bool = False, out: TextIO | None = None,
+                 err: TextIO | None = None) -> None:
+        self.target = target
+        self.prog = target.prog
+        self.json = json
+        self.out: TextIO = out or sys.stdout
+        self.err: TextIO = err or sys.stderr
+        self.commands: dict[str, CrashCommand] = load_commands()
+        self._current_task: drgn.Object | None = None
+        self._cache: dict[str, Any] = {}
+
+    # -- state shared by commands -------------------------------------------------------
+
+    @property
+    def current_task(self) -> drgn.Object:
+        """The task commands default to: the panic task until ``set`` changes it."""
+        if self._current_task is None:
+            from drgn.helpers.linux.panic import panic_task
+
+            try:
+                self._current_task = panic_task(self.prog)
+            except (LookupError, ValueError, drgn.FaultError) as err:
+                raise CommandError(f"no panic task in this dump: {err}") from err
+        return self._current_task
+
+    @current_task.setter
+    def current_task(self, task: drgn.Object) -> None:
+        self._current_task = task
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """Build a record once per session (task lists, the log) and reuse it."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    # -- output ---------------------------------------------------------------------------
+
+    def write(self, text: str) -> None:
+        """Write command text; control sequences are stripped, whatever their source."""
+        self.out.write("\n".join(clean(line) for line in text.split("\n")))
+
+    def emit(self, kind: str, record: Any, text: str | Callable[[], str]) -> None:
+        """Print ``record``: as versioned JSON in JSON mode, else as its crash-style text."""
+        if self.json:
+            self.out.write(to_json(kind, record) + "\n")
+            return
+        body = text() if callable(text) else text
+        self.write(body if body.endswith("\n") or not body else body + "\n")
+
+    def warn(self, message: str) -> None:
+        self.err.write(f"kdx: warning: {clean(message)}\n")
+
+    # -- running command lines ------------------------------------------------------------
+
+    def execute(self, line: str) -> bool:
+        """Run one command line; False when it failed (the error was printed)."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        try:
+            command_part, pipe_to = _split_pipe(line)
+            command_part, redirect, mode = _split_redirect(command_part)
+            words = shlex.split(command_part)
+        except ValueError as err:
+            self.err.write(f"kdx: error: cannot parse the command line: {err}\n")
+            return False
+        if not words:
+            return True
+        if pipe_to is None and redirect is None:
+            return self._run(words)
+        saved, buffer = self.out, io.StringIO()
+        self.out = buffer
+        try:
+            ok = self._run(words)
+        finally:
+            self.out = saved
+        return self._deliver(buffer.getvalue(), pipe_to, redirect, mode) and ok
+
+    def _run(self, words: list[str]) -> bool:
+        name, argv = words[0], words[1:]
+        command = self.commands.get(name)
+        if command is None:
+            self.err.write(f"kdx: error: {clean(name)}: no such command (try 'help')\n")
+            return False
+        parser = command.parser()
+        try:
+            args = parser.parse_args(argv)
+            command.run(self, args)
+            return True
+        except HelpShown:
+            return True
+        except KdxError as err:
+            self.err.write(f"{name}: error: {clean(str(err))}\n")
+        except drgn.FaultError as err:
+            self.err.write(f"{name}: error: memory not in the dump: {err}\n")
+        except KeyboardInterrupt:
+            self.err.write(f"{name}: interrupted\n")
+        except BrokenPipeError:
+            return True
+        except Exception as err:  # one bad command must never end the session
+            self.err.write(f"{name}: error: unexpected {type(err).__name__}: {clean(str(err))}\n")
+        return False
+
+    def _deliver(self, text: str, pipe_to: str | None, redirect: str | None,
+                 mode: str) -> bool:
+        if redirect is not None:
+            try:
+                with open(redirect, mode, encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as err:
+                self.err.write(f"kdx: error: cannot write {redirect}: {err.strerror}\n")
+                return False
+            return True
+        proc = subprocess.run(pipe_to or "cat", shell=True, input=text, text=True,
+                              stdout=subprocess.PIPE)
+        self.out.write(proc.stdout)
+        return True
+
+
+def _unquoted(line: str, char: str) -> int:
+    """Index of the first ``char`` outside quotes, or -1."""
+    quote = ""
+    for i, c in enumerate(line):
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c == char:
+            return i
+    if quote:
+        raise ValueError("unterminated quote")
+    return -1
+
+
+def _split_pipe(line: str) -> tuple[str, str | None]:
+    i = _unquoted(line, "|")
+    return (line, None) if i < 0 else (line[:i], line[i + 1:].strip())
+
+
+def _split_redirect(part: str) -> tuple[str, str | None, str]:
+    i = _unquoted(part, ">")
+    if i < 0:
+        return part, None, "w"
+    mode, target = "w", part[i + 1:]
+    if target.startswith(">"):
+        mode, target = "a", target[1:]
+    name = target.strip()
+    if not name:
+        raise ValueError("redirection without a file name")
+    return part[:i], name, mode
