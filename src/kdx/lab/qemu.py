@@ -34,10 +34,14 @@ class GuestConfig:
     vmcoreinfo_device: bool = False
     qmp_socket: Path | None = None
     extra: list[str] = field(default_factory=list)
+    #: One host thread runs every vCPU: multi-threaded TCG sometimes lets one vCPU run
+    #: code another is patching (the kernel's int3-based text_poke), and the guest dies
+    #: with "Oops: int3" in early boot.
+    accel: str = "tcg,thread=single"
 
     def argv(self) -> list[str]:
         argv = [
-            QEMU, "-accel", "tcg", "-cpu", "max", "-smp", str(self.cpus),
+            QEMU, "-accel", self.accel, "-cpu", "max", "-smp", str(self.cpus),
             "-m", str(self.memory_mb), "-display", "none", "-no-reboot",
             "-monitor", "none", "-serial", f"file:{self.console_log}",
             "-kernel", str(self.kernel), "-initrd", str(self.initrd),

@@ -239,7 +239,10 @@ def _run_kdump(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario, req: 
     say(f"booting {kernel.release} under QEMU (TCG) for {req.scenario}, capture by kdump")
     limit = BOOT_TIMEOUT + scenario.timeout_s + CAPTURE_TIMEOUT
     with Guest(config) as guest:
-        guest.wait_for(lambda t: "KDX-LAB: capture done" in t, limit, _echo_markers(say))
+        # "end Kernel panic" means panic() ran to its end: kexec into the capture kernel
+        # did not happen (the guest died before kexec -p), so stop waiting at once.
+        guest.wait_for(lambda t: "KDX-LAB: capture done" in t or "end Kernel panic" in t,
+                       limit, _echo_markers(say))
         guest.wait_exit(30)
         console = guest.console()
     if "KDX-LAB: capture done" not in console:
