@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from kdx.errors import KdxError, MissingToolError
+from kdx.lab.cache import locked
 from kdx.lab.kernels import Kernel
 
 GUEST_DIR = Path(__file__).parent / "guest"
@@ -26,6 +27,12 @@ def digest(paths: Sequence[Path], *extra: str) -> str:
 
 
 def build_modules(cache: Path, kernel: Kernel) -> Path:
+    """Build every lab module for ``kernel`` (once, under a lock); return their directory."""
+    with locked(cache / "build" / f".modules-{kernel.release}.lock"):
+        return _build_modules(cache, kernel)
+
+
+def _build_modules(cache: Path, kernel: Kernel) -> Path:
     """Build every lab module for ``kernel``; return the directory holding the ``.ko`` files.
 
     The kernel's headers name the compiler it was built with; a compiler the host lacks
@@ -60,6 +67,12 @@ def build_modules(cache: Path, kernel: Kernel) -> Path:
 
 
 def build_programs(cache: Path) -> Path:
+    """Build the guest's helper programs (once, under a lock); return their directory."""
+    with locked(cache / "build" / ".programs.lock"):
+        return _build_programs(cache)
+
+
+def _build_programs(cache: Path) -> Path:
     """Compile the guest's helper programs statically, so they run on any lab kernel."""
     src = GUEST_DIR / "programs"
     sources = sorted(src.glob("*.c"))

@@ -21,6 +21,7 @@ from typing import Callable, Optional
 from kdx import __version__
 from kdx.errors import KdxError
 from kdx.lab import build, initramfs, scenarios
+from kdx.lab.cache import locked
 from kdx.lab.kernels import Kernel, fetch_kernel
 from kdx.lab.qemu import Guest, GuestConfig, Qmp
 from kdx.target import flattened
@@ -87,6 +88,14 @@ def run(cache: Path, req: RunRequest, progress: Progress = None) -> Path:
     scenario = scenarios.get(req.scenario)
     kernel = fetch_kernel(cache, req.kernel, say)
     out = req.out or cache / "runs" / kernel.release / req.label()
+    # One maker per dump directory: a second process asking for the same dump (parallel
+    # tests, a user in another terminal) waits, then reuses what the first one made.
+    with locked(out.parent / f".{out.name}.lock"):
+        return _make(cache, req, scenario, kernel, out, say)
+
+
+def _make(cache: Path, req: RunRequest, scenario: scenarios.Scenario, kernel: Kernel,
+          out: Path, say: Callable[[str], None]) -> Path:
     recipe = lab_recipe(scenario)
     if not req.force and _recipe_of(out) == recipe:
         say(f"reusing the dump in {out}")
