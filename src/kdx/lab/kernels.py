@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kdx.errors import KdxError, MissingToolError
+from kdx.lab.cache import locked
 
 Progress = Optional[Callable[[str], None]]
 
@@ -137,6 +138,14 @@ def fetch_kernel(cache: Path, spec: str | None = None, progress: Progress = None
     kernel = Kernel(release, cache / "kernels" / release)
     if (kernel.root / ".complete").exists():
         return kernel
+    with locked(cache / "kernels" / f".{release}.lock"):
+        if not (kernel.root / ".complete").exists():
+            _download_and_unpack(cache, kernel, progress)
+    return kernel
+
+
+def _download_and_unpack(cache: Path, kernel: Kernel, progress: Progress) -> None:
+    release = kernel.release
     if not release.startswith("6.1."):
         enable_trixie_source(progress)
     debs = cache / "debs"
@@ -164,7 +173,6 @@ def fetch_kernel(cache: Path, spec: str | None = None, progress: Progress = None
     # The headers Makefile names its own directory; fix it again after the rename.
     _point_headers_at(kernel.root, release)
     (kernel.root / ".complete").write_text(release + "\n")
-    return kernel
 
 
 def _point_headers_at(root: Path, release: str) -> None:
