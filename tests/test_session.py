@@ -1,0 +1,74 @@
+"""The crash-style session: command lines, pipes, redirection, scripts and errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from kdx.session.session import Session
+from kdx.target.open import open_dump
+
+
+@pytest.fixture(scope="module")
+def target(null_deref):
+    return open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+
+
+def _session(target, json_mode: bool = False) -> tuple[Session, io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    return Session(target, json=json_mode, out=out, err=err), out, err
+
+
+def test_pipe_to_shell_command(target):
+    session, out, err = _session(target)
+    assert session.execute("sys | grep -c RELEASE")
+    assert out.getvalue().strip() == "1"
+    assert err.getvalue() == ""
+
+
+def test_redirect_and_append(target, tmp_path):
+    session, out, _ = _session(target)
+    dest = tmp_path / "sys.txt"
+    assert session.execute(f"sys > {dest}")
+    assert session.execute(f"sys >> {dest}")
+    assert out.getvalue() == ""
+    assert dest.read_text().count("NODENAME: kdx-lab") == 2
+
+
+def test_errors_are_one_line_and_the_session_goes_on(target):
+    session, out, err = _session(target)
+    assert not session.execute("nosuchcommand")
+    assert not session.execute("sys --bogus")
+    assert not session.execute("sys 'unterminated")
+    assert session.execute("sys")
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 3 and all("error" in line for line in lines)
+    assert "RELEASE: 6.1" in out.getvalue()
+
+
+def test_json_mode(target):
+    session, out, _ = _session(target, json_mode=True)
+    assert session.execute("sys")
+    doc = json.loads(out.getvalue())
+    assert doc["kind"] == "sys" and doc["schema"] == 1
+    assert doc["data"]["nodename"] == "kdx-lab"
+
+
+def test_control_sequences_never_reach_the_terminal(target):
+    session, out, _ = _session(target)
+    session.write("comm \x1b[2J\x1b]0;owned\x07name\x9b31m\n")
+    assert out.getvalue() == "comm name\n"
+
+
+def test_command_line_script_and_stdin(kdx, null_deref, tmp_path):
+    script = tmp_path / "cmds"
+    script.write_text("sys | grep NODENAME\n# a comment\nhelp | grep -c '^sys '\n")
+    proc = kdx(null_deref.vmcore, "-i", script)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["NODENAME:", "kdx-lab", "1"]
+    proc = kdx(null_deref.vmcore, "-c", "nosuch", "-c", "sys | grep -c 'PANIC:'")
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == "1"
+    assert "Traceback" not in proc.stderr
