@@ -93,6 +93,7 @@ class DwarfProvider:
         prog.debug_info_options.directories = tuple(
             str(d) for d in _debug_roots(target.release)) + ("/usr/lib/debug",)
         modules = [m for m, _ in prog.loaded_modules() if m.name != "kernel"]
+        cover_init_sections(prog, modules)
         for mod in modules:
             path = named.get(mod.name)
             if path is not None and mod.wants_debug_file():
@@ -115,6 +116,44 @@ class DwarfProvider:
                 "no debug info for module(s) " + ", ".join(target.missing_modules)
                 + ": their functions show as symbol+offset without types or source lines; "
                 "name their .ko files or directories after the dump")
+
+
+def cover_init_sections(prog: drgn.Program, modules: list[drgn.Module]) -> None:
+    """Add the init sections of modules still initialising to their address ranges.
+
+    drgn maps a module by its core sections only, so a crash in a module's init function
+    (the classic case) left the faulting address unowned: no symbol, no source line and a
+    stack that ends there. Until init finishes, the kernel keeps the init sections
+    mapped, so they belong to the module and kdx says so.
+    """
+    for mod in modules:
+        try:
+            struct = mod.object
+            if struct.state.value_() != prog.constant("MODULE_STATE_COMING").value_():
+                continue
+            extra = _init_range(prog, struct)
+        except (LookupError, AttributeError, drgn.FaultError, ValueError):
+            continue
+        ranges = list(mod.address_ranges)
+        # Newer drgn and kernels (mem[] layout) already map them: leave those alone.
+        if extra and extra[1] > extra[0] and not any(
+                start < extra[1] and extra[0] < end for start, end in ranges):
+            mod.address_ranges = [*ranges, extra]
+
+
+def _init_range(prog: drgn.Program, struct: drgn.Object) -> tuple[int, int] | None:
+    """Start and end of a module's init sections (6.4+ ``mem[]``, older ``init_layout``)."""
+    try:
+        layout = struct.init_layout
+        base = int(layout.base)
+        return base, base + int(layout.size)
+    except AttributeError:
+        pass
+    first = prog.constant("MOD_INIT_TEXT").value_()
+    last = prog.constant("MOD_INIT_RODATA").value_()
+    spans = [(int(struct.mem[i].base), int(struct.mem[i].size)) for i in range(first, last + 1)]
+    spans = [(b, b + n) for b, n in spans if b and n]
+    return (min(b for b, _ in spans), max(e for _, e in spans)) if spans else None
 
 
 def _debug_roots(release: str) -> list[Path]:
