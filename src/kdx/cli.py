@@ -18,7 +18,9 @@ from kdx.errors import KdxError
 #: Modules that contribute sub-commands, in the order ``kdx --help`` lists them.
 COMMAND_MODULES = (
     "kdx.commands.sys",
+    "kdx.commands.analyze",
     "kdx.lab.cli",
+    "kdx.capture.cli",
 )
 
 

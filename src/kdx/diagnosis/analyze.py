@@ -1,0 +1,508 @@
+"""The diagnosis engine: from an opened target to a Verdict.
+
+The log says what kind of death it was (rules.py); the stacks and registers in the dump say
+where; the debug info says which source line; the module list says whose code it was.
+Each step degrades gracefully: missing debug info or excluded pages reduce detail and
+add a warning, they never stop the report.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Optional
+
+import drgn
+from drgn.helpers.linux.panic import panic_task, tainted
+from drgn.helpers.linux.pid import find_task
+from drgn.helpers.linux.sched import cpu_curr
+
+from kdx.diagnosis import rules
+from kdx.diagnosis.code import disassemble_around, effective_addresses, read_source
+from kdx.diagnosis.evidence import (
+    FrameInfo,
+    LogText,
+    frames_of,
+    oops_block,
+    ran_in_interrupt,
+    read_log,
+    task_trace,
+)
+from kdx.diagnosis.signature import is_generic, make_signature
+from kdx.diagnosis.verdict import (
+    SCHEMA,
+    Context,
+    Culprit,
+    Evidence,
+    Signature,
+    StackSummary,
+    Verdict,
+)
+from kdx.target.open import Target
+
+Progress = Optional[Callable[[str], None]]
+MAX_FRAMES = 48
+
+#: Kernel taint letters for modules (include/linux/panic.h, TAINT_* order).
+_TAINTS = "PFSRMBUDAWCIOELKXTN"
+_TAINT_NAMES = {
+    "P": "proprietary module", "F": "module force-loaded", "S": "out-of-spec system",
+    "R": "module force-unloaded", "M": "machine check", "B": "bad page", "U": "user request",
+    "D": "kernel died before", "A": "ACPI table overridden", "W": "warning issued",
+    "C": "staging driver", "I": "firmware workaround", "O": "out-of-tree module",
+    "E": "unsigned module", "L": "soft lockup occurred", "K": "live-patched",
+    "X": "auxiliary taint", "T": "randstruct build", "N": "in-kernel test",
+}
+
+
+def analyze(target: Target, progress: Progress = None) -> Verdict:
+    say = progress or (lambda _m: None)
+    prog = target.prog
+    warnings: list[str] = list(target.warnings)
+    say("reading the kernel log")
+    log = read_log(prog)
+    match = rules.first_match(log.bare)
+    evidence: list[Evidence] = []
+    if match:
+        evidence.append(Evidence("log-oops", "The report in the kernel log",
+                                 oops_block(log, match.index)))
+    say("unwinding the panic task's stack")
+    task = _panic_task(prog, warnings)
+    frames = _frames(prog, task, warnings) if task is not None else []
+    if frames:
+        evidence.append(Evidence("stack-panic-task", "Stack of the panicking task",
+                                 _stack_lines(frames)))
+    strategy = match.rule.culprit if match else rules.CULPRIT_PANIC_CALLER
+    say("finding the culprit")
+    culprit_frames, index, details = _culprit_frames(prog, strategy, match, frames, warnings,
+                                                     evidence)
+    culprit = _culprit(prog, target, log, match, culprit_frames, index, evidence, warnings)
+    context = _context(prog, target, log, match, task, culprit_frames, index, evidence)
+    category = match.rule.category if match else "unknown"
+    title = _title(match, culprit, context)
+    callers = [f.function or "" for f in culprit_frames[index:] if not f.inline] if (
+        index is not None) else [f.function or "" for f in frames]
+    signature = make_signature(category, title, callers, culprit.module)
+    say("reading the other CPUs' stacks")
+    stacks = _cpu_stacks(prog, task, frames, warnings)
+    details = {**details, "memory": memory_usage(prog)}
+    evidence += [Evidence(f"stack-cpu{s.cpu}", f"CPU {s.cpu}: {s.comm} (PID {s.pid})", s.frames)
+                 for s in stacks if s.pid != context.pid]
+    return Verdict(
+        schema=SCHEMA, category=category,
+        summary=match.rule.summary if match else "no known crash report found in the log",
+        culprit=culprit, context=context,
+        signature=Signature(signature.title, signature.hash, signature.frames),
+        evidence=evidence, stacks=stacks, details=details,
+        next_steps=_next_steps(match, culprit, context),
+        warnings=warnings, dump=str(target.path or "live"))
+
+
+def _panic_task(prog: drgn.Program, warnings: list[str]) -> drgn.Object | None:
+    try:
+        task = panic_task(prog)
+        return task if task else None
+    except (LookupError, ValueError, drgn.FaultError) as err:
+        warnings.append(f"could not find the panic task: {err}")
+        return None
+
+
+def _frames(prog: drgn.Program, task: drgn.Object, warnings: list[str]) -> list[FrameInfo]:
+    trace = task_trace(prog, task)
+    if trace is None:
+        warnings.append("could not unwind the panic task's stack")
+        return []
+    try:
+        return frames_of(prog, trace)[:MAX_FRAMES]
+    except drgn.FaultError as err:
+        warnings.append(f"the stack is cut short by memory missing from the dump: {err}")
+        return []
+
+
+def _stack_lines(frames: list[FrameInfo]) -> list[str]:
+    """Frame labels, with runs of one recursing frame folded into one line."""
+    out: list[str] = []
+    i = 0
+    while i < len(frames):
+        j = i
+        while j + 1 < len(frames) and frames[j + 1].label() == frames[i].label():
+            j += 1
+        line = f"#{i:<2} {frames[i].label()}"
+        out.append(line if j == i else f"{line}   (x{j - i + 1}, recursion)")
+        i = j + 1
+    return out
+
+
+def _exception_index(frames: list[FrameInfo]) -> int | None:
+    """The frame the exception interrupted: interrupted, real (not inline), not generic."""
+    for i, f in enumerate(frames):
+        if f.interrupted and not f.inline and f.function and not is_generic(f.function):
+            return i
+    for i, f in enumerate(frames):  # no debug info for it: any interrupted non-generic pc
+        if f.interrupted and not (f.function and is_generic(f.function)):
+            return i
+    return None
+
+
+def _panic_caller_index(frames: list[FrameInfo]) -> int | None:
+    seen_panic = False
+    for i, f in enumerate(frames):
+        if f.function in ("panic", "vpanic", "nmi_panic"):
+            seen_panic = True
+        elif seen_panic and not f.inline and f.function and not is_generic(f.function):
+            return i
+    return None
+
+
+def _culprit_frames(prog: drgn.Program, strategy: str, match: rules.Match | None,
+                    frames: list[FrameInfo], warnings: list[str], evidence: list[Evidence]
+                    ) -> tuple[list[FrameInfo], int | None, dict]:
+    """(the frames the culprit is in, the culprit's index, category details)."""
+    if strategy == rules.CULPRIT_BLOCKED_TASK and match and "pid" in match.groups:
+        return _blocked_task(prog, int(match.groups["pid"]), warnings, evidence)
+    if strategy == rules.CULPRIT_PROCESS:
+        return frames, None, _oom_details(prog, evidence)
+    if strategy == rules.CULPRIT_PANIC_CALLER:
+        return frames, _panic_caller_index(frames), {}
+    index = _exception_index(frames)
+    if index is None:
+        warnings.append("no exception frame on the panic task's stack; the culprit comes "
+                        "from the log")
+    return frames, index, {}
+
+
+def _blocked_task(prog: drgn.Program, pid: int, warnings: list[str],
+                  evidence: list[Evidence]) -> tuple[list[FrameInfo], int | None, dict]:
+    task = find_task(prog, pid)
+    if not task:
+        warnings.append(f"the blocked task {pid} is no longer in the dump")
+        return [], None, {}
+    frames = _frames(prog, task, warnings)
+    comm = task.comm.string_().decode(errors="replace")
+    evidence.append(Evidence("stack-blocked-task", f"Stack of the blocked task {comm} "
+                             f"(PID {pid})", _stack_lines(frames)))
+    index = next((i for i, f in enumerate(frames)
+                  if f.function and not f.inline and not is_generic(f.function)), None)
+    details = {"blocked_task": {"pid": pid, "comm": comm}}
+    details.update(_lock_owner(prog, task))
+    if "lock_owner" in details:
+        owner = details["lock_owner"]
+        evidence.append(Evidence("lock-owner", f"Owner of the lock: {owner['comm']} (PID "
+                                 f"{owner['pid']})", owner["stack"]))
+    return frames, index, details
+
+
+def _lock_owner(prog: drgn.Program, task: drgn.Object) -> dict:
+    """The mutex a task sleeps on and its owner, read from the waiting frame's locals."""
+    from drgn.helpers.linux.locking import mutex_owner
+
+    try:
+        for frame in prog.stack_trace(task):
+            if frame.name and "mutex_lock" in frame.name:
+                try:
+                    lock = frame["lock"]
+                except (KeyError, LookupError, drgn.ObjectAbsentError):
+                    continue
+                owner = mutex_owner(lock)
+                out = {"lock": {"address": int(lock.value_()), "symbol": _sym(prog, lock)}}
+                if owner:
+                    owner_frames = _frames(prog, owner, [])
+                    out["lock_owner"] = {"pid": int(owner.pid),
+                                         "comm": owner.comm.string_().decode(errors="replace"),
+                                         "stack": _stack_lines(owner_frames)}
+                return out
+    except (LookupError, ValueError, drgn.FaultError):
+        pass
+    return {}
+
+
+def _sym(prog: drgn.Program, pointer: drgn.Object) -> str | None:
+    try:
+        sym = prog.symbol(int(pointer.value_()))
+        return sym.name
+    except LookupError:
+        return None
+
+
+def _oom_details(prog: drgn.Program, evidence: list[Evidence]) -> dict:
+    """The biggest memory users and the memory left, as the OOM report shows them."""
+    from drgn.helpers.linux.mm import totalram_pages
+    from drgn.helpers.linux.pid import for_each_task
+
+    page_kib = prog["PAGE_SIZE"].value_() // 1024 if _has(prog, "PAGE_SIZE") else 4
+    users = []
+    for task in for_each_task(prog):
+        try:
+            if not task.mm:
+                continue
+            rss = sum(int(task.mm.rss_stat.count[i].counter) for i in range(3)) if _old_rss(
+                task) else sum(_percpu_counter(c) for c in task.mm.rss_stat)
+        except (AttributeError, drgn.FaultError, LookupError):
+            continue
+        users.append((rss, int(task.pid), task.comm.string_().decode(errors="replace")))
+    users.sort(reverse=True)
+    top = [{"pid": pid, "comm": comm, "rss_kib": rss * page_kib} for rss, pid, comm in users[:5]]
+    total = int(totalram_pages(prog)) * page_kib
+    evidence.append(Evidence("oom-top", "Largest memory users",
+                             [f"{u['comm']} (PID {u['pid']}): {u['rss_kib']} KiB" for u in top]))
+    return {"top_memory_users": top, "total_ram_kib": total}
+
+
+def _has(prog: drgn.Program, name: str) -> bool:
+    try:
+        prog[name]
+        return True
+    except LookupError:
+        return False
+
+
+def _old_rss(task: drgn.Object) -> bool:
+    return hasattr(task.mm.rss_stat, "count")
+
+
+def _percpu_counter(counter: drgn.Object) -> int:
+    from drgn.helpers.linux.percpu import percpu_counter_sum
+
+    return max(0, int(percpu_counter_sum(counter.address_of_())))
+
+
+_RIP_LINE = re.compile(r"RIP: [0-9a-f]{4}:(?P<func>[\w.]+)\+(?P<off>0x[0-9a-f]+)/0x[0-9a-f]+"
+                       r"(?: \[(?P<module>[\w-]+)\])?")
+
+
+def _culprit(prog: drgn.Program, target: Target, log: LogText, match: rules.Match | None,
+             frames: list[FrameInfo], index: int | None, evidence: list[Evidence],
+             warnings: list[str]) -> Culprit:
+    if match and match.rule.culprit == rules.CULPRIT_PROCESS:
+        return Culprit(None, None, None, None, None, None, [], None, [], {},
+                       f"the process {match.groups.get('comm', '?')} asked for memory when "
+                       "none was left", ["log-oops", "oom-top"])
+    if index is None:
+        return _culprit_from_log(log, match, warnings)
+    frame = frames[index]
+    ids = ["stack-panic-task"]
+    regs: dict[str, int] = {}
+    addresses: list[int] = []
+    instructions = []
+    if frame.interrupted:
+        ids.append("registers")
+        evidence.append(Evidence("registers", f"Registers at {frame.label()}",
+                                 _register_lines(frame.registers)))
+        instructions = disassemble_around(prog, frame.pc, frame.offset)
+        regs, addresses = effective_addresses(prog, frame.pc, frame.registers)
+    source = read_source(frame.file, frame.line, _source_dirs(target))
+    if source:
+        ids.append("source")
+    reasoning = _reasoning(frame, instructions, regs, addresses, match)
+    return Culprit(frame.function, frame.offset, frame.module, frame.file, frame.line,
+                   frame.pc, _module_taints(prog, frame.module), source, instructions, regs,
+                   reasoning, ids + (["log-oops"] if match else []))
+
+
+def _culprit_from_log(log: LogText, match: rules.Match | None, warnings: list[str]) -> Culprit:
+    """The kernel's own RIP line, when the stack could not show the culprit."""
+    start = match.index if match else 0
+    for line in log.bare[start:start + 60]:
+        found = _RIP_LINE.search(line)
+        if found:
+            return Culprit(found["func"], int(found["off"], 16), found["module"], None, None,
+                           None, [], None, [], {}, "named by the RIP line of the kernel's "
+                           "report", ["log-oops"])
+    warnings.append("the culprit function could not be found")
+    return Culprit(None, None, None, None, None, None, [], None, [], {}, "", [])
+
+
+def _register_lines(regs: dict[str, int]) -> list[str]:
+    names = [n for n in ("rip", "rsp", "rflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi",
+                         "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "cs",
+                         "ss") if n in regs]
+    return [f"{n.upper():>6}: {regs[n]:016x}" for n in names]
+
+
+def _source_dirs(target: Target) -> list[Path]:
+    dirs = [p if p.is_dir() else p.parent for p in getattr(target, "module_paths", [])]
+    if target.path is not None:
+        dirs.append(target.path.parent / "modules")
+    return dirs
+
+
+def _module_taints(prog: drgn.Program, module: str | None) -> list[str]:
+    if not module:
+        return []
+    try:
+        mask = int(prog.module(module).object.taints)
+    except (LookupError, AttributeError, drgn.FaultError, ValueError):
+        return []
+    return [f"{_TAINTS[bit]}: {_TAINT_NAMES[_TAINTS[bit]]}" for bit in range(len(_TAINTS))
+            if mask & (1 << bit)]
+
+
+def _reasoning(frame: FrameInfo, instructions: list, regs: dict[str, int],
+               addresses: list[int], match: rules.Match | None) -> str:
+    faulting = next((i for i in instructions if i.faulting), None)
+    where = f"{frame.function}+{frame.offset:#x}" if frame.offset is not None else (
+        frame.function or f"{frame.pc:#x}")
+    text = f"the CPU stopped at {where}"
+    if frame.file:
+        text += f" ({Path(frame.file).name}:{frame.line})"
+    if faulting:
+        text += f", on the instruction `{faulting.text.split(': ', 1)[-1]}`"
+        if addresses:
+            text += f", which accesses memory at {addresses[0]:#x}"
+        if regs:
+            text += " (" + ", ".join(f"{k.upper()} = {v:#x}" for k, v in regs.items()) + ")"
+    if match and "address" in match.groups:
+        text += f"; the faulting address was {match.groups['address']}"
+    return text
+
+
+_CR2 = re.compile(r"CR2: ([0-9a-f]+)")
+_PF_CODE = re.compile(r"#PF: error_code\((0x[0-9a-f]+)\)")
+_PF_BITS = ((1, "protection violation", "page not present"), (2, "write", "read"),
+            (4, "user mode", "kernel mode"), (8, "reserved bit set", None),
+            (16, "instruction fetch", None), (32, "protection key", None))
+
+
+def decode_page_fault(code: int) -> list[str]:
+    """The x86 page-fault error code bits in words (arch/x86/include/asm/trap_pf.h)."""
+    out = []
+    for bit, on, off in _PF_BITS:
+        if code & bit:
+            out.append(on)
+        elif off:
+            out.append(off)
+    return out
+
+
+def _context(prog: drgn.Program, target: Target, log: LogText, match: rules.Match | None,
+             task: drgn.Object | None, frames: list[FrameInfo], index: int | None,
+             evidence: list[Evidence]) -> Context:
+    from kdx.model.system import panic_line
+
+    block = next((e.lines for e in evidence if e.id == "log-oops"), [])
+    text = "\n".join(block)
+    cr2 = _CR2.search(text)
+    code = _PF_CODE.search(text)
+    error_code = int(code.group(1), 16) if code else None
+    frame = frames[index] if index is not None and frames else None
+    user_mode = bool(frame.registers["cs"] & 3) if frame and "cs" in frame.registers else None
+    taint = tainted(prog)
+    return Context(
+        pid=int(task.pid) if task is not None else None,
+        comm=task.comm.string_().decode(errors="replace") if task is not None else None,
+        cpu=_task_cpu(task),
+        interrupt_context=bool(index is not None and ran_in_interrupt(frames, index))
+        or "Fatal exception in interrupt" in "\n".join(log.bare[-200:]),
+        user_mode=user_mode,
+        fault_address=_fault_address(match, cr2),
+        error_code=error_code,
+        error_code_decoded=decode_page_fault(error_code) if error_code is not None else [],
+        taint=taint,
+        taint_flags=[f"{c}: {_TAINT_NAMES[c]}" for c in taint if c in _TAINT_NAMES],
+        uptime_seconds=_uptime(target),
+        release=target.release,
+        panic_message=panic_line(prog),
+        evidence=["log-oops"] if block else [])
+
+
+def _fault_address(match: rules.Match | None, cr2: re.Match | None) -> int | None:
+    """The address the report names; CR2 only when it names none, because printing the
+    report's "Code:" bytes can fault again and overwrite CR2 before the register dump."""
+    if match and "address" in match.groups:
+        try:
+            return int(match.groups["address"], 16)
+        except ValueError:
+            pass
+    return int(cr2.group(1), 16) if cr2 else None
+
+
+def _task_cpu(task: drgn.Object | None) -> int | None:
+    if task is None:
+        return None
+    from drgn.helpers.linux.sched import task_cpu
+
+    try:
+        return int(task_cpu(task))
+    except (AttributeError, LookupError, drgn.FaultError):
+        return None
+
+
+def _uptime(target: Target) -> float | None:
+    try:
+        from kdx.model.system import system_info
+
+        return system_info(target).uptime_seconds
+    except Exception:  # uptime is a nicety; a dump that lacks it still gets a verdict
+        return None
+
+
+def _cpu_stacks(prog: drgn.Program, panic: drgn.Object | None, panic_frames: list[FrameInfo],
+                warnings: list[str]) -> list[StackSummary]:
+    from drgn.helpers.linux.cpumask import for_each_online_cpu
+
+    out = []
+    for cpu in for_each_online_cpu(prog):
+        try:
+            task = cpu_curr(prog, cpu)
+        except (LookupError, drgn.FaultError):
+            continue
+        is_panic = panic is not None and task.value_() == panic.value_()
+        frames = panic_frames if is_panic else _frames(prog, task, [])
+        out.append(StackSummary(int(task.pid), task.comm.string_().decode(errors="replace"),
+                                cpu, _stack_lines(frames)))
+    return out
+
+
+_NODE_ITEMS = {"file_cache": "NR_FILE_PAGES", "anonymous": "NR_ANON_MAPPED",
+               "slab_reclaimable": "NR_SLAB_RECLAIMABLE_B",
+               "slab_unreclaimable": "NR_SLAB_UNRECLAIMABLE_B", "page_tables": "NR_PAGETABLE"}
+
+
+def memory_usage(prog: drgn.Program) -> dict[str, int]:
+    """Where the memory was at the crash, in KiB, from the kernel's global page counters."""
+    from drgn.helpers.linux.mm import totalram_pages
+
+    kib = prog["PAGE_SIZE"].value_() // 1024 if _has(prog, "PAGE_SIZE") else 4
+    out: dict[str, int] = {}
+    try:
+        out["total"] = int(totalram_pages(prog)) * kib
+        out["free"] = int(prog["vm_zone_stat"][prog.constant("NR_FREE_PAGES")].counter) * kib
+        for name, item in _NODE_ITEMS.items():
+            out[name] = max(0, int(prog["vm_node_stat"][prog.constant(item)].counter)) * kib
+    except (LookupError, drgn.FaultError):
+        return out
+    if _has(prog, "vm_node_stat"):
+        try:
+            stacks = prog["vm_node_stat"][prog.constant("NR_KERNEL_STACK_KB")].counter
+            out["kernel_stacks"] = max(0, int(stacks))
+        except LookupError:
+            pass
+    accounted = sum(v for k, v in out.items() if k != "total")
+    out["other"] = max(0, out["total"] - accounted)
+    return out
+
+
+def _title(match: rules.Match | None, culprit: Culprit, context: Context) -> str:
+    if match is None:
+        return "unknown crash"
+    fields = {"function": culprit.function or "unknown function", "module": culprit.module or "",
+              "message": match.groups.get("message", context.panic_message), **match.groups}
+    fields.setdefault("comm", context.comm or "?")
+    title = match.rule.title.format(**fields)
+    if culprit.module and "{function}" in match.rule.title:
+        title += f" [{culprit.module}]"
+    return title
+
+
+def _next_steps(match: rules.Match | None, culprit: Culprit, context: Context) -> list[str]:
+    if match is None:
+        return ["log | tail -80", "bt -a", "ps -A"]
+    fields = {"function": culprit.function or "", "pc": culprit.address or 0,
+              "pid": context.pid or 0, **match.groups}
+    steps = []
+    for step in match.rule.next_steps:
+        try:
+            steps.append("kdx> " + step.format(**fields))
+        except (KeyError, ValueError):
+            continue
+    return steps

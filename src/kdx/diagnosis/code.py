@@ -1,0 +1,96 @@
+"""The code at the culprit: disassembly around the faulting instruction, the registers it
+uses, and the source lines when the file is at hand.
+
+This is the reasoning an engineer does by hand in the classic case — ``movb $0x1,(%rax)``
+with RAX = 0 writes through NULL — done for them, with capstone as the disassembler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import capstone
+import drgn
+
+from kdx.diagnosis.verdict import Instruction, SourceExcerpt
+
+_CONTEXT_LINES = 3
+_AFTER = 2  # instructions shown after the faulting one
+
+
+def _disassembler() -> capstone.Cs:
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.syntax = capstone.CS_OPT_SYNTAX_ATT
+    md.detail = True
+    return md
+
+
+def disassemble_around(prog: drgn.Program, pc: int, offset: int | None,
+                       before: int = 6) -> list[Instruction]:
+    """Instructions from the function start (or a few before ``pc``) to just after it."""
+    start = pc - offset if offset is not None and offset < 4096 else pc
+    try:
+        code = prog.read(start, pc - start + 32)
+    except drgn.FaultError:
+        return []
+    insns = list(_disassembler().disasm(code, start))
+    at = next((i for i, ins in enumerate(insns) if ins.address == pc), None)
+    if at is None:
+        return []
+    chosen = insns[max(0, at - before):at + 1 + _AFTER]
+    base = pc - offset if offset is not None else None
+    return [Instruction(ins.address, _text(ins, base), ins.address == pc) for ins in chosen]
+
+
+def _text(ins: capstone.CsInsn, base: int | None) -> str:
+    where = f"+{ins.address - base:#x}" if base is not None else f"{ins.address:#x}"
+    return f"{where}: {ins.mnemonic} {ins.op_str}".rstrip()
+
+
+def effective_addresses(prog: drgn.Program, pc: int, registers: dict[str, int]
+                        ) -> tuple[dict[str, int], list[int]]:
+    """(registers used to form memory addresses, the addresses) of the instruction at pc."""
+    try:
+        code = prog.read(pc, 16)
+    except drgn.FaultError:
+        return {}, []
+    ins = next(_disassembler().disasm(code, pc), None)
+    if ins is None:
+        return {}, []
+    used: dict[str, int] = {}
+    addresses: list[int] = []
+    for op in ins.operands:
+        if op.type != capstone.x86.X86_OP_MEM:
+            continue
+        address = op.mem.disp
+        for reg, scale in ((op.mem.base, 1), (op.mem.index, op.mem.scale)):
+            if reg == 0:
+                continue
+            name = ins.reg_name(reg)
+            if name == "rip":
+                address += ins.address + ins.size
+                continue
+            value = registers.get(name)
+            if value is not None:
+                used[name] = value
+                address += value * scale
+        addresses.append(address & 0xFFFFFFFFFFFFFFFF)
+    return used, addresses
+
+
+def read_source(file: str | None, line: int | None, dirs: list[Path]) -> SourceExcerpt | None:
+    """A few lines around ``file:line``: the DWARF path if it exists here, else a file of
+    the same name in the module directories the user gave or beside the dump."""
+    if not file or not line:
+        return None
+    candidates = [Path(file)] + [d / Path(file).name for d in dirs]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        return None
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    first = max(1, line - _CONTEXT_LINES)
+    last = min(len(lines), line + _CONTEXT_LINES)
+    return SourceExcerpt(str(path), first, lines[first - 1:last], line)

@@ -1,0 +1,99 @@
+"""The records of a diagnosis: plain, versioned, storable.
+
+A fleet service will keep millions of these and query them, so every field is a plain
+value (no drgn objects), names are stable, and ``schema`` says which shape a record has.
+Claims point at evidence by id, so a reader can check each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEMA = "kdx.analysis/1"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    id: str  # e.g. "log-oops", "stack-panic-task", "registers"
+    title: str
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class SourceExcerpt:
+    file: str
+    first_line: int
+    lines: list[str]
+    marked_line: int
+
+
+@dataclass(frozen=True)
+class Instruction:
+    address: int
+    text: str  # "hello_init+0x11: movb $0x1, 0x0"
+    faulting: bool
+
+
+@dataclass(frozen=True)
+class Culprit:
+    function: str | None
+    offset: int | None
+    module: str | None
+    file: str | None
+    line: int | None
+    address: int | None
+    module_taints: list[str]
+    source: SourceExcerpt | None
+    disassembly: list[Instruction]
+    registers_used: dict[str, int]
+    reasoning: str
+    evidence: list[str]
+
+
+@dataclass(frozen=True)
+class Context:
+    pid: int | None
+    comm: str | None
+    cpu: int | None
+    interrupt_context: bool
+    user_mode: bool | None
+    fault_address: int | None
+    error_code: int | None
+    error_code_decoded: list[str]
+    taint: str
+    taint_flags: list[str]
+    uptime_seconds: float | None
+    release: str
+    panic_message: str
+    evidence: list[str]
+
+
+@dataclass(frozen=True)
+class Signature:
+    title: str
+    hash: str
+    frames: list[str]
+
+
+@dataclass(frozen=True)
+class StackSummary:
+    pid: int | None
+    comm: str | None
+    cpu: int | None
+    frames: list[str]  # "#0 hello_init+0x11 [hello_crash] hello-crash.c:21"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    schema: str
+    category: str
+    summary: str
+    culprit: Culprit
+    context: Context
+    signature: Signature
+    evidence: list[Evidence]
+    stacks: list[StackSummary]
+    details: dict = field(default_factory=dict)  # category-specific (locks, OOM tables)
+    next_steps: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dump: str = ""
