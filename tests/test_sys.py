@@ -23,7 +23,7 @@ from kdx.model.system import (
     format_task_state,
     task_state_bits,
 )
-from kdx.render.crash_text import (
+from kdx.render.crash.sys import (
     ctime,
     dumpfile_value,
     duration,

@@ -61,7 +61,7 @@ def normalise_title(title: str) -> str:
     title = re.sub(r"\b[0-9a-f]{12,16}\b", "ADDR", title)
     title = re.sub(r"CPU#\d+", "CPU", title)
     title = re.sub(r":\d+\b", ":LINE", title)
-    title = re.sub(r"\b\d+\b", "NUM", title)
+    title = re.sub(r"(?<![A-Za-z_0-9])\d+", "NUM", title)
     return title[:120]
 
 

@@ -1,0 +1,129 @@
+"""kdx analyze against the ground truth of every lab scenario, on both kernels."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kdx.diagnosis.analyze import analyze, decode_page_fault
+from kdx.diagnosis.rules import CATEGORIES
+from kdx.diagnosis.signature import make_signature, normalise_function, normalise_title
+from kdx.lab import scenarios
+from kdx.target.open import open_dump
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+@pytest.mark.parametrize("name", list(scenarios.SCENARIOS))
+def test_verdict_matches_ground_truth(lab, name, kernel):
+    dump = lab(name, kernel=kernel)
+    truth = dump.truth
+    verdict = analyze(open_dump(dump.vmcore, dump.vmlinux, [dump.modules]))
+    assert verdict.category == truth["category"]
+    assert verdict.category in CATEGORIES
+    assert verdict.culprit.function == truth["function"]
+    assert verdict.culprit.module == truth["module"]
+    if truth["source_file"]:
+        assert Path(verdict.culprit.file).name == truth["source_file"]
+        assert verdict.culprit.line == truth["source_line"]
+    assert verdict.context.pid == truth["pid"]
+    assert verdict.context.comm == truth["comm"]
+    assert verdict.context.cpu == truth["cpu"]
+    ids = {e.id for e in verdict.evidence}
+    for claim in (verdict.culprit.evidence, verdict.context.evidence):
+        assert set(claim) <= ids | {"source"}, claim
+
+
+def test_null_deref_reasoning(null_deref):
+    verdict = analyze(open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules]))
+    assert verdict.signature.title == (
+        "BUG: kernel NULL pointer dereference in hello_init [hello_crash]")
+    assert verdict.context.fault_address == 0
+    assert verdict.context.error_code_decoded == ["page not present", "write", "kernel mode"]
+    assert not verdict.context.interrupt_context
+    assert verdict.context.user_mode is False
+    faulting = [i for i in verdict.culprit.disassembly if i.faulting]
+    assert len(faulting) == 1 and faulting[0].address == verdict.culprit.address
+    assert "accesses memory at 0x0" in verdict.culprit.reasoning
+    assert "O: out-of-tree module" in verdict.culprit.module_taints
+    src = verdict.culprit.source
+    assert src is not None and "*p = 1" in src.lines[src.marked_line - src.first_line]
+
+
+def test_irq_context_is_recognised(lab):
+    verdict = analyze(open_dump(lab("irq-context").vmcore))
+    assert verdict.context.interrupt_context
+    assert verdict.culprit.function == "crashlab_timer_fn"
+
+
+def test_hung_task_names_the_lock_and_its_owner(lab):
+    verdict = analyze(open_dump(lab("hung-task").vmcore))
+    assert verdict.details["blocked_task"]["comm"] == "crashlab_wait"
+    assert verdict.details["lock_owner"]["comm"] == "crashlab_hold"
+    assert verdict.details["lock"]["symbol"] == "crashlab_mutex"
+
+
+def test_oom_lists_the_memory_hog(lab):
+    verdict = analyze(open_dump(lab("oom").vmcore))
+    assert verdict.details["top_memory_users"][0]["comm"] == "memhog"
+
+
+def test_signature_is_stable_across_boots_and_formats(lab):
+    # Two separate boots (different KASLR offsets), two capture formats: one bug.
+    first = analyze(open_dump(lab("sysrq").vmcore))
+    second = analyze(open_dump(lab("sysrq", fmt="kdump-lzo").vmcore))
+    third = analyze(open_dump(lab("sysrq", capture="qemu", fmt="elf").vmcore))
+    assert first.signature == second.signature == third.signature
+    other = analyze(open_dump(lab("gpf").vmcore))
+    assert other.signature.hash != first.signature.hash
+
+
+def test_signature_normalisation():
+    assert normalise_function("crashlab_average.constprop.0") == "crashlab_average"
+    assert normalise_function("foo.isra.0.cold") == "foo"
+    assert normalise_title("soft lockup - CPU#1 stuck for 22s! at 0xffffffff81000000") == (
+        "soft lockup - CPU stuck for NUMs! at ADDR")
+    a = make_signature("bug", "t", ["panic", "oops_end", "foo.isra.0", "bar+0x10"], "m")
+    b = make_signature("bug", "t", ["__crash_kexec", "foo", "bar+0x10"], "m")
+    assert a.hash == b.hash and a.frames[0] == "foo"
+
+
+def test_page_fault_error_codes():
+    assert decode_page_fault(0x2) == ["page not present", "write", "kernel mode"]
+    assert decode_page_fault(0x15) == ["protection violation", "read", "user mode",
+                                       "instruction fetch"]
+
+
+def test_cli_outputs(kdx, null_deref, tmp_path):
+    proc = kdx("analyze", null_deref.vmcore, "--json", check=True)
+    doc = json.loads(proc.stdout)["data"]
+    for key in ("category", "culprit", "context", "evidence", "signature"):
+        assert key in doc
+    assert set(doc["culprit"]) >= {"function", "offset", "module", "file", "line"}
+    assert doc["signature"]["title"].startswith("BUG: kernel NULL pointer dereference")
+    md = kdx("analyze", null_deref.vmcore, "--markdown", check=True).stdout
+    assert md.startswith("# BUG: kernel NULL pointer dereference in hello_init")
+    text = kdx("analyze", null_deref.vmcore, check=True).stdout
+    assert "hello-crash.c:21" in text or "hello-crash.c" in text
+    assert max(len(line) for line in text.splitlines()[:20]) < 200
+
+
+def test_html_report_renders_in_chromium(kdx, null_deref, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (scripts/setup installs it)")
+    page = tmp_path / "report.html"
+    page.write_text(kdx("analyze", null_deref.vmcore, "--html", check=True).stdout)
+    shot = tmp_path / "shot.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    assert "hello_init" in dom.stdout and "<svg" in dom.stdout
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1000,1400",
+                    page.as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000
