@@ -30,11 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="kdx",
-        usage="kdx [-h] [--version] COMMAND ...\n       kdx VMCORE [VMLINUX] [MODULE.ko|DIR ...] "
-        "[-c CMD] [-i FILE] [--json]",
         description="Linux kernel crash toolkit: analyse vmcores, diagnose panics, "
         "set up kdump and make real crash dumps in a lab. 'kdx VMCORE' opens a "
         "crash-style session on a dump.",
+        epilog="session: kdx VMCORE [VMLINUX] [MODULE.ko|DIR ...] [-c CMD] [-i FILE] [--json]",
     )
     parser.add_argument("--version", action="version", version=f"kdx {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
