@@ -222,7 +222,7 @@ class _TaskTable:
     idle: list[int]
 
 
-def _idle_cpus(prog: drgn.Program) -> list[int]:
+def idle_cpus(prog: drgn.Program) -> list[int]:
     """CPUs whose idle task crash lists: every CPU up to the highest present one."""
     highest = max(for_each_present_cpu(prog), default=0)
     return [cpu for cpu in for_each_possible_cpu(prog) if cpu <= highest]
@@ -231,7 +231,7 @@ def _idle_cpus(prog: drgn.Program) -> list[int]:
 def _task_table(prog: drgn.Program) -> _TaskTable:
     """crash's task table: each CPU's idle task, then every task of the PID namespace
     (one per PID, so threads count and zombies whose PID is gone do not)."""
-    idle = [idle_task(prog, cpu).value_() for cpu in _idle_cpus(prog)]
+    idle = [idle_task(prog, cpu).value_() for cpu in idle_cpus(prog)]
     seen = dict.fromkeys(t for t in idle if t)
     seen.update(dict.fromkeys(t.value_() for t in for_each_task(prog)))
     return _TaskTable(list(seen), [t for t in idle if t])

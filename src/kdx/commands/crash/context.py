@@ -1,0 +1,212 @@
+"""``set`` and ``task``: choose the task other commands work on, and show its task_struct.
+
+``set`` moves the session's current task (the panic task until then) the way crash's
+does — by PID, task address, CPU (``-c``: that CPU's active task) or back to the panic
+task (``-p``) — and prints crash's context block. ``task`` prints a task_struct, whole or
+only the members named with ``-R``, under crash's one-line task header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import drgn
+
+from kdx.commands.crash.ps import parse_selectors, tasks_of
+from kdx.model.tasks import (
+    READ_ERRORS,
+    TaskInfo,
+    active_tasks,
+    panic_task_address,
+    task_context,
+)
+from kdx.render.crash.ps import render_context, render_task
+from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.session import Session
+
+# --- set ----------------------------------------------------------------------------------------
+
+
+def _set_parser():
+    parser = make_parser("set", "set the current task by PID, task address or CPU, "
+                                "and show it")
+    parser.add_argument("-c", metavar="CPU", type=int, help="the task active on CPU")
+    parser.add_argument("-p", action="store_true", help="back to the panic task")
+    parser.add_argument("target", nargs="?", metavar="pid|task")
+    return parser
+
+
+def _current_info(session: Session) -> TaskInfo:
+    address = session.current_task.value_()
+    for task in tasks_of(session):
+        if task.task == address:
+            return task
+    raise CommandError(f"the current task {address:x} is not in the task table")
+
+
+def _show(session: Session, info: TaskInfo) -> None:
+    from kdx.model.system import system_info
+
+    panic_state = None
+    if info.task == panic_task_address(session.prog):
+        panic_state = session.cached("sys", lambda: system_info(session.target)).state
+    context = task_context(session.prog, info, tasks_of(session), panic_state)
+    session.emit("set", context, lambda: render_context(context))
+
+
+def _switch(session: Session, info: TaskInfo) -> None:
+    session.current_task = drgn.Object(session.prog, "struct task_struct *", info.task)
+    _show(session, info)
+
+
+def _by_address(session: Session, address: int) -> TaskInfo:
+    for task in tasks_of(session):
+        if task.task == address:
+            return task
+    raise CommandError(f"no task at {address:x}")
+
+
+def _set(session: Session, args: argparse.Namespace) -> None:
+    if args.p:
+        panic = panic_task_address(session.prog)
+        if not panic:
+            raise CommandError("no panic task found!")
+        _switch(session, _by_address(session, panic))
+    elif args.c is not None:
+        _set_cpu(session, args.c)
+    elif args.target is not None:
+        tasks = tasks_of(session)
+        if not re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", args.target):
+            raise CommandError(f"invalid task or pid value: {args.target} "
+                               "(kdx's set takes a PID, a task address, -c or -p)")
+        warnings: list[str] = []
+        selectors = parse_selectors([args.target], tasks, warnings.append)
+        if not selectors:
+            raise CommandError(f"invalid task or pid value: {args.target}")
+        _switch(session, next(t for t in tasks if selectors[0].matches(t)))
+    else:
+        _show(session, _current_info(session))
+
+
+def _set_cpu(session: Session, cpu: int) -> None:
+    """The CPU's active task: the panic task on its CPU, else the runqueue's current."""
+    active = active_tasks(session.prog)
+    if cpu not in active:
+        count = len(active)
+        raise CommandError(f"invalid cpu number: system has only {count} "
+                           f"cpu{'s' if count > 1 else ''}")
+    panic = panic_task_address(session.prog)
+    address = active[cpu]
+    if panic:
+        info = _by_address(session, panic)
+        if info.cpu == cpu:
+            address = panic
+    _switch(session, _by_address(session, address))
+
+
+# --- task ---------------------------------------------------------------------------------------
+
+
+def _task_parser():
+    parser = make_parser("task", "show a task_struct, whole or the members named")
+    parser.add_argument("-R", action="append", default=[], metavar="MEMBER[,MEMBER...]",
+                        help="only these members (a.b and a[1] reach inside)")
+    base = parser.add_mutually_exclusive_group()
+    base.add_argument("-x", action="store_true", help="integers in hexadecimal")
+    base.add_argument("-d", action="store_true", help="integers in decimal")
+    parser.add_argument("targets", nargs="*", metavar="pid|task|member")
+    return parser
+
+
+def _format(obj: drgn.Object, base: int) -> str:
+    """drgn's C-style value made to read like crash's gdb output: no type names, two
+    spaces per level, ``name = value`` without the designator dot."""
+    text = obj.format_(type_name=False, member_type_names=False, integer_base=base)
+    lines: list[str] = []
+    for line in text.split("\n"):
+        stripped = line.lstrip("\t")
+        if stripped.startswith("}") and lines and lines[-1].endswith(","):
+            lines[-1] = lines[-1][:-1]  # gdb puts no comma after the last member
+        indent = "  " * (len(line) - len(stripped))
+        lines.append(indent + re.sub(r"^\.(?=[\w\[])", "", stripped))
+    return "\n".join(lines)
+
+
+def _member(task: drgn.Object, designator: str, base: int) -> str:
+    try:
+        value = task.subobject_(designator)
+    except (LookupError, ValueError) as err:
+        return f"task: {designator}: not a task_struct member ({err})"
+    try:
+        text = _format(value, base)
+    except drgn.FaultError as err:
+        return f"  {designator}: memory not in the dump: {err}"
+    body = "\n".join("  " + line for line in text.split("\n")).lstrip()
+    return f"  {designator} = {body},"
+
+
+def _task(session: Session, args: argparse.Namespace) -> None:
+    base = 16 if args.x else 10
+    prog = session.prog
+    table = tasks_of(session)
+    members = [m for spec in args.R for m in spec.split(",") if m]
+    numbers = []
+    task_type = prog.type("struct task_struct")
+    for word in args.targets:
+        if re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", word) and not _is_member(task_type, word):
+            numbers.append(word)
+        else:
+            members += [m for m in word.split(",") if m]
+    selectors = parse_selectors(numbers, table, session.warn)
+    if numbers:
+        chosen = [t for s in selectors for t in table if s.matches(t)]
+    else:
+        chosen = [_current_info(session)]
+    records, texts = [], []
+    for info in chosen:
+        task = drgn.Object(prog, "struct task_struct *", info.task)[0]
+        if members:
+            values = {m: _value(task, m) for m in members}
+            records.append({"pid": info.pid, "task": info.task, "members": values})
+            texts.append(render_task(info, "\n".join(_member(task, m, base)
+                                                      for m in members)))
+        else:
+            try:
+                body = "struct task_struct " + _format(task, base)
+            except drgn.FaultError as err:
+                body = f"task_struct not in the dump: {err}"
+            records.append({"pid": info.pid, "task": info.task, "struct": body})
+            texts.append(render_task(info, body))
+    session.emit("task", records, lambda: "".join(texts))
+
+
+def _is_member(type_: drgn.Type, name: str) -> bool:
+    try:
+        type_.member(name)
+        return True
+    except LookupError:
+        return False
+
+
+def _value(task: drgn.Object, designator: str) -> object:
+    """A member as a plain JSON value: integers, strings for char arrays, else its text."""
+    try:
+        value = task.subobject_(designator)
+        kind = value.type_.unaliased_kind()
+        if kind in (drgn.TypeKind.INT, drgn.TypeKind.BOOL, drgn.TypeKind.ENUM,
+                    drgn.TypeKind.POINTER):
+            return value.value_()
+        if kind == drgn.TypeKind.ARRAY and value.type_.unaliased().type.size == 1:
+            return value.string_().decode("utf-8", errors="backslashreplace")
+        return value.format_(type_name=False, member_type_names=False)
+    except READ_ERRORS as err:
+        return f"<{err}>"
+
+
+COMMANDS = [
+    CrashCommand("set", "set or show the current task (PID, task, -c CPU, -p)", _set_parser,
+                 _set),
+    CrashCommand("task", "show the current or named tasks' task_struct (-R members)",
+                 _task_parser, _task),
+]
