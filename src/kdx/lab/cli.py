@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--no-vmcoreinfo", action="store_true",
                    help="qemu capture without the VMCOREINFO note (as on hosts without "
                    "the vmcoreinfo device)")
+    r.add_argument("--tasks", type=int, default=0, metavar="N",
+                   help="start N extra sleeping processes first (for benchmarks)")
+    r.add_argument("--memory", type=int, default=512, metavar="MB",
+                   help="guest memory in MB (default 512; give more with --tasks)")
     r.add_argument("--out", type=Path, help="directory for the results "
                    "(default: under the cache's runs/)")
     r.add_argument("--cache", type=Path, help="lab cache (default $KDX_LAB_CACHE or "
@@ -60,7 +64,8 @@ def _list(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     req = RunRequest(scenario=args.scenario, kernel=args.kernel, capture=args.capture,
                      format=args.format, dump_level=args.dump_level,
-                     vmcoreinfo=not args.no_vmcoreinfo, out=args.out, force=args.force)
+                     vmcoreinfo=not args.no_vmcoreinfo, out=args.out, force=args.force,
+                     tasks=args.tasks, memory_mb=args.memory)
     req.check()
     with steps(f"kdx lab run {args.scenario}") as say:
         out = run(args.cache or default_cache(), req, say)

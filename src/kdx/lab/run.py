@@ -55,6 +55,8 @@ class RunRequest:
     vmcoreinfo: bool = True
     out: Path | None = None
     force: bool = False
+    tasks: int = 0  # extra sleeping processes, to measure how analysis cost grows
+    memory_mb: int = 512
 
     def check(self) -> None:
         """Refuse combinations the lab cannot make, before any download."""
@@ -74,7 +76,17 @@ class RunRequest:
             parts.append(f"d{self.dump_level}")
         if not self.vmcoreinfo:
             parts.append("novmcoreinfo")
+        if self.tasks:
+            parts.append(f"t{self.tasks}")
+        if self.memory_mb != 512:
+            parts.append(f"m{self.memory_mb}")
         return "-".join(parts)
+
+    def recipe_extra(self) -> str:
+        """What this request adds to the scenario's recipe (nothing for plain runs, so
+        their cached dumps stay valid)."""
+        return f"tasks={self.tasks},memory={self.memory_mb}" if (
+            self.tasks or self.memory_mb != 512) else ""
 
 
 def dump_name(req: RunRequest) -> str:
@@ -96,7 +108,7 @@ def run(cache: Path, req: RunRequest, progress: Progress = None) -> Path:
 
 def _make(cache: Path, req: RunRequest, scenario: scenarios.Scenario, kernel: Kernel,
           out: Path, say: Callable[[str], None]) -> Path:
-    recipe = lab_recipe(scenario)
+    recipe = lab_recipe(scenario, req.recipe_extra())
     if not req.force and _recipe_of(out) == recipe:
         say(f"reusing the dump in {out}")
         return out
@@ -144,12 +156,12 @@ def _boot_and_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario
 LAB_VERSION = 2
 
 
-def lab_recipe(scenario: scenarios.Scenario) -> str:
+def lab_recipe(scenario: scenarios.Scenario, extra: str = "") -> str:
     """A fingerprint of everything that shapes a dump: the guest's files (init, module and
     program sources), the scenario's definition and LAB_VERSION. A cached dump is reused
     only when its recipe matches, so changing the guest never leaves stale dumps behind."""
     files = sorted(p for p in build.GUEST_DIR.rglob("*") if p.is_file())
-    return build.digest(files, repr(scenario), str(LAB_VERSION))
+    return build.digest(files, repr(scenario), str(LAB_VERSION), extra)
 
 
 def _recipe_of(out: Path) -> str | None:
@@ -213,7 +225,7 @@ def _first_initrd(cache: Path, kernel: Kernel, scenario: scenarios.Scenario, mod
     for prog in programs.iterdir():
         if prog.is_file() and os.access(prog, os.X_OK):
             shutil.copy(prog, lab / "bin" / prog.name)
-    (lab / "trigger.sh").write_text(scenario.trigger + "\n")
+    (lab / "trigger.sh").write_text(_spawn_sleepers(req.tasks) + scenario.trigger + "\n")
     if req.capture == "kdump":
         shutil.copy(kernel.vmlinuz, lab / "capture" / "vmlinuz")
         capture_img = _capture_initrd(cache, kernel, req.format, work)
@@ -221,6 +233,14 @@ def _first_initrd(cache: Path, kernel: Kernel, scenario: scenarios.Scenario, mod
     out = work / "initrd.img"
     initramfs.write_cpio(stage, out)
     return out
+
+
+def _spawn_sleepers(count: int) -> str:
+    """Shell lines that start ``count`` sleeping processes before the scenario runs."""
+    if count <= 0:
+        return ""
+    return (f"i=0; while [ $i -lt {count} ]; do sleep 100000 & i=$((i+1)); done\n"
+            f"echo 'KDX-LAB: started {count} sleepers'\n")
 
 
 def _cmdline(req: RunRequest, scenario: scenarios.Scenario) -> str:
@@ -241,10 +261,11 @@ def _echo_markers(say: Callable[[str], None]) -> Callable[[str], None]:
 
 def _run_kdump(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario, req: RunRequest,
                work: Path, say: Callable[[str], None]) -> tuple[str, str]:
-    dump_disk, dmesg_disk = _blank_disk(work / "dump.img", 1 << 30), _blank_disk(
-        work / "dmesg.img", 8 << 20)
+    dump_disk = _blank_disk(work / "dump.img", (req.memory_mb + 512) << 20)
+    dmesg_disk = _blank_disk(work / "dmesg.img", 8 << 20)
     config = GuestConfig(kernel.vmlinuz, initrd, _cmdline(req, scenario), work / "console.log",
-                         disks=[_blank_disk(work / STATE_DISK, 8 << 20), dump_disk, dmesg_disk])
+                         disks=[_blank_disk(work / STATE_DISK, 8 << 20), dump_disk, dmesg_disk],
+                         memory_mb=req.memory_mb)
     say(f"booting {kernel.release} under QEMU (TCG) for {req.scenario}, capture by kdump")
     limit = BOOT_TIMEOUT + scenario.timeout_s + CAPTURE_TIMEOUT
     with Guest(config) as guest:
@@ -314,7 +335,8 @@ def _run_qemu_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario
     qmp_path = work / "qmp.sock"
     config = GuestConfig(kernel.vmlinuz, initrd, _cmdline(req, scenario), work / "console.log",
                          disks=[_blank_disk(work / STATE_DISK, 8 << 20)],
-                         vmcoreinfo_device=req.vmcoreinfo, qmp_socket=qmp_path)
+                         vmcoreinfo_device=req.vmcoreinfo, qmp_socket=qmp_path,
+                         memory_mb=req.memory_mb)
     say(f"booting {kernel.release} under QEMU (TCG) for {req.scenario}, capture by QEMU")
     limit = BOOT_TIMEOUT + scenario.timeout_s
     with Guest(config) as guest:
@@ -404,7 +426,7 @@ def _finish(out: Path, work: Path, kernel: Kernel, scenario: scenarios.Scenario,
     link.unlink(missing_ok=True)
     link.symlink_to(kernel.vmlinux)
     truth = _ground_truth(console, dmesg, kernel, scenario, req)
-    truth.update(recipe=lab_recipe(scenario), vmcore=str(out / dump_name(req)),
+    truth.update(recipe=lab_recipe(scenario, req.recipe_extra()), vmcore=str(out / dump_name(req)),
                  vmlinux=str(kernel.vmlinux), modules_dir=str(mod_out),
                  seconds=round(time.time() - started, 1))
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
