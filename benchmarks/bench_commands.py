@@ -11,13 +11,10 @@ the null-deref-module dump (~65 tasks) and a sysrq dump with 5,000 extra sleeper
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Callable
+
+from timing import drgn_crash, timed
 
 from kdx.lab.cache import default_cache
 from kdx.lab.oracle import run_crash
@@ -27,17 +24,7 @@ ROWS = [("open + sys", "sys"), ("bt -a", "bt -a"), ("ps", "ps"), ("log", "log"),
         ("foreach bt", "foreach bt")]
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
-
-def _drgn_crash() -> str:
-    return shutil.which("drgn-crash") or str(Path(sys.executable).parent / "drgn-crash")
 
 
 def bench_dump(label: str, req: RunRequest, repeat: int) -> None:
@@ -53,7 +40,7 @@ def bench_dump(label: str, req: RunRequest, repeat: int) -> None:
             capture_output=True), repeat)
         crash = timed(lambda c=command: run_crash(cache, vmlinux, vmcore, [c]), repeat)
         drgn = timed(lambda c=command: subprocess.run(
-            [_drgn_crash(), str(vmlinux), str(vmcore)], input=f"{c}\nq\n".encode(),
+            [drgn_crash(), str(vmlinux), str(vmcore)], input=f"{c}\nq\n".encode(),
             capture_output=True), repeat)
         print(f"  {name:<12} {kdx:7.2f}s {crash:7.2f}s {drgn:10.2f}s "
               f"{kdx / crash:10.3f} {kdx / drgn:9.3f}")

@@ -9,27 +9,14 @@ and the ratios kdx/crash and kdx/drgn-crash. Usage:
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Callable
+
+from timing import drgn_crash, timed
 
 from kdx.lab.cache import default_cache
 from kdx.lab.oracle import run_crash
 from kdx.lab.run import RunRequest, dump_name, run
-
-
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``repeat`` calls, so one slow outlier does not decide."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -43,12 +30,11 @@ def main() -> int:
     out = run(cache, req, lambda m: print(f"[lab] {m}", file=sys.stderr))
     vmcore, vmlinux = out / dump_name(req), (out / "vmlinux").resolve()
     kdx = [sys.executable, "-m", "kdx", "sys", str(vmcore), str(vmlinux)]
-    drgn_crash = shutil.which("drgn-crash") or str(Path(sys.executable).parent / "drgn-crash")
 
     rows = {
         "kdx": timed(lambda: subprocess.run(kdx, capture_output=True, check=True), args.repeat),
         "crash 8.0.6": timed(lambda: run_crash(cache, vmlinux, vmcore, ["sys"]), args.repeat),
-        "drgn-crash": timed(lambda: subprocess.run([drgn_crash, str(vmlinux), str(vmcore)],
+        "drgn-crash": timed(lambda: subprocess.run([drgn_crash(), str(vmlinux), str(vmcore)],
                                                    input=b"sys\nq\n", capture_output=True),
                             args.repeat),
     }

@@ -1,0 +1,25 @@
+"""What every benchmark here shares: a median timer and where drgn-crash is."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``repeat`` calls, so one slow outlier does not decide."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def drgn_crash() -> str:
+    """drgn's crash-compatible front end, installed beside this Python's drgn."""
+    return shutil.which("drgn-crash") or str(Path(sys.executable).parent / "drgn-crash")
