@@ -152,7 +152,7 @@ def _unquoted(line: str, char: str) -> int:
                 quote = ""
         elif c in "'\"":
             quote = c
-        elif c == char:
+        elif c == char and not (char == ">" and line[i - 1:i] == "-"):  # p a->b
             return i
     if quote:
         raise ValueError("unterminated quote")

@@ -1,0 +1,621 @@
+"""Memory figures, slab caches and what an address is — crash's ``kmem`` as records.
+
+``memory_figures`` computes the ``kmem -i`` table by crash 8.0.6's rules (memory.c
+dump_kmeminfo) so both tools show the same page counts, with one exception where crash
+misleads (COMMITTED, see docs/crash-differences.md). ``MemoryFigures`` is also what the
+HTML report's memory chart reads, so it holds page counts and the page size, nothing
+pre-formatted. ``slab_caches`` gives ``kmem -s`` from drgn's slab helpers, and
+``identify`` gathers what ``kmem ADDR`` says about one address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+import drgn
+from drgn.helpers.common.memory import identify_address
+from drgn.helpers.linux.cpumask import for_each_online_cpu
+from drgn.helpers.linux.hugetlb import for_each_hstate
+from drgn.helpers.linux.list import list_for_each_entry
+from drgn.helpers.linux.mm import (
+    compound_head,
+    find_vmap_area,
+    follow_phys,
+    for_each_valid_page_range,
+    in_direct_map,
+    page_to_pfn,
+    page_to_phys,
+    page_to_virt,
+    phys_to_page,
+    totalram_pages,
+    virt_to_page,
+    vm_commit_limit,
+    vm_memory_committed,
+    vmalloc_to_page,
+)
+from drgn.helpers.linux.mmzone import for_each_online_pgdat
+from drgn.helpers.linux.panic import panic_task
+from drgn.helpers.linux.percpu import per_cpu_ptr
+from drgn.helpers.linux.pid import for_each_task
+from drgn.helpers.linux.slab import (
+    for_each_slab_cache,
+    get_slab_cache_aliases,
+    slab_cache_order,
+    slab_cache_usage,
+    slab_object_info,
+)
+from drgn.helpers.linux.swap import for_each_swap_info, swap_usage_in_pages, total_swapcache_pages
+from drgn.helpers.linux.vmstat import global_node_page_state, global_zone_page_state
+
+from kdx.model.files import TaskId, task_id
+from kdx.model.system import task_state_string
+from kdx.textsafe import clean_bytes
+
+_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError,
+                AttributeError, TypeError)
+Warn = Callable[[str], None]
+
+
+def _no_warn(message: str) -> None:
+    return None
+
+
+# -- kmem -i ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryFigures:
+    """The ``kmem -i`` table in pages (multiply by ``page_size`` for bytes).
+
+    ``committed_pages`` is the kernel's own figure (/proc/meminfo's Committed_AS, the
+    per-CPU counter summed); ``committed_counter_pages`` is the global part alone, which
+    is what crash 8.0.6 prints. Figures kdx could not read are None.
+    """
+
+    page_size: int
+    total_pages: int
+    free_pages: int | None
+    shared_pages: int | None
+    buffer_pages: int | None
+    cached_pages: int | None
+    slab_pages: int | None
+    huge_total_pages: int | None
+    huge_free_pages: int | None
+    swap_total_pages: int | None
+    swap_used_pages: int | None
+    commit_limit_pages: int | None
+    committed_pages: int | None
+    committed_counter_pages: int | None
+
+    @property
+    def used_pages(self) -> int | None:
+        return None if self.free_pages is None else self.total_pages - self.free_pages
+
+    @property
+    def swap_free_pages(self) -> int | None:
+        if self.swap_total_pages is None or self.swap_used_pages is None:
+            return None
+        return self.swap_total_pages - self.swap_used_pages
+
+
+def _vm_stat(prog: drgn.Program, name: str) -> int | None:
+    """A vmstat counter by enumerator name, from the node or zone array it belongs to;
+    None when this kernel has no such counter."""
+    try:
+        item = prog.constant(name)
+    except (KeyError, LookupError):
+        return None
+    tag = item.type_.unaliased().tag
+    if tag == "node_stat_item":
+        return global_node_page_state(prog, item)
+    if tag == "zone_stat_item":
+        return global_zone_page_state(prog, item)
+    try:
+        return max(prog["vm_stat"][item].counter.value_(), 0)
+    except _READ_ERRORS:
+        return None
+
+
+def _free_pages(prog: drgn.Program) -> int:
+    """crash's FREE: every zone's NR_FREE_PAGES counter, summed over online nodes."""
+    item = prog.constant("NR_FREE_PAGES")
+    total = 0
+    for pgdat in for_each_online_pgdat(prog):
+        for zone in pgdat.node_zones:
+            total += zone.vm_stat[item].counter.value_()
+    return total
+
+
+def _slab_pages(prog: drgn.Program) -> int | None:
+    """crash's SLAB: the slab vmstat counters, whichever generation the kernel has."""
+    for single in ("NR_SLAB",):
+        value = _vm_stat(prog, single)
+        if value is not None:
+            return value
+    for reclaimable, unreclaimable in (("NR_SLAB_RECLAIMABLE", "NR_SLAB_UNRECLAIMABLE"),
+                                       ("NR_SLAB_RECLAIMABLE_B", "NR_SLAB_UNRECLAIMABLE_B")):
+        value = _vm_stat(prog, reclaimable)
+        if value is not None:
+            return value + (_vm_stat(prog, unreclaimable) or 0)
+    return None
+
+
+def _blockdev_pages(prog: drgn.Program) -> int:
+    """crash's BUFFERS (and the kernel's nr_blockdev_pages): the page cache of every
+    block device inode."""
+    superblock = prog["blockdev_superblock"].read_()
+    total = 0
+    for inode in list_for_each_entry("struct inode", superblock.s_inodes.address_of_(),
+                                     "i_sb_list"):
+        total += inode.i_mapping.nrpages.value_()
+    return total
+
+
+def _shared_pages(prog: drgn.Program) -> int:
+    """crash's SHARED: pages not reserved whose reference count is above one, found by
+    reading the whole page array, one valid range at a time."""
+    page_type = prog.type("struct page")
+    size = page_type.size
+    flags_at = page_type.member("flags").offset
+    count_member = "_refcount" if page_type.has_member("_refcount") else "_count"
+    count_at = page_type.member(count_member).offset
+    reserved = 1 << prog.constant("PG_reserved").value_()
+    layout = struct.Struct(f"<{flags_at}xQ{count_at - flags_at - 8}xi"
+                           f"{size - count_at - 4}x")
+    shared = 0
+    chunk_pages = 4096
+    for start_pfn, end_pfn, mem_map in for_each_valid_page_range(prog):
+        base = mem_map.value_()
+        for pfn in range(start_pfn, end_pfn, chunk_pages):
+            count = min(chunk_pages, end_pfn - pfn)
+            try:
+                data = prog.read(base + pfn * size, count * size)
+            except drgn.FaultError:
+                continue
+            for flags, refs in layout.iter_unpack(data):
+                if not flags & reserved and refs > 1:
+                    shared += 1
+    return shared
+
+
+def _hugepages(prog: drgn.Program) -> tuple[int, int]:
+    total = free = 0
+    for hstate in for_each_hstate(prog):
+        order = hstate.order.value_()
+        if not order:
+            continue
+        total += hstate.nr_huge_pages.value_() << order
+        free += hstate.free_huge_pages.value_() << order
+    return total, free
+
+
+def _swap(prog: drgn.Program) -> tuple[int, int]:
+    """crash's swap totals: the size and use of every swap area in use."""
+    used_flag = prog["SWP_USED"].value_()
+    total = used = 0
+    for si in for_each_swap_info(prog):
+        if not si.flags.value_() & used_flag:
+            continue
+        total += si.pages.value_()
+        used += swap_usage_in_pages(si)
+    return total, used
+
+
+def _read(what: str, read: Callable[[], int], warn: Warn) -> int | None:
+    try:
+        return read()
+    except _READ_ERRORS as err:
+        warn(f"kmem -i: cannot read {what}: {err}")
+        return None
+
+
+def memory_figures(prog: drgn.Program, warn: Warn = _no_warn) -> MemoryFigures:
+    """The ``kmem -i`` figures; each one that cannot be read costs a warning."""
+    page_size = prog["PAGE_SIZE"].value_()
+    buffers = _read("the block device page cache", lambda: _blockdev_pages(prog), warn)
+    cached = _read("the page cache", lambda: _cached(prog, buffers or 0), warn)
+    huge = _read("the huge page pools", lambda: _hugepages(prog), warn)  # type: ignore
+    swap = _read("the swap areas", lambda: _swap(prog), warn)  # type: ignore
+    counter = _read("the committed memory counter",
+                    lambda: max(prog["vm_committed_as"].count.value_(), 0), warn)
+    return MemoryFigures(
+        page_size=page_size,
+        total_pages=totalram_pages(prog),
+        free_pages=_read("the free page counters", lambda: _free_pages(prog), warn),
+        shared_pages=_read("the page array", lambda: _shared_pages(prog), warn),
+        buffer_pages=buffers,
+        cached_pages=cached,
+        slab_pages=_read("the slab counters", lambda: _slab_pages(prog), warn),
+        huge_total_pages=huge[0] if huge else None,
+        huge_free_pages=huge[1] if huge else None,
+        swap_total_pages=swap[0] if swap else None,
+        swap_used_pages=swap[1] if swap else None,
+        commit_limit_pages=_read("the commit limit", lambda: vm_commit_limit(prog), warn),
+        committed_pages=_read("the committed memory", lambda: vm_memory_committed(prog),
+                              warn),
+        committed_counter_pages=counter,
+    )
+
+
+def _cached(prog: drgn.Program, buffers: int) -> int:
+    """crash's CACHED: file pages less the swap cache and the block device pages."""
+    file_pages = _vm_stat(prog, "NR_FILE_PAGES")
+    if file_pages is None:
+        raise LookupError("no NR_FILE_PAGES counter")
+    return max(file_pages - total_swapcache_pages(prog) - buffers, 0)
+
+
+# -- kmem -s ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlabCache:
+    """One ``kmem -s`` line. The counts are None when the cache's lists could not be
+    walked (crash prints ``?`` there)."""
+
+    address: int
+    name: str
+    object_size: int
+    allocated: int | None
+    total: int | None
+    slabs: int | None
+    slab_size: int
+
+
+def _remote_free(cache: drgn.Object) -> int:
+    """Objects freed by other CPUs into the slabs that CPUs are allocating from.
+
+    SLUB puts them on the active slab's own freelist and lowers its ``inuse``; drgn
+    0.3.0's slab_cache_usage counts only the per-CPU freelists, so these would count as
+    allocated. crash counts them (objects - inuse of each CPU slab), and so does kdx.
+    """
+    try:
+        cpu_slab = cache.cpu_slab.read_()
+    except AttributeError:
+        return 0
+    member = "slab" if cpu_slab.type_.type.has_member("slab") else "page"
+    extra = 0
+    for cpu in for_each_online_cpu(cache.prog_):
+        slab = per_cpu_ptr(cpu_slab, cpu).member_(member).read_()
+        if not slab:
+            continue
+        slab = drgn.cast(_slab_pointer_type(cache.prog_), slab)
+        if slab.slab_cache.value_() != cache.value_():
+            continue
+        extra += max(slab.objects.value_() - slab.inuse.value_(), 0)
+    return extra
+
+
+def _slab_pointer_type(prog: drgn.Program) -> drgn.Type:
+    try:
+        return prog.type("struct slab *")
+    except LookupError:
+        return prog.type("struct page *")
+
+
+def slab_cache_record(cache: drgn.Object, page_size: int) -> SlabCache:
+    name = clean_bytes(cache.name.string_())
+    try:
+        usage = slab_cache_usage(cache)
+        free = usage.free_objs + _remote_free(cache)
+        allocated, total, slabs = usage.num_objs - free, usage.num_objs, usage.num_slabs
+    except _READ_ERRORS:
+        allocated = total = slabs = None
+    try:
+        order = slab_cache_order(cache)
+    except _READ_ERRORS:
+        order = 0
+    return SlabCache(cache.value_(), name, cache.object_size.value_(), allocated, total,
+                     slabs, page_size << order)
+
+
+def slab_caches(prog: drgn.Program) -> list[SlabCache]:
+    """Every slab cache in the kernel's list order (newest first), as ``kmem -s``."""
+    page_size = prog["PAGE_SIZE"].value_()
+    return [slab_cache_record(c, page_size) for c in for_each_slab_cache(prog)]
+
+
+def find_cache(prog: drgn.Program, word: str) -> tuple[drgn.Object | None, str | None]:
+    """The cache ``word`` names (a name, an alias of a merged cache, or a kmem_cache
+    address) and, for an alias, the name it stands for."""
+    address = None
+    with contextlib.suppress(ValueError):
+        address = int(word, 16)
+    for cache in for_each_slab_cache(prog):
+        if cache.value_() == address or cache.name.string_() == word.encode():
+            return cache, None
+    try:
+        target = get_slab_cache_aliases(prog).get(word)
+    except _READ_ERRORS:
+        target = None
+    if target:
+        for cache in for_each_slab_cache(prog):
+            if cache.name.string_() == target.encode():
+                return cache, target
+    return None, None
+
+
+# -- kmem ADDR --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    """One struct page as crash's page table lines show it."""
+
+    page: int
+    physical: int
+    mapping: int
+    index: int
+    count: int
+    flags: int
+    flag_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SlabObject:
+    """The slab object holding an address: its cache, its slab, and the object."""
+
+    cache: SlabCache
+    slab: int
+    memory: int
+    node: int
+    objects: int
+    allocated_objects: int
+    object: int
+    allocated: bool
+
+
+@dataclass(frozen=True)
+class VmapArea:
+    vmap_area: int
+    vm_struct: int
+    start: int
+    end: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """The task an address belongs to (its task_struct or stack), as crash's
+    show_context prints it."""
+
+    task: TaskId
+    thread_info: int
+    state: str
+
+
+@dataclass(frozen=True)
+class AddressReport:
+    """What ``kmem ADDR`` found. ``description`` is drgn's one-line identification
+    (``slab object: dentry+0x10``...), a kdx addition."""
+
+    address: int
+    symbol: str | None
+    context: TaskContext | None
+    vmap: VmapArea | None
+    slab: SlabObject | None
+    page: PageInfo | None
+    description: str | None
+    physical: bool = False
+
+
+def page_flag_names(prog: drgn.Program) -> list[tuple[int, str]]:
+    """The kernel's own page flag names (pageflag_names), as crash decodes flags."""
+    names = []
+    try:
+        for entry in prog["pageflag_names"]:
+            mask = entry.mask.value_()
+            if not entry.name.value_():
+                break
+            names.append((mask, clean_bytes(entry.name.string_())))
+    except _READ_ERRORS:
+        return []
+    return names
+
+
+def page_info(prog: drgn.Program, page: drgn.Object,
+              names: list[tuple[int, str]]) -> PageInfo:
+    flags = page.flags.value_()
+    count_member = "_refcount" if page.type_.type.has_member("_refcount") else "_count"
+    return PageInfo(page=page.value_(), physical=page_to_phys(page).value_(),
+                    mapping=page.mapping.value_(), index=page.index.value_(),
+                    count=page.member_(count_member).counter.value_(), flags=flags,
+                    flag_names=tuple(n for mask, n in names if flags & mask))
+
+
+def _symbol_line(prog: drgn.Program, address: int) -> str | None:
+    """crash's ``(T) name+offset [module]`` for an address in the kernel or a module."""
+    try:
+        symbols = prog.symbols(address)
+    except _READ_ERRORS:
+        return None
+    if not symbols:
+        return _module_start(prog, address)
+    best = max(s.address for s in symbols)
+    symbol = sorted((s for s in symbols if s.address == best), key=lambda s: s.name)[0]
+    letter = _symbol_letter(prog, symbol)
+    offset = address - symbol.address
+    text = f"({letter}) {symbol.name}" + (f"+{offset}" if offset else "")
+    try:
+        module = prog.module(address)
+        if module.name != "kernel":
+            text += f" [{module.name}]"
+    except _READ_ERRORS:
+        pass
+    return text
+
+
+def _module_start(prog: drgn.Program, address: int) -> str | None:
+    """crash names the first byte of a module ``(m) (NAME module)``."""
+    try:
+        module = prog.module(address)
+    except _READ_ERRORS:
+        return None
+    if getattr(module, "address", None) == address and module.name != "kernel":
+        return f"(m) ({module.name} module)"
+    return None
+
+
+def _symbol_letter(prog: drgn.Program, symbol: drgn.Symbol) -> str:
+    """nm's type letter: text, bss, read-only or other data; upper case if global."""
+    if symbol.kind == drgn.SymbolKind.FUNC:
+        letter = "t"
+    else:
+        letter = "d"
+        for start, end, code in (("__bss_start", "__bss_stop", "b"),
+                                 ("__start_rodata", "__end_rodata", "r")):
+            try:
+                if prog.symbol(start).address <= symbol.address < prog.symbol(end).address:
+                    letter = code
+            except LookupError:
+                continue
+    if symbol.binding in (drgn.SymbolBinding.GLOBAL, drgn.SymbolBinding.WEAK):
+        letter = letter.upper()
+    return letter
+
+
+def _task_context(prog: drgn.Program, task: drgn.Object) -> TaskContext:
+    state = task_state_string(prog, task)
+    try:
+        if task.value_() == panic_task(prog).value_():
+            state += " (PANIC)"
+        elif task.on_cpu.value_():
+            state += " (ACTIVE)"
+    except _READ_ERRORS:
+        pass
+    return TaskContext(task_id(task), task.value_(), state)
+
+
+def _owner_task(prog: drgn.Program, address: int) -> drgn.Object | None:
+    """The task whose task_struct or kernel stack holds ``address``."""
+    task_size = _task_struct_size(prog)
+    try:
+        stack_size = prog["THREAD_SIZE"].value_()
+    except KeyError:
+        stack_size = 4 * prog["PAGE_SIZE"].value_()
+    for task in for_each_task(prog):
+        start = task.value_()
+        if start <= address < start + task_size:
+            return task
+        stack = task.stack.value_()
+        if stack <= address < stack + stack_size:
+            return task
+    return None
+
+
+def _task_struct_size(prog: drgn.Program) -> int:
+    """The real size of a task_struct: on x86 the FPU state at its end is sized at boot
+    (arch_task_struct_size), so the type's size overstates it."""
+    try:
+        return prog["arch_task_struct_size"].value_()
+    except (KeyError, drgn.FaultError):
+        return prog.type("struct task_struct").size
+
+
+def _page_node(prog: drgn.Program, pfn: int) -> int:
+    """The NUMA node whose span holds ``pfn`` (0 when none does)."""
+    for pgdat in for_each_online_pgdat(prog):
+        start = pgdat.node_start_pfn.value_()
+        if start <= pfn < start + pgdat.node_spanned_pages.value_():
+            return pgdat.node_id.value_()
+    return 0
+
+
+def _slab_object(prog: drgn.Program, address: int) -> SlabObject | None:
+    """The slab object holding ``address``, with its slab's object counts (each object
+    asked of drgn, so the counts agree with which objects are marked free)."""
+    info = slab_object_info(prog, address)
+    if info is None or not info.slab_cache:
+        return None
+    cache = info.slab_cache
+    head = compound_head(virt_to_page(prog, address))
+    memory = page_to_virt(head).value_()
+    objects = info.slab.objects.value_()
+    size = cache.size.value_()
+    pad = cache.red_left_pad.value_() if cache.type_.type.has_member("red_left_pad") else 0
+    allocated = 0
+    for i in range(objects):
+        other = slab_object_info(prog, memory + pad + i * size)
+        allocated += bool(other and other.allocated)
+    return SlabObject(cache=slab_cache_record(cache, prog["PAGE_SIZE"].value_()),
+                      slab=info.slab.value_(), memory=memory,
+                      node=_page_node(prog, page_to_pfn(head).value_()), objects=objects,
+                      allocated_objects=allocated, object=info.address,
+                      allocated=bool(info.allocated))
+
+
+def _vmap(prog: drgn.Program, address: int) -> VmapArea | None:
+    try:
+        area = find_vmap_area(prog, address)
+    except _READ_ERRORS:
+        return None
+    if not area:
+        return None
+    vm = area.vm.read_()
+    start, end = area.va_start.value_(), area.va_end.value_()
+    return VmapArea(area.value_(), vm.value_(), start, end, end - start)
+
+
+def _page_object(prog: drgn.Program, address: int, direct: bool) -> drgn.Object | None:
+    """The struct page ``address`` is (when it points into the page array) or lies in."""
+    page_size = prog.type("struct page").size
+    try:
+        for start_pfn, end_pfn, mem_map in for_each_valid_page_range(prog):
+            base = mem_map.value_()
+            if base + start_pfn * page_size <= address < base + end_pfn * page_size:
+                index = (address - base) // page_size
+                return drgn.Object(prog, "struct page *", base + index * page_size)
+        if direct:
+            return virt_to_page(prog, address)
+        # Any other kernel address (the kernel image, say): walk the kernel page tables.
+        return phys_to_page(prog, follow_phys(prog["init_mm"].address_of_(), address))
+    except _READ_ERRORS:
+        return None
+
+
+def identify(prog: drgn.Program, address: int) -> AddressReport:
+    """Everything ``kmem ADDR`` reports about ``address`` as crash orders it: the
+    symbol; for a vmalloc address the owning task and the vmap area; otherwise the slab
+    object and the owning task; then the page the address is in (or is)."""
+    names = page_flag_names(prog)
+    if address < _kernel_space_start(prog):
+        # Not a kernel virtual address: crash takes it as a physical one.
+        page_obj = _safe(lambda: phys_to_page(prog, address), None)
+        page = _safe(lambda: page_info(prog, page_obj, names), None) if page_obj else None
+        return AddressReport(address, None, None, None, None, page, None, physical=True)
+    vmap = _vmap(prog, address)
+    direct = bool(_safe(lambda: in_direct_map(prog, address), False))
+    slab = None
+    context = None
+    if vmap is not None:
+        page_obj = _safe(lambda: vmalloc_to_page(prog, address), None)
+    else:
+        page_obj = _page_object(prog, address, direct)
+        if direct:
+            slab = _safe(lambda: _slab_object(prog, address), None)
+    if vmap is not None or direct:
+        owner = _safe(lambda: _owner_task(prog, address), None)
+        if owner is not None:
+            context = _safe(lambda: _task_context(prog, owner), None)
+    page = _safe(lambda: page_info(prog, page_obj, names), None) if page_obj is not None \
+        else None
+    return AddressReport(address=address, symbol=_symbol_line(prog, address),
+                         context=context, vmap=vmap, slab=slab, page=page,
+                         description=_safe(lambda: identify_address(prog, address), None))
+
+
+def _kernel_space_start(prog: drgn.Program) -> int:
+    """Where kernel virtual addresses begin: the top half of the address space."""
+    bits = 64 if prog.platform is None or prog.platform.flags & drgn.PlatformFlags.IS_64_BIT \
+        else 32
+    return 1 << (bits - 1)
+
+
+def _safe(read: Callable[[], object], default: object) -> object:
+    try:
+        return read()
+    except _READ_ERRORS:
+        return default

@@ -1,0 +1,189 @@
+"""``struct``, ``union``, ``p``, ``whatis``, ``eval`` and ``ascii`` against crash 8.0.6.
+
+crash answers these through gdb; kdx through drgn with gdb's layout. Both run the same
+commands in the same order (so gdb's ``$N`` value numbers line up) on the null-deref dump,
+each section cut out by an ``echo`` marker, and are compared line for line. The commands
+cover type declarations with and without offsets (anonymous unions, bit fields),
+structures in memory with nested members, anonymous unions, arrays, function and symbol
+pointers, chars and strings, a per-CPU symbol, and crash's number rules.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from drgn.helpers.linux.pid import for_each_task
+
+from kdx.commands.crash.data import crash_number
+from kdx.render.crash.data import ascii_chart, ascii_text, char_literal, eval_text, string_literal
+from kdx.session.session import Session
+from kdx.target.open import open_dump
+
+MARK = "echo ==kdx-section {}=="
+_MARK_LINE = re.compile(r"^==kdx-section (\d+)==$")
+
+
+@pytest.fixture(scope="module")
+def target(null_deref):  # noqa: ANN001, ANN201 (fixture)
+    return open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+
+
+def _commands(target) -> list[str]:  # noqa: ANN001
+    """The commands, with addresses of live objects of this dump filled in."""
+    prog = target.prog
+    task = next(t for t in for_each_task(prog) if t.comm.string_() == b"fileholder")
+    file = task.files.fdt.fd[4]
+    return [
+        "struct list_head", "struct list_head -o", "struct file -o", "struct task_struct -o",
+        "struct mm_struct -o", "struct file.f_flags", "struct task_struct.in_execve",
+        f"struct path {file.f_path.address_:x}",
+        f"struct file.f_flags,f_mode {file.value_():x}",
+        f"struct list_head -o {task.tasks.address_:x}",
+        f"struct fs_struct {task.fs.value_():x}",
+        f"struct mm_struct {task.mm.value_():x}",
+        "p jiffies", "p init_task.pid", "p &init_task", "p init_task.comm", "p linux_banner",
+        "p nr_cpu_ids", "p init_task.se.load", "p schedule", "p runqueues",
+        "p sizeof(struct task_struct)", "p -x jiffies", "p init_task.mm",
+        "whatis jiffies", "whatis task_struct", "whatis struct list_head",
+        "whatis linux_banner", "whatis schedule", "whatis atomic_t", "whatis init_task",
+        "whatis enum pid_type", "whatis pid_type", "whatis int",
+        "eval 1+2", "eval 0x1000 * 4", "eval (1 << 20)", "eval 100 / 7", "eval -1",
+        "eval 0xffffffffffffffff", "eval 10k", "eval ff",
+        "ascii 0x41424344", "ascii 4142434445464748",
+    ]
+
+
+@pytest.fixture(scope="module")
+def sections(target, null_deref, crash) -> tuple[dict[str, str], dict[str, str]]:  # noqa: ANN001
+    wanted = _commands(target)
+    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
+    theirs: dict[int, list[str]] = {}
+    current = None
+    for line in crash(null_deref, script).splitlines():
+        found = _MARK_LINE.match(line)
+        if found:
+            current = int(found.group(1))
+            theirs[current] = []
+        elif current is not None:
+            theirs[current].append(line.rstrip())
+    assert len(theirs) == len(wanted)
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(target, out=out, err=err)
+    ours = {}
+    for command in wanted:
+        start = out.tell()
+        session.execute(command)
+        ours[command] = out.getvalue()[start:].strip("\n")
+    assert "Traceback" not in err.getvalue() and "unexpected" not in err.getvalue()
+    return ours, {wanted[i]: "\n".join(lines).strip("\n") for i, lines in theirs.items()}
+
+
+@pytest.mark.oracle
+def test_every_command_prints_what_crash_prints(sections) -> None:  # noqa: ANN001
+    ours, theirs = sections
+    differ = [c for c in ours if ours[c] != theirs[c]]
+    assert not differ, "\n\n".join(f"{c}:\n--- crash\n{theirs[c]}\n--- kdx\n{ours[c]}"
+                                   for c in differ[:3])
+
+
+@pytest.mark.oracle
+def test_sections_hold_real_values(sections) -> None:  # noqa: ANN001
+    ours, _ = sections
+    assert ours["p init_task.pid"].endswith("= 0")
+    assert ours["p init_task.comm"] == '$4 = "swapper/0\\000\\000\\000\\000\\000\\000"'
+    assert re.fullmatch(r"jiffies = \$1 = \d+", ours["p jiffies"])
+    assert ours["p &init_task"].startswith("$3 = (struct task_struct *) 0xffffffff")
+    assert ours["p &init_task"].endswith(" <init_task>")
+    assert ours["p nr_cpu_ids"] == "nr_cpu_ids = $6 = 2"
+    assert "[0]: " in ours["p runqueues"] and "[1]: " in ours["p runqueues"]
+    assert ours["whatis jiffies"] == "volatile unsigned long jiffies;"
+    assert ours["struct list_head -o"].splitlines()[1:3] == [
+        "   [0] struct list_head *next;", "   [8] struct list_head *prev;"]
+    assert ours["struct list_head"].endswith("SIZE: 16")
+    bitfield = [line for line in ours["struct task_struct -o"].splitlines()
+                if "in_execve : 1;" in line]
+    assert bitfield and bitfield[0].lstrip().startswith("[")
+    assert "mm_mt = {" in ours[next(c for c in ours if c.startswith("struct mm_struct f"))]
+
+
+@pytest.mark.oracle
+def test_unknown_names_are_one_line_errors(target) -> None:  # noqa: ANN001
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(target, out=out, err=err)
+    assert not session.execute("struct nosuch")
+    assert not session.execute("union thread_union")
+    assert not session.execute("p nosuch")
+    assert not session.execute("whatis nosuch_type")
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 4
+    assert "invalid data structure reference: nosuch" in lines[0]
+    assert 'no symbol "nosuch"' in lines[2]
+
+
+@pytest.mark.oracle
+def test_p_follows_pointers_and_members(target) -> None:  # noqa: ANN001
+    """Expressions crash hands to gdb: ->, [], &, casts. (Quoted: the session treats
+    an unquoted > as redirection.)"""
+    out = io.StringIO()
+    session = Session(target, out=out)
+    assert session.execute("p 'init_task.fs->root'")
+    assert session.execute("p 'init_task.thread_pid->numbers[0].nr'")
+    assert session.execute("p (unsigned long)&init_task + 8")
+    text = out.getvalue().splitlines()
+    assert text[0] == "$1 = {" and text[1].startswith("  mnt = 0x")
+    assert text[-2] == "$2 = 0"
+    address = int(text[-1].split()[-1])
+    assert address == target.prog["init_task"].address_ + 8
+
+
+@pytest.mark.oracle
+def test_json_data_commands(target) -> None:  # noqa: ANN001
+    out = io.StringIO()
+    session = Session(target, out=out, json=True)
+    for command in ("p jiffies", "eval 0x10", "struct list_head", "whatis schedule"):
+        assert session.execute(command)
+    decoder = json.JSONDecoder()
+    text, pos, docs = out.getvalue(), 0, []
+    while text[pos:].strip():
+        doc, end = decoder.raw_decode(text[pos:].lstrip())
+        pos += len(text[pos:]) - len(text[pos:].lstrip()) + end
+        docs.append(doc)
+    assert [d["kind"] for d in docs] == ["p", "eval", "struct", "whatis"]
+    assert docs[0]["data"]["type"] == "volatile unsigned long"
+    assert docs[1]["data"]["value"] == 16
+    assert docs[2]["data"]["size"] == 16
+    assert docs[3]["data"]["text"] == "void schedule(void);"
+
+
+# -- without a dump: crash's number and character rules -----------------------------------
+
+
+def test_eval_layout() -> None:
+    assert eval_text(0x4000).splitlines() == [
+        "hexadecimal: 4000  (16KB)", "    decimal: 16384", "      octal: 40000",
+        "     binary: " + format(0x4000, "064b")]
+    assert eval_text(-1 & (2**64 - 1)).splitlines()[1] == \
+        "    decimal: 18446744073709551615  (-1)"
+    assert eval_text(3 << 30).splitlines()[0] == "hexadecimal: c0000000  (3GB)"
+
+
+def test_crash_number_rules() -> None:
+    assert crash_number(None, "100") == 100
+    assert crash_number(None, "ff") == 255
+    assert crash_number(None, "0x10") == 16
+    assert crash_number(None, "10k") == 10240
+    assert crash_number(None, "2m") == 2 << 20
+
+
+def test_ascii_and_chars() -> None:
+    assert ascii_text(0x41424344) == "0000000041424344: DCBA<NUL><NUL><NUL><NUL>"
+    assert ascii_text(0x4142434445464748) == "4142434445464748: HGFEDCBA"
+    assert ascii_text(0x80FF7F1B) == "0000000080ff7f1b: <ESC><DEL><ff><80><NUL><NUL><NUL><NUL>"
+    chart = ascii_chart().splitlines()
+    assert chart[3] == "  0 | NUL DLE  SP  0   @   P   `   p"
+    assert chart[-1] == "  F |  SI  US  /   ?   O   _   o  DEL"
+    assert char_literal(0) == "'\\000'" and char_literal(39) == "'\\''"
+    assert string_literal(b'a"\n\x80') == '"a\\"\\n\\200"'
