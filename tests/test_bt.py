@@ -1,0 +1,393 @@
+"""``bt`` and ``foreach bt`` on real lab dumps, against crash 8.0.6 and the lab's truth.
+
+crash runs once per dump on every option tested here (the outputs are split on an
+``!echo`` marker); kdx runs in-process on a session per dump, so each command's text is
+exactly what the command printed. Where kdx differs from crash on purpose (names of
+module init functions, crash's stray frame after a 6.12 module exception, the source
+line of a call, the kdump path on QEMU dumps) the comparison normalises that one thing,
+and docs/crash-differences.md says why.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from kdx.model.stack import StackReader
+from kdx.session.session import Session
+from kdx.target.open import open_dump
+
+SEPARATOR = "!echo ==KDX-NEXT=="
+#: The commands crash runs on each dump, in this order (one cached crash run per dump).
+ORACLE = ("bt", "bt -a", "bt -l", "bt -f", "bt -t", "bt -e", "bt -sx", "foreach bt")
+#: More options, on the null-deref dump only.
+ORACLE_EXTRA = ("bt -s", "bt -T", "bt -E", "bt 1", "bt -c 1", "foreach insmod 1 bt")
+
+_HEADER = re.compile(r'^PID: (\d+)\s+TASK: ([0-9a-f]+)\s+CPU: (\S+)\s+COMMAND: "(.*)"$')
+_FRAME = re.compile(r"^\s*#(\d+) \[([0-9a-f]+)\] (\S+) at ([0-9a-f]+)(?: \[(\S+)\])?$")
+_EXCEPTION_RIP = re.compile(r"^\s+\[exception RIP: (.*)\]$")
+_REGISTER = re.compile(r"\b([A-Z0-9_]+): ([0-9a-f]+)\b")
+_SOURCE = re.compile(r"^    (\S.*): (\d+)$")
+_CONSOLE_RIP = re.compile(r"RIP: 0010:(\w+)\+0x([0-9a-f]+)/0x[0-9a-f]+(?: \[(\w+)\])?")
+#: crash's names for the init text of a module it has no init symbols for.
+_INIT_TEXT = re.compile(r"_MODULE_INIT(?:_TEXT)?_START_\w+")
+
+
+# --- running both tools -------------------------------------------------------------------
+
+
+def crash_sections(crash, dump, commands=ORACLE) -> dict[str, str]:  # noqa: ANN001
+    words: list[str] = []
+    for command in commands:
+        words += [command, SEPARATOR]
+    text = crash(dump, words[:-1])
+    parts = text.split("==KDX-NEXT==\n")
+    assert len(parts) == len(commands), "crash's output was not split as expected"
+    return {c: "\n".join(line.rstrip() for line in p.rstrip("\n").splitlines())
+            for c, p in zip(commands, parts)}
+
+
+_sessions: dict[tuple[str, bool], Session] = {}
+
+
+def session_for(dump, *, json_mode: bool = False) -> Session:  # noqa: ANN001
+    key = (str(dump.vmcore), json_mode)
+    if key not in _sessions:
+        target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+        _sessions[key] = Session(target, json=json_mode)
+    return _sessions[key]
+
+
+def run(dump, line: str, *, json_mode: bool = False) -> str:  # noqa: ANN001
+    session = session_for(dump, json_mode=json_mode)
+    session.out, session.err = io.StringIO(), io.StringIO()
+    assert session.execute(line), session.err.getvalue()
+    assert "unexpected" not in session.err.getvalue()
+    return session.out.getvalue().rstrip("\n")
+
+
+# --- parsing bt text ----------------------------------------------------------------------
+
+
+@dataclass
+class Trace:
+    pid: int
+    task: str
+    cpu: str
+    comm: str
+    frames: list[tuple[int, str, str, str, str | None]] = field(default_factory=list)
+    exceptions: list[tuple[str | None, dict[str, str]]] = field(default_factory=list)
+    sources: dict[int, tuple[str, int]] = field(default_factory=dict)
+    separators: list[str] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return [name for _, _, name, _, _ in self.frames]
+
+
+def parse_bt(text: str) -> list[Trace]:
+    """Tasks, frames (level, slot, name, address, module), exception frames (RIP name,
+    registers), ``-l`` lines by level, and separators."""
+    traces: list[Trace] = []
+    rip: str | None = None
+    registers: dict[str, str] = {}
+    last_level: int | None = None
+    for line in text.splitlines():
+        if m := _HEADER.match(line):
+            traces.append(Trace(int(m[1]), m[2], m[3], m[4]))
+            last_level = None
+            continue
+        if not traces:
+            continue
+        trace = traces[-1]
+        if m := _FRAME.match(line):
+            trace.frames.append((int(m[1]), m[2], m[3], m[4], m[5]))
+            last_level = int(m[1])
+        elif m := _EXCEPTION_RIP.match(line):
+            rip = m[1]
+        elif line.startswith("    RIP: "):
+            registers = dict(_REGISTER.findall(line))
+        elif line.strip().startswith(("RAX:", "RDX:", "RBP:", "R10:", "R13:")):
+            registers.update(_REGISTER.findall(line))
+        elif line.strip().startswith("ORIG_RAX:"):
+            registers.update(_REGISTER.findall(line))
+            trace.exceptions.append((rip, registers))
+            rip, registers, last_level = None, {}, None
+        elif line.startswith("--- <"):
+            trace.separators.append(line)
+        elif (m := _SOURCE.match(line)) and last_level is not None:
+            trace.sources[last_level] = (Path(m[1]).name, int(m[2]))
+    return traces
+
+
+# --- normalising what differs on purpose --------------------------------------------------
+
+
+def init_function_names(dump) -> dict[str, str]:  # noqa: ANN001
+    """crash's ``_MODULE_INIT_START_<module>`` for each module still in init, and the
+    name of its init function (on 6.1 the init text starts with that function)."""
+    from drgn.helpers.linux.module import for_each_module
+
+    prog = session_for(dump).prog
+    reader = StackReader(prog)
+    coming = prog.constant("MODULE_STATE_COMING").value_()
+    names = {}
+    for mod in for_each_module(prog):
+        if mod.state.value_() == coming:
+            init = reader.symbol(mod.init.value_())
+            assert init is not None
+            names[f"_MODULE_INIT_START_{mod.name.string_().decode()}"] = init.name
+    return names
+
+
+def normalise_crash(text: str, dump) -> str:  # noqa: ANN001
+    for crash_name, ours in init_function_names(dump).items():
+        text = text.replace(crash_name, ours)
+    return text
+
+
+def drop_stray_frames(trace: Trace) -> list[tuple[str, str, str | None]]:
+    """crash's frames without the copy of an exception RIP it lists when that value
+    was left on the stack just below the exception's RSP (6.12 module init), with
+    crash's names for init text made neutral: (slot, address, module) + name."""
+    rips = {regs.get("RIP", "").lstrip("0") for _, regs in trace.exceptions}
+    out = []
+    for _, sp, name, pc, module in trace.frames:
+        if pc in rips and _INIT_TEXT.match(name):
+            continue
+        out.append((sp, pc, module, "<init>" if _INIT_TEXT.match(name) else name))
+    return out
+
+
+# --- the dumps ----------------------------------------------------------------------------
+
+#: kdump dumps of the 6.1 kernel, where crash and kdx print the same text, and the
+#: scenario each comes from.
+KDUMP_61 = ["null-deref-module", "sysrq", "gpf", "soft-lockup", "irq-context"]
+
+
+def dump_of(lab, scenario: str, kernel: str | None = None):  # noqa: ANN001, ANN201
+    return lab(scenario, kernel=kernel) if kernel else lab(scenario)
+
+
+# --- against crash: text ------------------------------------------------------------------
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("scenario", KDUMP_61)
+@pytest.mark.parametrize("command", [c for c in ORACLE if c != "bt -l"])
+def test_bt_text_matches_crash(scenario: str, command: str, lab, crash) -> None:  # noqa: ANN001
+    """Line for line, once crash's init-text names are replaced by the init function's
+    own name: frames, stack slots, exception registers, IRQ/NMI separators, -f words,
+    -t text symbols, -e exception frames, -sx offsets, every task of foreach."""
+    dump = dump_of(lab, scenario)
+    theirs = normalise_crash(crash_sections(crash, dump)[command], dump)
+    ours = run(dump, command)
+    assert theirs.startswith("PID: ")
+    assert ours.splitlines() == theirs.splitlines()
+
+
+@pytest.mark.oracle
+def test_more_options_match_crash(null_deref, crash) -> None:  # noqa: ANN001
+    """-s (decimal offsets), -T (the whole stack), bt PID, bt -c CPU, foreach with
+    selectors; and -E up to where crash 8.0.6 gives up (it cannot name the MCE stack)."""
+    sections = crash_sections(crash, null_deref, ORACLE_EXTRA)
+    for command in ORACLE_EXTRA:
+        theirs = normalise_crash(sections[command], null_deref)
+        ours = run(null_deref, command)
+        if command == "bt -E":
+            stop = theirs.index("CPU 0 (unknown) EXCEPTION STACK:")
+            assert "CPU 0 MCE EXCEPTION STACK:" in ours
+            assert ours[:stop] == theirs[:stop]
+            assert "USER-MODE EXCEPTION FRAME AT:" in theirs[:stop]
+        else:
+            assert ours.splitlines() == theirs.splitlines(), command
+
+
+# --- against crash: 6.12 and QEMU ---------------------------------------------------------
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("command", ["bt", "bt -a", "foreach bt"])
+def test_612_frames_match_crash(command: str, lab, crash) -> None:  # noqa: ANN001
+    """On 6.12, crash names the module's init text by offset from its start (which now
+    begins with the function's padding) and lists the exception RIP once more as a frame;
+    everything else -- tasks, slots, addresses, names, registers, the NMI separator of
+    the idle CPU -- is the same."""
+    dump = lab("null-deref-module", kernel="6.12")
+    theirs = parse_bt(crash_sections(crash, dump)[command])
+    ours = parse_bt(run(dump, command))
+    assert [(t.pid, t.task, t.cpu, t.comm) for t in ours] == \
+        [(t.pid, t.task, t.cpu, t.comm) for t in theirs]
+    assert len(theirs) >= (2 if command == "bt -a" else 1)
+    for mine, their in zip(ours, theirs):
+        assert [(sp, pc, mod, "<init>" if mod and name == "hello_init" else name)
+                for _, sp, name, pc, mod in mine.frames] == drop_stray_frames(their)
+        assert [lvl for lvl, *_ in mine.frames] == list(range(len(mine.frames)))
+        assert [regs for _, regs in mine.exceptions] == [regs for _, regs in their.exceptions]
+        assert mine.separators == their.separators
+    if command == "bt -a":
+        assert "--- <NMI exception stack> ---" in ours[0].separators
+
+
+@pytest.mark.oracle
+def test_qemu_dump_shows_every_cpu(lab, crash) -> None:  # noqa: ANN001
+    """A QEMU dump has no kdump path: crash 8.0.6 cannot read the stack of the CPU the
+    panic stopped, kdx unwinds it from the registers QEMU saved. On the panic CPU kdx
+    starts where the CPU really was (in panic's delay loop) and crash at panic's last
+    return address; from there the frames are the same."""
+    dump = lab("sysrq", capture="qemu", fmt="elf")
+    text = crash_sections(crash, dump)["bt -a"]
+    assert "read of stack at" in text  # crash fails on the stopped CPU
+    theirs = {t.pid: t for t in parse_bt(text)}
+    ours = parse_bt(run(dump, "bt -a"))
+    assert [t.cpu for t in ours] == ["0", "1"]
+    for trace in ours:
+        assert trace.frames, f"no frames for PID {trace.pid}"
+        assert trace.exceptions and trace.exceptions[-1][1]["CS"] == "0033"
+    panic = next(t for t in ours if t.pid == dump.truth["pid"])
+    crash_frames = [f[1:] for f in theirs[panic.pid].frames]
+    ours_frames = [f[1:] for f in panic.frames]
+    assert ours_frames[-len(crash_frames):] == crash_frames
+    assert "sysrq_handle_crash" in panic.names()
+
+
+# --- against the truth --------------------------------------------------------------------
+
+MODULE_CRASHES = [("null-deref-module", None), ("gpf", None), ("soft-lockup", None),
+                  ("irq-context", None), ("null-deref-module", "6.12")]
+
+
+def _console_rip(dump, function: str) -> tuple[str, int, str | None]:  # noqa: ANN001
+    for line in (dump.dir / "console.log").read_text(errors="replace").splitlines():
+        m = _CONSOLE_RIP.search(line)
+        if m and m[1] == function:
+            return m[1], int(m[2], 16), m[3]
+    raise AssertionError(f"no RIP line for {function} in the console log")
+
+
+@pytest.mark.parametrize(("scenario", "kernel"), MODULE_CRASHES)
+def test_exception_rip_is_the_culprit(scenario: str, kernel: str | None, lab) -> None:  # noqa: ANN001
+    """The panic task's first exception frame names truth's function, at the offset and
+    in the module the kernel's own oops line printed."""
+    dump = dump_of(lab, scenario, kernel)
+    data = json.loads(run(dump, "bt -p", json_mode=True))["data"][0]
+    assert data["pid"] == dump.truth["pid"] and data["comm"] == dump.truth["comm"]
+    assert data["cpu"] == dump.truth["cpu"] and data["panic"]
+    kernel_frames = [e for e in data["exception_frames"] if not e["user_mode"]]
+    first = kernel_frames[0]
+    name, offset, module = _console_rip(dump, dump.truth["function"])
+    assert (first["function"], first["offset"], first["module"]) == \
+        (name, offset, dump.truth["module"])
+    assert module == dump.truth["module"]
+    assert first["registers"]["RIP"] == next(
+        f["pc"] for f in data["frames"] if f["is_exception_frame"] and not f["inline"])
+
+
+def test_sysrq_culprit_is_a_frame(sysrq) -> None:  # noqa: ANN001
+    trace = parse_bt(run(sysrq, "bt"))[0]
+    assert trace.pid == sysrq.truth["pid"]
+    assert sysrq.truth["function"] in trace.names()
+    assert trace.names()[:3] == ["machine_kexec", "__crash_kexec", "panic"]
+
+
+# --- bt -l --------------------------------------------------------------------------------
+
+
+@pytest.mark.oracle
+def test_bt_l_names_the_faulting_source_line(null_deref, crash) -> None:  # noqa: ANN001
+    """With the module's debug info the exception frame gets hello-crash.c and truth's
+    line; for other frames kdx prints the line of the call, crash the line of the
+    instruction after it: where the two are the same line, kdx prints crash's."""
+    text = run(null_deref, "bt -l")
+    ours = parse_bt(text)[0]
+    want = f"{null_deref.truth['source_file']}: {null_deref.truth['source_line']}"
+    exception_block = text[text.index("[exception RIP: hello_init+"):]
+    assert exception_block.splitlines()[8].endswith(want)
+    theirs = parse_bt(crash_sections(crash, null_deref)["bt -l"])[0]
+    prog = session_for(null_deref).prog
+    same = 0
+    for level, _, _, pc, _ in ours.frames:
+        call, after = (prog.source_location(int(pc, 16) - d)[0] for d in (1, 0))
+        if (call.filename, call.line) != (after.filename, after.line):
+            continue
+        assert ours.sources[level] == theirs.sources[level], f"frame #{level}"
+        same += 1
+    assert same >= 5
+
+
+# --- without the module's debug info ------------------------------------------------------
+
+
+def test_full_stack_without_module_debug_info(null_deref, kdx, crash, tmp_path) -> None:  # noqa: ANN001
+    """The .ko nowhere to be found: drgn alone stops after two bogus frames; kdx names
+    hello_init from the module's kallsyms and steps over it with the module's ORC table,
+    so the callers down to the system call entry are all there, as crash shows them."""
+    (tmp_path / "vmcore").symlink_to(null_deref.vmcore)
+    proc = kdx(tmp_path / "vmcore", null_deref.vmlinux, "-c", "bt")
+    assert proc.returncode == 0, proc.stderr
+    assert "no debug info for module(s) hello_crash" in proc.stderr
+    ours = parse_bt(proc.stdout)[0]
+    assert ours.exceptions[0][0] == "hello_init+17"
+    theirs = parse_bt(crash_sections(crash, null_deref)["bt"])[0]
+    assert ours.frames == theirs.frames
+    after = ours.names()[ours.names().index("asm_exc_page_fault") + 1:]
+    assert after == ["do_one_initcall", "do_init_module", "__do_sys_finit_module",
+                     "do_syscall_64", "entry_SYSCALL_64_after_hwframe"]
+    assert "scanning" not in proc.stderr  # found by ORC, not by guessing
+
+
+# --- the end of the stack, JSON, damaged input --------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["sysrq", "null-deref-module"])
+def test_no_frame_past_the_user_mode_boundary(scenario: str, lab) -> None:  # noqa: ANN001
+    """Every task of the dump: kernel frames only, the user registers last, no runaway."""
+    dump = dump_of(lab, scenario)
+    traces = json.loads(run(dump, "foreach bt", json_mode=True))["data"]
+    assert len(traces) > 20
+    for trace in traces:
+        assert all(f["pc"] >= 1 << 63 and f["sp"] >= 1 << 63 for f in trace["frames"])
+        assert 0 < len(trace["frames"]) < 64
+        user = [e for e in trace["exception_frames"] if e["user_mode"]]
+        assert len(user) <= 1
+        if user:
+            assert user[0]["position"] == len(trace["frames"])
+            assert user[0]["registers"]["CS"] & 3 == 3
+            assert user[0]["registers"]["RIP"] < 1 << 63
+
+
+def test_json_from_the_command_line(null_deref, kdx) -> None:  # noqa: ANN001
+    proc = kdx(null_deref.vmcore, null_deref.vmlinux, "--json", "-c", "bt -a")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["kind"] == "bt"
+    assert [t["cpu"] for t in doc["data"]] == [0, 1]
+    panic = next(t for t in doc["data"] if t["panic"])
+    assert panic["start"] == "kdump"
+    assert [f["function"] for f in panic["frames"] if f["level"] == 0] == ["machine_kexec"]
+
+
+def test_unreadable_memory_costs_only_itself(null_deref) -> None:  # noqa: ANN001
+    """A range running off the end of a task's stack into its guard page (never in the
+    dump) yields the readable words and no error."""
+    session = session_for(null_deref)
+    reader = StackReader(session.prog)
+    task = session.current_task
+    region = reader.task_region(task)
+    words = list(reader.words(region.end - 16, region.end + 4096))
+    assert [address for address, _ in words] == [region.end - 16, region.end - 8]
+    assert reader.find_pt_regs(region.end - 8, 1, 2) is None
+
+
+def test_bad_task_is_one_line(null_deref) -> None:  # noqa: ANN001
+    session = session_for(null_deref)
+    session.out, session.err = io.StringIO(), io.StringIO()
+    assert not session.execute("bt 99999")
+    assert session.err.getvalue() == "bt: error: invalid task or pid value: 99999\n"
+    assert not session.execute("foreach nosuchcommand bt -Z")
+    assert len(session.err.getvalue().splitlines()) == 2
