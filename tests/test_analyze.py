@@ -127,3 +127,14 @@ def test_html_report_renders_in_chromium(kdx, null_deref, tmp_path):
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1000,1400",
                     page.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_without_module_debug_info_same_culprit_and_signature(null_deref, tmp_path):
+    alone = tmp_path / "vmcore"  # no modules/ directory beside it
+    alone.symlink_to(null_deref.vmcore)
+    bare = analyze(open_dump(alone, null_deref.vmlinux))
+    full = analyze(open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules]))
+    assert bare.culprit.function == "hello_init" and bare.culprit.module == "hello_crash"
+    assert bare.culprit.line is None
+    assert bare.signature == full.signature
+    assert any("hello_crash" in w for w in bare.warnings)

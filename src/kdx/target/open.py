@@ -112,10 +112,24 @@ class DwarfProvider:
                 prog.load_debug_info([], default=True)
         target.missing_modules = sorted(m.name for m in modules if m.wants_debug_file())
         if target.missing_modules:
+            _add_module_kallsyms(prog)
+        if target.missing_modules:
             target.warnings.append(
                 "no debug info for module(s) " + ", ".join(target.missing_modules)
                 + ": their functions show as symbol+offset without types or source lines; "
                 "name their .ko files or directories after the dump")
+
+
+def _add_module_kallsyms(prog: drgn.Program) -> None:
+    """Name functions of modules without debug info from their symbol tables in memory,
+    so stacks and verdicts say ``hello_init+0x11`` rather than a bare address."""
+    from drgn.helpers.linux.kallsyms import load_module_kallsyms
+
+    try:
+        index = load_module_kallsyms(prog)
+    except (LookupError, ValueError, drgn.FaultError):
+        return
+    prog.register_symbol_finder("kdx-module-kallsyms", index, enable_index=-1)
 
 
 def cover_init_sections(prog: drgn.Program, modules: list[drgn.Module]) -> None:
