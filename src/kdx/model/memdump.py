@@ -1,0 +1,497 @@
+"""Memory of the dump as crash's ``rd`` shows it, and the naming of addresses it relies on.
+
+Three things live here because ``rd``, ``x`` and ``dis`` all need them: turning what a
+user types (``jiffies``, ``hello_init+0x11``, ``ffffffffc05a9011``) into an address by
+crash's rules; naming an address ``symbol+offset`` the way crash does (by the nearest
+symbol at or before it, decimal offsets unless asked otherwise); and reading memory that
+stops at the first unit the dump cannot supply, with the reason in crash's words
+(``page excluded``, ``invalid kernel virtual address``), because a partial dump is the
+normal case and the user must see where and why the data ends.
+
+Records are plain values (addresses and values as ints, bytes as hex), so they serve the
+crash-style renderer, ``--json`` and a database alike.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import drgn
+
+#: Where x86_64's user half ends: crash reads lower addresses as user virtual ones.
+USER_SPACE_END = 0x0000_8000_0000_0000
+PAGE_SIZE = 4096
+#: How far ``rd -a`` without a count reads looking for the end of a string.
+ASCII_LIMIT = 1 << 20
+
+KERNEL = "kernel virtual"
+USER = "user virtual"
+PHYSICAL = "physical"
+#: crash's short names of the address spaces, used in its ``type:`` strings.
+SPACE_TAGS = {KERNEL: "KVADDR", USER: "UVADDR", PHYSICAL: "PHYSADDR"}
+
+#: Printable as crash's ASCII column and ``rd -a`` see it: isprint() in the C locale.
+PRINTABLE = frozenset(range(0x20, 0x7F))
+
+_TOKEN = re.compile(r"\s*([+-])\s*")
+_IDENT = re.compile(r"[A-Za-z_.$][\w.$]*\Z")
+_HEX = re.compile(r"(0[xX])?[0-9a-fA-F]+\Z")
+
+#: Name endings of compiler clones that crash (strip_symbol_end) cuts off.
+_CLONE_MARKS = (".isra.", ".part.", ".llvm.")
+#: Assembler-local labels, never in crash's symbol list.
+_LOCAL_LABELS = (".L", "$")
+
+
+# -- addresses from what the user typed ---------------------------------------------------
+
+def parse_address(prog: drgn.Program, text: str) -> int:
+    """The address ``text`` names, by crash's rules: a lone hexadecimal word that is not a
+    symbol is an address (``ffffffffc05a9011``, with or without ``0x``); otherwise an
+    expression of symbols and numbers joined by ``+``/``-``, where a number after the
+    first term is decimal unless written ``0x...``. Raises LookupError (unknown symbol)
+    or ValueError (malformed)."""
+    text = text.strip()
+    if not text:
+        raise ValueError("an address or symbol is needed")
+    parts = _TOKEN.split(text)
+    if len(parts) == 1:
+        if _IDENT.match(text) and (value := symbol_address(prog, text)) is not None:
+            return value
+        if _HEX.match(text):
+            return int(text, 16)
+        raise LookupError(f"symbol not found: {text}")
+    total = _term(prog, parts[0], first=True)
+    for sign, term in zip(parts[1::2], parts[2::2]):
+        value = _term(prog, term, first=False)
+        total = total + value if sign == "+" else total - value
+    return total & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _term(prog: drgn.Program, term: str, *, first: bool) -> int:
+    if not term:
+        raise ValueError("malformed expression")
+    if term.lower().startswith("0x"):
+        return int(term, 16)
+    if term.isdigit():
+        return int(term, 16) if first else int(term)
+    if _IDENT.match(term) and (value := symbol_address(prog, term)) is not None:
+        return value
+    if first and _HEX.match(term):
+        return int(term, 16)
+    raise LookupError(f"symbol not found: {term}")
+
+
+def symbol_address(prog: drgn.Program, name: str) -> int | None:
+    """A symbol's address: the ELF symbol tables first (what crash reads), then the debug
+    info, which also knows variables the symbol tables lost."""
+    try:
+        return prog.symbol(name).address
+    except LookupError:
+        pass
+    try:
+        obj = prog.object(name)
+    except (LookupError, ValueError):
+        return None
+    return obj.address_
+
+
+# -- naming addresses ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Location:
+    """``name+offset``: the symbol an address falls in, as crash names it."""
+
+    name: str
+    address: int  # where the symbol starts
+    offset: int
+
+    def text(self, radix: int = 10) -> str:
+        if not self.offset:
+            return self.name
+        return f"{self.name}+{self.offset:#x}" if radix == 16 else f"{self.name}+{self.offset}"
+
+
+class Symbolizer:
+    """Names addresses ``symbol+offset`` as crash does (symbols.c value_search): by the
+    nearest symbol at or before the address, within the kernel image or the module the
+    address is in, offsets in decimal.
+
+    drgn alone only names addresses a symbol's size covers, which misses crash's names
+    for labels without a size (``__x86_indirect_thunk_rbx`` inside the thunk array, the
+    target of every retpoline call) and for padding; so the kernel's symbols are indexed
+    by address here, once. Among aliases crash names a symbol's first byte by the first
+    name in its order (``__memset``) and the bytes after by the last (``memset+2``),
+    and so does kdx. Module addresses are named from drgn's lookup, which knows which
+    module's symbols apply (a freed init section's old symbols stay in drgn's list).
+    Compiler clone suffixes (``.isra.0``, ``.part.0``) are cut as crash cuts them.
+    Answers are cached: a disassembly or a stack dump asks for the same few targets
+    again and again.
+    """
+
+    def __init__(self, prog: drgn.Program) -> None:
+        self.prog = prog
+        self._cache: dict[int, Location | None] = {}
+        self._starts: list[int] | None = None
+        self._groups: list[list[drgn.Symbol]] = []
+        self._kernel: tuple[int, int] | None = None
+        self._modules: list[tuple[int, int]] = []
+        self._text: tuple[int, int] | None = None
+
+    def locate(self, address: int) -> Location | None:
+        if address not in self._cache:
+            self._cache[address] = self._locate(address)
+        return self._cache[address]
+
+    def name(self, address: int, radix: int = 10) -> str | None:
+        loc = self.locate(address)
+        return None if loc is None else loc.text(radix)
+
+    def next_start(self, address: int) -> int | None:
+        """Where the next kernel symbol after ``address`` starts (for labels without a
+        size)."""
+        self._build()
+        assert self._starts is not None
+        i = bisect.bisect_right(self._starts, address)
+        return self._starts[i] if i < len(self._starts) else None
+
+    def _locate(self, address: int) -> Location | None:
+        self._build()
+        if any(start <= address < end for start, end in self._modules):
+            return self._module_symbol(address)
+        if self._kernel is None or not self._kernel[0] <= address < self._kernel[1]:
+            return None
+        assert self._starts is not None
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i < 0:
+            return None
+        group = self._groups[i]
+        best = _crash_alias(group) if self._starts[i] == address else group[-1]
+        return Location(strip_clone_suffix(best.name), best.address, address - best.address)
+
+    def is_text(self, address: int) -> bool:
+        """Whether ``address`` is code, as crash's is_symbol_text() decides from the nm
+        letter: a function symbol, or anything in the kernel's text section (assembly
+        entry points have no symbol type)."""
+        try:
+            if any(s.kind == drgn.SymbolKind.FUNC for s in self.prog.symbols(address)):
+                return True
+        except (LookupError, ValueError, OverflowError):
+            return False
+        if self._text is None:
+            start = symbol_address(self.prog, "_stext") or symbol_address(self.prog, "_text")
+            end = symbol_address(self.prog, "_etext")
+            self._text = (start or 0, end or 0)
+        return self._text[0] <= address < self._text[1]
+
+    def _module_symbol(self, address: int) -> Location | None:
+        try:
+            symbols = [s for s in self.prog.symbols(address) if s.name]
+        except (LookupError, ValueError, OverflowError):
+            return None
+        if not symbols:
+            return None
+        start = max(s.address for s in symbols)
+        best = next(s for s in symbols if s.address == start)
+        return Location(strip_clone_suffix(best.name), best.address, address - best.address)
+
+    def _build(self) -> None:
+        if self._starts is not None:
+            return
+        by_address: dict[int, list[drgn.Symbol]] = {}
+        try:
+            symbols = self.prog.symbols()
+        except (LookupError, ValueError):
+            symbols = []
+        for sym in symbols:
+            if sym.name and sym.address >= USER_SPACE_END and \
+                    not sym.name.startswith(_LOCAL_LABELS):
+                by_address.setdefault(sym.address, []).append(sym)
+        self._starts = sorted(by_address)
+        # crash sorts its table by address, then (in effect) by name: an address that is
+        # a symbol's start gets the first name, one inside it the last.
+        self._groups = [sorted(by_address[a], key=lambda s: s.name) for a in self._starts]
+        for mod in _modules(self.prog):
+            ranges = [(s, e) for s, e in (mod.address_ranges or ()) if s < e]
+            if isinstance(mod, drgn.MainModule):
+                if ranges:
+                    self._kernel = (min(s for s, _ in ranges), max(e for _, e in ranges))
+            else:
+                self._modules += ranges
+
+
+def _crash_alias(group: list[drgn.Symbol]) -> drgn.Symbol:
+    """The first of several symbols at one address, skipping the names crash skips for
+    the next one (a ``.text.*`` section name, a ``SyS_`` syscall alias, a region's
+    ``*_text_start`` marker)."""
+    for i, sym in enumerate(group):
+        skipped = sym.name.startswith((".text.", "SyS_", "compat_SyS_")) or \
+            "_text_start" in sym.name
+        if not skipped or i == len(group) - 1:
+            return sym
+    return group[0]
+
+
+def strip_clone_suffix(name: str) -> str:
+    """``finish_task_switch.isra.0`` -> ``finish_task_switch``, as crash names clones."""
+    for mark in _CLONE_MARKS:
+        cut = name.find(mark)
+        if cut > 0:
+            return name[:cut]
+    return name
+
+
+def extent_symbols(prog: drgn.Program, address: int) -> list[drgn.Symbol]:
+    """The symbols whose extent holds ``address`` (or that start there, for labels
+    without a size), as gdb looks names up; assembler-local ``.L`` labels left out."""
+    if address < USER_SPACE_END:
+        return []
+    try:
+        found = prog.symbols(address)
+    except (LookupError, ValueError, OverflowError):
+        return []
+    return [s for s in found if s.name and not s.name.startswith(".L")
+            and (s.size or s.address == address)]
+
+
+def _modules(prog: drgn.Program) -> list:
+    try:
+        return list(prog.modules())
+    except (AttributeError, TypeError, LookupError):
+        return []
+
+
+# -- reading ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReadFault:
+    """Where reading stopped and why, in crash's terms."""
+
+    address: int
+    space: str  # KERNEL, USER or PHYSICAL
+    reason: str  # "page excluded", "invalid", "seek error" or "read error"
+    detail: str  # drgn's own message
+
+    def message(self, type_name: str) -> str:
+        """crash's readmem() error line, e.g. ``page excluded: kernel virtual address:
+        ff143b93c1da5000  type: "64-bit KVADDR"``."""
+        if self.reason == "invalid":
+            return f'invalid {self.space} address: {self.address:x}  type: "{type_name}"'
+        return f'{self.reason}: {self.space} address: {self.address:x}  type: "{type_name}"'
+
+
+def fault_reason(err: Exception) -> str:
+    """crash's name for a failed read: makedumpfile's excluded pages, addresses no page
+    table maps, and addresses outside every segment of an ELF dump."""
+    text = str(err).lower()
+    if "excluded" in text:
+        return "page excluded"
+    if "not present" in text or "page i/o address" in text or "translat" in text \
+            or "not mapped" in text:
+        return "invalid"
+    if "no current user process" in text:
+        return "invalid"
+    if "segment" in text:
+        return "seek error"
+    return "read error"
+
+
+def space_of(address: int, physical: bool = False, user: bool = False) -> str:
+    """The address space crash reads ``address`` in (low addresses are user ones)."""
+    if physical:
+        return PHYSICAL
+    if user or address < USER_SPACE_END:
+        return USER
+    return KERNEL
+
+
+Reader = Callable[[int, int], bytes]
+
+
+def make_reader(prog: drgn.Program, space: str, task: drgn.Object | None = None) -> Reader:
+    """A ``read(address, size)`` for one address space; user memory is the task's."""
+    if space == PHYSICAL:
+        return lambda address, size: prog.read(address, size, True)
+    if space == USER:
+        from drgn.helpers.linux.mm import access_process_vm
+
+        if task is None or not task.mm:
+            def no_mm(address: int, size: int) -> bytes:
+                raise drgn.FaultError("no current user process (a kernel thread)", address)
+            return no_mm
+        return lambda address, size: access_process_vm(task, address, size)
+    return lambda address, size: prog.read(address, size)
+
+
+def read_span(read: Reader, space: str, address: int, size: int,
+              unit: int = 1) -> tuple[bytes, ReadFault | None]:
+    """Read ``size`` bytes page by page and stop at the first whole ``unit`` that cannot
+    be read: what comes before it is returned with the fault, as crash prints what it
+    could before its error line."""
+    out = bytearray()
+    pos = address
+    end = address + size
+    while pos < end:
+        chunk = min(end, (pos // PAGE_SIZE + 1) * PAGE_SIZE) - pos
+        try:
+            out += read(pos, chunk)
+        except (drgn.FaultError, ValueError, OverflowError) as err:
+            whole = len(out) - len(out) % unit
+            reason = fault_reason(err) if isinstance(err, drgn.FaultError) else "invalid"
+            return bytes(out[:whole]), ReadFault(address + whole, space, reason, str(err))
+        pos += chunk
+    return bytes(out), None
+
+
+@dataclass(frozen=True)
+class MemoryWord:
+    """One value as ``rd`` shows it; ``symbol`` is set by ``rd -s`` when it names one."""
+
+    address: int
+    value: int  # unsigned, in the dump's (little-endian) byte order
+    symbol: str | None = None
+
+
+@dataclass(frozen=True)
+class MemoryString:
+    """A run of printable bytes, as ``rd -a`` shows them."""
+
+    address: int
+    text: str
+
+
+@dataclass(frozen=True)
+class MemoryDisplay:
+    """What ``rd`` read: values of one size, or strings (``-a``), up to a possible fault."""
+
+    address: int  # the first address shown (after -o)
+    space: str  # KERNEL, USER or PHYSICAL
+    unit: int  # bytes per value: 1, 2, 4 or 8 (1 for strings)
+    count: int | None  # values asked for; None: a string up to its first unprintable byte
+    ascii: bool  # -a: strings instead of values
+    data: str  # every byte read, as hex
+    words: list[MemoryWord] = field(default_factory=list)
+    strings: list[MemoryString] = field(default_factory=list)
+    fault: ReadFault | None = None
+
+    @property
+    def type_name(self) -> str:
+        """crash's ``type:`` string for this read (``64-bit KVADDR``, ``ascii``)."""
+        if self.ascii:
+            return "ascii"
+        return f"{self.unit * 8}-bit {SPACE_TAGS[self.space]}"
+
+    @property
+    def raw(self) -> bytes:
+        return bytes.fromhex(self.data)
+
+
+def read_memory(prog: drgn.Program, address: int, *, unit: int = 8, count: int | None = 1,
+                space: str = KERNEL, task: drgn.Object | None = None,
+                symbols: Symbolizer | None = None, ascii: bool = False) -> MemoryDisplay:
+    """Read ``count`` values of ``unit`` bytes at ``address`` (or, with ``ascii``, the
+    printable runs among ``count`` bytes, or one string when ``count`` is None).
+
+    With ``symbols``, each value that falls in a symbol is named as crash's ``rd -s``
+    names it: kernel and module addresses only, never numbers or per-CPU offsets.
+    """
+    read = make_reader(prog, space, task)
+    if ascii:
+        return _read_ascii(read, address, count, space)
+    assert count is not None and count > 0
+    data, fault = read_span(read, space, address, unit * count, unit)
+    words = []
+    for i in range(0, len(data), unit):
+        value = int.from_bytes(data[i:i + unit], "little")
+        name = None
+        if symbols is not None and value >= USER_SPACE_END:
+            name = symbols.name(value)
+        words.append(MemoryWord(address + i, value, name))
+    return MemoryDisplay(address, space, unit, count, False, data.hex(), words, [], fault)
+
+
+def _read_ascii(read: Reader, address: int, count: int | None,
+                space: str) -> MemoryDisplay:
+    """``rd -a``: with a count, every printable run among ``count`` bytes; without one,
+    the string at ``address`` up to its first unprintable byte."""
+    limit = ASCII_LIMIT if count is None else count
+    data = bytearray()
+    fault: ReadFault | None = None
+    pos = address
+    while len(data) < limit:
+        chunk = min(limit - len(data), PAGE_SIZE - pos % PAGE_SIZE)
+        piece, fault = read_span(read, space, pos, chunk)
+        data += piece
+        pos += len(piece)
+        if fault is not None:
+            break
+        if count is None and any(b not in PRINTABLE for b in piece):
+            break
+    if count is None:
+        stop = next((i for i, b in enumerate(data) if b not in PRINTABLE), len(data))
+        if stop < len(data):
+            fault = None
+        data = data[:stop]
+    runs: list[MemoryString] = []
+    start: int | None = None
+    for i, b in enumerate(data):
+        if b in PRINTABLE and start is None:
+            start = i
+        elif b not in PRINTABLE and start is not None:
+            runs.append(MemoryString(address + start, data[start:i].decode("ascii")))
+            start = None
+    if start is not None:
+        runs.append(MemoryString(address + start, data[start:].decode("ascii")))
+    return MemoryDisplay(address, space, 1, count, True, bytes(data).hex(), [], runs, fault)
+
+
+def ascii_column(raw: bytes) -> str:
+    """crash's ASCII column: printable bytes as themselves, everything else as a dot."""
+    return "".join(chr(b) if b in PRINTABLE else "." for b in raw)
+
+
+@dataclass(frozen=True)
+class CString:
+    """A NUL-terminated string in memory, as gdb's ``x/s`` shows it."""
+
+    address: int
+    data: str  # its bytes before the NUL, as hex
+    terminated: bool  # False when the read stopped (fault or length limit) before a NUL
+
+
+#: How long a string ``x/s`` follows before giving up on finding its end.
+STRING_LIMIT = 4096
+
+
+def read_strings(prog: drgn.Program, address: int, count: int, space: str = KERNEL,
+                 task: drgn.Object | None = None) -> tuple[list[CString], ReadFault | None]:
+    """``count`` consecutive C strings from ``address`` (each starts after the previous
+    one's NUL), up to the first unreadable byte."""
+    read = make_reader(prog, space, task)
+    out: list[CString] = []
+    pos = address
+    for _ in range(count):
+        data = bytearray()
+        fault = None
+        terminated = False
+        while len(data) < STRING_LIMIT:
+            chunk = min(PAGE_SIZE - (pos + len(data)) % PAGE_SIZE, STRING_LIMIT - len(data))
+            piece, fault = read_span(read, space, pos + len(data), chunk)
+            nul = piece.find(b"\0")
+            if nul >= 0:
+                data += piece[:nul]
+                terminated = True
+                break
+            data += piece
+            if fault is not None:
+                break
+        if fault is not None and not terminated and not data:
+            return out, fault
+        out.append(CString(pos, bytes(data).hex(), terminated))
+        if fault is not None and not terminated:
+            return out, fault
+        pos += len(data) + 1
+    return out, None
