@@ -1,0 +1,500 @@
+"""The symbol table crash's ``sym`` works on: kernel symbols from the vmlinux, module
+symbols from the modules' in-memory kallsyms.
+
+drgn answers "which symbol holds this address" by symbol size and prefers global
+aliases; crash answers by address order alone, and crash users compare the two side by
+side. So kdx builds crash's table (symbols.c store_symbols, value_search) from the same
+sources crash uses:
+
+- kernel symbols from the vmlinux ``.symtab``, with the nm(1) type letter BFD gives them
+  (drgn's Symbol has no section, hence no letter), sorted by address then name, filtered
+  the way crash's x86_64_verify_symbol filters them (per-CPU symbols before ``_text``)
+  and moved by the KASLR offset;
+- module symbols from each module's kallsyms in memory (``mod->kallsyms``), which needs
+  no debug info and still holds a module's init symbols while its init function runs.
+  Their type letters come from the kernel's own ``typetab``.
+
+Source lines come from drgn's DWARF line tables. Everything here is plain data; the
+table is built once per session.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import drgn
+
+from kdx.model.modules import ModuleInfo, ModuleRegion, module_at
+
+_SHT_SYMTAB = 2
+_SHT_NOBITS = 8
+_SHF_WRITE = 0x1
+_SHF_ALLOC = 0x2
+_SHF_EXECINSTR = 0x4
+_SHN_UNDEF = 0
+_SHN_ABS = 0xFFF1
+_SHN_COMMON = 0xFFF2
+_STB_LOCAL, _STB_GLOBAL, _STB_WEAK, _STB_GNU_UNIQUE = 0, 1, 2, 10
+_STT_OBJECT, _STT_SECTION, _STT_GNU_IFUNC = 1, 3, 10
+_ELF64_SYM = struct.Struct("<IBBHQQ")
+
+#: Name suffixes of compiler clones that crash (strip_symbol_end) cuts off.
+_CLONE_MARKS = (".isra.", ".part.", ".llvm.")
+
+
+@dataclass(frozen=True)
+class SymbolEntry:
+    """One row of the table: a symbol, or (``marker`` set) a module region boundary
+    that crash lists as ``ADDR MODULE TEXT START: name``."""
+
+    address: int
+    type: str  # nm(1) letter: t/T text, d/D data, r/R read-only, b/B bss...
+    name: str
+    module: str | None = None
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class SymbolHit:
+    """A symbol found for a query, with the source line of text addresses."""
+
+    address: int  # the address asked about (the symbol's own for a name)
+    type: str
+    name: str
+    offset: int
+    module: str | None
+    source_file: str | None
+    source_line: int | None
+
+
+@dataclass(frozen=True)
+class SymbolAnswer:
+    """What ``sym ARG`` says about one argument."""
+
+    query: str
+    hits: list[SymbolHit] = field(default_factory=list)
+    alternatives: list[SymbolEntry] = field(default_factory=list)  # name not found
+    error: str | None = None  # e.g. "invalid address"
+
+
+@dataclass
+class _ModuleSymbols:
+    info: ModuleInfo
+    entries: list[SymbolEntry]  # address order, kallsyms order among equals
+
+
+class SymbolTable:
+    """crash's symbol table: lookups by address and name, searches and listings."""
+
+    def __init__(self, kernel: list[SymbolEntry], modules: list[_ModuleSymbols],
+                 first_kernel: int, warnings: list[str]) -> None:
+        self.kernel = kernel
+        self.modules = modules
+        self.warnings = warnings
+        self._addresses = [e.address for e in kernel]
+        self._first_kernel = first_kernel
+        self._names: dict[str, list[SymbolEntry]] | None = None
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def valid_address(self, address: int) -> bool:
+        """crash's in_ksymbol_range: kernel text..last kernel symbol, or a module."""
+        if self.kernel and self._first_kernel <= address <= self.kernel[-1].address:
+            return True
+        return module_at([m.info for m in self.modules], address) is not None
+
+    def lookup(self, address: int) -> tuple[SymbolEntry, int] | None:
+        """The symbol crash names for ``address`` and the offset into it."""
+        if not self.valid_address(address):
+            return None
+        found = module_at([m.info for m in self.modules], address)
+        if found is not None:
+            return self._module_lookup(found[0], found[1], address)
+        return self._kernel_lookup(address)
+
+    def _kernel_lookup(self, address: int) -> tuple[SymbolEntry, int] | None:
+        """By address alone, ignoring sizes: the first (by name) symbol at the address,
+        else the last one before it, with crash's special cases for aliases."""
+        i = bisect.bisect_left(self._addresses, address)
+        if i < len(self.kernel) and self.kernel[i].address == address:
+            return self._preferred_alias(i), 0
+        if i == 0:
+            return None
+        entry = self.kernel[i - 1]
+        return entry, address - entry.address
+
+    def _preferred_alias(self, i: int) -> SymbolEntry:
+        """crash skips a section-like name (``.text.*``), a ``SyS_`` syscall alias and a
+        ``*_text_start`` region marker for the next symbol at the same address."""
+        entry = self.kernel[i]
+        following = self.kernel[i + 1] if i + 1 < len(self.kernel) else None
+        if following is None or following.address != entry.address:
+            return entry
+        if entry.name.startswith((".text.", "SyS_", "compat_SyS_")) or \
+                "_text_start" in entry.name:
+            return following
+        return entry
+
+    def _module_lookup(self, info: ModuleInfo, region: ModuleRegion,
+                       address: int) -> tuple[SymbolEntry, int]:
+        """The nearest symbol at or below ``address`` in the same region; among aliases
+        the first in kallsyms order (the module's own name before ``init_module``, as
+        the kernel's oops shows it). Before the first symbol, crash's region marker."""
+        entries = next(m.entries for m in self.modules if m.info is info)
+        best: SymbolEntry | None = None
+        for entry in entries:
+            if entry.address > address:
+                break
+            if not region.contains(entry.address):
+                continue
+            if best is None or entry.address > best.address or (
+                    best.name.startswith(".") and not entry.name.startswith(".")
+                    and entry.address == best.address):
+                best = entry
+        if best is None:
+            best = SymbolEntry(region.base, "m", _region_pseudo_name(info, region), info.name)
+        return best, address - best.address
+
+    def named(self, name: str) -> list[SymbolEntry]:
+        """Every symbol called ``name``: kernel ones first, then modules in crash's order."""
+        if self._names is None:
+            names: dict[str, list[SymbolEntry]] = {}
+            for entry in self.all_symbols():
+                names.setdefault(entry.name, []).append(entry)
+            self._names = names
+        return self._names.get(name, [])
+
+    def search(self, text: str) -> Iterator[SymbolEntry]:
+        """Symbols whose name contains ``text`` (crash's ``sym -q``), in table order."""
+        return (e for e in self.all_symbols() if text in e.name)
+
+    def all_symbols(self) -> Iterator[SymbolEntry]:
+        yield from self.kernel
+        for mod in self.modules:
+            yield from mod.entries
+
+    def neighbour(self, entry: SymbolEntry, step: int) -> SymbolEntry | None:
+        """The symbol before (-1) or after (+1) ``entry`` in its own table."""
+        table = self.kernel if entry.module is None else next(
+            (m.entries for m in self.modules if m.info.name == entry.module), [])
+        try:
+            i = table.index(entry)
+        except ValueError:
+            return None
+        j = i + step
+        return table[j] if 0 <= j < len(table) else None
+
+    # -- listings --------------------------------------------------------------------------
+
+    def module_rows(self, name: str | None = None) -> Iterator[SymbolEntry]:
+        """Each module's region markers around the symbols in the region, as crash's
+        ``sym -m`` prints them (regions of size 0 are left out, as crash does)."""
+        for mod in self.modules:
+            if name is not None and mod.info.name != name:
+                continue
+            for region in mod.info.regions:
+                if not region.size:
+                    continue
+                start, end = _region_labels(region)
+                yield SymbolEntry(region.base, "", mod.info.name, mod.info.name, start)
+                yield from (e for e in mod.entries if region.contains(e.address))
+                yield SymbolEntry(region.base + region.size, "", mod.info.name,
+                                  mod.info.name, end)
+
+
+def _region_labels(region: ModuleRegion) -> tuple[str, str]:
+    """crash's words for a region's ends: MODULE START/END and MODULE INIT START/END
+    before 6.4, MODULE <TYPE> START/END with the memory type from 6.4."""
+    kind = {"CORE": "", "INIT": "INIT "}.get(region.kind, region.kind + " ")
+    return f"MODULE {kind}START", f"MODULE {kind}END"
+
+
+def _region_pseudo_name(info: ModuleInfo, region: ModuleRegion) -> str:
+    """The name of crash's pseudo-symbol at a region's start (``_MODULE_START_loop``,
+    ``_MODULE_INIT_TEXT_START_hello_crash``), shown for an address before any symbol."""
+    kind = {"CORE": "", "INIT": "INIT_"}.get(region.kind, region.kind + "_")
+    return f"_MODULE_{kind}START_{info.name}"
+
+
+# --- building the table -------------------------------------------------------------------
+
+
+def symbol_table(prog: drgn.Program, vmlinux: Path | None,
+                 modules: list[ModuleInfo]) -> SymbolTable:
+    """Build crash's table for ``prog``; module symbols that cannot be read are warned
+    about and left out."""
+    warnings: list[str] = []
+    kernel, first = ([], 0) if vmlinux is None else _kernel_symbols(prog, vmlinux)
+    if vmlinux is None:
+        warnings.append("no vmlinux: kernel symbols are not listed")
+    mods = []
+    for info in modules:
+        try:
+            entries = module_kallsyms(prog, info)
+        except (drgn.FaultError, LookupError, AttributeError, ValueError) as err:
+            warnings.append(f"cannot read the symbols of module {info.name}: {err}")
+            entries = []
+        mods.append(_ModuleSymbols(info, entries))
+    return SymbolTable(kernel, mods, first, warnings)
+
+
+def strip_clone_suffix(name: str) -> str:
+    """``foo.isra.0`` -> ``foo``: crash names compiler clones after the original."""
+    for mark in _CLONE_MARKS:
+        cut = name.find(mark)
+        if cut >= 0:
+            return name[:cut]
+    return name
+
+
+@dataclass(frozen=True)
+class _Section:
+    name: str
+    type: int
+    flags: int
+    addr: int
+    size: int
+    offset: int
+    link: int
+
+
+def _read_sections(f) -> list[_Section]:  # noqa: ANN001 (a binary file)
+    head = f.read(64)
+    if not head.startswith(b"\x7fELF") or head[4] != 2 or head[5] != 1:
+        raise ValueError("not a 64-bit little-endian ELF file")
+    shoff = struct.unpack_from("<Q", head, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
+    f.seek(shoff)
+    table = f.read(shentsize * shnum)
+    raw = [struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize) for i in range(shnum)]
+    names_off, names_size = raw[shstrndx][4], raw[shstrndx][5]
+    f.seek(names_off)
+    names = f.read(names_size)
+    return [_Section(names[n:names.find(b"\0", n)].decode(errors="replace"), t, fl, a, s,
+                     o, lk)
+            for n, t, fl, a, o, s, lk, _info, _align, _ent in raw]
+
+
+def _section_letter(sec: _Section) -> str:
+    """The letter BFD (decode_section_type) gives symbols of a section, lower case."""
+    has_contents = sec.type != _SHT_NOBITS
+    loads = bool(sec.flags & _SHF_ALLOC) and has_contents
+    if sec.flags & _SHF_EXECINSTR:
+        return "t"
+    if loads:
+        return "d" if sec.flags & _SHF_WRITE else "r"
+    if not has_contents:
+        return "b"
+    if sec.name.startswith((".debug", ".zdebug", ".gnu.linkonce.wi.", ".line", ".stab")):
+        return "N"
+    return "n" if not sec.flags & _SHF_WRITE else "?"
+
+
+def nm_letter(bind: int, kind: int, shndx: int, sections: list[_Section]) -> str:
+    """The nm(1) type letter of an ELF symbol, by BFD's rules (bfd_decode_symclass)."""
+    if shndx == _SHN_COMMON:
+        return "C"
+    if shndx == _SHN_UNDEF:
+        if bind == _STB_WEAK:
+            return "v" if kind == _STT_OBJECT else "w"
+        return "U"
+    if kind == _STT_GNU_IFUNC:
+        return "i"
+    if bind == _STB_WEAK:
+        return "V" if kind == _STT_OBJECT else "W"
+    if bind == _STB_GNU_UNIQUE:
+        return "u"
+    if bind not in (_STB_LOCAL, _STB_GLOBAL):
+        return "?"
+    if shndx == _SHN_ABS:
+        letter = "a"
+    elif shndx < len(sections):
+        letter = _section_letter(sections[shndx])
+    else:
+        return "?"
+    return letter.upper() if bind == _STB_GLOBAL else letter
+
+
+@dataclass(frozen=True)
+class _RawSymbol:
+    value: int
+    name: str
+    type: str
+    undefined: bool
+
+
+def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[_Section]]:
+    """Every ``.symtab`` symbol of an ELF file (the null one excepted), as BFD names
+    them: a section symbol is called after its section."""
+    with open(path, "rb") as f:
+        sections = _read_sections(f)
+        symtab = next((s for s in sections if s.type == _SHT_SYMTAB), None)
+        if symtab is None:
+            raise ValueError(f"{path} has no symbol table")
+        strtab = sections[symtab.link]
+        f.seek(symtab.offset)
+        data = f.read(symtab.size)
+        f.seek(strtab.offset)
+        strings = f.read(strtab.size)
+    out = []
+    for name_off, info, _other, shndx, value, _size in _ELF64_SYM.iter_unpack(data[24:]):
+        bind, kind = info >> 4, info & 0xF
+        name = strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace")
+        if not name and kind == _STT_SECTION and shndx < len(sections):
+            name = sections[shndx].name
+        out.append(_RawSymbol(value, name, nm_letter(bind, kind, shndx, sections),
+                              shndx == _SHN_UNDEF))
+    return out, sections
+
+
+def _kaslr_offset(prog: drgn.Program) -> int:
+    try:
+        return prog.main_module().debug_file_bias or 0
+    except LookupError:
+        return 0
+
+
+def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[list[SymbolEntry], int]:
+    """crash's kernel table and the address of its first kernel (non per-CPU) symbol.
+
+    Sorted as BFD sorts minisymbols (undefined first, then address, then name); before
+    ``_text`` only per-CPU symbols survive; addresses inside the kernel's sections move
+    by the KASLR offset, absolute and per-CPU ones do not.
+    """
+    raw, sections = elf_symbols(vmlinux)
+    raw.sort(key=lambda s: (not s.undefined, s.value, s.name.encode()))
+    low, high = _relocated_span(sections)
+    offset = _kaslr_offset(prog)
+    out: list[SymbolEntry] = []
+    first: int | None = None
+    percpu = False
+    for sym in raw:
+        name = strip_clone_suffix(sym.name)
+        if not name:
+            continue
+        value = sym.value + offset if low <= sym.value <= high else sym.value
+        if first is None:
+            if name in ("_text", "_stext"):
+                first = value
+            elif name == "__per_cpu_start":
+                percpu = True
+            elif not (percpu and (name.startswith("per_cpu") or name == "__per_cpu_end"
+                                  or sym.type in "VdD")):
+                continue
+        out.append(SymbolEntry(value, sym.type, name))
+    return out, first or 0
+
+
+def _relocated_span(sections: list[_Section]) -> tuple[int, int]:
+    """The addresses crash relocates: from ``.text`` to the end of the furthest section
+    that follows it in the section table."""
+    start = next((i for i, s in enumerate(sections) if s.name == ".text"), None)
+    if start is None:
+        return 1, 0
+    return sections[start].addr, max(s.addr + s.size for s in sections[start:])
+
+
+def module_kallsyms(prog: drgn.Program, info: ModuleInfo) -> list[SymbolEntry]:
+    """A module's symbols from its in-memory kallsyms: what the kernel itself knows,
+    without debug info. Like crash, only defined, named symbols inside the module's
+    regions are kept; their order is the kallsyms order, stably sorted by address."""
+    mod = drgn.Object(prog, "struct module *", info.address)
+    try:
+        ks = mod.kallsyms
+    except AttributeError:  # before 4.5 the fields sit in struct module
+        ks = mod
+    count = ks.num_symtab.value_()
+    if count <= 1:
+        return []
+    symtab = prog.read(ks.symtab.value_(), count * _ELF64_SYM.size)
+    types = _typetab(prog, ks, count)
+    rows = list(_ELF64_SYM.iter_unpack(symtab))
+    strings = _read_strtab(prog, ks.strtab.value_(), max(r[0] for r in rows))
+    out = []
+    for i in range(1, count):
+        name_off, st_info, _other, shndx, value, _size = rows[i]
+        if shndx == _SHN_UNDEF or info.region_of(value) is None:
+            continue
+        name = strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace")
+        if not name:
+            continue
+        letter = types[i] if types is not None else _letter_from_info(st_info)
+        if types is not None and st_info >> 4 == _STB_GLOBAL:
+            letter = letter.upper()  # the kernel keeps it lower case; nm and crash do not
+        out.append(SymbolEntry(value, letter, strip_clone_suffix(name), info.name))
+    out.sort(key=lambda e: e.address)
+    return out
+
+
+def _typetab(prog: drgn.Program, ks: drgn.Object, count: int) -> str | None:
+    """The nm letters the kernel keeps for module symbols (Linux 5.2+), lower case."""
+    try:
+        address = ks.typetab.value_()
+    except AttributeError:
+        return None
+    return prog.read(address, count).decode("latin-1")
+
+
+def _letter_from_info(st_info: int) -> str:
+    """Before 5.2 the kernel stored the nm letter in st_info."""
+    return chr(st_info) if 0x20 <= st_info < 0x7F else "?"
+
+
+def _read_strtab(prog: drgn.Program, address: int, last_offset: int) -> bytes:
+    """The string table up to the end of its last-referenced name, read in one piece."""
+    data = prog.read(address, last_offset + 1)
+    while data.find(b"\0", last_offset) < 0:
+        data += prog.read(address + len(data), 256)
+    return data
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+def is_text(entry: SymbolEntry) -> bool:
+    return entry.type in ("t", "T", "W", "w", "m") and entry.marker is None
+
+
+def source_line(prog: drgn.Program, address: int) -> tuple[str, int] | None:
+    """File and line of a text address, innermost inlined call first (as gdb reports
+    it); None without line tables for it (a module without debug info)."""
+    try:
+        locations = prog.source_location(address)
+    except (LookupError, ValueError, drgn.FaultError):
+        return None
+    if not len(locations) or not locations[0].line:
+        return None
+    return locations[0].filename, locations[0].line
+
+
+def hit(prog: drgn.Program, entry: SymbolEntry, offset: int, lines: bool = True) -> SymbolHit:
+    """A table entry as a query answer, with its source line when it is text."""
+    where = source_line(prog, entry.address + offset) if lines and is_text(entry) else None
+    return SymbolHit(entry.address + offset, entry.type, entry.name, offset, entry.module,
+                     where[0] if where else None, where[1] if where else None)
+
+
+def parse_address(text: str) -> int | None:
+    """crash's hexadecimal(): hex digits with an optional ``0x``, no sign."""
+    digits = text[2:] if text.lower().startswith("0x") else text
+    if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        return None
+    return int(digits, 16)
+
+
+def answer(prog: drgn.Program, table: SymbolTable, query: str) -> SymbolAnswer:
+    """crash's ``sym ARG``: a name if a symbol has it, else a hex address."""
+    named = table.named(query)
+    address = None if named else parse_address(query)
+    if address is not None:
+        found = table.lookup(address)
+        if found is None:
+            return SymbolAnswer(query, error="invalid address")
+        return SymbolAnswer(query, hits=[hit(prog, found[0], found[1])])
+    if named:
+        return SymbolAnswer(query, hits=[hit(prog, e, 0) for e in named])
+    return SymbolAnswer(query, alternatives=list(table.search(query)))
