@@ -27,24 +27,22 @@ def _disassembler() -> capstone.Cs:
 
 def disassemble_around(prog: drgn.Program, pc: int, offset: int | None,
                        before: int = 6) -> list[Instruction]:
-    """Instructions from the function start (or a few before ``pc``) to just after it."""
+    """Instructions from the function start (or a few before ``pc``) to just after it,
+    spelled as crash's ``dis`` spells them."""
+    from kdx.model.disasm import disassemble
+
     start = pc - offset if offset is not None and offset < 4096 else pc
     try:
-        code = prog.read(start, pc - start + 32)
-    except drgn.FaultError:
+        listing = disassemble(prog, start, end=pc + 24, with_source=False)
+    except (drgn.FaultError, LookupError, ValueError):
         return []
-    insns = list(_disassembler().disasm(code, start))
+    insns = listing.instructions
     at = next((i for i, ins in enumerate(insns) if ins.address == pc), None)
     if at is None:
         return []
     chosen = insns[max(0, at - before):at + 1 + _AFTER]
-    base = pc - offset if offset is not None else None
-    return [Instruction(ins.address, _text(ins, base), ins.address == pc) for ins in chosen]
-
-
-def _text(ins: capstone.CsInsn, base: int | None) -> str:
-    where = f"+{ins.address - base:#x}" if base is not None else f"{ins.address:#x}"
-    return f"{where}: {ins.mnemonic} {ins.op_str}".rstrip()
+    return [Instruction(ins.address, f"+{ins.address - start:#x}: {ins.text}",
+                        ins.address == pc) for ins in chosen]
 
 
 def effective_addresses(prog: drgn.Program, pc: int, registers: dict[str, int]
@@ -79,16 +77,15 @@ def effective_addresses(prog: drgn.Program, pc: int, registers: dict[str, int]
 
 
 def read_source(file: str | None, line: int | None, dirs: list[Path]) -> SourceExcerpt | None:
-    """A few lines around ``file:line``: the DWARF path if it exists here, else a file of
-    the same name in the module directories the user gave or beside the dump."""
-    if not file or not line:
-        return None
-    candidates = [Path(file)] + [d / Path(file).name for d in dirs]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
+    """A few lines around ``file:line``, found where ``dis -s`` finds sources."""
+    from kdx.model.disasm import find_source
+    from kdx.model.disasm import read_source as source_lines
+
+    path = find_source(file, dirs) if file and line else None
+    if path is None or line is None:
         return None
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = source_lines(path)
     except OSError:
         return None
     first = max(1, line - _CONTEXT_LINES)

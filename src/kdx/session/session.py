@@ -104,6 +104,9 @@ class Session:
 
     def _run(self, words: list[str]) -> bool:
         name, argv = words[0], words[1:]
+        if name not in self.commands and "/" in name:  # gdb style: x/8xg ADDR
+            name, fmt = name.split("/", 1)
+            argv = ["/" + fmt, *argv]
         command = self.commands.get(name)
         if command is None:
             self.err.write(f"kdx: error: {clean(name)}: no such command (try 'help')\n")
