@@ -63,6 +63,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_status)
 
+    t = sub.add_parser(
+        "test", help="crash this machine with SysRq-c to prove kdump works",
+        description="Run the status checks and, only when none fails, crash the machine "
+        "with 'echo c > /proc/sysrq-trigger' so kdump captures a real dump.")
+    t.add_argument("--yes-really-crash", action="store_true",
+                   help="required: this takes the machine down")
+    t.add_argument("--root", type=Path, default=Path("/"),
+                   help="act on a saved copy of a system's files (for testing)")
+    t.set_defaults(func=_test)
+
     m = sub.add_parser(
         "mem-usage", help="page classes a filtered dump would drop (makedumpfile "
         "--mem-usage)",
@@ -76,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the vmlinux with debug info (found automatically when omitted)")
     m.add_argument("--json", action="store_true", help="print JSON")
     m.set_defaults(func=_mem_usage)
+
+
+def _test(args: argparse.Namespace) -> int:
+    from kdx.capture.trigger import crash_now
+
+    print(crash_now(System(args.root), args.yes_really_crash))
+    return 0
 
 
 def _ram(args: argparse.Namespace, system: System) -> int:
