@@ -53,3 +53,12 @@ def test_lab_refuses_a_format_the_capture_cannot_write(kdx):
 
 def test_lab_unknown_kernel(kdx):
     assert "unknown kernel" in _one_error_line(kdx("lab", "run", "sysrq", "--kernel", "2.6"))
+
+
+def test_static_subcommand_names_match_the_parser():
+    import argparse
+
+    from kdx.cli import SUBCOMMANDS, build_parser
+
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(actions[0].choices) == set(SUBCOMMANDS)

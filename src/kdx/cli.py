@@ -42,22 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_session(argv: list[str], parser: argparse.ArgumentParser) -> bool:
+#: The sub-command names, known without importing them, so that ``kdx VMCORE`` (a
+#: session) starts without loading every sub-command's code.
+SUBCOMMANDS = ("sys", "analyze", "lab", "kdump")
+
+
+def _is_session(argv: list[str]) -> bool:
     """``kdx VMCORE ...`` (a first word that is no sub-command) opens a session."""
-    if not argv or argv[0].startswith("-"):
-        return False
-    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return all(argv[0] not in a.choices for a in actions)
+    return bool(argv) and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run kdx; every failure becomes one ``kdx: error:`` line and a non-zero exit."""
     words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if _is_session(words, parser):
+    if _is_session(words):
         from kdx.session import shell
 
         return _guarded(lambda: shell.main(words))
+    parser = build_parser()
     args = parser.parse_args(words)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
