@@ -72,3 +72,10 @@ def test_command_line_script_and_stdin(kdx, null_deref, tmp_path):
     assert proc.returncode == 1
     assert proc.stdout.strip() == "1"
     assert "Traceback" not in proc.stderr
+
+
+def test_command_index_lists_every_command():
+    from kdx.commands.crash import INDEX
+    from kdx.session.command import scan_commands
+
+    assert scan_commands() == INDEX

@@ -11,10 +11,6 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from rich.console import Console
-
-_console = Console(stderr=True, highlight=False)
-
 
 @contextmanager
 def steps(title: str) -> Iterator[Callable[[str], None]]:
@@ -27,10 +23,13 @@ def steps(title: str) -> Iterator[Callable[[str], None]]:
 
         yield plain
         return
-    with _console.status(title) as status:
+    from rich.console import Console  # only on a terminal: rich costs start-up time
+
+    console = Console(stderr=True, highlight=False)
+    with console.status(title) as status:
 
         def fancy(msg: str) -> None:
-            _console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {msg}",
+            console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {msg}",
                            markup=True, emoji=False)
             status.update(f"{title}: {msg}")
 

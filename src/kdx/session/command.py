@@ -56,14 +56,53 @@ class CrashCommand:
     aliases: tuple[str, ...] = ()
 
 
-def load_commands() -> dict[str, CrashCommand]:
-    """Every command (and alias) found in the ``kdx.commands.crash`` package."""
+class CommandTable:
+    """The session's commands by name, importing each family's module on first use."""
+
+    def __init__(self) -> None:
+        from kdx.commands.crash import INDEX
+
+        self._index = INDEX
+        self._loaded: dict[str, CrashCommand] = {}
+
+    def _load(self, module_name: str) -> None:
+        module = importlib.import_module(f"kdx.commands.crash.{module_name}")
+        for command in getattr(module, "COMMANDS", []):
+            for name in (command.name, *command.aliases):
+                self._loaded[name] = command
+
+    def get(self, name: str) -> CrashCommand | None:
+        if name not in self._loaded and name in self._index:
+            self._load(self._index[name])
+        return self._loaded.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __getitem__(self, name: str) -> CrashCommand:
+        command = self.get(name)
+        if command is None:
+            raise KeyError(name)
+        return command
+
+    def values(self) -> list[CrashCommand]:
+        for module_name in set(self._index.values()):
+            self._load(module_name)
+        return list(self._loaded.values())
+
+
+def load_commands() -> CommandTable:
+    return CommandTable()
+
+
+def scan_commands() -> dict[str, str]:
+    """Command word → module, found by importing every module (what INDEX must say)."""
     import kdx.commands.crash as package
 
-    table: dict[str, CrashCommand] = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+    found: dict[str, str] = {}
+    for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         for command in getattr(module, "COMMANDS", []):
             for name in (command.name, *command.aliases):
-                table[name] = command
-    return table
+                found[name] = info.name
+    return found

@@ -18,7 +18,7 @@ import drgn
 
 from kdx.errors import KdxError
 from kdx.render.json_out import to_json
-from kdx.session.command import CommandError, CrashCommand, HelpShown, load_commands
+from kdx.session.command import CommandError, CommandTable, HelpShown, load_commands
 from kdx.target.open import Target
 from kdx.textsafe import clean
 
@@ -31,7 +31,7 @@ class Session:
         self.json = json
         self.out: TextIO = out or sys.stdout
         self.err: TextIO = err or sys.stderr
-        self.commands: dict[str, CrashCommand] = load_commands()
+        self.commands: CommandTable = load_commands()
         self._current_task: drgn.Object | None = None
         self._cache: dict[str, Any] = {}
 
