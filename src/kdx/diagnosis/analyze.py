@@ -352,7 +352,11 @@ def _reasoning(frame: FrameInfo, instructions: list, regs: dict[str, int],
         if regs:
             text += " (" + ", ".join(f"{k.upper()} = {v:#x}" for k, v in regs.items()) + ")"
     if match and "address" in match.groups:
-        text += f"; the faulting address was {match.groups['address']}"
+        try:
+            address = int(match.groups['address'], 16)
+            text += f"; the kernel reports the faulting address {address:#x}"
+        except ValueError:
+            pass
     return text
 
 

@@ -8,6 +8,7 @@ same story. Every text that came from the dump is cleaned (terminal) or escaped 
 from __future__ import annotations
 
 import html
+import textwrap
 from pathlib import Path
 
 from kdx.diagnosis.verdict import Culprit, Verdict
@@ -54,13 +55,20 @@ def _culprit_rows(v: Verdict) -> list[tuple[str, str]]:
     return rows
 
 
+def _row(key: str, value: str, width: int = 80) -> str:
+    """``Key:          value`` wrapped to ``width`` with the value's column kept."""
+    return textwrap.fill(value, width=width, initial_indent=f"{key + ':':<15}",
+                         subsequent_indent=" " * 15, break_long_words=False,
+                         break_on_hyphens=False)
+
+
 def render_text(v: Verdict) -> str:
     """Plain text, readable at 80 columns (rich adds colour on a terminal)."""
     out = [f"{v.signature.title}", "=" * min(78, len(v.signature.title)), "",
-           f"Category: {v.category} - {v.summary}", ""]
-    out += [f"{k + ':':<15}{val}" for k, val in _culprit_rows(v)]
+           _row("Category", f"{v.category}: {v.summary}"), ""]
+    out += [_row(k, val) for k, val in _culprit_rows(v)]
     out.append("")
-    out += [f"{k + ':':<15}{val}" for k, val in _context_rows(v)]
+    out += [_row(k, val) for k, val in _context_rows(v)]
     if v.culprit.source:
         s = v.culprit.source
         out += ["", f"Source ({Path(s.file).name}):"]
