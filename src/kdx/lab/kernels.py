@@ -7,6 +7,7 @@ so the dumps it makes are the dumps users meet. Packages come from the Debian ar
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -100,6 +101,15 @@ def resolve_release(spec: str | None, progress: Progress = None) -> str:
     """
     if spec and _RELEASE.match(spec):
         return spec
+    if spec in {"6.12", "trixie"}:
+        enable_trixie_source(progress)
+    return _current_release(spec)
+
+
+@functools.cache
+def _current_release(spec: str | None) -> str:
+    """The release apt offers now for ``spec``; asked once per process (apt-cache is slow,
+    and a test session asks for the same kernel dozens of times)."""
     suite = {None: "bookworm", "6.1": "bookworm", "bookworm": "bookworm",
              "6.12": "trixie", "trixie": "trixie"}.get(spec)
     if suite is None:
@@ -109,7 +119,6 @@ def resolve_release(spec: str | None, progress: Progress = None) -> str:
         )
     argv = ["apt-cache", "depends", "linux-image-cloud-amd64"]
     if suite == "trixie":
-        enable_trixie_source(progress)
         argv = ["apt-cache", "-t", "trixie", "depends", "linux-image-cloud-amd64"]
     out = _run(argv, f"look up the {suite} cloud kernel")
     found = re.search(r"Depends: linux-image-(\S+-cloud-amd64)\b", out)
