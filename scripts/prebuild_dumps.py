@@ -25,6 +25,8 @@ def requests() -> list[RunRequest]:
     out = [RunRequest(name, kernel=kernel) for kernel in ("6.1", "6.12")
            for name in scenarios.SCENARIOS]
     out += [RunRequest("sysrq", capture=c, format=f, vmcoreinfo=v) for c, f, v in FORMATS]
+    out += [RunRequest("null-deref-module", capture="qemu", format="elf"),
+            RunRequest("null-deref-module", format="elf")]
     return out
 
 

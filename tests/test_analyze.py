@@ -138,3 +138,15 @@ def test_without_module_debug_info_same_culprit_and_signature(null_deref, tmp_pa
     assert bare.culprit.line is None
     assert bare.signature == full.signature
     assert any("hello_crash" in w for w in bare.warnings)
+
+
+@pytest.mark.parametrize(("capture", "fmt"), [("qemu", "elf"), ("kdump", "elf")])
+def test_verdict_is_the_same_for_other_capture_methods(lab, null_deref, capture, fmt):
+    dump = lab("null-deref-module", capture=capture, fmt=fmt)
+    verdict = analyze(open_dump(dump.vmcore))
+    reference = analyze(open_dump(null_deref.vmcore))
+    assert verdict.category == "null-pointer-dereference"
+    assert (verdict.culprit.function, verdict.culprit.line) == ("hello_init",
+                                                                dump.truth["source_line"])
+    assert verdict.context.pid == dump.truth["pid"]
+    assert verdict.signature == reference.signature
