@@ -14,12 +14,28 @@ def _sys_parser():
     parser = make_parser("sys", "the system summary of the dump, as crash prints it")
     parser.add_argument("what", nargs="?", choices=["config"], help="config: the kernel's "
                         "build configuration, when the kernel carries it")
+    parser.add_argument("-c", dest="syscalls", action="store_true",
+                        help="the system call table: number, handler, file and line")
     return parser
 
 
 def _sys(session: Session, args: argparse.Namespace) -> None:
     if args.what == "config":
         _config(session)
+        return
+    if args.syscalls:
+        from kdx.commands.crash.sym import symbols
+        from kdx.model.syscalls import syscall_table
+        from kdx.render.crash.sys import render_syscalls
+
+        table = symbols(session)
+
+        def crash_name(address: int) -> str | None:
+            hit = table.lookup(address)
+            return hit[0].name if hit and hit[1] == 0 else None
+
+        entries = session.cached("syscalls", lambda: syscall_table(session.prog, crash_name))
+        session.emit("syscalls", entries, lambda: render_syscalls(entries))
         return
     info = session.cached("sys", lambda: system_info(session.target))
     session.emit("sys", info, lambda: render_sys(info))

@@ -148,3 +148,23 @@ def render_sys(info: SystemInfo) -> str:
     """crash's start-up banner for ``info``: the ``sys`` fields, then the panic task."""
     rows = _system_lines(info) + _task_lines(info)
     return "\n".join(_line(label, value) for label, value in rows) + "\n"
+
+
+SYSCALL_HEADER = "NUM  SYSTEM CALL                FILE AND LINE NUMBER"
+
+
+def render_syscalls(entries: list) -> str:
+    """crash's ``sys -c`` table: the source path is shown relative to the kernel tree as
+    ``../path: line``, as crash prints it for distro kernels built out of tree."""
+    lines = [SYSCALL_HEADER]
+    for e in entries:
+        if e.handler is None:
+            lines.append(f"{e.number:3d}  invalid sys_call_table entry: {e.address:x}")
+            continue
+        where = ""
+        if e.file:
+            rel = e.file.split("/linux-", 1)[-1].split("/", 1)[-1] if e.file.startswith(
+                "/") else e.file
+            where = f"../{rel}: {e.line}"
+        lines.append(f"{e.number:3d}  {e.handler:<26} {where}".rstrip())
+    return "\n".join(lines) + "\n"
