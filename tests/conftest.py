@@ -77,6 +77,11 @@ def sysrq() -> LabDump:
     return make_dump("sysrq")
 
 
+@pytest.fixture(scope="session")
+def null_deref_612() -> LabDump:
+    return make_dump("null-deref-module", kernel="6.12")
+
+
 def run_kdx(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the kdx command line as a user would, capturing its output."""
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")

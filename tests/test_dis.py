@@ -16,14 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from crash_script import crash_sections
 
 from kdx.model.disasm import decode, find_source, spell
 from kdx.session.session import Session
 from kdx.target.open import open_dump
 
-MARK = "eval 0x5ca1ab{:02x}"
-_MARK = re.compile(r"hexadecimal: 5ca1ab([0-9a-f]{2})\b")
-_EVAL_LINES = re.compile(r"^\s*(decimal|octal|binary):")
 _INSN = re.compile(r"^(0x[0-9a-f]+) <([^>]+)>:\t(.*)$")
 
 #: Kernel functions present in both kernels: C, inlined helpers, assembly, retpoline
@@ -62,20 +60,6 @@ def commands(dump, frames: dict) -> list[str]:  # noqa: ANN001
     return wanted
 
 
-def crash_sections(crash, dump, wanted: list[str]) -> dict[str, str]:  # noqa: ANN001
-    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
-    sections: dict[int, list[str]] = {}
-    current = None
-    for line in crash(dump, script).splitlines():
-        found = _MARK.search(line)
-        if found:
-            if current is not None and line[:found.start()].strip():
-                sections[current].append(line[:found.start()].rstrip())
-            current = int(found.group(1), 16)
-            sections[current] = []
-        elif current is not None and not _EVAL_LINES.match(line):
-            sections[current].append(line.rstrip())
-    return {wanted[i]: "\n".join(lines).strip("\n") for i, lines in sections.items()}
 
 
 def kdx_sections(dump, wanted: list[str]) -> dict[str, tuple[str, str]]:  # noqa: ANN001

@@ -36,11 +36,6 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
     time.tzset()
 
 
-@pytest.fixture(scope="session")
-def null_deref_612(lab):  # noqa: ANN001 (fixture)
-    return lab("null-deref-module", kernel="6.12")
-
-
 @pytest.fixture(scope="module")
 def dumps(request) -> dict:  # noqa: ANN001 (fixture)
     """Each dump with its opened target, built once for the module."""

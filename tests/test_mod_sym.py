@@ -30,11 +30,6 @@ _SYM = re.compile(r"^(?P<head>[0-9a-f]+ \((?P<type>.)\) (?P<name>\S+?)(?:\+(?P<o
 _DUMPS = ["null_deref", "sysrq", "null_deref_612"]
 
 
-@pytest.fixture(scope="session")
-def null_deref_612(lab):  # noqa: ANN001 (fixture)
-    return lab("null-deref-module", kernel="6.12")
-
-
 @pytest.fixture(scope="module")
 def dumps(request) -> dict:  # noqa: ANN001 (fixture)
     def load(name: str):  # noqa: ANN202

@@ -1,0 +1,29 @@
+"""Run several commands in one crash session and split its output per command.
+
+crash prints no separator between piped commands, so each is preceded by an ``eval`` of
+a marker number whose answer is easy to find; one crash start serves many comparisons.
+"""
+
+from __future__ import annotations
+
+import re
+
+MARK = "eval 0x5ca1ab{:02x}"
+_MARK = re.compile(r"hexadecimal: 5ca1ab([0-9a-f]{2})\b")
+_EVAL_LINES = re.compile(r"^\s*(decimal|octal|binary):")
+
+
+def crash_sections(crash, dump, wanted: list[str]) -> dict[str, str]:  # noqa: ANN001
+    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
+    sections: dict[int, list[str]] = {}
+    current = None
+    for line in crash(dump, script).splitlines():
+        found = _MARK.search(line)
+        if found:
+            if current is not None and line[:found.start()].strip():
+                sections[current].append(line[:found.start()].rstrip())
+            current = int(found.group(1), 16)
+            sections[current] = []
+        elif current is not None and not _EVAL_LINES.match(line):
+            sections[current].append(line.rstrip())
+    return {wanted[i]: "\n".join(lines).strip("\n") for i, lines in sections.items()}
