@@ -202,8 +202,17 @@ _PLATFORMS = {
 }
 
 
+def _skip_drgn_plugins() -> None:
+    """drgn scans every installed package's entry points for plugins when a dump is
+    opened (a quarter of a second here); kdx finds debug info itself, so it skips that
+    unless the user asked for plugins (DRGN_PLUGINS or DRGN_DISABLE_PLUGINS set)."""
+    if "DRGN_PLUGINS" not in os.environ:
+        os.environ.setdefault("DRGN_DISABLE_PLUGINS", "*")
+
+
 def _try_core(path: Path, platform: drgn.Platform | None = None,
               vmcoreinfo_data: bytes | None = None) -> tuple[drgn.Program | None, str]:
+    _skip_drgn_plugins()
     prog = drgn.Program(platform, vmcoreinfo=vmcoreinfo_data)
     try:
         prog.set_core_dump(str(path))
