@@ -251,6 +251,7 @@ class StackReader:
 
     def __init__(self, prog: drgn.Program) -> None:
         self.prog = prog
+        self._symbol_cache: dict[int, _Sym | None] = {}
         self.regs_type = prog.type("struct pt_regs")
         self.regs_size = drgn.sizeof(self.regs_type)
         self.thread_size = prog["THREAD_SIZE"].value_()
@@ -286,9 +287,17 @@ class StackReader:
             return None
 
     def symbol(self, address: int) -> _Sym | None:
-        """The symbol crash names for ``address``: the ELF symbol containing it, refined
-        by the text labels crash also uses (``entry_SYSCALL_64_after_hwframe``); module
-        kallsyms for modules without debug info."""
+        """The symbol crash names for ``address``, looked up once per address: thousands
+        of sleeping tasks share a handful of return addresses, and drgn's search for all
+        symbols at an address costs about a millisecond."""
+        if address not in self._symbol_cache:
+            self._symbol_cache[address] = self._find_symbol(address)
+        return self._symbol_cache[address]
+
+    def _find_symbol(self, address: int) -> _Sym | None:
+        """The ELF symbol containing ``address``, refined by the text labels crash also
+        uses (``entry_SYSCALL_64_after_hwframe``); module kallsyms for modules without
+        debug info."""
         module = self.module_of(address)
         is_main = module is None or isinstance(module, drgn.MainModule)
         try:
