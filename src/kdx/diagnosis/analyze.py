@@ -225,23 +225,16 @@ def _sym(prog: drgn.Program, pointer: drgn.Object) -> str | None:
 
 
 def _oom_details(prog: drgn.Program, evidence: list[Evidence]) -> dict:
-    """The biggest memory users and the memory left, as the OOM report shows them."""
+    """The biggest memory users and the memory left, from the same task records ``ps``
+    prints (so the OOM table and ``ps`` agree on RSS)."""
     from drgn.helpers.linux.mm import totalram_pages
-    from drgn.helpers.linux.pid import for_each_task
+
+    from kdx.model.tasks import task_list
 
     page_kib = prog["PAGE_SIZE"].value_() // 1024 if _has(prog, "PAGE_SIZE") else 4
-    users = []
-    for task in for_each_task(prog):
-        try:
-            if not task.mm:
-                continue
-            rss = sum(int(task.mm.rss_stat.count[i].counter) for i in range(3)) if _old_rss(
-                task) else sum(_percpu_counter(c) for c in task.mm.rss_stat)
-        except (AttributeError, drgn.FaultError, LookupError):
-            continue
-        users.append((rss, int(task.pid), task.comm.string_().decode(errors="replace")))
-    users.sort(reverse=True)
-    top = [{"pid": pid, "comm": comm, "rss_kib": rss * page_kib} for rss, pid, comm in users[:5]]
+    leaders = {t.pid: t for t in task_list(prog) if t.rss_kib and t.pid == t.tgid}
+    users = sorted(leaders.values(), key=lambda t: t.rss_kib, reverse=True)[:5]
+    top = [{"pid": t.pid, "comm": t.comm, "rss_kib": t.rss_kib} for t in users]
     total = int(totalram_pages(prog)) * page_kib
     evidence.append(Evidence("oom-top", "Largest memory users",
                              [f"{u['comm']} (PID {u['pid']}): {u['rss_kib']} KiB" for u in top]))
@@ -254,16 +247,6 @@ def _has(prog: drgn.Program, name: str) -> bool:
         return True
     except LookupError:
         return False
-
-
-def _old_rss(task: drgn.Object) -> bool:
-    return hasattr(task.mm.rss_stat, "count")
-
-
-def _percpu_counter(counter: drgn.Object) -> int:
-    from drgn.helpers.linux.percpu import percpu_counter_sum
-
-    return max(0, int(percpu_counter_sum(counter.address_of_())))
 
 
 _RIP_LINE = re.compile(r"RIP: [0-9a-f]{4}:(?P<func>[\w.]+)\+(?P<off>0x[0-9a-f]+)/0x[0-9a-f]+"
