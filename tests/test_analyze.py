@@ -66,6 +66,30 @@ def test_hung_task_names_the_lock_and_its_owner(lab):
     assert verdict.details["lock"]["symbol"] == "crashlab_mutex"
 
 
+def test_hung_task_reasoning_says_where_the_task_sleeps(lab):
+    verdict = analyze(open_dump(lab("hung-task").vmcore))
+    assert verdict.culprit.reasoning.startswith("the task sleeps in crashlab_wait_fn+0x")
+    assert verdict.context.user_mode is False
+
+
+def test_verdict_stack_is_the_bt_stack(null_deref, kdx, tmp_path):
+    # One unwinder for bt and analyze: the same functions in the same order, here
+    # through a module without debug info (the dump alone, away from its modules/
+    # folder), which needs the module's in-memory ORC.
+    alone = tmp_path / "vmcore"
+    alone.symlink_to(null_deref.vmcore)
+    target = open_dump(alone, null_deref.vmlinux)
+    assert "hello_crash" in target.missing_modules
+    verdict = analyze(target)
+    lines = next(e.lines for e in verdict.evidence if e.id == "stack-panic-task")
+    analyzed = [line.split()[1].split("+")[0] for line in lines]
+    proc = kdx(alone, null_deref.vmlinux, "--json", "-c", "bt")
+    frames = json.loads(proc.stdout)["data"][0]["frames"]
+    assert analyzed == [f["function"] for f in frames][:len(analyzed)]
+    assert analyzed[analyzed.index("hello_init"):][:4] == [
+        "hello_init", "do_one_initcall", "do_init_module", "__do_sys_finit_module"]
+
+
 def test_oom_lists_the_memory_hog(lab):
     verdict = analyze(open_dump(lab("oom").vmcore))
     assert verdict.details["top_memory_users"][0]["comm"] == "memhog"

@@ -22,11 +22,10 @@ from kdx.diagnosis.code import disassemble_around, effective_addresses, read_sou
 from kdx.diagnosis.evidence import (
     FrameInfo,
     LogText,
-    frames_of,
     oops_block,
     ran_in_interrupt,
     read_log,
-    task_trace,
+    task_frames,
 )
 from kdx.diagnosis.signature import is_generic, make_signature
 from kdx.diagnosis.verdict import (
@@ -38,6 +37,7 @@ from kdx.diagnosis.verdict import (
     StackSummary,
     Verdict,
 )
+from kdx.model.stack import StackReader
 from kdx.target.open import Target
 
 Progress = Optional[Callable[[str], None]]
@@ -68,13 +68,14 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
                                  oops_block(log, match.index)))
     say("unwinding the panic task's stack")
     task = _panic_task(prog, warnings)
-    frames = _frames(prog, task, warnings) if task is not None else []
+    reader = StackReader(prog)
+    frames = _frames(reader, task, warnings) if task is not None else []
     if frames:
         evidence.append(Evidence("stack-panic-task", "Stack of the panicking task",
                                  _stack_lines(frames)))
     strategy = match.rule.culprit if match else rules.CULPRIT_PANIC_CALLER
     say("finding the culprit")
-    culprit_frames, index, details = _culprit_frames(prog, strategy, match, frames, warnings,
+    culprit_frames, index, details = _culprit_frames(reader, strategy, match, frames, warnings,
                                                      evidence)
     culprit = _culprit(prog, target, log, match, culprit_frames, index, evidence, warnings)
     context = _context(prog, target, log, match, task, culprit_frames, index, evidence)
@@ -84,7 +85,7 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
         index is not None) else [f.function or "" for f in frames]
     signature = make_signature(category, title, callers, culprit.module)
     say("reading the other CPUs' stacks")
-    stacks = _cpu_stacks(prog, task, frames, warnings)
+    stacks = _cpu_stacks(reader, task, frames)
     details = {**details, "memory": memory_usage(prog)}
     evidence += [Evidence(f"stack-cpu{s.cpu}", f"CPU {s.cpu}: {s.comm} (PID {s.pid})", s.frames)
                  for s in stacks if s.pid != context.pid]
@@ -107,16 +108,18 @@ def _panic_task(prog: drgn.Program, warnings: list[str]) -> drgn.Object | None:
         return None
 
 
-def _frames(prog: drgn.Program, task: drgn.Object, warnings: list[str]) -> list[FrameInfo]:
-    trace = task_trace(prog, task)
-    if trace is None:
-        warnings.append("could not unwind the panic task's stack")
-        return []
+def _frames(reader: StackReader, task: drgn.Object, warnings: list[str]) -> list[FrameInfo]:
+    """The task's frames as ``bt`` shows them; what the unwinder could not read becomes
+    a warning naming the task."""
     try:
-        return frames_of(prog, trace)[:MAX_FRAMES]
-    except drgn.FaultError as err:
-        warnings.append(f"the stack is cut short by memory missing from the dump: {err}")
-        return []
+        frames, problems = task_frames(reader, task)
+    except (LookupError, ValueError, drgn.FaultError) as err:
+        frames, problems = [], [str(err)]
+    pid = int(task.pid)
+    warnings += [f"stack of PID {pid}: {p}" for p in problems]
+    if not frames:
+        warnings.append(f"could not unwind the stack of PID {pid}")
+    return frames[:MAX_FRAMES]
 
 
 def _stack_lines(frames: list[FrameInfo]) -> list[str]:
@@ -154,14 +157,14 @@ def _panic_caller_index(frames: list[FrameInfo]) -> int | None:
     return None
 
 
-def _culprit_frames(prog: drgn.Program, strategy: str, match: rules.Match | None,
+def _culprit_frames(reader: StackReader, strategy: str, match: rules.Match | None,
                     frames: list[FrameInfo], warnings: list[str], evidence: list[Evidence]
                     ) -> tuple[list[FrameInfo], int | None, dict]:
     """(the frames the culprit is in, the culprit's index, category details)."""
     if strategy == rules.CULPRIT_BLOCKED_TASK and match and "pid" in match.groups:
-        return _blocked_task(prog, int(match.groups["pid"]), warnings, evidence)
+        return _blocked_task(reader, int(match.groups["pid"]), warnings, evidence)
     if strategy == rules.CULPRIT_PROCESS:
-        return frames, None, _oom_details(prog, evidence)
+        return frames, None, _oom_details(reader.prog, evidence)
     if strategy == rules.CULPRIT_PANIC_CALLER:
         return frames, _panic_caller_index(frames), {}
     index = _exception_index(frames)
@@ -171,20 +174,20 @@ def _culprit_frames(prog: drgn.Program, strategy: str, match: rules.Match | None
     return frames, index, {}
 
 
-def _blocked_task(prog: drgn.Program, pid: int, warnings: list[str],
+def _blocked_task(reader: StackReader, pid: int, warnings: list[str],
                   evidence: list[Evidence]) -> tuple[list[FrameInfo], int | None, dict]:
-    task = find_task(prog, pid)
+    task = find_task(reader.prog, pid)
     if not task:
         warnings.append(f"the blocked task {pid} is no longer in the dump")
         return [], None, {}
-    frames = _frames(prog, task, warnings)
+    frames = _frames(reader, task, warnings)
     comm = task.comm.string_().decode(errors="replace")
     evidence.append(Evidence("stack-blocked-task", f"Stack of the blocked task {comm} "
                              f"(PID {pid})", _stack_lines(frames)))
     index = next((i for i, f in enumerate(frames)
                   if f.function and not f.inline and not is_generic(f.function)), None)
     details = {"blocked_task": {"pid": pid, "comm": comm}}
-    details.update(_lock_owner(prog, task))
+    details.update(_lock_owner(reader, task))
     if "lock_owner" in details:
         owner = details["lock_owner"]
         evidence.append(Evidence("lock-owner", f"Owner of the lock: {owner['comm']} (PID "
@@ -192,10 +195,12 @@ def _blocked_task(prog: drgn.Program, pid: int, warnings: list[str],
     return frames, index, details
 
 
-def _lock_owner(prog: drgn.Program, task: drgn.Object) -> dict:
-    """The mutex a task sleeps on and its owner, read from the waiting frame's locals."""
+def _lock_owner(reader: StackReader, task: drgn.Object) -> dict:
+    """The mutex a task sleeps on and its owner, read from the waiting frame's locals
+    (drgn's own frames: only they carry the locals)."""
     from drgn.helpers.linux.locking import mutex_owner
 
+    prog = reader.prog
     try:
         for frame in prog.stack_trace(task):
             if frame.name and "mutex_lock" in frame.name:
@@ -206,7 +211,7 @@ def _lock_owner(prog: drgn.Program, task: drgn.Object) -> dict:
                 owner = mutex_owner(lock)
                 out = {"lock": {"address": int(lock.value_()), "symbol": _sym(prog, lock)}}
                 if owner:
-                    owner_frames = _frames(prog, owner, [])
+                    owner_frames = _frames(reader, owner, [])
                     out["lock_owner"] = {"pid": int(owner.pid),
                                          "comm": owner.comm.string_().decode(errors="replace"),
                                          "stack": _stack_lines(owner_frames)}
@@ -325,7 +330,8 @@ def _reasoning(frame: FrameInfo, instructions: list, regs: dict[str, int],
     faulting = next((i for i in instructions if i.faulting), None)
     where = f"{frame.function}+{frame.offset:#x}" if frame.offset is not None else (
         frame.function or f"{frame.pc:#x}")
-    text = f"the CPU stopped at {where}"
+    blocked = bool(match and match.rule.culprit == rules.CULPRIT_BLOCKED_TASK)
+    text = f"the task sleeps in {where}" if blocked else f"the CPU stopped at {where}"
     if frame.file:
         text += f" ({Path(frame.file).name}:{frame.line})"
     if faulting:
@@ -372,7 +378,8 @@ def _context(prog: drgn.Program, target: Target, log: LogText, match: rules.Matc
     code = _PF_CODE.search(text)
     error_code = int(code.group(1), 16) if code else None
     frame = frames[index] if index is not None and frames else None
-    user_mode = bool(frame.registers["cs"] & 3) if frame and "cs" in frame.registers else None
+    user_mode = bool(frame.registers["cs"] & 3) if frame and "cs" in frame.registers else (
+        False if frame else None)  # a kernel frame that was not interrupted runs the kernel
     taint = tainted(prog)
     return Context(
         pid=int(task.pid) if task is not None else None,
@@ -423,10 +430,11 @@ def _uptime(target: Target) -> float | None:
         return None
 
 
-def _cpu_stacks(prog: drgn.Program, panic: drgn.Object | None, panic_frames: list[FrameInfo],
-                warnings: list[str]) -> list[StackSummary]:
+def _cpu_stacks(reader: StackReader, panic: drgn.Object | None, panic_frames: list[FrameInfo]
+                ) -> list[StackSummary]:
     from drgn.helpers.linux.cpumask import for_each_online_cpu
 
+    prog = reader.prog
     out = []
     for cpu in for_each_online_cpu(prog):
         try:
@@ -434,7 +442,7 @@ def _cpu_stacks(prog: drgn.Program, panic: drgn.Object | None, panic_frames: lis
         except (LookupError, drgn.FaultError):
             continue
         is_panic = panic is not None and task.value_() == panic.value_()
-        frames = panic_frames if is_panic else _frames(prog, task, [])
+        frames = panic_frames if is_panic else _frames(reader, task, [])
         out.append(StackSummary(int(task.pid), task.comm.string_().decode(errors="replace"),
                                 cpu, _stack_lines(frames)))
     return out

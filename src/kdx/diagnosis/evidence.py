@@ -13,11 +13,10 @@ from pathlib import Path
 import drgn
 from drgn.helpers.linux.printk import get_dmesg
 
+from kdx.model.stack import StackReader, backtrace
 from kdx.textsafe import clean_bytes
 
 _TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
-#: Kernel addresses start here on x86-64; anything below is a user frame.
-KERNEL_START = 0xFFFF800000000000
 _IRQ_FRAMES = re.compile(r"^(__sysvec_|sysvec_|asm_sysvec_|asm_common_interrupt|common_interrupt"
                          r"|call_timer_fn|__run_timers|run_timer_softirq|handle_softirqs"
                          r"|__do_softirq|irq_exit|__irq_exit_rcu|handle_irq_event"
@@ -74,76 +73,30 @@ class FrameInfo:
         return text + (" (inline)" if self.inline else "")
 
 
-def _symbol(prog: drgn.Program, pc: int) -> tuple[str | None, int | None]:
-    try:
-        sym = prog.symbol(pc)
-        return sym.name, pc - sym.address
-    except LookupError:
-        return None, None
+#: crash's register names (the bt model's) to the lower-case ones capstone and drgn use.
+_REGISTER_NAMES = {"RFLAGS": "rflags", "ORIG_RAX": "orig_rax"}
 
 
-def _module_name(prog: drgn.Program, pc: int) -> str | None:
-    try:
-        mod = prog.module(pc)
-    except LookupError:
-        return None
-    return None if mod.name == "kernel" else mod.name
+def task_frames(reader: StackReader, task: drgn.Object) -> tuple[list[FrameInfo], list[str]]:
+    """The kernel frames of ``task`` as ``bt`` shows them (same unwinder, so a verdict's
+    stack and ``bt`` always agree, modules without debug info included), and the
+    unwinder's warnings. Frames below the user-mode entry are not kernel frames."""
+    bt = backtrace(reader, task)
+    registers = {e.position: e.registers for e in bt.exception_frames if not e.user_mode}
+    out = []
+    for i, frame in enumerate(bt.frames):
+        regs = registers.get(i, {}) if frame.is_exception_frame else {}
+        out.append(FrameInfo(frame.pc, frame.function, frame.offset, frame.module,
+                             frame.source_file, frame.source_line, frame.is_exception_frame,
+                             frame.inline, _lower_names(regs)))
+    return out, list(bt.warnings)
 
 
-def frames_of(prog: drgn.Program, trace: drgn.StackTrace) -> list[FrameInfo]:
-    """Kernel frames of ``trace``, stopping at the first user-space address (drgn's
-    unwinder may otherwise walk on through user memory)."""
-    out: list[FrameInfo] = []
-    for frame in trace:
-        pc = frame.pc
-        if pc < KERNEL_START:
-            break
-        name, offset = _symbol(prog, pc)
-        function = frame.name or name
-        if function and name and function != name and not frame.is_inline:
-            offset = _function_offset(prog, function, pc, offset)
-        try:
-            file, line, _column = frame.source()
-        except LookupError:
-            file, line = None, None
-        regs = {}
-        if frame.interrupted:
-            try:
-                regs = {k: int(v) for k, v in frame.registers().items()}
-            except (LookupError, ValueError):
-                regs = {}
-        out.append(FrameInfo(pc, function, None if frame.is_inline else offset,
-                             _module_name(prog, pc), file, line, bool(frame.interrupted),
-                             bool(frame.is_inline), regs))
-    return out
-
-
-def _function_offset(prog: drgn.Program, function: str, pc: int, fallback: int | None
-                     ) -> int | None:
-    """Offset of ``pc`` in the DWARF function (an alias such as init_module may own the
-    ELF symbol of hello_init)."""
-    try:
-        obj = prog.function(function)
-        return pc - obj.address_
-    except (LookupError, ValueError, TypeError):
-        return fallback
+def _lower_names(registers: dict[str, int | None]) -> dict[str, int]:
+    return {_REGISTER_NAMES.get(name, name.lower()): value
+            for name, value in registers.items() if value is not None}
 
 
 def ran_in_interrupt(frames: list[FrameInfo], culprit_index: int) -> bool:
     """True when an interrupt or softirq entry sits below (called) the culprit frame."""
     return any(f.function and _IRQ_FRAMES.match(f.function) for f in frames[culprit_index + 1:])
-
-
-def task_trace(prog: drgn.Program, task: drgn.Object) -> drgn.StackTrace | None:
-    """The stack of ``task``: the crashed thread's own registers for the panic task."""
-    pid = int(task.pid)
-    try:
-        crashed = prog.crashed_thread()
-        if crashed.tid == pid or (pid == 0 and crashed.object == task):
-            return crashed.stack_trace()
-    except (LookupError, ValueError):
-        pass
-    try:
-        return prog.stack_trace(task)
-    except (LookupError, ValueError, drgn.FaultError):
-        return None
