@@ -7,9 +7,13 @@ must find the vmlinux by itself and read the right kernel and panic task.
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 from drgn.helpers.linux.panic import panic_task
 
+from kdx.session.session import Session
 from kdx.target.formats import identify
 from kdx.target.open import open_dump
 
@@ -72,3 +76,33 @@ def test_kernel_612_opens(lab):
     target = open_dump(dump.vmcore)
     assert target.release.startswith("6.12.")
     assert int(panic_task(target.prog).pid) == dump.truth["pid"]
+
+
+#: Commands a first look at any dump runs; each must succeed on every format.
+_FIRST_LOOK = ["sys", "bt", "ps", "log", "mod", "kmem -i", "files", "vm",
+               "dis -l sysrq_handle_crash"]
+
+
+@pytest.mark.parametrize(("capture", "fmt", "note", "kind", "compression"), CASES,
+                         ids=[f"{c[0]}-{c[1]}{'' if c[2] else '-no-vmcoreinfo'}" for c in CASES])
+def test_commands_work_on_every_format(lab, capture, fmt, note, kind, compression):
+    dump = lab("sysrq", capture=capture, fmt=fmt, vmcoreinfo=note)
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(open_dump(dump.vmcore), json=True, out=out, err=err)
+    docs = {}
+    for command in _FIRST_LOOK:
+        out.seek(0)
+        out.truncate()
+        assert session.execute(command), f"{command}: {err.getvalue()}"
+        docs[command.split()[0]] = json.loads(out.getvalue())["data"]
+    assert err.getvalue() == ""
+    assert docs["sys"]["pid"] == dump.truth["pid"] and docs["sys"]["tasks"] > 50
+    frames = [f["function"] for f in docs["bt"][0]["frames"]]
+    assert docs["bt"][0]["pid"] == dump.truth["pid"] and "sysrq_handle_crash" in frames
+    assert frames.index("sysrq_handle_crash") < frames.index("write_sysrq_trigger")
+    ps = {t["pid"]: t["comm"] for t in docs["ps"]}
+    assert ps[dump.truth["pid"]] == dump.truth["comm"] and ps[1] == "init"
+    assert any("sysrq: Trigger a crash" in line for r in docs["log"]["records"]
+               for line in r["lines"])
+    assert docs["kmem"]["total_pages"] > docs["kmem"]["free_pages"] > 0
+    assert {m["name"] for m in docs["mod"]} >= {"virtio_blk", "dummy"}
