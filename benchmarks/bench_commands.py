@@ -14,7 +14,7 @@ import argparse
 import subprocess
 import sys
 
-from timing import drgn_crash, timed
+from timing import compile_kdx, drgn_crash, timed
 
 from kdx.lab.cache import default_cache
 from kdx.lab.oracle import run_crash
@@ -52,6 +52,7 @@ def main() -> int:
     parser.add_argument("--skip-large", action="store_true",
                         help="skip the 5,000-task dump (its first build takes minutes)")
     args = parser.parse_args()
+    compile_kdx()
     bench_dump("small guest", RunRequest("null-deref-module"), args.repeat)
     if not args.skip_large:
         bench_dump("5,000 extra tasks", RunRequest("sysrq", tasks=5000, memory_mb=2048),

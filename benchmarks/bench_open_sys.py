@@ -12,7 +12,7 @@ import argparse
 import subprocess
 import sys
 
-from timing import drgn_crash, timed
+from timing import compile_kdx, drgn_crash, timed
 
 from kdx.lab.cache import default_cache
 from kdx.lab.oracle import run_crash
@@ -25,6 +25,7 @@ def main() -> int:
     parser.add_argument("--kernel")
     parser.add_argument("-n", "--repeat", type=int, default=3)
     args = parser.parse_args()
+    compile_kdx()
     cache = default_cache()
     req = RunRequest(scenario=args.scenario, kernel=args.kernel)
     out = run(cache, req, lambda m: print(f"[lab] {m}", file=sys.stderr))
