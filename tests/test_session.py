@@ -79,3 +79,26 @@ def test_command_index_lists_every_command():
     from kdx.session.command import scan_commands
 
     assert scan_commands() == INDEX
+
+
+def test_crash_shortcuts_for_data_commands(target):
+    session, out, err = _session(target)
+    task = f"{target.prog['init_task'].address_:x}"
+    assert session.execute(f"task_struct.pid,comm {task}")  # = struct task_struct.pid,comm
+    assert out.getvalue().split() == ["pid", "=", "0,", "comm", "=", '"swapper/0\\000\\000'
+                                      '\\000\\000\\000\\000",']
+    for short, full in [(f"*list_head {task}", f"struct list_head {task}"),
+                        ("jiffies", "p jiffies"), ("pid_t", "whatis pid_t"),
+                        ("enum pid_type", "whatis enum pid_type"),
+                        ("list_head", "struct list_head")]:
+        a, b = _session(target), _session(target)
+        assert a[0].execute(short) and b[0].execute(full)
+        assert a[1].getvalue() == b[1].getvalue() != ""
+    assert err.getvalue() == ""
+
+
+def test_shell_escapes(target):
+    session, out, _ = _session(target)
+    assert session.execute("!echo one")
+    assert session.execute("echo two")  # crash passes echo, ls, grep... to the shell
+    assert out.getvalue() == "one\ntwo\n"

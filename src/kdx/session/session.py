@@ -9,6 +9,7 @@ to a file, and a failing command prints one line while the session goes on.
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import subprocess
 import sys
@@ -21,6 +22,10 @@ from kdx.render.json_out import to_json
 from kdx.session.command import CommandError, CommandTable, HelpShown, load_commands
 from kdx.target.open import Target
 from kdx.textsafe import clean
+
+#: Words crash hands to the shell without a ``!`` (main.c's list).
+EXTERNAL_COMMANDS = frozenset({"vi", "pwd", "grep", "cat", "more", "less", "echo", "ls",
+                               "clear"})
 
 
 class Session:
@@ -81,8 +86,10 @@ class Session:
     def execute(self, line: str) -> bool:
         """Run one command line; False when it failed (the error was printed)."""
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or line.startswith(("#", "//")):
             return True
+        if line.startswith("!"):
+            return self._shell(line[1:].strip() or os.environ.get("SHELL", "/bin/sh"))
         try:
             command_part, pipe_to = _split_pipe(line)
             command_part, redirect, mode = _split_redirect(command_part)
@@ -103,6 +110,9 @@ class Session:
         return self._deliver(buffer.getvalue(), pipe_to, redirect, mode) and ok
 
     def _run(self, words: list[str]) -> bool:
+        if words[0] in EXTERNAL_COMMANDS and words[0] not in self.commands:
+            return self._shell(shlex.join(words))
+        words = self._shortcut(words)
         name, argv = words[0], words[1:]
         if name not in self.commands and "/" in name:  # gdb style: x/8xg ADDR
             name, fmt = name.split("/", 1)
@@ -129,6 +139,57 @@ class Session:
         except Exception as err:  # one bad command must never end the session
             self.err.write(f"{name}: error: unexpected {type(err).__name__}: {clean(str(err))}\n")
         return False
+
+    def _shortcut(self, words: list[str]) -> list[str]:
+        """crash's shortcuts for data commands: ``*page ADDR`` is ``struct page ADDR``;
+        a bare symbol is ``p SYMBOL``, a struct or union name (``task_struct.comm ADDR``)
+        is ``struct``/``union``, a typedef or ``enum`` alone is ``whatis``."""
+        name = words[0]
+        if name in self.commands or "/" in name:
+            return words
+        if name.startswith("*") and len(name) > 1:
+            words = [name[1:], *words[1:]]
+            name = words[0]
+        if name == "enum":
+            return ["whatis", *words]
+        if len(words) == 1 and self._is_symbol(name):
+            return ["p", name]
+        kind = self._type_kind(name.split(".", 1)[0])
+        if kind == "typedef":  # crash: a typedef'd struct with an address is struct
+            return ["whatis", name] if len(words) == 1 else ["struct", *words]
+        return [kind, *words] if kind else words
+
+    def _is_symbol(self, name: str) -> bool:
+        try:
+            self.prog.object(name)
+            return True
+        except (LookupError, ValueError):
+            return False
+
+    def _type_kind(self, name: str) -> str | None:
+        """"struct" or "union" for such a tag, "typedef" for another type name, or None."""
+        for kind in ("struct", "union"):
+            try:
+                self.prog.type(f"{kind} {name}")
+                return kind
+            except (LookupError, SyntaxError, ValueError):
+                continue
+        try:
+            self.prog.type(name)
+        except (LookupError, SyntaxError, ValueError):
+            return None
+        return "typedef"
+
+    def _shell(self, command: str) -> bool:
+        """``!CMD`` and crash's shell words (``ls``, ``grep``...): run by the shell, on the
+        terminal itself when output is not captured, so an interactive program works."""
+        if self.out is sys.stdout:
+            self.out.flush()
+            subprocess.run(command, shell=True)
+        else:
+            proc = subprocess.run(command, shell=True, stdout=subprocess.PIPE, text=True)
+            self.out.write(proc.stdout)
+        return True
 
     def _deliver(self, text: str, pipe_to: str | None, redirect: str | None,
                  mode: str) -> bool:
