@@ -391,3 +391,184 @@ def test_bad_task_is_one_line(null_deref) -> None:  # noqa: ANN001
     assert session.err.getvalue() == "bt: error: invalid task or pid value: 99999\n"
     assert not session.execute("foreach nosuchcommand bt -Z")
     assert len(session.err.getvalue().splitlines()) == 2
+
+
+# --- bt -F -FF -r -R -v -g -o -S -I ---------------------------------------------------------
+
+#: The second set of options, on the null-deref dump (one cached crash run; foreach's and
+#: runq's tests read other sections of the same run).
+ORACLE_MORE = ("ps", "bt -F", "bt -FF", "bt -r", "bt -v", "bt -o", "bt -g 1",
+               "foreach bt -R do_nanosleep", "bt -R panic", "foreach task -R pid,comm",
+               "foreach 1 task", "foreach files", "foreach vm", "foreach set",
+               "foreach RU bt", "foreach kernel set", "foreach user set",
+               "foreach gleader set", "foreach active set", "foreach 'k.*' set",
+               "foreach ID set", "foreach IN set", "foreach UN set", "foreach sh set",
+               "foreach net", "runq", "runq -t", "runq -m", "runq -g", "runq -T",
+               "foreach bt -F")
+#: The same on the 6.12 null-deref dump.
+ORACLE_MORE_612 = ("ps", "runq", "runq -t", "runq -m", "runq -g", "runq -T", "bt -F",
+                   "bt -FF", "bt -r", "bt -v", "foreach UN bt",
+                   "foreach bt -R schedule_timeout", "foreach RU set",
+                   "foreach gleader set")
+
+
+#: The sysrq dump's run (foreach's and runq's tests read it too).
+ORACLE_SYSRQ = ("runq", "runq -t", "runq -m", "runq -g", "foreach RU bt",
+                "foreach active set", "bt -F", "bt -v")
+
+
+def _tokens(text: str) -> list[list[str]]:
+    """Lines as words: crash pads -F symbols to 16 columns, and a longer name (its own
+    init-text names) moves the next word; the words themselves must agree."""
+    return [line.split() for line in text.splitlines()]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("command", ["bt -F", "bt -FF", "foreach bt -F"])
+def test_bt_F_names_stack_words_as_crash(command: str, null_deref, crash) -> None:  # noqa: ANN001
+    """Every -f word of every frame: kernel and module symbols (data symbols with a
+    decimal offset), slab objects as [cache] (-FF: [address:cache]), the rest in hex."""
+    theirs = normalise_crash(crash_sections(crash, null_deref, ORACLE_MORE)[command],
+                             null_deref)
+    ours = run(null_deref, command)
+    assert _tokens(ours) == _tokens(theirs)
+    assert "[kmalloc-16]" in ours if command != "bt -FF" else "kmalloc-16]" in ours
+    if command == "bt -FF":
+        assert re.search(r"\[ff[0-9a-f]{14}:kmalloc-16\]", ours)
+
+
+@pytest.mark.oracle
+def test_bt_F_on_612(null_deref_612, crash) -> None:  # noqa: ANN001
+    """6.12: the same words; crash names the module's init text by offset and lists
+    its stray frame (see test_612_frames_match_crash), so those lines are left out."""
+    theirs = crash_sections(crash, null_deref_612, ORACLE_MORE_612)["bt -FF"]
+    ours = run(null_deref_612, "bt -FF")
+    keep = [t for t in _tokens(theirs)
+            if not any(_INIT_TEXT.search(w) or w.startswith("#") for w in t)]
+    mine = [t for t in _tokens(ours)
+            if not any("hello_init" in w or w.startswith("#") for w in t)]
+    assert mine == keep
+    assert len(keep) > 100
+
+
+def _raw_pairs(text: str) -> list[tuple[str, list[str]]]:
+    out = []
+    for line in text.splitlines()[1:]:
+        address, _, words = line.partition(":")
+        out.append((address.strip(), words.split()))
+    return out
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_bt_r_dumps_the_stack_as_crash(kernel: str, null_deref, null_deref_612, crash) -> None:  # noqa: ANN001, E501
+    """The whole 16 KiB stack, two words a line from the stack's base, each the same hex
+    value or symbol as crash's; crash's names for string literals (``.LC4+926``) are
+    assembler locals kdx's symbol table leaves out, so there kdx names another symbol."""
+    dump, oracle = (null_deref, ORACLE_MORE) if kernel == "6.1" else \
+        (null_deref_612, ORACLE_MORE_612)
+    theirs = crash_sections(crash, dump, oracle)["bt -r"]
+    ours = run(dump, "bt -r")
+    assert ours.splitlines()[0] == theirs.splitlines()[0]
+    mine, their = _raw_pairs(ours), _raw_pairs(theirs)
+    assert len(mine) == len(their) == 16384 // 16
+    assert [a for a, _ in mine] == [a for a, _ in their]
+    assert their[0][1][0] == "0000000057ac6e9d"  # STACK_END_MAGIC at the base
+    differing = 0
+    for (_, words), (_, expected) in zip(mine, their):
+        for word, want in zip(words, expected):
+            if want.startswith(".") or _INIT_TEXT.match(want):
+                assert not re.fullmatch(r"[0-9a-f]{16}", word)
+                differing += 1
+            else:
+                assert word == want
+    assert differing < 40
+
+
+@pytest.mark.oracle
+def test_bt_v_g_R_match_crash(null_deref, crash) -> None:  # noqa: ANN001
+    """-v's all-clear, -g's thread group (init: one thread), -R's selection: the tasks
+    whose trace has a do_nanosleep frame, each followed by a blank line, and none when
+    the panic task's trace has no panic frame."""
+    sections = crash_sections(crash, null_deref, ORACLE_MORE)
+    for command in ("bt -v", "bt -g 1", "foreach bt -R do_nanosleep", "bt -R panic"):
+        assert run(null_deref, command).splitlines() == sections[command].splitlines(), \
+            command
+    referencing = {t.pid for t in parse_bt(sections["foreach bt -R do_nanosleep"])}
+    every = parse_bt(crash_sections(crash, null_deref)["foreach bt"])
+    assert referencing == {t.pid for t in every if "do_nanosleep" in t.names()}
+    assert len(referencing) >= 3
+
+
+def test_bt_R_by_address(null_deref) -> None:  # noqa: ANN001
+    """A hexadecimal -R matches a frame's text address or an exception register."""
+    trace = parse_bt(run(null_deref, "bt"))[0]
+    pc = trace.frames[3][3]
+    assert parse_bt(run(null_deref, f"bt -R {pc}"))[0].pid == trace.pid
+    rip = trace.exceptions[0][1]["RIP"]
+    assert parse_bt(run(null_deref, f"bt -R {rip}"))[0].pid == trace.pid
+    assert run(null_deref, "bt -R ffffffffffff0000") == ""
+
+
+def test_bt_o_is_the_one_unwinder(null_deref) -> None:  # noqa: ANN001
+    assert run(null_deref, "bt -o") == run(null_deref, "bt")
+
+
+@pytest.mark.parametrize("level", [3, 7, 9])
+def test_bt_S_starts_at_a_frame_slot(level: int, null_deref) -> None:  # noqa: ANN001
+    """-S at frame #N's slot gives frames N... of the full trace, renumbered from 0;
+    -I with the frame's address and the slot above it starts there too."""
+    full = parse_bt(run(null_deref, "bt"))[0]
+    slot, pc = full.frames[level][1], full.frames[level][3]
+    started = parse_bt(run(null_deref, f"bt -S {slot}"))[0]
+    assert [f[1:] for f in started.frames] == [f[1:] for f in full.frames[level:]]
+    assert [f[0] for f in started.frames] == list(range(len(started.frames)))
+    with_ip = parse_bt(run(null_deref, f"bt -S {int(slot, 16) + 8:x} -I {pc}"))[0]
+    assert with_ip.names()[0] == full.names()[level]
+    assert with_ip.names()[1:] == full.names()[level + 1:]
+
+
+def test_bt_S_outside_the_stack_is_one_line(null_deref) -> None:  # noqa: ANN001
+    session = session_for(null_deref)
+    session.out, session.err = io.StringIO(), io.StringIO()
+    assert not session.execute("bt -S ffffffff00000000")
+    assert session.err.getvalue().startswith(
+        "bt: error: non-process stack address for this task: ffffffff00000000")
+
+
+def test_bt_v_finds_a_broken_magic(null_deref) -> None:  # noqa: ANN001
+    """The check reads the word at each stack's base: a task whose base reads as
+    anything else is reported, the task's header above crash's message."""
+    from kdx.model.stack import STACK_END_MAGIC, StackOverflow, check_stack_overflows
+    from kdx.render.crash.bt import render_overflows
+
+    session = session_for(null_deref)
+    reader = StackReader(session.prog)
+    task = session.current_task
+    assert reader.read_word(task.stack.value_()) == STACK_END_MAGIC
+    assert check_stack_overflows(reader, [task]) == []
+    broken = StackOverflow(1, 0xFF00, 0, "init", 0xFFAA0000, 0x1234)
+    assert render_overflows([broken]).splitlines() == [
+        'PID: 1        TASK: ff00              CPU: 0    COMMAND: "init"',
+        "  possible stack overflow: ffaa0000: 1234 != STACK_END_MAGIC"]
+
+
+@pytest.mark.oracle
+def test_bt_F_and_v_on_sysrq(sysrq, crash) -> None:  # noqa: ANN001
+    """The SysRq panic: the same -F words, but for a pointer into a string literal, which
+    crash names by its assembler label (``.LC3+673``) and kdx by the nearest symbol."""
+    sections = crash_sections(crash, sysrq, ORACLE_SYSRQ)
+    assert run(sysrq, "bt -v") == sections["bt -v"].rstrip("\n") == \
+        "No stack overflows detected"
+    theirs, ours = _tokens(sections["bt -F"]), _tokens(run(sysrq, "bt -F"))
+    assert len(ours) == len(theirs) > 50
+    labels = 0
+    for mine, their in zip(ours, theirs):
+        assert len(mine) == len(their)
+        for word, want in zip(mine, their):
+            if want.startswith(".LC"):
+                labels += 1
+                assert not re.fullmatch(r"[0-9a-f]{16}", word)
+            else:
+                assert word == want
+    assert labels <= 4

@@ -19,6 +19,11 @@ backtrace a crash user reads, and fills the gaps drgn leaves on real dumps:
   down to 0x0); the trace ends at the first user-mode frame, whose registers become the
   user-mode exception frame crash prints last.
 
+Around the trace: crash's other views of a stack -- the text addresses on it (``-t``),
+exception frames found by search (``-e``/``-E``), the words named (``-F``), the raw
+stack (``-r``), a trace from a chosen stack address (``-S``/``-I``), whether a trace
+references something (``-R``) and the stack-end magic check (``-v``).
+
 Records hold plain values (addresses as ints) so they serve text, JSON and storage alike;
 text from the dump (command names) is cleaned here.
 """
@@ -36,6 +41,7 @@ from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.percpu import per_cpu
 from drgn.helpers.linux.sched import cpu_curr, task_cpu
 
+from kdx.model.memdump import Symbolizer
 from kdx.textsafe import clean_bytes
 
 #: What reading a damaged or filtered dump can raise while unwinding.
@@ -267,6 +273,7 @@ class StackReader:
         self._kallsyms: dict[str, drgn.SymbolIndex | None] = {}
         self._orc: dict[str, _OrcTable | None] = {}
         self._cpu_regions: dict[int, list[_Region]] = {}
+        self._symbolizer: Symbolizer | None = None
         try:
             task = panic_task(prog)
             self.panic_task = task.value_() if task else 0
@@ -279,6 +286,13 @@ class StackReader:
             self._orc_old_types = True
 
     # -- symbols ------------------------------------------------------------------------
+
+    @property
+    def symbolizer(self) -> Symbolizer:
+        """crash's ``rd -s`` naming of any address (data symbols too), for ``-F``/``-r``."""
+        if self._symbolizer is None:
+            self._symbolizer = Symbolizer(self.prog)
+        return self._symbolizer
 
     def module_of(self, address: int) -> drgn.Module | None:
         try:
@@ -1107,3 +1121,194 @@ def cpu_exception_frames(reader: StackReader, cpus: Sequence[int]) -> list[Stack
                                            search_exception_frames(reader, region.start,
                                                                    region.end)))
     return out
+
+
+# --- bt -S / -I: a trace from a chosen stack address ---------------------------------------
+
+
+def backtrace_from(reader: StackReader, task: drgn.Object, sp: int, ip: int | None = None,
+                   *, frame_data: bool = False) -> Backtrace:
+    """The trace of ``task`` as if it stood at stack address ``sp`` (crash's ``bt -S``),
+    with ``ip`` as the instruction there (``-I``). Without ``ip`` the stack is scanned
+    from ``sp`` for the first return address (a text address right after a call), and
+    the trace starts at its slot: crash's own -S picks its starting function another
+    way, so the first frame may differ while the callers below it agree."""
+    pid, cpu, comm, active = task_context(reader, task)
+    panic = task.value_() == reader.panic_task
+    unwind = _Unwind(reader, task, cpu, active, panic)
+    unwind.start = "stack-address"
+    region = unwind.region
+    if ip is None:
+        end = region.end if region is not None and sp in region else sp + reader.thread_size
+        found = next(((address, value) for address, value in reader.words(sp, end)
+                      if reader.is_text(value) and unwind._after_call(value)), None)
+        if found is None:
+            unwind.warnings.append(f"no return address on the stack above {sp:x}")
+            return Backtrace(pid, task.value_(), cpu, comm, active, panic, unwind.start,
+                             [], [], unwind.warnings)
+        start, call_site = reader.regs_object(found[1] - 1, found[0] + 8), True
+    else:
+        start, call_site = reader.regs_object(ip, sp), False
+    try:
+        raw = _stack_trace(reader.prog, start, call_site=call_site)
+    except READ_ERRORS as err:
+        unwind.warnings.append(f"cannot unwind from {sp:x}: {err}")
+        raw = []
+    raw = unwind._cut(unwind._past_modules(raw))
+    frames, eframes = _records(reader, unwind, raw)
+    if frame_data:
+        frames = _with_data(reader, frames)
+    return Backtrace(pid, task.value_(), cpu, comm, active, panic, unwind.start, frames,
+                     eframes, unwind.warnings)
+
+
+# --- bt -F / -FF: stack words named -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WordLabel:
+    """What ``bt -F`` shows for a stack word instead of its hex value: the symbol it
+    points into (``symbol+offset``), or the slab cache of the object it points into."""
+
+    value: int
+    symbol: str | None
+    slab_cache: str | None
+
+
+def label_stack_words(reader: StackReader, values: Sequence[int]) -> dict[int, WordLabel]:
+    """Labels for the kernel addresses among ``values`` that name something, by crash's
+    rule (memory.c format_stack_entry): a readable address inside a kernel or module
+    symbol is named by it (decimal offset), else one inside a slab object by its cache."""
+    from drgn.helpers.linux.slab import find_containing_slab_cache
+
+    symbolizer = reader.symbolizer
+    labels: dict[int, WordLabel] = {}
+    for value in set(values):
+        if value < _KERNEL_START or not reader._readable(value):
+            continue
+        name = symbolizer.name(value)
+        if name:
+            labels[value] = WordLabel(value, name, None)
+            continue
+        try:
+            cache = find_containing_slab_cache(reader.prog, value)
+            if cache:
+                labels[value] = WordLabel(value, None,
+                                          clean_bytes(cache.name.string_()))
+        except READ_ERRORS:
+            continue
+    return labels
+
+
+# --- bt -r: the raw stack ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawWord:
+    address: int
+    value: int
+    symbol: str | None  # symbol+offset when the value points into one (rd -s)
+
+
+@dataclass(frozen=True)
+class RawStack:
+    """A task's whole kernel stack as ``bt -r`` dumps it (``rd -s`` style words)."""
+
+    pid: int
+    task: int
+    cpu: int
+    comm: str
+    start: int
+    words: list[RawWord]
+    unreadable_from: int | None  # where the dump stopped supplying the stack
+
+
+def raw_stack(reader: StackReader, task: drgn.Object, start: int | None = None
+              ) -> RawStack:
+    """THREAD_SIZE bytes from the stack's base (or from ``start``, crash's ``-S``),
+    each word named when it points into a symbol, as crash's ``rd -s`` names it."""
+    pid, cpu, comm, _ = task_context(reader, task)
+    region = reader.task_region(task)
+    base = start if start is not None else (region.start if region else 0)
+    symbolizer = reader.symbolizer
+    words: list[RawWord] = []
+    stopped = None
+    if base:
+        for address, value in reader.words(base, base + reader.thread_size):
+            if words and address != words[-1].address + 8:
+                stopped = words[-1].address + 8  # crash's rd stops at the first gap
+                break
+            name = symbolizer.name(value) if value >= _KERNEL_START else None
+            words.append(RawWord(address, value, name))
+        if not words:
+            stopped = base
+        elif words[-1].address + 8 < base + reader.thread_size and stopped is None:
+            stopped = words[-1].address + 8
+    return RawStack(pid, task.value_(), cpu, comm, base, words, stopped)
+
+
+# --- bt -v: stack overflow check -------------------------------------------------------------
+
+#: What the kernel writes at the far end of every task stack (end_of_stack()).
+STACK_END_MAGIC = 0x57AC6E9D
+
+
+@dataclass(frozen=True)
+class StackOverflow:
+    """A task whose stack end no longer holds STACK_END_MAGIC: its stack overflowed, or
+    something wrote past it."""
+
+    pid: int
+    task: int
+    cpu: int
+    comm: str
+    location: int  # where the magic should be
+    value: int | None  # what is there (None: not in the dump)
+
+
+def check_stack_overflows(reader: StackReader, tasks: Sequence[drgn.Object]
+                          ) -> list[StackOverflow]:
+    """crash's ``bt -v`` on kernels with the thread_info in the task (x86_64 since
+    4.9): the magic word at each stack's lowest address, boot's own idle task
+    (init_task, whose stack predates the magic) excepted. A stack base the dump lacks
+    is skipped, as crash skips it."""
+    try:
+        init_task = reader.prog["init_task"].address_
+    except KeyError:
+        init_task = None
+    found = []
+    for task in tasks:
+        try:
+            base = task.stack.value_()
+        except READ_ERRORS:
+            continue
+        if task.value_() == init_task or not base:
+            continue
+        try:
+            magic = reader.read_word(base)
+        except READ_ERRORS:
+            continue
+        if magic != STACK_END_MAGIC:
+            pid, cpu, comm, _ = task_context(reader, task)
+            found.append(StackOverflow(pid, task.value_(), cpu, comm, base, magic))
+    return found
+
+
+# --- bt -R: does a trace reference something ---------------------------------------------
+
+
+def references(bt: Backtrace, ref: str) -> bool:
+    """crash's ``bt -R`` test: a symbol name matches a frame's function or an exception
+    frame's RIP function; a hexadecimal value matches a frame's address or any register
+    of an exception frame."""
+    text = ref[2:] if ref.lower().startswith("0x") else ref
+    try:
+        value: int | None = int(text, 16)
+    except ValueError:
+        value = None
+    if value is None:
+        return any(f.function == ref for f in bt.numbered()) or any(
+            e.function == ref for e in bt.exception_frames)
+    if any(f.pc == value for f in bt.numbered()):
+        return True
+    return any(v == value for e in bt.exception_frames for v in e.registers.values())

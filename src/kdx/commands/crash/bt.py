@@ -1,10 +1,14 @@
 """``bt``: the backtrace of a task, of the panic task, or of the active task of each CPU.
 
 crash's options with crash's meaning: ``-a`` active tasks, ``-p`` panic task, ``-c CPUS``,
-``-f`` frame data, ``-l`` source lines, ``-s``/``-x``/``-d`` symbol offsets, ``-t``/``-T``
-text symbols on the stack, ``-e``/``-E`` exception frame search. Tasks are PIDs
-(decimal) or task addresses (hexadecimal); without any, the current context
-(``set``) is used. ``foreach ... bt`` reuses :func:`run_bt`.
+``-g`` the task's whole thread group, ``-f`` frame data (``-F``/``-FF`` named), ``-l``
+source lines, ``-s``/``-x``/``-d`` symbol offsets, ``-t``/``-T`` text symbols on the
+stack, ``-e``/``-E`` exception frame search, ``-r`` the raw stack, ``-R REF`` only the
+traces that reference a symbol or value, ``-S SP``/``-I IP`` a trace from a chosen
+stack address, ``-v`` the stack-overflow check of every task, ``-o`` (crash's old
+unwinder; kdx has one). Tasks are PIDs (decimal) or task addresses (hexadecimal);
+without any, the current context (``set``) is used. ``foreach ... bt`` reuses
+:func:`run_bt`.
 """
 
 from __future__ import annotations
@@ -15,13 +19,19 @@ from typing import Iterable
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu, for_each_present_cpu
 from drgn.helpers.linux.pid import find_task, for_each_task
-from drgn.helpers.linux.sched import cpu_curr, idle_task
+from drgn.helpers.linux.sched import cpu_curr, idle_task, task_cpu
 
 from kdx.model.stack import (
     READ_ERRORS,
+    Backtrace,
     StackReader,
     backtrace,
+    backtrace_from,
+    check_stack_overflows,
     cpu_exception_frames,
+    label_stack_words,
+    raw_stack,
+    references,
     stack_text,
     task_exception_frames,
 )
@@ -29,6 +39,9 @@ from kdx.render.crash.bt import (
     BtOptions,
     render_backtraces,
     render_cpu_search,
+    render_overflows,
+    render_raw,
+    render_referencing,
     render_task_search,
     render_text,
 )
@@ -40,6 +53,13 @@ def add_display_options(parser: argparse.ArgumentParser) -> None:
     """The options that change how each task's trace is shown (shared with foreach)."""
     parser.add_argument("-f", dest="full", action="store_true",
                         help="show the stack words of each frame")
+    parser.add_argument("-F", dest="symbolic", action="count", default=0,
+                        help="like -f, words shown as symbols or [slab cache] (-FF: "
+                             "[address:slab cache])")
+    parser.add_argument("-R", dest="ref", metavar="SYMBOL|ADDR",
+                        help="only traces that reference this symbol or text address")
+    parser.add_argument("-o", dest="old", action="store_true",
+                        help="crash's old x86_64 unwinder: kdx uses its one unwinder")
     parser.add_argument("-l", dest="lines", action="store_true",
                         help="show the source file and line of each frame")
     parser.add_argument("-s", dest="offsets", action="store_true",
@@ -56,6 +76,8 @@ def add_display_options(parser: argparse.ArgumentParser) -> None:
                       help="list the text symbols on the whole task stack")
     text.add_argument("-e", dest="eframes", action="store_true",
                       help="search the task stack for exception frames")
+    text.add_argument("-r", dest="raw", action="store_true",
+                      help="dump the whole kernel stack, words named as rd -s names them")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("-E", dest="cpu_eframes", action="store_true",
                        help="search every CPU's IRQ and exception stacks for exception "
                             "frames")
+    which.add_argument("-v", dest="check", action="store_true",
+                       help="check every task's stack for an overflow (STACK_END_MAGIC)")
+    parser.add_argument("-g", dest="group", action="store_true",
+                        help="every thread of the task's thread group, the leader first")
+    parser.add_argument("-S", dest="start_sp", metavar="SP",
+                        help="start the trace at this stack address (hexadecimal)")
+    parser.add_argument("-I", dest="start_ip", metavar="IP",
+                        help="with -S: the instruction address to start from")
     add_display_options(parser)
     parser.add_argument("tasks", nargs="*", metavar="PID|TASK",
                         help="a PID (decimal) or task address (hexadecimal)")
@@ -147,7 +177,29 @@ def task_from_word(prog: drgn.Program, word: str) -> list[drgn.Object]:
     raise CommandError(f"invalid task or pid value: {word}")
 
 
+def thread_group(prog: drgn.Program, task: drgn.Object) -> list[drgn.Object]:
+    """crash's ``-g``: the thread group leader, then its other threads in task table
+    order (an idle task is its own group)."""
+    if task.pid.value_() == 0:
+        return [task]
+    tgid = task.tgid.value_()
+    leader = task.group_leader
+    others = [t for t in all_tasks(prog)
+              if t.tgid.value_() == tgid and t.value_() != leader.value_()]
+    return [leader, *others]
+
+
 def _selected(session: Session, args: argparse.Namespace) -> list[drgn.Object]:
+    tasks = _chosen(session, args)
+    if not args.group:
+        return tasks
+    if args.active or args.cpus:
+        raise CommandError(f"-{'a' if args.active else 'c'} option cannot be used with "
+                           "the -g option")
+    return [t for task in tasks for t in thread_group(session.prog, task)]
+
+
+def _chosen(session: Session, args: argparse.Namespace) -> list[drgn.Object]:
     prog = session.prog
     if args.active:
         return active_tasks(prog)
@@ -168,13 +220,55 @@ def _selected(session: Session, args: argparse.Namespace) -> list[drgn.Object]:
 
 def options_from(args: argparse.Namespace) -> BtOptions:
     return BtOptions(lines=args.lines, symbol_offsets=args.offsets, hex_offsets=args.hex,
-                     full=args.full)
+                     full=args.full or bool(args.symbolic), symbolic=args.symbolic)
+
+
+def _hex_argument(text: str, what: str) -> int:
+    try:
+        return int(text[2:] if text.lower().startswith("0x") else text, 16)
+    except ValueError:
+        raise CommandError(f"invalid {what}: {text}") from None
+
+
+def _trace(session: Session, task: drgn.Object, args: argparse.Namespace,
+           frame_data: bool) -> Backtrace:
+    reader = reader_for(session)
+    start_sp = getattr(args, "start_sp", None)
+    if start_sp is None:
+        return backtrace(reader, task, frame_data=frame_data)
+    sp = _hex_argument(start_sp, "stack address")
+    start_ip = getattr(args, "start_ip", None)
+    ip = None if start_ip is None else _hex_argument(start_ip, "text address")
+    region = reader.task_region(task)
+    cpu = task_cpu_or_none(task)
+    in_cpu_stack = cpu is not None and any(sp in r for r in reader.cpu_regions(cpu))
+    if not sp or (region is not None and sp not in region and not in_cpu_stack):
+        valid = f" (valid range: {region.start:x} - {region.end:x})" if region else ""
+        raise CommandError(f"non-process stack address for this task: {sp:x}{valid}")
+    return backtrace_from(reader, task, sp, ip, frame_data=frame_data)
+
+
+def task_cpu_or_none(task: drgn.Object) -> int | None:
+    try:
+        return task_cpu(task)
+    except READ_ERRORS:
+        return None
 
 
 def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace) -> None:
     """Show ``tasks`` as the display options in ``args`` ask (bt and foreach bt)."""
     reader = reader_for(session)
     options = options_from(args)
+    if args.raw:
+        start = getattr(args, "start_sp", None)
+        raws = [raw_stack(reader, task, None if start is None
+                          else _hex_argument(start, "stack address")) for task in tasks]
+        for raw in raws:
+            if raw.unreadable_from is not None:
+                session.warn(f"PID {raw.pid}: the stack is not in the dump from "
+                             f"{raw.unreadable_from:x}")
+        session.emit("bt-raw", raws, lambda: "\n\n".join(render_raw(r) for r in raws))
+        return
     if args.eframes:
         searches = []
         for task in tasks:
@@ -194,17 +288,35 @@ def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace)
     traces = []
     for task in tasks:
         try:
-            trace = backtrace(reader, task, frame_data=args.full)
+            trace = _trace(session, task, args, options.full)
         except READ_ERRORS as err:
             session.warn(f"cannot read the stack of task {task.value_():x}: {err}")
             continue
-        for warning in trace.warnings:
-            session.warn(f"PID {trace.pid}: {warning}")
+        if args.ref is not None and not references(trace, args.ref):
+            continue
+        if args.ref is None:
+            for warning in trace.warnings:
+                session.warn(f"PID {trace.pid}: {warning}")
         traces.append(trace)
+    if options.symbolic:
+        values = [w for t in traces for f in t.frames for w in (f.data or [])]
+        labels = label_stack_words(reader, values)
+        options = BtOptions(lines=options.lines, symbol_offsets=options.symbol_offsets,
+                            hex_offsets=options.hex_offsets, full=True,
+                            symbolic=options.symbolic, labels=labels)
+    if args.ref is not None:
+        if traces or session.json:
+            session.emit("bt", traces, lambda: render_referencing(traces, options))
+        return
     session.emit("bt", traces, lambda: render_backtraces(traces, options))
 
 
 def _bt(session: Session, args: argparse.Namespace) -> None:
+    if args.check:
+        reader = reader_for(session)
+        found = check_stack_overflows(reader, all_tasks(session.prog))
+        session.emit("bt-overflow", found, lambda: render_overflows(found))
+        return
     if args.cpu_eframes:
         reader = reader_for(session)
         cpus = list(for_each_present_cpu(session.prog))

@@ -1,107 +1,355 @@
-"""``foreach``: run a per-task command on every task, or on the tasks named.
+"""``foreach``: run a per-task command on every task, or on the tasks selected.
 
-As in crash: ``foreach [PID|TASK|NAME|kernel|user|active ...] VERB [options]``. Tasks come
-in crash's task table order (idle tasks by CPU, then by PID); a selector that names no
-task is an error, as in crash. Each verb is a function in ``VERBS`` taking the session,
-the tasks and the verb's own words, so other command families add theirs by adding an
-entry (``foreach bt`` is here; crash also has ``files``, ``vm``, ``task``, ``sig``...).
+As in crash: ``foreach [PID|TASK|NAME|'REGEX'|kernel|user|gleader|active|STATE ...] VERB
+[options]``. The selectors combine as crash combines them (task.c foreach): ``kernel``,
+``user``, ``gleader``, ``active`` and one state (RU IN UN ST ZO TR DE SW WA PA ID NE)
+filter every task, and the PIDs, task addresses, names and patterns, if any, pick among
+what passes (any of them). Tasks come in crash's task table order, each under crash's
+task header. A name that matches no task is reported as crash reports it and selects
+nothing.
+
+The verbs are crash's: ``bt``, ``vm``, ``task``, ``files`` and ``set`` run here; crash's
+other verbs (``net``, ``sig``, ``vtop``, ``ps``) are refused in one line. Each verb is a
+(parser, runner) pair in ``VERBS``; its options are parsed before any task is selected,
+so a bad option costs one error line and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Callable
 
 import drgn
-from drgn.helpers.linux.sched import cpu_curr, task_cpu
 
-from kdx.commands.crash.bt import add_display_options, all_tasks, run_bt, task_from_word
-from kdx.model.stack import READ_ERRORS
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.commands.crash.bt import add_display_options, run_bt
+from kdx.commands.crash.ps import Selector, parse_selectors, tasks_of
+from kdx.model.tasks import TaskInfo
+from kdx.render.crash.ps import task_header
+from kdx.session.command import CommandError, CommandParser, CrashCommand, make_parser
 from kdx.session.session import Session
-from kdx.textsafe import clean_bytes
 
-Verb = Callable[[Session, "list[drgn.Object]", "list[str]"], None]
+#: Every verb crash's foreach knows (its "keywords"); those not in VERBS are refused.
+CRASH_VERBS = ("bt", "vm", "task", "files", "net", "set", "sig", "vtop", "ps")
+#: crash's task state selectors.
+STATES = ("RU", "IN", "UN", "ST", "TR", "ZO", "DE", "SW", "WA", "PA", "ID", "NE")
+#: foreach options that take a value (crash reads them wherever they stand).
+_VALUED_OPTIONS = ("-R",)
 
 
-def _foreach_bt(session: Session, tasks: list[drgn.Object], words: list[str]) -> None:
+@dataclass(frozen=True)
+class Verb:
+    parser: Callable[[], argparse.ArgumentParser]
+    run: Callable[[Session, list[TaskInfo], argparse.Namespace], None]
+
+
+def _task_object(session: Session, info: TaskInfo) -> drgn.Object:
+    return drgn.Object(session.prog, "struct task_struct *", info.task)
+
+
+# --- bt -------------------------------------------------------------------------------------
+
+
+def _bt_parser() -> argparse.ArgumentParser:
     parser = make_parser("foreach bt", "backtrace of each selected task")
     add_display_options(parser)
-    args = parser.parse_args(words)
-    run_bt(session, tasks, args)
-
-
-#: The commands foreach can run, by name.
-VERBS: dict[str, Verb] = {"bt": _foreach_bt}
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = make_parser("foreach", "run a command on every task, or on the tasks named")
-    parser.add_argument("words", nargs=argparse.REMAINDER,
-                        metavar="[PID|TASK|NAME|kernel|user|active ...] COMMAND [OPTIONS]",
-                        help=f"commands: {', '.join(sorted(VERBS))}")
+    parser.add_argument("-g", dest="group", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
-def _is_kernel_thread(task: drgn.Object) -> bool:
-    try:
-        return not task.mm
-    except READ_ERRORS:
-        return False
+def _bt(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    if args.group:
+        raise CommandError("bt -g option is not supported when issued from foreach")
+    run_bt(session, [_task_object(session, t) for t in tasks], args)
 
 
-def _is_active(prog: drgn.Program, task: drgn.Object) -> bool:
-    try:
-        return cpu_curr(prog, task_cpu(task)).value_() == task.value_()
-    except READ_ERRORS:
-        return False
+# --- task -----------------------------------------------------------------------------------
 
 
-def _select(prog: drgn.Program, selectors: list[str]) -> list[drgn.Object]:
-    """The tasks the selectors name, in task table order, each once."""
-    tasks = all_tasks(prog)
-    if not selectors:
-        return tasks
-    chosen: set[int] = set()
-    for word in selectors:
-        if word == "kernel":
-            matched = [t for t in tasks if _is_kernel_thread(t)]
-        elif word == "user":
-            matched = [t for t in tasks if not _is_kernel_thread(t)]
-        elif word == "active":
-            matched = [t for t in tasks if _is_active(prog, t)]
-        else:
-            matched = _named(prog, tasks, word)
-        chosen.update(t.value_() for t in matched)
-    return [t for t in tasks if t.value_() in chosen]
+def _task_parser() -> argparse.ArgumentParser:
+    parser = make_parser("foreach task", "the task_struct of each selected task")
+    parser.add_argument("-R", action="append", default=[], metavar="MEMBER[,MEMBER...]",
+                        help="only these members (no foreach header: task prints its own)")
+    base = parser.add_mutually_exclusive_group()
+    base.add_argument("-x", action="store_true", help="integers in hexadecimal")
+    base.add_argument("-d", action="store_true", help="integers in decimal")
+    return parser
 
 
-def _named(prog: drgn.Program, tasks: list[drgn.Object], word: str) -> list[drgn.Object]:
-    """A PID, a task address, or a command name (``\\`` before a name that looks like a
-    number, as in crash)."""
-    if word.startswith("\\"):
-        name = word[1:]
-    else:
+def _task(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    """crash's ``task`` per task, formatted as its gdb prints structures; with ``-R``
+    task prints its own header and foreach none."""
+    from kdx.render.crash.data import Formatter, struct_text
+
+    formatter = Formatter(session.prog, 16 if args.x else 10)
+    members = [m for spec in args.R for m in spec.split(",") if m]
+    records, texts = [], []
+    for info in tasks:
+        task = _task_object(session, info)[0]
+        if members:
+            body = "\n".join(_member_text(task, m, formatter) for m in members)
+            texts.append(f"{task_header(info)}\n{body}\n\n")
+            records.append({"pid": info.pid, "task": info.task, "text": body})
+            continue
         try:
-            return task_from_word(prog, word)
-        except CommandError:
-            name = word
-    matched = [t for t in tasks if clean_bytes(t.comm.string_()) == name]
-    if not matched:
-        raise CommandError(f"no task, PID or command named {word}")
-    return matched
+            body = struct_text(task, formatter)
+            if _has_member(task, "thread_info"):  # crash shows it after, as its own
+                body += "\n\n" + struct_text(task.thread_info, formatter)
+        except drgn.FaultError as err:
+            body = f"task_struct not in the dump: {err}"
+        # crash's foreach header comes after a blank line, and task ends with one
+        texts.append(f"{chr(10) if texts else ''}{task_header(info)}\n{body}\n\n")
+        records.append({"pid": info.pid, "task": info.task, "struct": body})
+    session.emit("foreach-task", records, lambda: "".join(texts))
+
+
+def _has_member(obj: drgn.Object, name: str) -> bool:
+    try:
+        obj.type_.member(name)
+        return True
+    except LookupError:
+        return False
+
+
+def _member_text(task: drgn.Object, designator: str, formatter: object) -> str:
+    """``  name = value,`` as crash's task -R prints a member (nested lines indented)."""
+    try:
+        value = task.subobject_(designator)
+    except (LookupError, ValueError) as err:
+        return f"task: {designator}: not a task_struct member ({err})"
+    try:
+        text = formatter.value(value)  # type: ignore[attr-defined]
+    except drgn.FaultError as err:
+        return f"  {designator}: memory not in the dump: {err}"
+    body = "\n".join("  " + line for line in text.split("\n")).lstrip()
+    return f"  {designator} = {body},"
+
+
+# --- files, vm, set -------------------------------------------------------------------------
+
+
+def _files_parser() -> argparse.ArgumentParser:
+    return make_parser("foreach files", "the open files of each selected task")
+
+
+def _files(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    from kdx.model.files import task_files
+    from kdx.render.crash.files import render_files
+
+    records = [task_files(_task_object(session, t), session.warn) for t in tasks]
+    session.emit("foreach-files", records, lambda: "\n\n".join(
+        f"{task_header(t)}\n{render_files(r, header=False)}"
+        for t, r in zip(tasks, records)))
+
+
+def _vm_parser() -> argparse.ArgumentParser:
+    parser = make_parser("foreach vm", "the virtual memory of each selected task")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("-p", action="store_true", dest="physical",
+                      help="translate every page of every VMA")
+    mode.add_argument("-m", action="store_true", dest="mm_struct",
+                      help="print each task's mm_struct")
+    radix = parser.add_mutually_exclusive_group()
+    radix.add_argument("-x", action="store_const", const=16, dest="radix")
+    radix.add_argument("-d", action="store_const", const=10, dest="radix")
+    return parser
+
+
+def _vm(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    from kdx.commands.crash.vm import physical_width
+    from kdx.model.vm import task_vm, vma_pages
+    from kdx.render.crash.data import Formatter, struct_text
+    from kdx.render.crash.vm import render_vm, render_vm_pages
+
+    prog = session.prog
+    records: list[object] = []
+    texts: list[str] = []
+    for info in tasks:
+        task = _task_object(session, info)
+        vm = task_vm(task)
+        if args.mm_struct:
+            text = task_header(info)
+            if vm.mm:
+                mm = drgn.Object(prog, "struct mm_struct", address=vm.mm)
+                text += "\n" + struct_text(mm, Formatter(prog, args.radix or 10))
+            records.append({"task": info.task, "mm": vm.mm, "text": text})
+        elif args.physical:
+            areas = [vma_pages(task, v, vm.page_size) for v in vm.vmas] if vm.mm else []
+            text = render_vm_pages(vm, areas, physical_width(prog))
+            records.append({"vm": vm, "pages": areas})
+        else:
+            text = render_vm(vm)
+            records.append(vm)
+        texts.append(text)
+    session.emit("foreach-vm", records, lambda: "\n\n".join(texts))
+
+
+def _set_parser() -> argparse.ArgumentParser:
+    return make_parser("foreach set", "the context block of each selected task")
+
+
+def _set(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    from kdx.model.system import system_info
+    from kdx.model.tasks import panic_task_address, task_context
+    from kdx.render.crash.ps import render_context
+
+    table = tasks_of(session)
+    panic = panic_task_address(session.prog)
+    panic_state = None
+    if any(t.task == panic for t in tasks):
+        panic_state = session.cached("sys", lambda: system_info(session.target)).state
+    contexts = [task_context(session.prog, t, table, panic_state) for t in tasks]
+    session.emit("foreach-set", contexts, lambda: "\n".join(
+        f"{task_header(t)}\n{render_context(c)}" for t, c in zip(tasks, contexts)))
+
+
+#: The verbs kdx runs, by name.
+VERBS: dict[str, Verb] = {
+    "bt": Verb(_bt_parser, _bt),
+    "files": Verb(_files_parser, _files),
+    "set": Verb(_set_parser, _set),
+    "task": Verb(_task_parser, _task),
+    "vm": Verb(_vm_parser, _vm),
+}
+
+
+# --- selecting tasks ------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """What the selectors ask for: filters every task must pass, then (if any were
+    named) the tasks named."""
+
+    kernel: bool = False
+    user: bool = False
+    gleader: bool = False
+    active: bool = False
+    state: str | None = None
+    named: list[Selector] | None = None  # None: nothing named, every task that passes
+
+    def passes(self, task: TaskInfo) -> bool:
+        if self.active and not task.active:
+            return False
+        if self.user and task.kernel_thread:
+            return False
+        if self.gleader and task.pid != task.tgid:
+            return False
+        if self.kernel and not task.kernel_thread:
+            return False
+        if self.state is not None and not task.state.startswith(self.state):
+            return False
+        if self.named is not None:
+            return any(s.matches(task) for s in self.named)
+        return True
+
+
+def parse_selection(words: list[str], table: list[TaskInfo],
+                    warn: Callable[[str], None]) -> Selection:
+    """crash's reading of the words before the verb."""
+    sel = Selection()
+    for word in words:
+        if word == "kernel":
+            if sel.user:
+                raise CommandError("user and kernel are mutually exclusive!")
+            sel.kernel = True
+        elif word in ("user", "gleader"):
+            if sel.kernel:
+                raise CommandError(f"{word} and kernel are mutually exclusive!")
+            sel.user = True
+            sel.gleader = sel.gleader or word == "gleader"
+        elif word == "active":
+            sel.active = True
+        elif word in STATES or word == "\\DE":
+            if sel.state is not None:
+                raise CommandError("only one task state allowed")
+            sel.state = word.lstrip("\\")
+        else:
+            sel.named = (sel.named or []) + _named(word, table, warn)
+    return sel
+
+
+def _named(word: str, table: list[TaskInfo], warn: Callable[[str], None]) -> list[Selector]:
+    """A PID, task address, command name or pattern; a plain name no task has is
+    crash's "unknown argument" (it still counts as a selector, so nothing else runs)."""
+    found = parse_selectors([word], table, lambda _message: None)
+    if found and found[0].kind == "comm":
+        name = found[0].text[:15]  # crash compares TASK_COMM_LEN - 1 characters
+        found = [Selector("comm", name)]
+        if not any(t.comm == name for t in table):
+            found = []
+    if not found:
+        warn(f'unknown argument: "{word}"')
+    return found
+
+
+def select(table: list[TaskInfo], sel: Selection) -> list[TaskInfo]:
+    return [t for t in table if sel.passes(t)]
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+class _WordsParser(CommandParser):
+    """foreach's words go to foreach unparsed, options before the verb included (crash
+    reads ``foreach -R pid 1 task`` as ``foreach 1 task -R pid``); only a lone ``-h``
+    asks for help."""
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201
+        words = list(args or [])
+        if words in (["-h"], ["--help"]):
+            return super().parse_args(words, namespace)
+        return argparse.Namespace(words=words)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _WordsParser(prog="foreach", add_help=True,
+                          description="run a command on every task, or on the tasks "
+                                      "selected")
+    parser.add_argument(
+        "words", nargs=argparse.REMAINDER,
+        metavar="[PID|TASK|NAME|'REGEX'|kernel|user|gleader|active|STATE ...] COMMAND "
+                "[OPTIONS]",
+        help=f"commands: {', '.join(sorted(VERBS))}; states: {' '.join(STATES)}")
+    return parser
+
+
+def split_words(words: list[str]) -> tuple[list[str], str, list[str]]:
+    """(selectors, verb, the verb's options): options given before the verb go to the
+    verb, as crash's getopt reads them anywhere."""
+    verb_at = next((i for i, w in enumerate(words) if w in CRASH_VERBS), None)
+    if verb_at is None:
+        raise CommandError(f"no command given (kdx's foreach runs: {', '.join(sorted(VERBS))})")
+    selectors: list[str] = []
+    options: list[str] = []
+    before = words[:verb_at]
+    i = 0
+    while i < len(before):
+        word = before[i]
+        if word.startswith("-") and len(word) > 1:
+            options.append(word)
+            if word in _VALUED_OPTIONS and i + 1 < len(before):
+                options.append(before[i + 1])
+                i += 1
+        else:
+            selectors.append(word)
+        i += 1
+    return selectors, words[verb_at], options + words[verb_at + 1:]
 
 
 def _foreach(session: Session, args: argparse.Namespace) -> None:
-    words = args.words
-    verb_at = next((i for i, w in enumerate(words) if w in VERBS), None)
-    if verb_at is None:
-        raise CommandError(f"no command given (known: {', '.join(sorted(VERBS))})")
-    tasks = _select(session.prog, words[:verb_at])
-    VERBS[words[verb_at]](session, tasks, words[verb_at + 1:])
+    selectors, verb_name, verb_words = split_words(args.words)
+    verb = VERBS.get(verb_name)
+    if verb is None:
+        raise CommandError(f"foreach {verb_name} is not supported yet (kdx's foreach runs: "
+                           f"{', '.join(sorted(VERBS))})")
+    verb_args = verb.parser().parse_args(verb_words)
+    table = tasks_of(session)
+    tasks = select(table, parse_selection(selectors, table, session.warn))
+    verb.run(session, tasks, verb_args)
 
 
 COMMANDS = [
-    CrashCommand("foreach", "run a per-task command (bt) on every task or those named",
-                 _parser, _foreach),
+    CrashCommand("foreach", "run bt, task, files, vm or set on every task or those "
+                 "selected", _parser, _foreach),
 ]

@@ -10,26 +10,32 @@ trailing blanks (crash's ``-f`` lines have one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kdx.model.stack import (
     Backtrace,
     ExceptionFrame,
     FoundExceptionFrame,
     Frame,
+    RawStack,
+    StackOverflow,
     StackSearch,
     StackText,
+    WordLabel,
 )
 
 
 @dataclass(frozen=True)
 class BtOptions:
-    """How to print: crash's ``-l``, ``-s``, ``-x``/``-d`` and ``-f``."""
+    """How to print: crash's ``-l``, ``-s``, ``-x``/``-d``, ``-f`` and ``-F``/``-FF``
+    (``symbolic`` 1 or 2, with the ``labels`` of the words that name something)."""
 
     lines: bool = False
     symbol_offsets: bool = False
     hex_offsets: bool = False
     full: bool = False
+    symbolic: int = 0
+    labels: dict[int, WordLabel] = field(default_factory=dict)
 
 
 def header(pid: int, task: int, cpu: int | None, comm: str) -> str:
@@ -84,14 +90,27 @@ def _source_line(file: str | None, line: int | None) -> list[str]:
     return [f"    {file}: {line}"] if file and line else []
 
 
-def _data_lines(frame: Frame) -> list[str]:
+def _word(value: int, options: BtOptions) -> str:
+    """One ``-f`` word: hex, or with ``-F`` its symbol or ``[slab-cache]`` (``-FF``:
+    ``[address:slab-cache]``), left-aligned in 16 columns as crash pads them."""
+    label = options.labels.get(value) if options.symbolic else None
+    if label is None:
+        return f"{value:016x}"
+    if label.symbol is not None:
+        return f"{label.symbol:<16}"
+    text = f"[{value:x}:{label.slab_cache}]" if options.symbolic > 1 \
+        else f"[{label.slab_cache}]"
+    return f"{text:<16}"
+
+
+def _data_lines(frame: Frame, options: BtOptions = BtOptions()) -> list[str]:
     if not frame.data:
         return []
     out = []
     address = frame.sp + 8
     for i in range(0, len(frame.data), 2):
-        words = " ".join(f"{w:016x}" for w in frame.data[i:i + 2])
-        out.append(f"    {address + 8 * i:x}: {words}")
+        words = " ".join(_word(w, options) for w in frame.data[i:i + 2])
+        out.append(f"    {address + 8 * i:x}: {words}".rstrip())
     return out
 
 
@@ -129,7 +148,7 @@ def render_backtrace(bt: Backtrace, options: BtOptions = BtOptions()) -> str:
         out.append(frame_line(frame, options))
         if options.lines:
             out += _source_line(innermost.source_file, innermost.source_line)
-        pending = _data_lines(frame) if options.full else []
+        pending = _data_lines(frame, options) if options.full else []
         previous_stack = frame.stack
     if len(bt.frames) in eframes:
         out += exception_block(eframes[len(bt.frames)], options)
@@ -201,3 +220,39 @@ def render_cpu_search(searches: list[StackSearch]) -> str:
             out += _found_block(found)
         out.append("")
     return "\n".join(out).rstrip("\n")
+
+
+def render_referencing(traces: list[Backtrace], options: BtOptions = BtOptions()) -> str:
+    """``bt -R``: each trace that references the value, followed by a blank line."""
+    return "".join(render_backtrace(bt, options) + "\n\n" for bt in traces)
+
+
+# --- bt -r ----------------------------------------------------------------------------------
+
+
+def render_raw(raw: RawStack) -> str:
+    """``bt -r``: the header, then the stack as ``rd -s`` shows memory: two words a line,
+    a word that points into a symbol named ``symbol+offset``."""
+    out = [header(raw.pid, raw.task, raw.cpu, raw.comm)]
+    for i in range(0, len(raw.words), 2):
+        pair = raw.words[i:i + 2]
+        words = " ".join(f"{w.symbol:<16}" if w.symbol else f"{w.value:016x}"
+                         for w in pair)
+        out.append(f"{pair[0].address:16x}:  {words}".rstrip())
+    return "\n".join(out)
+
+
+# --- bt -v ----------------------------------------------------------------------------------
+
+
+def render_overflows(found: list[StackOverflow]) -> str:
+    """``bt -v``: each task whose stack end lost its magic, or crash's all-clear line."""
+    if not found:
+        return "No stack overflows detected"
+    blocks = []
+    for item in found:
+        value = "?" if item.value is None else f"{item.value:x}"
+        blocks.append(f"{header(item.pid, item.task, item.cpu, item.comm)}\n"
+                      f"  possible stack overflow: {item.location:x}: {value} != "
+                      "STACK_END_MAGIC\n")
+    return "\n".join(blocks)
