@@ -1,0 +1,44 @@
+"""``dev``: character and block majors; ``-d`` disk I/O in flight; ``-p`` PCI devices."""
+
+from __future__ import annotations
+
+import argparse
+
+import drgn
+
+from kdx.model.devices import block_devices, char_devices, disk_io, pci_buses
+from kdx.render.crash.devices import render_devices, render_diskio, render_pci
+from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.session import Session
+
+_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = make_parser("dev", "character and block devices, as crash lists them")
+    parser.add_argument("-d", action="store_true", help="disks and their I/O in flight")
+    parser.add_argument("-p", action="store_true", help="PCI devices")
+    return parser
+
+
+def _dev(session: Session, args: argparse.Namespace) -> None:
+    prog = session.prog
+    try:
+        if args.d:
+            disks = disk_io(prog)
+            session.emit("dev-disks", disks, lambda: render_diskio(disks))
+        elif args.p:
+            buses = pci_buses(prog)
+            session.emit("dev-pci", buses, lambda: render_pci(buses))
+        else:
+            chars, blocks = char_devices(prog), block_devices(prog)
+            session.emit("dev", {"char": chars, "block": blocks},
+                         lambda: render_devices(chars, blocks))
+    except _READ_ERRORS as err:
+        raise CommandError(f"cannot read the device tables: {err}") from err
+
+
+COMMANDS = [
+    CrashCommand("dev", "character and block devices; -d disk I/O; -p PCI devices",
+                 _parser, _dev),
+]

@@ -1,0 +1,70 @@
+"""``irq``: interrupts as crash lists them; ``-s`` per-CPU counts, ``-a`` affinity,
+``-b`` the softirq vector, ``-u`` only IRQs in use; IRQ numbers select lines."""
+
+from __future__ import annotations
+
+import argparse
+
+from drgn.helpers.linux.cpumask import for_each_online_cpu
+
+from kdx.model.irq import Irq, irqs, softirqs
+from kdx.render.crash.irq import render_affinity, render_irqs, render_softirqs, render_stats
+from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.session import Session
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = make_parser("irq", "interrupts, as crash lists them")
+    parser.add_argument("-s", action="store_true", help="counts per CPU, as /proc/interrupts")
+    parser.add_argument("-a", action="store_true", help="CPU affinity of each IRQ in use")
+    parser.add_argument("-b", action="store_true", help="the softirq vector")
+    parser.add_argument("-u", action="store_true", help="only IRQs with a descriptor")
+    parser.add_argument("irqs", nargs="*", metavar="IRQ", help="IRQ numbers to show")
+    return parser
+
+
+def _all(session: Session) -> list[Irq]:
+    return session.cached("irqs", lambda: irqs(session.prog, session.warn))
+
+
+def _select(entries: list[Irq], words: list[str]) -> list[Irq]:
+    chosen = []
+    for word in words:
+        try:
+            number = int(word, 10)
+        except ValueError as err:
+            raise CommandError(f"not an IRQ number: {word}") from err
+        if not 0 <= number < len(entries):
+            raise CommandError(f"invalid IRQ value: {number}  ({len(entries) - 1} max)")
+        chosen.append(entries[number])
+    return chosen
+
+
+def _irq(session: Session, args: argparse.Namespace) -> None:
+    prog = session.prog
+    if args.b:
+        vector = softirqs(prog)
+        session.emit("irq-softirqs", vector, lambda: render_softirqs(vector))
+        return
+    entries = _all(session)
+    if args.a:
+        count = max(for_each_online_cpu(prog), default=0) + 1
+        session.emit("irq-affinity", entries, lambda: render_affinity(entries, count))
+        return
+    if args.s:
+        cpus = tuple(for_each_online_cpu(prog))
+        used = [e for e in entries if e.desc and e.actions]
+        session.emit("irq-stats", used, lambda: render_stats(used, cpus))
+        return
+    if args.irqs:
+        entries = _select(entries, args.irqs)
+    elif args.u:
+        # crash 8.0.6 keeps every allocated descriptor, with or without an action
+        entries = [e for e in entries if e.desc]
+    session.emit("irq", entries, lambda: render_irqs(entries))
+
+
+COMMANDS = [
+    CrashCommand("irq", "interrupts: descriptors and actions; -s counts per CPU; "
+                 "-a affinity; -b softirqs", _parser, _irq),
+]

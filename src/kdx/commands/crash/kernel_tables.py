@@ -1,0 +1,157 @@
+"""``swap``, ``ipcs``, ``waitq`` and ``fuser``: smaller kernel tables, as crash prints
+them."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import drgn
+from drgn.helpers.linux.cpumask import for_each_possible_cpu
+from drgn.helpers.linux.pid import for_each_task
+from drgn.helpers.linux.sched import idle_task
+
+from kdx.commands.crash.files import tasks_for_argument
+from kdx.model.kernel_tables import file_users, ipc_objects, swap_devices, wait_queue
+from kdx.render.crash.kernel_tables import render_fuser, render_ipcs, render_swap, render_waitq
+from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.session import Session
+
+_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
+
+
+# -- swap -------------------------------------------------------------------------------
+
+
+def _swap_parser() -> argparse.ArgumentParser:
+    return make_parser("swap", "swap devices, as crash lists them")
+
+
+def _swap(session: Session, _args: argparse.Namespace) -> None:
+    try:
+        devices = swap_devices(session.prog)
+    except _READ_ERRORS as err:
+        raise CommandError(f"cannot read the swap devices: {err}") from err
+    session.emit("swap", devices, lambda: render_swap(devices))
+
+
+# -- ipcs -------------------------------------------------------------------------------
+
+
+def _ipcs_parser() -> argparse.ArgumentParser:
+    parser = make_parser("ipcs", "System V IPC objects, as crash lists them")
+    parser.add_argument("-n", dest="task", metavar="PID|TASK",
+                        help="the IPC namespace of this task")
+    return parser
+
+
+def _ipcs(session: Session, args: argparse.Namespace) -> None:
+    namespace = None
+    if args.task is not None:
+        namespace = tasks_for_argument(session, args.task)[1][0].nsproxy.ipc_ns.read_()
+    try:
+        objects = ipc_objects(session.prog, namespace)
+    except _READ_ERRORS as err:
+        raise CommandError(f"cannot read the IPC objects: {err}") from err
+    session.emit("ipcs", objects, lambda: render_ipcs(objects))
+
+
+# -- waitq ------------------------------------------------------------------------------
+
+
+def _waitq_parser() -> argparse.ArgumentParser:
+    parser = make_parser("waitq", "tasks on a wait queue, as crash lists them")
+    parser.add_argument("queue", metavar="SYMBOL|STRUCT.MEMBER|ADDRESS")
+    parser.add_argument("address", nargs="?", metavar="STRUCT_ADDRESS",
+                        help="the structure's address, with STRUCT.MEMBER")
+    return parser
+
+
+def _hex(word: str) -> int:
+    try:
+        return int(word, 16)
+    except ValueError as err:
+        raise CommandError(f"not a hexadecimal address: {word}") from err
+
+
+def _queue_address(session: Session, args: argparse.Namespace) -> tuple[int, str | None]:
+    prog = session.prog
+    word = args.queue
+    if re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", word):  # a number first, as in crash
+        return _hex(word), None
+    if "." not in word:
+        try:
+            return prog.symbol(word).address, word
+        except LookupError as err:
+            raise CommandError(f"no symbol {word}") from err
+    struct, member = word.split(".", 1)
+    if args.address is None:
+        raise CommandError(f"must supply an address for {struct}")
+    try:
+        offset = drgn.offsetof(prog.type(f"struct {struct}"), member)
+    except LookupError as err:
+        raise CommandError(f"{member} is not a member of {struct}") from err
+    return _hex(args.address) + offset, None
+
+
+def _waitq(session: Session, args: argparse.Namespace) -> None:
+    address, name = _queue_address(session, args)
+
+    def task_at(value: int) -> drgn.Object | None:
+        if not value:
+            return None
+        try:
+            return tasks_for_argument(session, f"{value:x}")[1][0]
+        except CommandError:
+            return None
+
+    try:
+        queue = wait_queue(session.prog, address, name, task_at)
+    except _READ_ERRORS as err:
+        raise CommandError(f"cannot read the wait queue at {address:x}: {err}") \
+            from err
+    session.emit("waitq", queue, lambda: render_waitq(queue))
+
+
+# -- fuser ------------------------------------------------------------------------------
+
+
+def _fuser_parser() -> argparse.ArgumentParser:
+    parser = make_parser("fuser", "tasks using a file, as crash lists them")
+    parser.add_argument("paths", nargs="+", metavar="PATH|INODE")
+    return parser
+
+
+def _all_tasks(prog: drgn.Program) -> list[drgn.Object]:
+    """crash's task order: each CPU's idle task, then every task by PID."""
+    idle = []
+    for cpu in for_each_possible_cpu(prog):
+        try:
+            idle.append(idle_task(prog, cpu))
+        except _READ_ERRORS:
+            continue
+    others = sorted(for_each_task(prog), key=lambda t: (t.pid.value_(), t.value_()))
+    return idle + [t for t in others if t.pid.value_()]
+
+
+def _fuser(session: Session, args: argparse.Namespace) -> None:
+    tasks = _all_tasks(session.prog)
+    records = []
+    texts = []
+    for wanted in args.paths:
+        if not wanted.startswith("/") and not re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", wanted):
+            raise CommandError(f"invalid argument: {wanted}")
+        users = file_users(tasks, wanted, session.warn)
+        records.append({"file": wanted, "users": users})
+        texts.append(render_fuser(users, wanted) + "\n")
+    session.emit("fuser", records, lambda: "".join(texts))
+
+
+COMMANDS = [
+    CrashCommand("swap", "swap devices: size, use, priority, file", _swap_parser, _swap),
+    CrashCommand("ipcs", "System V shared memory, semaphores and message queues",
+                 _ipcs_parser, _ipcs),
+    CrashCommand("waitq", "tasks queued on a wait queue (symbol, struct.member ADDR, "
+                 "or address)", _waitq_parser, _waitq),
+    CrashCommand("fuser", "tasks using a file: root, cwd, fd, mmap", _fuser_parser, _fuser),
+]

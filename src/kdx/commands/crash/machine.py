@@ -1,0 +1,49 @@
+"""``mach``: machine facts and per-CPU stacks; ``-c`` each CPU's cpuinfo_x86; ``-m`` the
+e820 memory map."""
+
+from __future__ import annotations
+
+import argparse
+
+import drgn
+
+from kdx.model.machine import cpu_infos, e820_map, machine_info
+from kdx.model.system import system_info
+from kdx.render.crash.machine import render_cpu_infos, render_machine, render_memmap
+from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.session import Session
+
+_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = make_parser("mach", "machine facts, as crash prints them")
+    parser.add_argument("-c", action="store_true", help="each CPU's cpuinfo_x86")
+    parser.add_argument("-m", action="store_true", help="the e820 physical memory map")
+    return parser
+
+
+def _mach(session: Session, args: argparse.Namespace) -> None:
+    prog = session.prog
+    try:
+        if args.c:
+            infos = cpu_infos(prog)
+            record = [{"cpu": cpu, "cpuinfo": None if info is None else info.address_}
+                      for cpu, info in infos]
+            session.emit("mach-cpus", record,
+                         lambda: render_cpu_infos(prog, infos))
+        elif args.m:
+            ranges = e820_map(prog)
+            session.emit("mach-memmap", ranges, lambda: render_memmap(ranges))
+        else:
+            system = session.cached("sys", lambda: system_info(session.target))
+            info = machine_info(prog, system)
+            session.emit("mach", info, lambda: render_machine(info))
+    except _READ_ERRORS as err:
+        raise CommandError(f"cannot read the machine data: {err}") from err
+
+
+COMMANDS = [
+    CrashCommand("mach", "machine type, memory, CPUs, address layout and stacks; "
+                 "-c cpuinfo; -m e820 map", _parser, _mach),
+]

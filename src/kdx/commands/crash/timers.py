@@ -1,0 +1,56 @@
+"""``timer``: pending timers of every CPU's timer wheel; ``-r`` the hrtimers; ``-C CPUS``
+limits either to some CPUs."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from kdx.model.system import _hz as kernel_hz
+from kdx.model.timers import hrtimers, timer_wheel
+from kdx.render.crash.timers import render_hrtimers, render_wheel
+from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.session import Session
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = make_parser("timer", "pending timers, as crash lists them")
+    parser.add_argument("-r", action="store_true", help="high-resolution timers")
+    parser.add_argument("-C", dest="cpus", metavar="CPUS",
+                        help="only these CPUs (e.g. 0,2-3)")
+    return parser
+
+
+def _cpu_set(text: str) -> set[int]:
+    chosen: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            chosen.update(range(int(low), int(high or low) + 1))
+    except ValueError as err:
+        raise CommandError(f"invalid CPU list: {text}") from err
+    return chosen
+
+
+def _timer(session: Session, args: argparse.Namespace) -> None:
+    prog = session.prog
+    chosen = _cpu_set(args.cpus) if args.cpus else None
+    if args.r:
+        hz = kernel_hz(prog)
+        if hz is None:
+            raise CommandError("the kernel's HZ cannot be found in this dump")
+        cpus = session.cached("hrtimers", lambda: hrtimers(prog, hz))
+        if chosen is not None:
+            cpus = [c for c in cpus if c.cpu in chosen]
+        session.emit("timer-hrtimers", cpus, lambda: render_hrtimers(cpus))
+        return
+    wheel = session.cached("timer-wheel", lambda: timer_wheel(prog))
+    if chosen is not None:
+        wheel = replace(wheel, bases=tuple(b for b in wheel.bases if b.cpu in chosen))
+    session.emit("timer", wheel, lambda: render_wheel(wheel))
+
+
+COMMANDS = [
+    CrashCommand("timer", "pending timers per CPU (wheel); -r hrtimers; -C CPUS",
+                 _parser, _timer),
+]

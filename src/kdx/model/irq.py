@@ -1,0 +1,132 @@
+"""Interrupts — what crash's ``irq`` shows: descriptors and actions, per-CPU counts,
+affinity, and the softirq vector.
+
+Which device owned which line, how often it fired on each CPU and where it was allowed
+to run explain many hangs and storms. drgn's irq helpers find descriptors in the radix
+or maple tree; the records keep crash's view: every IRQ number below ``nr_irqs``, with
+or without a descriptor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import drgn
+from drgn.helpers.linux.cpumask import for_each_cpu, for_each_online_cpu
+from drgn.helpers.linux.irq import (
+    for_each_irq_desc,
+    irq_desc_affinity_mask,
+    irq_desc_kstat_cpu,
+    irq_get_nr_irqs,
+)
+
+from kdx.textsafe import clean_bytes
+
+_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
+
+
+@dataclass(frozen=True)
+class IrqAction:
+    action: int
+    name: str | None  # None when the action has no readable name
+
+
+@dataclass(frozen=True)
+class Irq:
+    """One IRQ number: its descriptor (0 when none is allocated) and actions, the chip
+    and flow names, the count per online CPU (``counts[i]`` for ``cpus[i]``) and the
+    CPUs it may run on."""
+
+    irq: int
+    desc: int
+    actions: tuple[IrqAction, ...] = ()
+    chip: str | None = None
+    flow: str | None = None
+    cpus: tuple[int, ...] = ()
+    counts: tuple[int, ...] = ()
+    affinity: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Softirq:
+    """One entry of ``softirq_vec``: its index and action function."""
+
+    index: int
+    action: int
+    symbol: str | None
+    module: str | None
+
+
+def _string(pointer: drgn.Object) -> str | None:
+    try:
+        if not pointer.value_():
+            return None
+        return clean_bytes(pointer.string_())
+    except _READ_ERRORS:
+        return None
+
+
+def _actions(desc: drgn.Object) -> tuple[IrqAction, ...]:
+    found = []
+    action = desc.action.read_()
+    seen = set()
+    while action and action.value_() not in seen:
+        seen.add(action.value_())
+        found.append(IrqAction(action.value_(), _string(action.name)))
+        action = action.next.read_()
+    return tuple(found)
+
+
+def irq_record(desc: drgn.Object, irq: int, cpus: tuple[int, ...]) -> Irq:
+    actions = _actions(desc)
+    chip = desc.irq_data.chip.read_()
+    chip_name = _string(chip.name) if chip else None
+    counts = tuple(irq_desc_kstat_cpu(desc, cpu) for cpu in cpus)
+    try:
+        affinity = tuple(for_each_cpu(irq_desc_affinity_mask(desc)))
+    except _READ_ERRORS:
+        affinity = ()
+    return Irq(irq, desc.value_(), actions, chip_name, _string(desc.name), cpus, counts,
+               affinity)
+
+
+def irqs(prog: drgn.Program, warn: Callable[[str], None] | None = None) -> list[Irq]:
+    """Every IRQ number below ``nr_irqs``, as crash walks them."""
+    cpus = tuple(for_each_online_cpu(prog))
+    descs = dict(for_each_irq_desc(prog))
+    found = []
+    for irq in range(irq_get_nr_irqs(prog)):
+        desc = descs.get(irq)
+        if desc is None or not desc:
+            found.append(Irq(irq, 0))
+            continue
+        try:
+            found.append(irq_record(desc, irq, cpus))
+        except _READ_ERRORS as err:
+            if warn is not None:
+                warn(f"IRQ {irq}: cannot read its descriptor {desc.value_():x}: {err}")
+            found.append(Irq(irq, desc.value_()))
+    return found
+
+
+def softirqs(prog: drgn.Program) -> list[Softirq]:
+    """The softirq vector's set actions, with their symbols and modules."""
+    found = []
+    for index, entry in enumerate(prog["softirq_vec"]):
+        address = entry.action.value_()
+        if not address:
+            continue
+        symbol = module = None
+        try:
+            sym = prog.symbol(address)
+            symbol = sym.name if sym.address == address else None
+        except LookupError:
+            pass
+        try:
+            mod = prog.module(address)
+            module = mod.name if mod.name != "kernel" else None
+        except (LookupError, AttributeError):
+            module = None
+        found.append(Softirq(index, address, symbol, module))
+    return found
