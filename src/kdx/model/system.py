@@ -101,7 +101,7 @@ def system_info(target: Target) -> SystemInfo:
     taint_mask = get("taint mask", lambda: prog["tainted_mask"].value_(), 0)
     taint_letters = get("taint flags", lambda: " ".join(tainted(prog).split()), "")
     epoch = get("date", lambda: ktime_get_real_seconds(prog).value_(), 0)
-    hz = get("tick rate", lambda: _hz(prog), None)
+    hz = get("tick rate", lambda: kernel_hz(prog), None)
     tasks = get("task list", lambda: _task_table(prog), _TaskTable([], []))
     panic = None if target.live else get("panic message", lambda: panic_line(prog), "")
     context = _NO_CONTEXT if target.live else get(
@@ -170,7 +170,7 @@ def _initial_jiffies(hz: int) -> int:
     return (-300 * hz) & 0xFFFFFFFF
 
 
-def _hz(prog: drgn.Program) -> int | None:
+def kernel_hz(prog: drgn.Program) -> int | None:
     """The kernel's tick rate, needed to turn jiffies into time.
 
     crash 8.0.6 guesses HZ from a constant in the deadline I/O scheduler and falls back to

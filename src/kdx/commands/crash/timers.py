@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from kdx.model.system import _hz as kernel_hz
+from kdx.model.system import kernel_hz
 from kdx.model.timers import hrtimers, timer_wheel
 from kdx.render.crash.timers import render_hrtimers, render_wheel
 from kdx.session.command import CommandError, CrashCommand, make_parser
