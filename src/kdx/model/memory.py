@@ -29,6 +29,7 @@ from drgn.helpers.linux.mm import (
     page_to_pfn,
     page_to_phys,
     page_to_virt,
+    pfn_to_page,
     phys_to_page,
     totalram_pages,
     virt_to_page,
@@ -619,3 +620,371 @@ def _safe(read: Callable[[], object], default: object) -> object:
         return read()
     except _READ_ERRORS:
         return default
+
+
+# -- kmem -p, -v, -V, -z -----------------------------------------------------------------
+
+
+def page_of(prog: drgn.Program, address: int) -> PageInfo | None:
+    """``kmem -p ADDR``: the page ``address`` is (a struct page pointer), or holds (a
+    kernel virtual or, below kernel space, a physical address)."""
+    names = page_flag_names(prog)
+    if address < _kernel_space_start(prog):
+        page = _safe(lambda: phys_to_page(prog, address), None)
+    else:
+        direct = bool(_safe(lambda: in_direct_map(prog, address), False))
+        page = _page_object(prog, address, direct)
+    if page is None:
+        return None
+    return _safe(lambda: page_info(prog, page, names), None)  # type: ignore[return-value]
+
+
+def all_pages(prog: drgn.Program) -> list[PageInfo]:
+    """``kmem -p``: every struct page of the memory map, in PFN order."""
+    names = page_flag_names(prog)
+    pages = []
+    for start_pfn, end_pfn, mem_map in for_each_valid_page_range(prog):
+        for pfn in range(start_pfn, end_pfn):
+            info = _safe(lambda m=mem_map, p=pfn: page_info(prog, m + p, names), None)
+            if info is not None:
+                pages.append(info)
+    return pages
+
+
+def vmap_areas(prog: drgn.Program) -> list[VmapArea]:
+    """``kmem -v``: the vmalloc areas that have a vm_struct, by address."""
+    from drgn.helpers.linux.mm import for_each_vmap_area
+
+    areas = []
+    for area in for_each_vmap_area(prog):
+        vm = area.vm.read_()
+        if not vm:
+            continue
+        start, end = area.va_start.value_(), area.va_end.value_()
+        areas.append(VmapArea(area.value_(), vm.value_(), start, end, end - start))
+    return sorted(areas, key=lambda a: a.start)
+
+
+@dataclass(frozen=True)
+class VmStats:
+    """``kmem -V``: the kernel's global counters by their enum names (zone, node and,
+    on kernels that have it, NUMA items), and the vm events summed over CPUs."""
+
+    zone: tuple[tuple[str, int], ...]
+    node: tuple[tuple[str, int], ...]
+    numa: tuple[tuple[str, int], ...]
+    events: tuple[tuple[str, int], ...]
+
+
+def _enum_names(prog: drgn.Program, type_name: str, count_name: str) -> list[str]:
+    """Enumerator names of ``type_name`` below its ``NR_...`` count, by value."""
+    try:
+        enum = prog.type(f"enum {type_name}")
+    except LookupError:
+        return []
+    limit = dict(enum.enumerators or ()).get(count_name)
+    names: dict[int, str] = {}
+    for name, value in enum.enumerators or ():
+        if limit is not None and value >= limit:
+            continue
+        names[value] = name  # crash keeps the last name of an aliased value
+    return [names[v] for v in sorted(names)]
+
+
+def _counters(prog: drgn.Program, symbol: str, names: list[str]) -> tuple[tuple[str, int], ...]:
+    try:
+        array = prog[symbol]
+    except KeyError:
+        return ()
+    return tuple((name, array[i].counter.value_()) for i, name in enumerate(names))
+
+
+def _vm_events(prog: drgn.Program) -> tuple[tuple[str, int], ...]:
+    names = _enum_names(prog, "vm_event_item", "NR_VM_EVENT_ITEMS")
+    try:
+        states = prog["vm_event_states"]
+    except KeyError:
+        return ()
+    totals = [0] * len(names)
+    for cpu in for_each_online_cpu(prog):
+        events = per_cpu_ptr(states.address_of_(), cpu).event
+        raw = prog.read(events.address_, 8 * len(names))
+        for i in range(len(names)):
+            totals[i] += struct.unpack_from("<Q", raw, 8 * i)[0]
+    return tuple(zip(names, (t & ((1 << 64) - 1) for t in totals)))
+
+
+def vm_stats(prog: drgn.Program) -> VmStats:
+    zone = _counters(prog, "vm_zone_stat",
+                     _enum_names(prog, "zone_stat_item", "NR_VM_ZONE_STAT_ITEMS"))
+    node = _counters(prog, "vm_node_stat",
+                     _enum_names(prog, "node_stat_item", "NR_VM_NODE_STAT_ITEMS"))
+    numa = ()
+    with contextlib.suppress(KeyError, LookupError):
+        if len(prog["vm_numa_stat"]):
+            numa = _counters(prog, "vm_numa_stat",
+                             _enum_names(prog, "numa_stat_item", "NR_VM_NUMA_STAT_ITEMS"))
+    return VmStats(zone, node, numa, _safe(lambda: _vm_events(prog), ()))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ZoneStats:
+    """``kmem -z``: one zone's size, watermarks and counters (empty when unpopulated)."""
+
+    node: int
+    index: int
+    address: int
+    name: str
+    spanned: int
+    present: int
+    watermarks: tuple[int, int, int]
+    vm_stat: tuple[tuple[str, int], ...]
+
+
+def zone_stats(prog: drgn.Program) -> list[ZoneStats]:
+    names = _enum_names(prog, "zone_stat_item", "NR_VM_ZONE_STAT_ITEMS")
+    zones = []
+    for pgdat in for_each_online_pgdat(prog):
+        node = pgdat.node_id.value_()
+        for index in range(len(pgdat.node_zones)):
+            zone = pgdat.node_zones[index]
+            marks_member = "_watermark" if zone.type_.has_member("_watermark") else \
+                "watermark"
+            marks = zone.member_(marks_member)
+            counters = tuple((name, zone.vm_stat[i].counter.value_())
+                             for i, name in enumerate(names))
+            zones.append(ZoneStats(
+                node=node, index=index, address=zone.address_ or 0,
+                name=clean_bytes(zone.name.string_()), spanned=zone.spanned_pages.value_(),
+                present=zone.present_pages.value_(),
+                watermarks=(marks[0].value_(), marks[1].value_(), marks[2].value_()),
+                vm_stat=counters))
+    return zones
+
+
+# -- kmem -f -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FreeList:
+    """One free list of a zone: its order, its list_head, blocks on it and pages."""
+
+    order: int
+    address: int
+    blocks: int
+    pages: int
+
+
+@dataclass(frozen=True)
+class ZoneFree:
+    """``kmem -f`` for one zone: crash's zone line and, when it has free pages, every
+    free list (one per order and migrate type)."""
+
+    node: int
+    index: int
+    name: str
+    size: int
+    free: int
+    mem_map: int
+    start_paddr: int
+    start_mapnr: int
+    lists: tuple[FreeList, ...]
+
+
+def _count_list(prog: drgn.Program, head: int) -> int | None:
+    """Entries on the list_head ring at ``head`` (None when it is broken or loops)."""
+    from kdx.model.walk import ListSpec, WalkError, walk_list
+
+    try:
+        first = prog.read_word(head)
+        if first == head:
+            return 0
+        return sum(1 for _ in walk_list(prog, ListSpec(start=first, end=head)))
+    except (WalkError, drgn.FaultError):
+        return None
+
+
+def free_areas(prog: drgn.Program, warn: Warn = _no_warn) -> list[ZoneFree]:
+    """Every zone's free lists, counted by walking them as crash does."""
+    zones = []
+    for pgdat in for_each_online_pgdat(prog):
+        node_start = pgdat.node_start_pfn.value_()
+        for index in range(len(pgdat.node_zones)):
+            zone = pgdat.node_zones[index]
+            size = zone.spanned_pages.value_()
+            free = zone.vm_stat[0].counter.value_()
+            start_pfn = zone.zone_start_pfn.value_()
+            mem_map = _safe(lambda p=start_pfn: pfn_to_page(prog, p).value_(), 0) \
+                if size else 0
+            lists = []
+            if free:
+                for order in range(len(zone.free_area)):
+                    area = zone.free_area[order]
+                    for kind in range(len(area.free_list)):
+                        head = area.free_list[kind].address_ or 0
+                        count = _count_list(prog, head)
+                        if count is None:
+                            warn(f"corrupted free list {kind} from free_area struct: "
+                                 f"{area.address_ or 0:x}")
+                            count = 0
+                        lists.append(FreeList(order, head, count, count << order))
+            zones.append(ZoneFree(
+                node=pgdat.node_id.value_(), index=index,
+                name=clean_bytes(zone.name.string_()), size=size, free=free,
+                mem_map=mem_map, start_paddr=start_pfn * prog["PAGE_SIZE"].value_(),
+                start_mapnr=(start_pfn - node_start) if mem_map else 0,
+                lists=tuple(lists)))
+    return zones
+
+
+# -- kmem -n -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZoneSpan:
+    """One zone in ``kmem -n``'s node table."""
+
+    index: int
+    name: str
+    size: int
+    mem_map: int
+    start_paddr: int
+    start_mapnr: int
+
+
+@dataclass(frozen=True)
+class MemNode:
+    node: int
+    size: int
+    pgdat: int
+    zones: tuple[int, ...]  # each zone's address
+    mem_map: int
+    start_paddr: int
+    start_mapnr: int
+    zone_spans: tuple[ZoneSpan, ...]
+
+
+@dataclass(frozen=True)
+class MemSection:
+    nr: int
+    address: int
+    coded_mem_map: int
+    mem_map: int
+    state: str
+    pfn: int
+
+
+@dataclass(frozen=True)
+class MemBlock:
+    """A memory block device. ``state`` is the raw word crash reads (eight bytes at
+    memory_block.state), named as crash names it."""
+
+    address: int
+    name: str
+    start: int
+    end: int | None
+    node: int | None
+    state: str
+    start_section: int
+
+
+@dataclass(frozen=True)
+class MemoryLayout:
+    nodes: tuple[MemNode, ...]
+    sections: tuple[MemSection, ...]
+    blocks: tuple[MemBlock, ...]
+
+
+_SECTION_LETTERS = (("SECTION_MARKED_PRESENT", "P"), ("SECTION_HAS_MEM_MAP", "M"),
+                    ("SECTION_IS_ONLINE", "O"), ("SECTION_IS_EARLY", "E"),
+                    ("SECTION_TAINT_ZONE_DEVICE", "D"))
+_BLOCK_STATES = {1: "ONLINE", 2: "GOING_OFFLINE", 4: "OFFLINE", 8: "GOING_ONLINE",
+                 16: "CANCEL_ONLINE", 32: "CANCEL_OFFLINE"}
+
+
+def _nodes(prog: drgn.Program) -> list[MemNode]:
+    nodes = []
+    for pgdat in for_each_online_pgdat(prog):
+        start_pfn = pgdat.node_start_pfn.value_()
+        page_size = prog["PAGE_SIZE"].value_()
+        spans = []
+        for index in range(len(pgdat.node_zones)):
+            zone = pgdat.node_zones[index]
+            size = zone.spanned_pages.value_()
+            zone_pfn = zone.zone_start_pfn.value_()
+            mem_map = _safe(lambda p=zone_pfn: pfn_to_page(prog, p).value_(), 0) \
+                if size else 0
+            spans.append(ZoneSpan(index, clean_bytes(zone.name.string_()), size, mem_map,
+                                  zone_pfn * page_size, zone_pfn if size else 0))
+        nodes.append(MemNode(
+            node=pgdat.node_id.value_(), size=sum(s.size for s in spans),
+            pgdat=pgdat.value_(),
+            zones=tuple(z.address_ or 0 for z in pgdat.node_zones),
+            mem_map=_safe(lambda p=start_pfn: pfn_to_page(prog, p).value_(), 0),  # type: ignore[arg-type]
+            start_paddr=start_pfn * page_size, start_mapnr=start_pfn,
+            zone_spans=tuple(spans)))
+    return nodes
+
+
+def _sections(prog: drgn.Program) -> list[MemSection]:
+    from drgn.helpers.linux.mmzone import (
+        _section_flags,
+        for_each_present_section,
+        section_decode_mem_map,
+        section_mem_map_addr,
+        section_nr_to_pfn,
+    )
+
+    flags = _section_flags(prog)
+    sections = []
+    for nr, section in for_each_present_section(prog):
+        raw = section.section_mem_map.value_()
+        state = "".join(letter for name, letter in _SECTION_LETTERS
+                        if name in flags and raw & flags[name])
+        sections.append(MemSection(
+            nr=nr, address=section.value_(),
+            coded_mem_map=section_mem_map_addr(section).value_(),
+            mem_map=section_decode_mem_map(section, nr).value_(), state=state,
+            pfn=section_nr_to_pfn(prog, nr).value_()))
+    return sections
+
+
+def _blocks(prog: drgn.Program) -> list[MemBlock]:
+    """The memory block devices, from the kernel's memory_blocks XArray (by block id,
+    the order they are registered in, which is the order crash lists)."""
+    from drgn.helpers.linux.xarray import xa_for_each
+
+    try:
+        blocks = prog["memory_blocks"]
+    except KeyError:
+        return []
+    block_type = prog.type("struct memory_block")
+    state_at = block_type.member("state").offset
+    try:
+        block_size = prog["memory_block_size_probed"].value_() or None
+    except KeyError:
+        block_size = None
+    if not block_size:
+        with contextlib.suppress(KeyError, LookupError, drgn.FaultError):
+            sections = prog["sections_per_block"].value_()
+            block_size = sections << prog["SECTION_SIZE_BITS"].value_()
+    page_shift = prog["PAGE_SHIFT"].value_()
+    section_pages = prog["SECTION_SIZE_BITS"].value_() - page_shift
+    out = []
+    for _index, entry in xa_for_each(blocks.address_of_()):
+        block = drgn.cast("struct memory_block *", entry)
+        start_section = block.start_section_nr.value_()
+        start = (start_section << section_pages) << page_shift
+        raw_state = prog.read_word(block.value_() + state_at)
+        out.append(MemBlock(
+            address=block.value_(), name=clean_bytes(block.dev.kobj.name.string_()),
+            start=start, end=start + block_size - 1 if block_size else None,
+            node=block.nid.value_() if block_type.has_member("nid") else None,
+            state=_BLOCK_STATES.get(raw_state, "UNKNOWN"), start_section=start_section))
+    return out
+
+
+def memory_layout(prog: drgn.Program) -> MemoryLayout:
+    """``kmem -n``: nodes and their zones, the memory sections, the memory blocks."""
+    return MemoryLayout(tuple(_nodes(prog)), tuple(_safe(lambda: _sections(prog), [])),
+                        tuple(_safe(lambda: _blocks(prog), [])))

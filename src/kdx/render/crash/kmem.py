@@ -7,7 +7,19 @@ seven columns, sizes with one decimal in KB/MB/GB (``.0`` dropped), integer perc
 
 from __future__ import annotations
 
-from kdx.model.memory import AddressReport, MemoryFigures, PageInfo, SlabCache, SlabObject
+from kdx.model.memory import (
+    AddressReport,
+    MemNode,
+    MemoryFigures,
+    MemoryLayout,
+    PageInfo,
+    SlabCache,
+    SlabObject,
+    VmapArea,
+    VmStats,
+    ZoneFree,
+    ZoneStats,
+)
 from kdx.render.crash.layout import VADDR_WIDTH, field, hexaddr, rstrip_lines
 
 KMEMINFO_HEADER = "                 PAGES        TOTAL      PERCENTAGE"
@@ -157,3 +169,148 @@ def render_address(report: AddressReport, physical_width: int = 8) -> str:
         blocks.append([f"{report.address:x}: {kind} address not found in mem map"])
     text = "\n\n".join("\n".join(block) for block in blocks)
     return rstrip_lines(text)
+
+
+# -- kmem -p, -v, -V, -z -----------------------------------------------------------------
+
+
+def render_pages(pages: list[PageInfo], physical_width: int = 8) -> str:
+    """``kmem -p``: crash's page table header, then one line per page."""
+    lines = [page_header(physical_width), *(page_line(p, physical_width) for p in pages)]
+    return rstrip_lines("\n".join(lines))
+
+
+def vmap_line(v: VmapArea) -> str:
+    return (f"{field(hexaddr(v.vmap_area), VADDR_WIDTH, center=True, left=True)}  "
+            f"{field(hexaddr(v.vm_struct), VADDR_WIDTH, center=True, left=True)}  "
+            f"{v.start:>16x} - {v.end:<16x}  {v.size:7d}")
+
+
+def render_vmap_areas(areas: list[VmapArea]) -> str:
+    """``kmem -v``: every vmalloc area with its vm_struct, range and size."""
+    return rstrip_lines("\n".join([VMAP_HEADER, *(vmap_line(a) for a in areas)]))
+
+
+def _counter_lines(items: tuple[tuple[str, int], ...], width: int) -> list[str]:
+    return [f"{name:>{width}}: {value}" for name, value in items]
+
+
+def render_vm_stats(stats: VmStats) -> str:
+    """``kmem -V``: the zone and node counters aligned together, then the events."""
+    blocks = [*stats.zone, *stats.node, *stats.numa]
+    width = max((len(name) for name, _ in blocks), default=0)
+    lines = ["  VM_ZONE_STAT:", *_counter_lines(stats.zone, width)]
+    if stats.node:
+        lines += ["", "  VM_NODE_STAT:", *_counter_lines(stats.node, width)]
+    if stats.numa:
+        lines += ["", "  VM_NUMA_STAT:", *_counter_lines(stats.numa, width)]
+    if stats.events:
+        events_width = max(len(name) for name, _ in stats.events)
+        lines += ["", "  VM_EVENT_STATES:", *_counter_lines(stats.events, events_width)]
+    return rstrip_lines("\n".join(lines))
+
+
+def render_zones(zones: list[ZoneStats]) -> str:
+    """``kmem -z``: per zone, its header, size and watermarks, then its counters."""
+    lines: list[str] = []
+    for z in zones:
+        lines.append(f'NODE: {z.node}  ZONE: {z.index}  ADDR: {z.address:x}  '
+                     f'NAME: "{z.name}"')
+        if not z.spanned:
+            lines += ["  [unpopulated]", ""]
+            continue
+        size = f"  SIZE: {z.spanned}"
+        if z.present < z.spanned:
+            size += f"  PRESENT: {z.present}"
+        low, mid, high = z.watermarks
+        lines.append(f"{size}  MIN/LOW/HIGH: {low}/{mid}/{high}")
+        width = max((len(name) for name, _ in z.vm_stat), default=0)
+        lines += ["  VM_STAT:", *_counter_lines(z.vm_stat, width), "", ""]
+    return rstrip_lines("\n".join(lines).rstrip("\n"))
+
+
+def render_free_areas(zones: list[ZoneFree], page_size: int) -> str:
+    """``kmem -f``: per zone its line, then (when it has free pages) each free list
+    with its blocks and pages; last the total, ``(verified)`` when the lists add up."""
+    lines: list[str] = []
+    total = found = 0
+    for i, z in enumerate(zones):
+        if i:
+            lines.append("")
+        lines.append("ZONE  NAME        SIZE    FREE  "
+                     + field("MEM_MAP", VADDR_WIDTH, center=True) + "  START_PADDR  START_MAPNR")
+        lines.append(f"{z.index:3d}   {z.name:<9} {z.size:6d}  {z.free:6d}  "
+                     + field(hexaddr(z.mem_map), VADDR_WIDTH, center=True) + "  "
+                     + field(hexaddr(z.start_paddr), 11, center=True, right=True) + "  "
+                     + field(str(z.start_mapnr), 11, center=True, right=True))
+        total += z.free
+        if not z.free:
+            continue
+        lines.append("AREA    SIZE  FREE_AREA_STRUCT  BLOCKS  PAGES")
+        for f in z.lists:
+            size = f"{(page_size << f.order) // 1024}k"
+            lines.append(f"{f.order:3d}  {size:>7}  "
+                         + field(hexaddr(f.address), VADDR_WIDTH, center=True)
+                         + f"  {f.blocks:6d} {f.pages:6d}")
+            found += f.pages
+    verdict = "(verified)" if found == total else f"(found {found})"
+    lines += ["", f"nr_free_pages: {total}  {verdict}"]
+    return rstrip_lines("\n".join(lines))
+
+
+def _node_lines(n: MemNode) -> list[str]:
+    lines = ["NODE  " + field("SIZE", 8, center=True) + "  "
+             + "  ".join(field(h, VADDR_WIDTH, center=True)
+                         for h in ("PGLIST_DATA", "BOOTMEM_DATA", "NODE_ZONES")),
+             f" {n.node:2d}   " + field(str(n.size), 8, center=True) + "  "
+             + field(hexaddr(n.pgdat), VADDR_WIDTH, center=True) + "  "
+             + field("----", VADDR_WIDTH, center=True) + "  "
+             + field(hexaddr(n.zones[0] if n.zones else 0), VADDR_WIDTH, center=True)]
+    lines += [" " * 52 + hexaddr(z) for z in n.zones[1:]]
+    lines += [field("MEM_MAP", VADDR_WIDTH, center=True) + "     START_PADDR    START_MAPNR",
+              field(hexaddr(n.mem_map), VADDR_WIDTH, center=True) + "  "
+              + field(hexaddr(n.start_paddr), 16, center=True, right=True) + "  "
+              + field(str(n.start_mapnr), 11, center=True, right=True), "",
+              "ZONE  NAME         SIZE  " + field("MEM_MAP", VADDR_WIDTH, center=True, right=True)
+              + "  START_PADDR  START_MAPNR"]
+    for z in n.zone_spans:
+        lines.append(f" {z.index:2d}   {z.name:<9} {z.size:7d}  "
+                     + field(hexaddr(z.mem_map), VADDR_WIDTH, right=True) + "  "
+                     + field(hexaddr(z.start_paddr), 11, right=True) + "  "
+                     + field(str(z.start_mapnr), 11, right=True))
+    return lines
+
+
+def render_memory_layout(layout: MemoryLayout, physical_width: int = 8) -> str:
+    """``kmem -n``: each node with its zones, then the memory sections (state letters
+    P present, M mem_map, O online, E early, D zone device), then the memory blocks."""
+    lines: list[str] = []
+    for i, node in enumerate(layout.nodes):
+        if i:
+            lines += ["", "-" * 67, ""]
+        lines += _node_lines(node)
+    lines += ["", "-" * 67, "",
+              "NR  " + "  ".join(field(h, VADDR_WIDTH, center=True)
+                                 for h in ("SECTION", "CODED_MEM_MAP", "MEM_MAP"))
+              + "  STATE PFN"]
+    for s in layout.sections:
+        lines.append(f"{s.nr:2d}  " + field(hexaddr(s.address), VADDR_WIDTH, center=True)
+                     + "  " + field(hexaddr(s.coded_mem_map), VADDR_WIDTH, center=True,
+                                    right=True)
+                     + "  " + field(hexaddr(s.mem_map), VADDR_WIDTH, center=True, right=True)
+                     + "  " + field(s.state, 5, center=True) + f" {s.pfn}")
+    if layout.blocks:
+        width = physical_width
+        lines += ["", field("MEM_BLOCK", VADDR_WIDTH, center=True) + " "
+                  + field("NAME", 10, center=True) + "   "
+                  + field("PHYSICAL RANGE", width * 2 + 2, center=True) + "   NODE  "
+                  + "STATE   START_SECTION_NO"]
+        for b in layout.blocks:
+            if b.end is None:
+                span = field(hexaddr(b.start), width * 2 + 3, center=True)
+            else:
+                span = f"{b.start:>{width}x} - {b.end:>{width}x}"
+            node = field(str(b.node if b.node is not None else 0), 4, center=True)
+            lines.append(f" {hexaddr(b.address):<16} {field(b.name, 12, center=True)} "
+                         f"{span} {node}  {b.state:<7} {b.start_section}")
+    return rstrip_lines("\n".join(lines))

@@ -1,0 +1,118 @@
+"""``search`` on real lab dumps (6.1 and 6.12), against crash 8.0.6.
+
+The values are the panic task's address (found in its own task_struct, in other tasks'
+lists, on stacks, in the kernel image...), init_task's address, its PID as a 32-bit
+value, a masked value and a string (the task's comm). Ranges are bounded, plus one scan
+of the whole kernel address space, which must find exactly crash's hits. crash prints a
+hit twice when the range starts in the kernel image; kdx prints each address once.
+``search -t`` (every task's kernel stack) is compared too, task headers included.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from crash_script import crash_sections
+from drgn.helpers.linux.mm import virt_to_phys
+from drgn.helpers.linux.panic import panic_task
+
+from kdx.session.session import Session
+from kdx.target.open import open_dump
+
+pytestmark = pytest.mark.oracle
+
+
+class Dump:
+    def __init__(self, lab_dump) -> None:  # noqa: ANN001 (LabDump)
+        self.lab = lab_dump
+        self.target = open_dump(lab_dump.vmcore, lab_dump.vmlinux, [lab_dump.modules])
+        prog = self.prog = self.target.prog
+        task = panic_task(prog)
+        t = self.task = task.value_()
+        self.pid = task.pid.value_()
+        self.init = prog.symbol("init_task").address
+        phys = virt_to_phys(task).value_()
+        self.commands = [
+            f"search -s {self.init:x} -l 0x4000 {self.init:x}",
+            f"search -s {t:x} -l 0x3000 {t:x}",
+            f"search -p -s {phys & ~0xFFF:x} -l 0x3000 {t:x}",
+            f"search -c -s {t:x} -l 0x3000 insmod",
+            f"search -w -s {t:x} -l 0x3000 {self.pid:x}",
+            f"search -s {t:x} -l 0x3000 -m ffff {t & ~0xFFFF:x}",
+            f"search -k {t:x}",
+            f"search -t {t:x}"]
+
+
+@pytest.fixture(scope="module", params=["6.1", "6.12"])
+def dump(request, null_deref, lab) -> Dump:  # noqa: ANN001 (fixtures)
+    lab_dump = null_deref if request.param == "6.1" else lab("null-deref-module",
+                                                             kernel="6.12")
+    return Dump(lab_dump)
+
+
+@pytest.fixture(scope="module")
+def both(dump, crash):  # noqa: ANN001, ANN201
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(dump.target, out=out, err=err)
+    ours, seconds = {}, {}
+    for command in dump.commands:
+        start, began = out.tell(), time.monotonic()
+        assert session.execute(command), err.getvalue()
+        seconds[command] = time.monotonic() - began
+        ours[command] = out.getvalue()[start:].strip("\n")
+    assert err.getvalue() == ""  # no progress lines off a terminal
+    return dump, ours, crash_sections(crash, dump.lab, dump.commands), seconds
+
+
+def _hits(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def test_search_hits_equal_crash(both) -> None:  # noqa: ANN001
+    dump, ours, theirs, _ = both
+    for command in dump.commands[:-1]:
+        mine = _hits(ours[command])
+        assert mine, command
+        assert mine == sorted(set(mine), key=lambda line: int(line.split(":")[0], 16))
+        assert mine == list(dict.fromkeys(_hits(theirs[command]))), command
+
+
+def test_search_kernel_stacks_match_crash(both) -> None:  # noqa: ANN001
+    """``search -t``: a task header above each stack with hits, blocks apart."""
+    dump, ours, theirs, _ = both
+    command = f"search -t {dump.task:x}"
+    assert "PID: " in theirs[command]
+    assert ours[command].splitlines() == [line.rstrip() for line in
+                                          theirs[command].strip("\n").splitlines()]
+
+
+def test_search_finds_the_known_values(both) -> None:  # noqa: ANN001
+    dump, ours, _, _ = both
+    task = dump.task
+    pointer = ours[f"search -s {task:x} -l 0x3000 {task:x}"]
+    # The task is its own group_leader: its address is inside the task_struct.
+    group_leader = dump.prog.type("struct task_struct").member("group_leader").offset
+    assert f"{task + group_leader:x}: {task:x}" in pointer.splitlines()
+    assert ": insmod" in ours[f"search -c -s {task:x} -l 0x3000 insmod"]
+    assert f": {dump.pid:x}" in ours[f"search -w -s {task:x} -l 0x3000 {dump.pid:x}"]
+    everywhere = _hits(ours[f"search -k {task:x}"])
+    assert len(everywhere) >= 5
+    assert all(line.endswith(f": {task:x}") for line in everywhere)
+
+
+def test_full_kernel_search_is_bounded(both) -> None:  # noqa: ANN001
+    dump, _, _, seconds = both
+    assert seconds[f"search -k {dump.task:x}"] < 120
+
+
+def test_search_errors_are_one_line(dump) -> None:  # noqa: ANN001
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(dump.target, out=out, err=err)
+    assert not session.execute("search -w 123456789")
+    assert not session.execute("search -s 0 -e 1000 -l 10 5")
+    assert not session.execute("search")
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 3
+    assert "value too large for -w option" in lines[0]
