@@ -115,3 +115,9 @@ def crash_output(dump: LabDump, commands: list[str]) -> str:
 def crash() -> Callable[[LabDump, list[str]], str]:
     """The oracle: ``crash(dump, ["sys"])`` is crash 8.0.6's output on that dump."""
     return crash_output
+
+
+@pytest.fixture(scope="module", params=["6.1", "6.12"])
+def null_deref_each(request, lab) -> LabDump:  # noqa: ANN001 (fixtures)
+    """The null-deref-module dump of each lab kernel in turn: a test using it runs on both."""
+    return lab("null-deref-module", kernel=None if request.param == "6.1" else "6.12")

@@ -4,27 +4,23 @@
 
 The lab guest is lived in: a tmpfs on /tmp and another on /mnt/scratch, dummy0 and the
 kdx0 link, a TCP pair between two ``nc`` processes, virtio disks, a loop driver. crash
-runs once per dump on every command below, each preceded by an ``echo`` marker so its
+runs once per dump on every command below, each preceded by an ``eval`` marker so its
 output can be cut out; kdx runs the same commands in one session. Sections are compared
 field by field; trailing blanks are ignored (kdx never prints them).
 """
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
+from crash_script import crash_sections, kdx_sections
 from drgn import offsetof
 from drgn.helpers.linux.fs import for_each_file
 from drgn.helpers.linux.pid import find_task, for_each_task
 
 from kdx.model.files import task_files
-from kdx.session.session import Session
 from kdx.target.open import open_dump
-
-MARK = "echo ==kdx-section {}=="
-_MARK_LINE = re.compile(r"^==kdx-section (\d+)==$")
 
 pytestmark = pytest.mark.oracle
 
@@ -71,39 +67,8 @@ class Dump:
                 f"sig {self.cat}"]
 
 
-def crash_sections(crash, dump: Dump, wanted: list[str]) -> dict[str, list[str]]:  # noqa: ANN001
-    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
-    sections: dict[int, list[str]] = {}
-    current = None
-    for line in crash(dump.lab, script).splitlines():
-        found = _MARK_LINE.match(line)
-        if found:
-            current = int(found.group(1))
-            sections[current] = []
-        elif current is not None:
-            sections[current].append(line.rstrip())
-    assert len(sections) == len(wanted), "crash's output could not be split by command"
-    return {wanted[i]: _trim(lines) for i, lines in sections.items()}
-
-
-def _trim(lines: list[str]) -> list[str]:
-    while lines and not lines[-1]:
-        lines = lines[:-1]
-    while lines and not lines[0]:
-        lines = lines[1:]
-    return lines
-
-
-def kdx_sections(dump: Dump, wanted: list[str]) -> dict[str, list[str]]:
-    out, err = io.StringIO(), io.StringIO()
-    session = Session(dump.target, out=out, err=err)
-    result = {}
-    for command in wanted:
-        start = out.tell()
-        session.execute(command)
-        text = out.getvalue()[start:]
-        result[command] = _trim([line.rstrip() for line in text.splitlines()])
-    return result
+def _lines(texts: dict[str, str]) -> dict[str, list[str]]:
+    return {command: text.split("\n") if text else [] for command, text in texts.items()}
 
 
 @pytest.fixture(scope="module", params=["6.1", "6.12"])
@@ -112,9 +77,9 @@ def both(request, lab, crash):  # noqa: ANN001, ANN201 (fixtures)
     lab_dump = lab("null-deref-module", kernel=None if request.param == "6.1" else "6.12")
     dump = Dump(lab_dump)
     wanted = dump.commands() + dump.more_commands()
-    theirs = crash_sections(crash, dump, dump.commands())
-    theirs.update(crash_sections(crash, dump, dump.more_commands()))
-    return dump, theirs, kdx_sections(dump, wanted)
+    theirs = _lines(crash_sections(crash, lab_dump, dump.commands()))
+    theirs.update(_lines(crash_sections(crash, lab_dump, dump.more_commands())))
+    return dump, theirs, _lines(kdx_sections(dump.target, wanted).sections)
 
 
 # -- mount ------------------------------------------------------------------------------

@@ -45,11 +45,9 @@ class Dump:
             f"search -t {t:x}"]
 
 
-@pytest.fixture(scope="module", params=["6.1", "6.12"])
-def dump(request, null_deref, lab) -> Dump:  # noqa: ANN001 (fixtures)
-    lab_dump = null_deref if request.param == "6.1" else lab("null-deref-module",
-                                                             kernel="6.12")
-    return Dump(lab_dump)
+@pytest.fixture(scope="module")
+def dump(null_deref_each) -> Dump:  # noqa: ANN001 (fixture)
+    return Dump(null_deref_each)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import io
 import re
 
 import pytest
-from crash_script import crash_sections
+from crash_script import crash_sections, kdx_sections
 from drgn.helpers.linux.mm import follow_phys, virt_to_phys
 from drgn.helpers.linux.panic import panic_task
 
@@ -45,28 +45,20 @@ class Dump:
             f"vtop -c {self.pid} 10000", f"vtop {self.stack + 0x4000:x}", "ptov b0c0:a"]
 
 
-@pytest.fixture(scope="module", params=["6.1", "6.12"])
-def dump(request, null_deref, lab) -> Dump:  # noqa: ANN001 (fixtures)
-    lab_dump = null_deref if request.param == "6.1" else lab("null-deref-module",
-                                                             kernel="6.12")
-    return Dump(lab_dump)
+@pytest.fixture(scope="module")
+def dump(null_deref_each) -> Dump:  # noqa: ANN001 (fixture)
+    return Dump(null_deref_each)
 
 
-def kdx_sections(dump: Dump, commands: list[str]) -> dict[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    session = Session(dump.target, out=out, err=err)
-    result = {}
-    for command in commands:
-        start = out.tell()
-        assert session.execute(command), err.getvalue()
-        result[command] = out.getvalue()[start:].strip("\n")
-    assert "Traceback" not in err.getvalue()
-    return result
+def ours(dump: Dump, commands: list[str]) -> dict[str, str]:
+    run = kdx_sections(dump.target, commands)
+    assert not run.failed, run.stderr
+    return run.sections
 
 
 @pytest.fixture(scope="module")
 def both(dump, crash):  # noqa: ANN001, ANN201
-    return dump, kdx_sections(dump, dump.commands), crash_sections(crash, dump.lab,
+    return dump, ours(dump, dump.commands), crash_sections(crash, dump.lab,
                                                                    dump.commands)
 
 

@@ -7,15 +7,12 @@ position line and ``-s`` member line must be equal.
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from crash_script import crash_sections
+from crash_script import crash_sections, kdx_sections
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.pid import for_each_task
 
-from kdx.session.session import Session
 from kdx.target.open import open_dump
 
 pytestmark = pytest.mark.oracle
@@ -57,28 +54,19 @@ class Dump:
         self.commands = walk_commands(self.prog)
 
 
-@pytest.fixture(scope="module", params=["6.1", "6.12"])
-def dump(request, null_deref, lab) -> Dump:  # noqa: ANN001 (fixtures)
-    lab_dump = null_deref if request.param == "6.1" else lab("null-deref-module",
-                                                             kernel="6.12")
-    return Dump(lab_dump)
+@pytest.fixture(scope="module")
+def dump(null_deref_each) -> Dump:  # noqa: ANN001 (fixture)
+    return Dump(null_deref_each)
 
 
-def kdx_sections(dump: Dump, commands: list[str]) -> tuple[dict[str, str], str]:
-    out, err = io.StringIO(), io.StringIO()
-    session = Session(dump.target, out=out, err=err)
-    result = {}
-    for command in commands:
-        start = out.tell()
-        session.execute(command)
-        result[command] = out.getvalue()[start:].strip("\n")
-    assert "Traceback" not in err.getvalue()
-    return result, err.getvalue()
+def run_kdx(dump: Dump, commands: list[str]) -> tuple[dict[str, str], str]:
+    run = kdx_sections(dump.target, commands)
+    return run.sections, run.stderr
 
 
 @pytest.fixture(scope="module")
 def both(dump, crash):  # noqa: ANN001, ANN201
-    ours, errors = kdx_sections(dump, dump.commands)
+    ours, errors = run_kdx(dump, dump.commands)
     return dump, ours, crash_sections(crash, dump.lab, dump.commands), errors
 
 
@@ -177,7 +165,7 @@ def test_list_fault_keeps_what_was_read(dump) -> None:  # noqa: ANN001
     init_pid1 = [t for t in for_each_task(dump.prog) if t.pid.value_() == 1][0].value_()
     commands = [f"list task_struct.pid {init:x}", f"list task_struct.pid {init_pid1:x}",
                 "list 0 10"]
-    ours, errors = kdx_sections(dump, commands)
+    ours, errors = run_kdx(dump, commands)
     assert _lines(ours[commands[0]]) == [f"{init:x}"]
     assert _lines(ours[commands[1]]) == [f"{init_pid1:x}", "100000001"]
     assert ours[commands[2]] == ""
