@@ -331,3 +331,50 @@ def test_gnu_spelling(code: str, expected: str) -> None:
     operands = ",".join(spelled.operands)
     text = f"{mnemonic:<6} {operands}" if operands else mnemonic
     assert text == expected
+
+
+# -- dis -b: bytes skipped after ud2 ---------------------------------------------------------
+
+
+def _bug_commands(target) -> list[str]:  # noqa: ANN001
+    """``dis -b`` around the first two ud2 of refcount_warn_saturate (WARNs: ud2 with the
+    bug table elsewhere, so crash's default skips nothing)."""
+    from kdx.model.disasm import decode
+
+    sym = target.prog.symbol("refcount_warn_saturate")
+    code = target.prog.read(sym.address, sym.size)
+    ud2 = [i.address - sym.address for i in decode(code, sym.address)
+           if i.mnemonic == "ud2"]
+    assert len(ud2) >= 2
+    first, second = (f"refcount_warn_saturate+{offset:#x}" for offset in ud2[:2])
+    return ["dis -b", f"dis -b 2 {first} 4", "dis -b", f"dis {second} 3", "dis -b 0",
+            f"dis {second} 4", "dis -b"]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_dis_bug_bytes_match_crash(kernel, lab, crash) -> None:  # noqa: ANN001
+    from crash_script import crash_sections
+
+    dump = lab("null-deref-module", kernel=None if kernel == "6.1" else kernel)
+    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    wanted = _bug_commands(target)
+    theirs = crash_sections(crash, dump, wanted)
+    out = io.StringIO()
+    session = Session(target, out=out, err=io.StringIO())
+    ours = []
+    for command in wanted:
+        start = out.tell()
+        assert session.execute(command), command
+        ours.append("\n".join(line.rstrip() for line in
+                              out.getvalue()[start:].strip("\n").splitlines()))
+    # crash_sections keys by command: "dis -b" holds its last run's output
+    for command, mine in zip(wanted, ours):
+        if wanted.count(command) == 1:
+            assert mine == theirs[command], f"{command}:\n{theirs[command]}\n---\n{mine}"
+    assert ours[0] == "encoded bytes being skipped after ud2a: 0"
+    assert ours[2] == "encoded bytes being skipped after ud2a: 2"
+    skipped, plain = ours[3].splitlines(), ours[5].splitlines()
+    step = int(skipped[1].split()[0], 16) - int(skipped[0].split()[0], 16)
+    assert step == 4 and int(plain[1].split()[0], 16) - int(plain[0].split()[0], 16) == 2
+    assert ours[6] == theirs["dis -b"]

@@ -380,3 +380,99 @@ def test_field_justification_follows_crash() -> None:
     assert field("MAPPING", 16, center=True, right=True) == "     MAPPING    "
     assert field("0", 16, center=True, left=True) == "       0        "
     assert field("ff143b93deec20c0", 16, center=True) == "ff143b93deec20c0"
+
+
+# -- files -c, -R, -p ---------------------------------------------------------------------
+
+
+def _compare(dump: Dump, crash, wanted: list[str]) -> dict[str, str]:  # noqa: ANN001
+    """Run ``wanted`` in both tools; each command's output, compared line by line
+    (blank lines included, trailing blanks aside). Returns kdx's."""
+    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
+    theirs: dict[int, list[str]] = {}
+    current = None
+    for line in crash(dump.lab, script).splitlines():
+        found = _MARK_LINE.match(line)
+        if found:
+            current = int(found.group(1))
+            theirs[current] = []
+        elif current is not None:
+            theirs[current].append(line.rstrip())
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(dump.target, out=out, err=err)
+    ours = {}
+    for command in wanted:
+        start = out.tell()
+        session.execute(command)
+        ours[command] = "\n".join(line.rstrip() for line in
+                                  out.getvalue()[start:].strip("\n").splitlines())
+    assert "Traceback" not in err.getvalue()
+    for i, command in enumerate(wanted):
+        oracle = "\n".join(theirs.get(i, [])).strip("\n")
+        assert ours[command] == oracle, f"{command}:\n--- crash\n{oracle}\n--- kdx\n" \
+            f"{ours[command]}"
+    return ours
+
+
+def _fileholder_file(dump: Dump, fd: int):  # noqa: ANN202
+    from drgn.helpers.linux.pid import find_task
+
+    return find_task(dump.target.prog, dump.fileholder).files.fdt.fd[fd]
+
+
+def test_files_options_match_crash(dump, crash) -> None:  # noqa: ANN001
+    fh = dump.fileholder
+    file = _fileholder_file(dump, 4)
+    inode = file.f_inode.value_()
+    wanted = [f"files -c {fh}", "files -c", f"files -R REG {fh}", f"files -R 4 {fh}",
+              f"files -R {file.value_():x} {fh}", f"files -R {inode:x} {fh}",
+              f"files -R / {fh}", f"files -R null {fh}", f"files -R tmp {fh}",
+              f"files -R 10 {fh}", f"files -c -R REG {fh}", f"files -R nosuch {fh}",
+              f"files -R CHR 1 {fh}", f"files -p {inode:x}"]
+    ours = _compare(dump, crash, wanted)
+    cached = ours[f"files -c {fh}"].splitlines()
+    assert cached[2].split() == ["FD", "INODE", "I_MAPPING", "NRPAGES", "TYPE", "PATH"]
+    holder = next(line for line in cached if "kdx-fileholder.txt" in line)
+    assert int(holder.split()[3]) >= 1  # the file's page is in the page cache
+    assert [line.split()[0] for line in ours[f"files -R REG {fh}"].splitlines()[3:]] \
+        == [line.split()[0] for line in cached[3:] if " REG " in line]
+    pages = ours[f"files -p {inode:x}"].splitlines()
+    assert pages[1].split() == [f"{inode:x}", holder.split()[3]]
+    assert len(pages) == 4 + int(holder.split()[3])
+    assert ours[f"files -R nosuch {fh}"] == ""
+
+
+# -- vm -f, -v, -P, -M, -R -----------------------------------------------------------------
+
+
+def test_vm_options_match_crash(dump, crash) -> None:  # noqa: ANN001
+    from drgn.helpers.linux.pid import find_task
+
+    from kdx.model.vm import task_vm
+
+    fh = dump.fileholder
+    vm = task_vm(find_task(dump.target.prog, fh))
+    first, code, anon = vm.vmas[0], vm.vmas[1], next(v for v in vm.vmas if not v.file)
+    page = f"{code.start + 0x1000:x}"
+    wanted = ["vm -f 8100073", "vm -f 0", "vm -f c044411", "vm -f ffffffff", f"vm -v {fh}",
+              f"vm -x -v {fh}", f"vm -P {first.address:x} {fh}", f"vm -P {anon.address:x} {fh}",
+              f"vm -P 1234 {fh}", f"vm -M {vm.mm:x} 2", f"vm -M {vm.mm:x} {fh}",
+              f"vm -R {first.start:x} {fh}", f"vm -R fileholder {fh}", f"vm -R {vm.mm:x} {fh}",
+              f"vm -R {code.address:x} {fh}", f"vm -R {anon.flags:x} {fh}",
+              f"vm -R nosuch {fh}", f"vm -R {page} 1 {fh}"]
+    ours = _compare(dump, crash, wanted)
+    assert ours["vm -f 8100073"].startswith("8100073: (READ|WRITE|MAYREAD|MAYWRITE|")
+    structs = ours[f"vm -v {fh}"]
+    assert structs.count("struct vm_area_struct {") == len(vm.vmas)
+    assert f"vm_start = {first.start}," in structs
+    assert f"vm_start = {first.start:#x}," in ours[f"vm -x -v {fh}"]
+    single = ours[f"vm -P {first.address:x} {fh}"].splitlines()
+    assert single[2].split()[:3] == [f"{first.address:x}", f"{first.start:x}",
+                                     f"{first.end:x}"]
+    assert ours[f"vm -P 1234 {fh}"].endswith("(not found)")
+    # a kernel thread given the fileholder's mm_struct lists the fileholder's VMAs
+    forced = ours[f"vm -M {vm.mm:x} 2"].splitlines()
+    assert [line.split()[0] for line in forced[4:]] == [f"{v.address:x}" for v in vm.vmas]
+    hit = ours[f"vm -R {page} 1 {fh}"]
+    assert hit.count("VIRTUAL") == 2 and hit.count(f"\n{page} ") == 2
+    assert ours[f"vm -R nosuch {fh}"] == ""

@@ -366,3 +366,82 @@ def test_sym_json(dumps) -> None:  # noqa: ANN001
     listing = json.loads(run(target, "sym -m hello_crash", json_mode=True)[0])
     markers = [e["marker"] for e in listing["data"] if e["marker"]]
     assert markers == ["MODULE START", "MODULE END", "MODULE INIT START", "MODULE INIT END"]
+
+
+# --- mod -g (section symbols), -r, -o, -R ------------------------------------------------------
+
+
+def _section_commands(dump) -> list[str]:  # noqa: ANN001
+    return [f"mod -s hello_crash {dump.modules}/hello_crash.ko -g", "sym -m hello_crash",
+            "mod -o", "mod -r", "mod -R"]
+
+
+def _sections(text: str, count: int) -> list[list[str]]:
+    parts: dict[int, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        found = re.fullmatch(r"==mod-section (\d+)==", line)
+        if found:
+            current = int(found.group(1))
+            parts[current] = []
+        elif current is not None and line.strip():
+            parts[current].append(line.rstrip())
+    return [parts.get(i, []) for i in range(count)]
+
+
+def _region_of(lines: list[str], index: int) -> str:
+    """The region marker (``MODULE INIT START``...) a listing line falls under."""
+    for line in reversed(lines[:index + 1]):
+        if "MODULE" in line and "START:" in line:
+            return line.split(" ", 1)[1].split(":")[0]
+    return ""
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_mod_g_section_symbols_match_crash(kernel, lab, crash) -> None:  # noqa: ANN001
+    """``mod -s MOD FILE -g`` then ``sym -m MOD``: crash's ``[SECTION]: section start``
+    and ``section end`` lines at the same addresses and in the same places. kdx also
+    knows the init region's symbols (crash 8.0.6 does not on 6.1), so it may list more
+    there."""
+    dump = lab("null-deref-module", kernel=None if kernel == "6.1" else kernel)
+    wanted = _section_commands(dump)
+    script = [line for i, c in enumerate(wanted) for line in (f"echo ==mod-section {i}==", c)]
+    theirs = _sections(crash(dump, script), len(wanted))
+    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    out = io.StringIO()
+    session = Session(target, out=out, err=io.StringIO())
+    ours = []
+    for command in wanted:
+        start = out.tell()
+        assert session.execute(command), command
+        ours.append([line.rstrip() for line in out.getvalue()[start:].splitlines()
+                     if line.strip()])
+    # the loaded module's row (crash 8.0.6 lists every module after it on 6.12)
+    assert [r for r in ours[0] if " hello_crash " in r] == \
+        [r for r in theirs[0] if " hello_crash " in r]
+    listing, oracle = ours[1], theirs[1]
+    assert any(line.endswith("]: section start") for line in oracle)
+    for line in oracle:  # crash's lines, in crash's order, are all in kdx's
+        assert line in listing, f"{line!r} missing from:\n" + "\n".join(listing)
+    def skeleton(lines: list[str]) -> list[str]:
+        # sections and region markers in order (kdx orders aliases at one address by
+        # kallsyms, which may differ from crash's)
+        return [line for line in lines if "]: section " in line or "MODULE" in line]
+
+    mine = skeleton(listing)
+    assert [line for line in mine if line in oracle] == skeleton(oracle)
+    for i, line in enumerate(listing):
+        if line not in oracle:
+            assert "INIT" in _region_of(listing, i), line
+    starts = [line for line in listing if line.endswith("section start")]
+    ends = [line for line in listing if line.endswith("section end")]
+    assert len(starts) == len(ends) >= 2
+    assert ours[2] == theirs[2] == []  # mod -o: nothing to say
+    # mod -r and -R list the modules (kdx keeps the debug info it loaded: OBJECT FILE)
+    for mine, oracle_rows in ((ours[3], theirs[3]), (ours[4], theirs[4])):
+        assert sorted(r.split()[:4] for r in mine) == sorted(r.split()[:4] for r in oracle_rows)
+    # -R forgets -g's section symbols, as crash forgets them
+    start = out.tell()
+    assert session.execute("sym -m hello_crash")
+    assert "section start" not in out.getvalue()[start:]

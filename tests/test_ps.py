@@ -308,3 +308,52 @@ def test_thread_group_selection_follows_crash() -> None:
     assert picked("99999") == []
     assert picked("sle*p") == [102]  # a pattern
     assert picked("'sle.p'") == [102]  # quoted as crash quotes one
+
+
+# --- ps -y (scheduling policy), -H (no header), -C (per-CPU blocks) ------------------------------
+
+_POLICY_COMMANDS = ["ps -y FIFO", "ps -y 0", "ps -y normal,fifo -k", "ps -H", "ps -H -k",
+                    "ps -l -C 0", "ps -m -C all", "ps -y 1 -G", "ps -y IDLE", "ps -y 5,6",
+                    "ps -H -u"]
+
+
+def _echo_sections(text: str, count: int) -> list[list[str]]:
+    sections: dict[int, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        found = re.fullmatch(r"==ps-section (\d+)==", line)
+        if found:
+            current = int(found.group(1))
+            sections[current] = []
+        elif current is not None and line.strip():
+            sections[current].append(line.rstrip())
+    return [sections.get(i, []) for i in range(count)]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_policy_header_and_cpu_options_match_crash(kernel, lab, crash) -> None:  # noqa: ANN001
+    dump = lab("null-deref-module", kernel=None if kernel == "6.1" else kernel)
+    script = [line for i, c in enumerate(_POLICY_COMMANDS)
+              for line in (f"echo ==ps-section {i}==", c)]
+    theirs = _echo_sections(crash(dump, script), len(_POLICY_COMMANDS))
+    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    out = io.StringIO()
+    session = Session(target, out=out, err=io.StringIO())
+    ours = []
+    for command in _POLICY_COMMANDS:
+        start = out.tell()
+        session.execute(command)
+        ours.append([line.rstrip() for line in out.getvalue()[start:].splitlines()
+                     if line.strip()])
+    for command, mine, oracle in zip(_POLICY_COMMANDS, ours, theirs):
+        assert mine == oracle, f"{command}:\n--- crash\n" + "\n".join(oracle[:20]) + \
+            "\n--- kdx\n" + "\n".join(mine[:20])
+    by_command = dict(zip(_POLICY_COMMANDS, ours))
+    fifo = by_command["ps -y FIFO"]
+    assert fifo[0].split()[0] == "PID" and len(fifo) > 2
+    assert all(line.endswith("]") for line in fifo[1:])  # FIFO tasks here: kernel threads
+    assert "PID" not in by_command["ps -H"][0]
+    assert len(by_command["ps -H"]) == len(by_command["ps -y 0"]) - 1 + len(fifo) - 1 + \
+        len(by_command["ps -y 5,6"]) - (1 if by_command["ps -y 5,6"] else 0)
+    assert by_command["ps -l -C 0"][0] == "CPU: 0"

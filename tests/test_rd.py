@@ -229,3 +229,57 @@ def test_gdb_value_formats() -> None:
     assert x_value(5, "t", 1) == "00000101"
     assert x_value(0xC8, "c", 1) == "-56 '\\310'" and x_value(39, "c", 1) == "39 '\\''"
     assert c_string(b'a"\n\x1b') == '"a\\"\\n\\033"'
+
+
+# -- rd -S/-SS (slab caches), -N, -R, -f, -r FILE ---------------------------------------------
+
+
+def _option_commands(target) -> list[str]:  # noqa: ANN001
+    from drgn.helpers.linux.pid import for_each_task
+
+    task = next(t for t in for_each_task(target.prog) if t.comm.string_() == b"fileholder")
+    where, head = f"{task.value_():x}", f"{task.tasks.address_:x}"
+    return [f"rd -S {where} 40", f"rd -SS {where} 40", f"rd -32 -N {where} 8",
+            f"rd -16 -N {where} 8", f"rd -R {head} 4", f"rd -R -32 {head} 5", "rd -f 0 4",
+            "rd -f -32 10 4", "rd -R -a linux_banner 10", f"rd -N {where} 2",
+            f"rd -S -x {where} 4", "rd -SS -d init_task 2"]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_rd_options_match_crash(kernel, lab, crash) -> None:  # noqa: ANN001
+    dump = lab("null-deref-module", kernel=None if kernel == "6.1" else kernel)
+    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    wanted = _option_commands(target)
+    theirs = crash_sections(crash, dump, wanted)
+    out = io.StringIO()
+    session = Session(target, out=out, err=io.StringIO())
+    ours = {}
+    for command in wanted:
+        start = out.tell()
+        assert session.execute(command), command
+        ours[command] = "\n".join(line.rstrip() for line in
+                                  out.getvalue()[start:].strip("\n").splitlines())
+    for command in wanted:
+        assert ours[command] == theirs[command], \
+            f"{command}:\n--- crash\n{theirs[command]}\n--- kdx\n{ours[command]}"
+    slab = ours[wanted[0]]
+    # the task's mm, files, fs... point into slab caches: named as crash names them
+    assert re.search(r"\[(mm_struct|files_cache|fs_cache|task_struct|kmalloc-\d+)\]", slab)
+    assert re.search(r"\[[0-9a-f]{16}:[\w-]+\]", ours[wanted[1]])
+    assert "KDUMP" in ours["rd -f 0 4"]
+    reverse = ours[wanted[4]].splitlines()
+    assert int(reverse[-1].split(":")[0], 16) == int(wanted[4].split()[2], 16) - 8
+
+
+def test_rd_copies_raw_bytes_to_a_file(null_deref, tmp_path) -> None:  # noqa: ANN001
+    target = open_dump(null_deref.vmcore, null_deref.vmlinux)
+    out = io.StringIO()
+    session = Session(target, out=out, err=io.StringIO())
+    path = tmp_path / "banner.bin"
+    assert session.execute(f"rd -r {path} linux_banner 32")
+    address = target.prog.symbol("linux_banner").address
+    assert out.getvalue().strip() == f"32 bytes copied from {address:#x} to {path}"
+    assert path.read_bytes() == target.prog.read(address, 32)
+    assert path.read_bytes().startswith(b"Linux version ")
+    assert not session.execute(f"rd -r {path} linux_banner")  # crash wants a count

@@ -327,16 +327,22 @@ def _decoder() -> capstone.Cs:
     return md
 
 
-def decode(code: bytes, address: int) -> Iterator:
+def decode(code: bytes, address: int, bug_bytes: int = 0) -> Iterator:
     """Decode ``code`` at ``address``; an undecodable byte becomes a one-byte ``(bad)``
-    so one odd byte never hides the rest of a function."""
+    so one odd byte never hides the rest of a function. ``bug_bytes`` are skipped after
+    each ``ud2`` (crash's ``dis -b``: old kernels put BUG()'s file and line there)."""
     md = _decoder()
     offset = 0
     while offset < len(code):
+        skipped = False
         for insn in md.disasm(code[offset:], address + offset):
             offset += insn.size
             yield insn
-        if offset < len(code):
+            if bug_bytes and insn.mnemonic == "ud2":
+                offset += bug_bytes
+                skipped = True
+                break
+        if not skipped and offset < len(code):
             yield _BadByte(address + offset, code[offset:offset + 1])
             offset += 1
 
@@ -417,7 +423,8 @@ def disassemble(prog: drgn.Program, start: int, *, end: int | None = None,
                 radix: int = 10, with_source: bool = True,
                 source_dirs: Iterable[Path] = (),
                 symbols: Symbolizer | None = None,
-                namer: Callable[[int], str | None] | None = None) -> Disassembly:
+                namer: Callable[[int], str | None] | None = None,
+                bug_bytes: int = 0) -> Disassembly:
     """Decode code from ``start``: up to ``end`` (a whole function), or ``count``
     instructions, or up to the first instruction at or past ``target`` (``dis -r``, as
     crash stops; only the ``last`` ones when given). ``user_task`` reads that task's user
@@ -432,11 +439,11 @@ def disassemble(prog: drgn.Program, start: int, *, end: int | None = None,
         span = min((count or 1) * MAX_INSN, 1 << 20)
     code, fault = read_span(make_reader(prog, space, user_task), space, start, span)
     chosen = _select(code, start, end=end, count=count, target=target,
-                     cut=fault is not None or end is None)
+                     cut=fault is not None or end is None, bug_bytes=bug_bytes)
     exhausted = chosen is None
     picked = chosen or []
     if exhausted:
-        picked = _select_all(code, start, end, fault is not None or end is None)
+        picked = _select_all(code, start, end, fault is not None or end is None, bug_bytes)
     if target is not None and last:
         picked = picked[-last:]
     dis = Disassembler(prog, symbols, radix, namer)
@@ -461,11 +468,11 @@ def _usable(insn, code: bytes, start: int, cut: bool) -> bool:
 
 
 def _select(code: bytes, start: int, *, end: int | None, count: int | None,
-            target: int | None, cut: bool) -> list | None:
+            target: int | None, cut: bool, bug_bytes: int = 0) -> list | None:
     """The instructions asked for, or None when the code ran out before the request was
     met (the caller then reports why)."""
     chosen: list = []
-    for insn in decode(code, start):
+    for insn in decode(code, start, bug_bytes):
         if not _usable(insn, code, start, cut):
             return None
         if end is not None and insn.address >= end:
@@ -480,9 +487,10 @@ def _select(code: bytes, start: int, *, end: int | None, count: int | None,
     return None
 
 
-def _select_all(code: bytes, start: int, end: int | None, cut: bool) -> list:
+def _select_all(code: bytes, start: int, end: int | None, cut: bool,
+                bug_bytes: int = 0) -> list:
     out = []
-    for insn in decode(code, start):
+    for insn in decode(code, start, bug_bytes):
         if not _usable(insn, code, start, cut) or (end is not None and insn.address >= end):
             break
         out.append(insn)

@@ -267,3 +267,47 @@ def _mount_for_superblock(prog: drgn.Program, superblock: int) -> drgn.Object | 
         if vfsmount and vfsmount.mnt_sb.value_() == superblock:
             return _mount_of(vfsmount)
     return None
+
+
+# -- the page cache of an inode (files -c, files -p) -------------------------------------
+
+
+@dataclass(frozen=True)
+class InodePages:
+    """An inode's page cache: its address_space, the kernel's count of cached pages,
+    and (for ``files -p``) the struct page addresses in index order."""
+
+    inode: int
+    mapping: int
+    nrpages: int
+    pages: tuple[int, ...] = ()
+
+
+def inode_mapping(prog: drgn.Program, inode: int) -> tuple[int, int]:
+    """(i_mapping, nrpages) of the inode at ``inode``, as ``files -c`` shows them."""
+    mapping = drgn.Object(prog, "struct inode", address=inode).i_mapping.read_()
+    return mapping.value_(), mapping.nrpages.value_()
+
+
+def inode_pages(prog: drgn.Program, inode: int) -> InodePages:
+    """``files -p``: the pages of the inode's page cache, read from its xarray (value
+    entries, which stand for swapped-out or evicted pages, are not pages)."""
+    from drgn.helpers.linux.xarray import xa_for_each, xa_is_value
+
+    mapping, nrpages = inode_mapping(prog, inode)
+    pages = []
+    if nrpages:
+        space = drgn.Object(prog, "struct address_space", address=mapping)
+        for _index, entry in xa_for_each(space.i_pages.address_of_()):
+            if entry and not xa_is_value(entry):
+                pages.append(entry.value_())
+    return InodePages(inode, mapping, nrpages, tuple(pages))
+
+
+def max_fds(task: drgn.Object) -> int:
+    """The size of the task's descriptor table (crash reads a number up to it as a
+    descriptor in ``files -R``)."""
+    try:
+        return task.files.fdt.max_fds.value_() if task.files else 0
+    except _READ_ERRORS:
+        return 0

@@ -15,8 +15,9 @@ crash-style renderer, ``--json`` and a database alike.
 from __future__ import annotations
 
 import bisect
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import drgn
@@ -30,8 +31,9 @@ ASCII_LIMIT = 1 << 20
 KERNEL = "kernel virtual"
 USER = "user virtual"
 PHYSICAL = "physical"
+FILE = "dump file"
 #: crash's short names of the address spaces, used in its ``type:`` strings.
-SPACE_TAGS = {KERNEL: "KVADDR", USER: "UVADDR", PHYSICAL: "PHYSADDR"}
+SPACE_TAGS = {KERNEL: "KVADDR", USER: "UVADDR", PHYSICAL: "PHYSADDR", FILE: "FILEADDR"}
 
 #: Printable as crash's ASCII column and ``rd -a`` see it: isprint() in the C locale.
 PRINTABLE = frozenset(range(0x20, 0x7F))
@@ -311,8 +313,28 @@ def space_of(address: int, physical: bool = False, user: bool = False) -> str:
 Reader = Callable[[int, int], bytes]
 
 
-def make_reader(prog: drgn.Program, space: str, task: drgn.Object | None = None) -> Reader:
-    """A ``read(address, size)`` for one address space; user memory is the task's."""
+def file_reader(path: str | os.PathLike) -> Reader:
+    """``read(offset, size)`` of the dump file itself (crash's ``-f``): what is on disk
+    at that offset, compressed or not; reading past the end is a fault."""
+    def read(offset: int, size: int) -> bytes:
+        with open(path, "rb") as dump:
+            dump.seek(offset)
+            data = dump.read(size)
+        if len(data) < size:
+            raise drgn.FaultError("seek error: beyond the end of the dump file",
+                                  offset + len(data))
+        return data
+    return read
+
+
+def make_reader(prog: drgn.Program, space: str, task: drgn.Object | None = None,
+                path: str | os.PathLike | None = None) -> Reader:
+    """A ``read(address, size)`` for one address space; user memory is the task's,
+    file offsets are in ``path``."""
+    if space == FILE:
+        if path is None:
+            raise ValueError("reading dump file offsets needs the dump file")
+        return file_reader(path)
     if space == PHYSICAL:
         return lambda address, size: prog.read(address, size, True)
     if space == USER:
@@ -391,14 +413,15 @@ class MemoryDisplay:
 
 def read_memory(prog: drgn.Program, address: int, *, unit: int = 8, count: int | None = 1,
                 space: str = KERNEL, task: drgn.Object | None = None,
-                symbols: Symbolizer | None = None, ascii: bool = False) -> MemoryDisplay:
+                symbols: Symbolizer | None = None, ascii: bool = False,
+                path: str | os.PathLike | None = None) -> MemoryDisplay:
     """Read ``count`` values of ``unit`` bytes at ``address`` (or, with ``ascii``, the
     printable runs among ``count`` bytes, or one string when ``count`` is None).
 
     With ``symbols``, each value that falls in a symbol is named as crash's ``rd -s``
     names it: kernel and module addresses only, never numbers or per-CPU offsets.
     """
-    read = make_reader(prog, space, task)
+    read = make_reader(prog, space, task, path)
     if ascii:
         return _read_ascii(read, address, count, space)
     assert count is not None and count > 0
@@ -411,6 +434,36 @@ def read_memory(prog: drgn.Program, address: int, *, unit: int = 8, count: int |
             name = symbols.name(value)
         words.append(MemoryWord(address + i, value, name))
     return MemoryDisplay(address, space, unit, count, False, data.hex(), words, [], fault)
+
+
+def with_slab_caches(prog: drgn.Program, display: MemoryDisplay,
+                     with_value: bool = False) -> MemoryDisplay:
+    """``rd -S``: each value without a symbol that points into a slab object is named by
+    its cache, ``[cache]`` (``-SS``: ``[value:cache]``), as crash names it."""
+    from drgn.helpers.linux.slab import find_containing_slab_cache
+
+    words = []
+    for word in display.words:
+        if word.symbol is None and word.value >= USER_SPACE_END:
+            try:
+                cache = find_containing_slab_cache(prog, word.value)
+                name = cache.name.string_().decode(errors="replace") if cache else None
+            except (drgn.FaultError, ValueError, OverflowError, LookupError):
+                name = None
+            if name is not None:
+                label = f"[{word.value:x}:{name}]" if with_value else f"[{name}]"
+                word = replace(word, symbol=label)
+        words.append(word)
+    return replace(display, words=words)
+
+
+def network_order(display: MemoryDisplay) -> MemoryDisplay:
+    """``rd -N``: 16- and 32-bit values in network (big-endian) byte order."""
+    if display.unit not in (2, 4):
+        return display
+    words = [replace(w, value=int.from_bytes(w.value.to_bytes(display.unit, "little"),
+                                             "big")) for w in display.words]
+    return replace(display, words=words)
 
 
 def _read_ascii(read: Reader, address: int, count: int | None,

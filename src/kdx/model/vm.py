@@ -50,6 +50,7 @@ class TaskVm:
     total_vm_pages: int
     page_size: int
     vmas: tuple[Vma, ...]
+    forced_mm: int = 0  # vm -M: the mm_struct given for a task that has none
 
     @property
     def rss_kb(self) -> int:
@@ -104,11 +105,17 @@ def _vma(vma: drgn.Object) -> Vma:
                pgoff=vma.vm_pgoff.value_())
 
 
-def task_vm(task: drgn.Object) -> TaskVm:
-    """The ``vm`` record of ``task``: its mm_struct, sizes and VMAs in address order."""
+def task_vm(task: drgn.Object, forced_mm: int = 0) -> TaskVm:
+    """The ``vm`` record of ``task``: its mm_struct, sizes and VMAs in address order.
+    ``forced_mm`` (``vm -M``) gives the VMAs of that mm_struct to a task without one
+    (an exiting task whose mm pointer is already cleared); its MM line stays zeros."""
     prog = task.prog_
     page_size = prog["PAGE_SIZE"].value_()
     mm = task.mm.read_()
+    if not mm and forced_mm:
+        forced = drgn.Object(prog, "struct mm_struct *", forced_mm)
+        vmas = tuple(_vma(vma) for vma in for_each_vma(forced))
+        return TaskVm(task_id(task), 0, 0, 0, 0, page_size, vmas, forced_mm)
     if not mm:
         return TaskVm(task_id(task), 0, 0, 0, 0, page_size, ())
     vmas = tuple(_vma(vma) for vma in for_each_vma(mm))
@@ -117,9 +124,12 @@ def task_vm(task: drgn.Object) -> TaskVm:
                   page_size=page_size, vmas=vmas)
 
 
-def vma_pages(task: drgn.Object, vma: Vma, page_size: int) -> VmaPages:
-    """Translate every page of ``vma`` through ``task``'s page tables."""
+def vma_pages(task: drgn.Object, vma: Vma, page_size: int, mm_address: int = 0) -> VmaPages:
+    """Translate every page of ``vma`` through ``task``'s page tables (or those of the
+    mm_struct at ``mm_address``, for ``vm -M``)."""
     mm = task.mm.read_()
+    if not mm and mm_address:
+        mm = drgn.Object(task.prog_, "struct mm_struct *", mm_address)
     pages = []
     for virtual in range(vma.start, vma.end, page_size):
         try:
@@ -135,3 +145,63 @@ def vma_pages(task: drgn.Object, vma: Vma, page_size: int) -> VmaPages:
             continue
         pages.append(PageMapping(virtual, "mapped", physical=physical))
     return VmaPages(vma, tuple(pages))
+
+
+def mm_struct_problem(prog: drgn.Program, address: int) -> str | None:
+    """Why ``address`` cannot be used as a task's mm_struct (``vm -M``), in crash's
+    words, or None: it must be an object of the mm_struct slab cache still in use."""
+    from drgn.helpers.linux.slab import find_containing_slab_cache
+
+    try:
+        cache = find_containing_slab_cache(prog, address)
+        name = cache.name.string_().decode() if cache else ""
+    except _READ_ERRORS + (drgn.FaultError,):
+        name = ""
+    if not name.startswith("mm_struct"):
+        return "invalid mm_struct address"
+    try:
+        count = drgn.Object(prog, "struct mm_struct", address=address).mm_count.counter
+        if count.value_() == 0:
+            return "stale mm_struct address"
+    except _READ_ERRORS:
+        return "invalid mm_struct address"
+    return None
+
+
+#: crash's names of vm_flags bits, in its order (memory.c do_vm_flags). Some bits have
+#: two meanings; crash picks one by kernel (GROWSUP needs expand_upwards, HUGEPAGE needs
+#: mm_struct.pmd_huge_pte, else MAPPED_COPY).
+VM_FLAG_NAMES: tuple[tuple[int, str], ...] = (
+    (0x1, "READ"), (0x2, "WRITE"), (0x4, "EXEC"), (0x8, "SHARED"), (0x10, "MAYREAD"),
+    (0x20, "MAYWRITE"), (0x40, "MAYEXEC"), (0x80, "MAYSHARE"), (0x100, "GROWSDOWN"),
+    (0x200, "GROWSUP|NOHUGEPAGE"), (0x400, "PFNMAP"), (0x800, "DENYWRITE"),
+    (0x1000, "EXECUTABLE"), (0x2000, "LOCKED"), (0x4000, "IO"), (0x8000, "SEQ_READ"),
+    (0x10000, "RAND_READ"), (0x20000, "DONTCOPY"), (0x40000, "DONTEXPAND"),
+    (0x80000, "RESERVED"), (0x400000, "HUGETLB"), (0x100000, "ACCOUNT"),
+    (0x800000, "NONLINEAR"), (0x1000000, "HUGEPAGE|MAPPED_COPY"), (0x2000000, "INSERTPAGE"),
+    (0x4000000, "ALWAYSDUMP"), (0x8000000, "CAN_NONLINEAR"), (0x10000000, "MIXEDMAP"),
+    (0x20000000, "SAO"), (0x40000000, "PFN_AT_MMAP"), (0x80000000, "MERGEABLE"),
+)
+
+
+def vm_flag_names(prog: drgn.Program, flags: int) -> list[str]:
+    """``vm -f``: the names crash gives the bits set in ``flags``."""
+    try:
+        prog.symbol("expand_upwards")
+        grows_up = True
+    except LookupError:
+        grows_up = False
+    try:
+        huge = prog.type("struct mm_struct").has_member("pmd_huge_pte")
+    except LookupError:
+        huge = False
+    names = []
+    for bit, name in VM_FLAG_NAMES:
+        if not flags & bit:
+            continue
+        if name == "GROWSUP|NOHUGEPAGE":
+            name = "GROWSUP" if grows_up else "NOHUGEPAGE"
+        elif name == "HUGEPAGE|MAPPED_COPY":
+            name = "HUGEPAGE" if huge else "MAPPED_COPY"
+        names.append(name)
+    return names

@@ -19,6 +19,15 @@ import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 from drgn.helpers.linux.percpu import per_cpu_ptr
 
+from kdx.model.memdump import (
+    KERNEL,
+    USER,
+    MemoryDisplay,
+    MemoryWord,
+    make_reader,
+    read_memory,
+    read_span,
+)
 from kdx.render.crash.data import (
     Formatter,
     ascii_chart,
@@ -27,8 +36,11 @@ from kdx.render.crash.data import (
     eval_text,
     member_name,
     offsets_view,
+    pointer_deref_text,
+    struct_deref_text,
     struct_text,
 )
+from kdx.render.crash.rd import render_rd
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
 
@@ -350,25 +362,58 @@ def _struct_parser(kind: str) -> Callable[[], argparse.ArgumentParser]:
                            help="integers in hexadecimal")
         radix.add_argument("-d", action="store_const", const=10, dest="radix",
                            help="integers in decimal")
+        parser.add_argument("-c", dest="count", metavar="COUNT",
+                            help="show COUNT consecutive objects from ADDR (a negative "
+                            "COUNT: the ones leading up to ADDR)")
+        parser.add_argument("-l", dest="list_offset", metavar="OFFSET|STRUCT.MEMBER",
+                            help="ADDR points to this member (a list_head) inside the "
+                            f"{kind}")
+        parser.add_argument("-r", action="store_true", dest="raw",
+                            help="raw hexadecimal dump of the object's bytes")
+        parser.add_argument("-p", action="store_true", dest="deref",
+                            help="follow pointer members one level")
+        space = parser.add_mutually_exclusive_group()
+        space.add_argument("-u", action="store_true", dest="user",
+                           help="ADDR is a user address of the current task")
+        space.add_argument("-f", action="store_true", dest="file",
+                           help="ADDR is an offset in the dump file")
         parser.add_argument("words", nargs=argparse.REMAINDER,
-                            metavar=f"{kind.upper()}[.MEMBER[,MEMBER]] [ADDR|SYMBOL]",
+                            metavar=f"{kind.upper()}[.MEMBER[,MEMBER]] [ADDR|SYMBOL]"
+                            "[:CPUSPEC] [COUNT]",
                             help="the type, then optionally the hexadecimal address or "
-                            "symbol of the object to print")
+                            "symbol of the object (CPUSPEC: a per-CPU one on CPUs a, "
+                            "0,1, 1-3, or the current CPU when empty), then a count")
         return parser
     return build
 
 
+_FLAG_DESTS = {"o": ("offsets", True), "r": ("raw", True), "p": ("deref", True),
+               "u": ("user", True), "f": ("file", True), "x": ("radix", 16),
+               "h": ("radix", 16), "d": ("radix", 10), "v": (None, None)}
+
+
 def _late_options(args: argparse.Namespace) -> None:
-    """Take -o, -x and -d from among the words, where crash users often put them
-    (``struct list_head -o ADDR``)."""
-    words = []
-    for word in args.words:
-        if word == "-o":
-            args.offsets = True
-        elif word in ("-x", "-d"):
-            args.radix = 16 if word == "-x" else 10
-        else:
+    """Take options from among the words, where crash's getopt finds them too
+    (``struct list_head -o ADDR``, ``struct x.y ADDR -px``, ``-c 2`` anywhere)."""
+    words: list[str] = []
+    pending = list(args.words)
+    while pending:
+        word = pending.pop(0)
+        if not word.startswith("-") or len(word) < 2 or re.fullmatch(r"-\d+", word):
             words.append(word)
+            continue
+        for i, letter in enumerate(word[1:], start=1):
+            if letter in "cl":
+                value = word[i + 1:] or (pending.pop(0) if pending else None)
+                if value is None:
+                    raise CommandError(f"option -{letter} needs a value")
+                setattr(args, "count" if letter == "c" else "list_offset", value)
+                break
+            if letter not in _FLAG_DESTS:
+                raise CommandError(f"invalid option: -{letter}")
+            dest, value = _FLAG_DESTS[letter]
+            if dest is not None:
+                setattr(args, dest, value)
     args.words = words
 
 
@@ -411,22 +456,101 @@ def _member_declarations(type_: drgn.Type, members: str) -> str:
     return "\n".join([*out, view[-1]])
 
 
-def _member_text(obj: drgn.Object, path: str, formatter: Formatter) -> str:
-    """One ``struct NAME.member ADDR`` block: the member's line from the struct, with
-    the comma that follows it there."""
-    value = obj
-    parent = obj
+def _member_object(obj: drgn.Object, path: str) -> tuple[drgn.Object, drgn.Object]:
+    """The member at ``path`` (``se.on_rq``) and the object holding it."""
+    value = parent = obj
     for part in path.split("."):
         parent = value
         try:
             value = value.member_(part)
-        except LookupError as err:
+        except (LookupError, TypeError) as err:
             raise CommandError(f"invalid data structure reference: "
                                f"{obj.type_.type_name()}.{path}") from err
+    return value, parent
+
+
+def _member_text(obj: drgn.Object, path: str, formatter: Formatter) -> str:
+    """One ``struct NAME.member ADDR`` block: the member's line from the struct (a
+    nested member labelled with its whole path, as crash does), with the comma that
+    follows it there."""
+    value, parent = _member_object(obj, path)
     names = [m.name for m in parent.type_.unaliased().members or ()]
     last = path.split(".")[-1]
     comma = "" if names and names[-1] == last else ","
-    return f"  {last} = {formatter.value(value, 1)}{comma}"
+    return f"  {path} = {formatter.value(value, 1)}{comma}"
+
+
+@dataclass
+class _StructRequest:
+    """What one ``struct``/``union`` command asks for, once its words are read."""
+
+    kind: str
+    type_: drgn.Type
+    members: list[str]
+    address: int
+    count: int
+    radix: int
+    offsets: bool
+    raw: bool
+    deref: bool
+    user: bool
+    file: bool
+
+    @property
+    def size(self) -> int:
+        return self.type_.unaliased().size or 0
+
+
+def _count(word: str) -> int:
+    try:
+        return int(word, 0)
+    except ValueError as err:
+        raise CommandError(f"invalid count: {word}") from err
+
+
+def _list_offset(prog: drgn.Program, text: str) -> int:
+    """``-l``: a number of bytes, or ``struct.member`` naming the member ADDR is at."""
+    if re.fullmatch(r"\d+|0[xX][0-9a-fA-F]+", text):
+        return int(text, 0)
+    name, _, member = text.partition(".")
+    if member:
+        for spelling in (f"struct {name}", f"union {name}", name):
+            try:
+                return drgn.offsetof(prog.type(spelling), member)
+            except (LookupError, SyntaxError, ValueError):
+                continue
+    raise CommandError(f"invalid -l option: {text}")
+
+
+def _cpus(session: Session, spec: str) -> list[int]:
+    """crash's cpuspec: empty for the current task's CPU, ``a``/``all``, or a list of
+    numbers and ranges."""
+    possible = list(for_each_possible_cpu(session.prog))
+    if spec == "":
+        from drgn.helpers.linux.sched import task_cpu
+        return [task_cpu(session.current_task)]
+    if spec in ("a", "all"):
+        return possible
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        try:
+            cpus.update(range(int(first), int(last or first) + 1))
+        except ValueError as err:
+            raise CommandError(f"invalid cpu specification: {spec}") from err
+    return [cpu for cpu in possible if cpu in cpus]
+
+
+def _percpu_base(session: Session, word: str) -> tuple[int, bool]:
+    """The address a cpuspec applies to and whether it is a per-CPU symbol's (a plain
+    symbol's cpuspec is ignored with crash's warning)."""
+    prog = session.prog
+    if re.match(r"[A-Za-z_]", word) and _is_symbol(prog, word):
+        if not _percpu_symbol(prog, word):
+            session.warn(f"{word} is not percpu; cpuspec ignored.")
+            return prog.symbol(word).address, False
+        return prog.symbol(word).address, True
+    return _object_address(prog, word), True
 
 
 def _struct_command(kind: str) -> Callable[[Session, argparse.Namespace], None]:
@@ -435,39 +559,199 @@ def _struct_command(kind: str) -> Callable[[Session, argparse.Namespace], None]:
         _late_options(args)
         if not args.words:
             raise CommandError(f"{kind}: a {kind} name is required")
-        if len(args.words) > 2:
-            raise CommandError(f"too many arguments: {' '.join(args.words[2:])}")
+        if len(args.words) > 3:
+            raise CommandError(f"too many arguments: {' '.join(args.words[3:])}")
         name, _, members = args.words[0].partition(".")
+        if members.endswith((",", ".")) or args.words[0].endswith((",", ".")):
+            raise CommandError(f"invalid format: {args.words[0]}")
         address_word = args.words[1] if len(args.words) > 1 else None
+        if len(args.words) > 2:
+            if args.count is not None:
+                raise CommandError("too many arguments!")
+            args.count = args.words[2]
         type_ = _lookup_compound(prog, kind, name)
         size = type_.unaliased().size or 0
         size_line = f"SIZE: {size:#x}" if args.radix == 16 else f"SIZE: {size}"
-        if address_word is None and members:
-            text = _member_declarations(type_, members)
-            session.emit(kind, {"type": type_.type_name(), "size": size, "text": text},
-                         text)
-            return
         if address_word is None:
-            text = offsets_view(type_) if args.offsets else declaration(type_)
-            record = {"type": type_.type_name(), "size": size, "text": text}
-            session.emit(kind, record, text + "\n" + size_line)
+            if args.count is not None:
+                raise CommandError("no kernel virtual address argument entered")
+            if args.deref:
+                raise CommandError("-p option requires address argument")
+            _declaration(session, kind, type_, members, args.offsets, size_line)
             return
-        address = _object_address(prog, address_word)
-        if args.offsets:
-            text = offsets_view(type_, base=address) + "\n" + size_line
-            session.emit(kind, {"type": type_.type_name(), "address": address,
-                                "text": text}, text)
-            return
-        obj = drgn.Object(prog, type_, address=address)
-        formatter = Formatter(prog, args.radix or 10)
-        if members:
-            text = "\n".join(_member_text(obj, m.strip(), formatter)
-                             for m in members.split(",") if m.strip())
+        member_list = [m.strip() for m in members.split(",") if m.strip()]
+        if len(member_list) > 1 and args.offsets:
+            raise CommandError("-o option not valid with multiple member format")
+        if len(member_list) > 1 and args.raw:
+            raise CommandError("only one structure member allowed with -r")
+        word, colon, cpuspec = address_word.partition(":")
+        cpus = None
+        if colon:
+            if args.file:
+                raise CommandError("-f option cannot be used with percpu")
+            address, percpu = _percpu_base(session, word)
+            cpus = _cpus(session, cpuspec) if percpu else None
+        elif args.file:
+            address = _count(word if word.isdigit() else "0x" + word)
         else:
-            text = struct_text(obj, formatter)
-        session.emit(kind, {"type": type_.type_name(), "address": address, "text": text},
-                     text)
+            address = _object_address(prog, word)
+        if args.list_offset is not None:
+            address -= _list_offset(prog, args.list_offset)
+        request = _StructRequest(kind, type_, member_list, address & _MASK64,
+                                 _count(args.count) if args.count is not None else 1,
+                                 args.radix or 10, args.offsets, args.raw, args.deref,
+                                 args.user, args.file)
+        if cpus is None:
+            text = _objects_text(session, request, request.address)
+        else:
+            text = _percpu_text(session, request, cpus)
+        session.emit(kind, {"type": type_.type_name(), "address": request.address,
+                            "count": request.count, "text": text}, text)
     return run
+
+
+def _declaration(session: Session, kind: str, type_: drgn.Type, members: str,
+                 offsets: bool, size_line: str) -> None:
+    """``struct NAME[.member]`` without an address: the type's declaration."""
+    size = type_.unaliased().size or 0
+    if members:
+        text = _member_declarations(type_, members)
+        session.emit(kind, {"type": type_.type_name(), "size": size, "text": text}, text)
+        return
+    text = offsets_view(type_) if offsets else declaration(type_)
+    session.emit(kind, {"type": type_.type_name(), "size": size, "text": text},
+                 text + "\n" + size_line)
+
+
+def _percpu_text(session: Session, request: _StructRequest, cpus: list[int]) -> str:
+    """``ADDR:cpuspec``: each CPU's copy under a ``[cpu]: address`` line."""
+    offsets = session.prog["__per_cpu_offset"]
+    blocks = []
+    for cpu in cpus:
+        address = (request.address + offsets[cpu].value_()) & _MASK64
+        blocks.append(f"[{cpu}]: {address:x}\n" + _objects_text(session, request, address))
+    return "\n".join(blocks)
+
+
+def _objects_text(session: Session, request: _StructRequest, address: int) -> str:
+    """``count`` consecutive objects from ``address`` (a negative count ends there),
+    separated by blank lines as crash separates them."""
+    count = request.count
+    if count < 0:
+        address -= request.size * (abs(count) - 1)
+    blocks = []
+    for i in range(abs(count)):
+        blocks.append(_object_text(session, request, address + i * request.size,
+                                   i * request.size))
+    return "\n\n".join(blocks)
+
+
+def _object_text(session: Session, request: _StructRequest, address: int,
+                 index_offset: int) -> str:
+    """One object in the form the options ask for: member addresses (-o), raw bytes
+    (-r), pointers followed (-p), chosen members, or the whole object."""
+    prog = session.prog
+    type_ = request.type_
+    if request.offsets:
+        text = offsets_view(type_, base=address) if not request.members else \
+            _member_addresses(type_, request.members[0], address)
+        size = request.size
+        return text + "\n" + (f"SIZE: {size:#x}" if request.radix == 16 else f"SIZE: {size}")
+    if request.raw:
+        return _raw_text(session, request, address, index_offset)
+    obj = _read_object(session, request, address, index_offset)
+    formatter = Formatter(prog, request.radix)
+    history = lambda: _history(session)  # noqa: E731 (gdb numbers each value it prints)
+    if request.members:
+        lines = []
+        for path in request.members:
+            followed = None
+            if request.deref and "." not in path and "[" not in path:
+                field, _ = _member_object(obj, path)
+                followed = pointer_deref_text(formatter, field, path, history)
+            lines.append(followed if followed is not None
+                         else _member_text(obj, path, formatter))
+        return "\n".join(lines)
+    if request.deref:
+        return struct_deref_text(obj, formatter, history)
+    return struct_text(obj, formatter)
+
+
+def _member_addresses(type_: drgn.Type, member: str, address: int) -> str:
+    """``struct NAME.member -o ADDR``: the member's declaration line with its address."""
+    view = offsets_view(type_, base=address).splitlines()
+    found = [line for line in view[1:-1] if member_name(line.split("]", 1)[-1]) == member]
+    if not found:
+        raise CommandError(f"invalid data structure reference: "
+                           f"{type_.type_name()}.{member}")
+    return "\n".join([view[0], *found, view[-1]])
+
+
+def _space(request: _StructRequest) -> str:
+    return USER if request.user else KERNEL
+
+
+def _read_object(session: Session, request: _StructRequest, address: int,
+                 index_offset: int) -> drgn.Object:
+    """The object at ``address``: in kernel memory as it is, or from the bytes of the
+    current task's user memory (-u) or of the dump file (-f)."""
+    prog = session.prog
+    if not request.user and not request.file:
+        return drgn.Object(prog, request.type_, address=address)
+    data = _object_bytes(session, request, address, request.size, index_offset)
+    return drgn.Object.from_bytes_(prog, request.type_, data)
+
+
+def _object_bytes(session: Session, request: _StructRequest, address: int, size: int,
+                  index_offset: int) -> bytes:
+    if request.file:
+        path = session.target.read_path
+        if path is None:
+            raise CommandError("-f option requires a dumpfile")
+        with open(path, "rb") as dump:
+            dump.seek(request.address + index_offset)
+            data = dump.read(size)
+        if len(data) < size:
+            raise CommandError(f"dump file offset {address:x} is beyond the end of the "
+                               "file")
+        return data
+    read = make_reader(session.prog, USER, session.current_task)
+    data, fault = read_span(read, USER, address, size)
+    if fault is not None:
+        raise CommandError(f"{request.type_.type_name()} struct: {fault.reason}: user "
+                           f"virtual address: {fault.address:x}  type: "
+                           "\"gdb_readmem_callback\"")
+    return data
+
+
+def _raw_text(session: Session, request: _StructRequest, address: int,
+              index_offset: int) -> str:
+    """``-r``: the object's bytes (or one member's) as rd shows them: 8, 16 or 32-bit
+    values when that is the whole size, else 64-bit words, with the ASCII column."""
+    size = request.size
+    if request.members:
+        path = request.members[0]
+        field, _ = _member_object(drgn.Object(session.prog, request.type_, address=0), path)
+        offset, size = field.address_ or 0, drgn.sizeof(field.type_)
+        address += offset
+        index_offset += offset
+    unit = size if size in (1, 2, 4) else 8
+    count = max(1, -(-size // 8)) if unit == 8 else 1
+    if request.file:
+        data = _object_bytes(session, request, address, unit * count, index_offset)
+        words = [MemoryWord(request.address + index_offset + i,
+                            int.from_bytes(data[i:i + unit], "little"))
+                 for i in range(0, len(data), unit)]
+        display = MemoryDisplay(request.address + index_offset, KERNEL, unit, count, False,
+                                data.hex(), words)
+    else:
+        task = session.current_task if request.user else None
+        display = read_memory(session.prog, address, unit=unit, count=count,
+                              space=_space(request), task=task)
+    text = render_rd(display)
+    if display.fault is not None:
+        raise CommandError(display.fault.message(display.type_name))
+    return text
 
 
 # -- whatis -----------------------------------------------------------------------------
@@ -678,9 +962,11 @@ def _ascii(session: Session, args: argparse.Namespace) -> None:
 
 
 COMMANDS = [
-    CrashCommand("struct", "show a struct type or a struct in memory (-o: offsets)",
+    CrashCommand("struct", "show a struct type or structs in memory (-o -c -l -r -p -u -f "
+                 "ADDR:cpuspec)",
                  _struct_parser("struct"), _struct_command("struct")),
-    CrashCommand("union", "show a union type or a union in memory (-o: offsets)",
+    CrashCommand("union", "show a union type or unions in memory (-o -c -l -r -p -u -f "
+                 "ADDR:cpuspec)",
                  _struct_parser("union"), _struct_command("union")),
     CrashCommand("p", "print a symbol or C expression as gdb does", _p_parser, _p,
                  aliases=("print",)),

@@ -11,6 +11,7 @@ functions included, and ``-l``/``-s`` show the module's source text when it is f
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,7 +48,10 @@ def _parser():
                        help="symbol offsets in hexadecimal")
     radix.add_argument("-d", dest="radix", action="store_const", const=10,
                        help="symbol offsets in decimal (the default)")
-    parser.add_argument("address", metavar="ADDR|SYMBOL",
+    parser.add_argument("-b", dest="bug_bytes", nargs="?", const="", metavar="NUM",
+                        help="skip NUM bytes after each ud2 from now on (BUG()'s encoded "
+                        "file and line on old kernels); alone: show the number")
+    parser.add_argument("address", nargs="?", metavar="ADDR|SYMBOL",
                         help="an address (hexadecimal), a symbol, or symbol+offset")
     parser.add_argument("count", nargs="?", metavar="COUNT",
                         help="how many instructions (with -r: the last COUNT before "
@@ -79,8 +83,26 @@ def _count(text: str | None) -> int | None:
     return value
 
 
+def _bug_bytes(session: Session) -> list[int]:
+    """The session's ``dis -b`` setting (0: a modern x86_64 kernel's ud2 stands alone)."""
+    return session.cached("dis-bug-bytes", lambda: [0])
+
+
 def _dis(session: Session, args: argparse.Namespace) -> None:
     _check_options(args)
+    if args.bug_bytes == "":
+        value = _bug_bytes(session)[0]
+        session.emit("dis-bug-bytes", {"bug_bytes": value},
+                     f"encoded bytes being skipped after ud2a: {value}")
+        return
+    if args.bug_bytes is not None:
+        # crash reads the number with atoi(): anything else is 0
+        digits = re.match(r"\d*", args.bug_bytes)
+        _bug_bytes(session)[0] = int(digits.group() or 0) if digits else 0
+        if args.address is None:
+            return
+    if args.address is None:
+        raise CommandError("dis: an address or symbol is required")
     prog = session.prog
     count = _count(args.count)
     symbols: Symbolizer = session.cached("symbolizer", lambda: Symbolizer(prog))
@@ -109,7 +131,7 @@ def _dis(session: Session, args: argparse.Namespace) -> None:
     whole = (func is not None and count is None and func.start == address
              and _plain(args.address) and is_text(prog, address, symbols))
     kwargs: dict = {"radix": radix, "source_dirs": dirs, "symbols": symbols,
-                    "with_source": True}
+                    "with_source": True, "bug_bytes": _bug_bytes(session)[0]}
     if args.reverse:
         assert func is not None
         dis = disassemble(prog, func.start, target=address, last=count, **kwargs)

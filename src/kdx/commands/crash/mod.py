@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import struct
 from pathlib import Path
 
 import drgn
 
 from kdx.model.modules import ModuleInfo, find_module, module_list
+from kdx.model.symbols import _ELF64_SYM, _SHT_SYMTAB, SymbolEntry, _read_sections
 from kdx.render.crash.mod import render_modules, render_taints
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
@@ -34,9 +36,28 @@ def _parser():
                       help="forget MODULE's debug info (not possible with drgn)")
     what.add_argument("-D", dest="drop_all", action="store_true",
                       help="forget every module's debug info (not possible with drgn)")
+    what.add_argument("-R", dest="reinit", action="store_true",
+                      help="forget the section symbols of -g and list the modules again "
+                      "(drgn keeps the debug info it loaded)")
+    what.add_argument("-o", dest="old", action="store_true",
+                      help="crash's old add-symbol-file mechanism: accepted, nothing to do")
+    parser.add_argument("-g", dest="sections", action="store_true",
+                        help="with -s or -S: add each module section's start and end to "
+                        "the module's symbols (sym -m shows them)")
+    parser.add_argument("-r", dest="readnow", action="store_true",
+                        help="gdb's -readnow: accepted, drgn indexes debug info anyway")
     parser.add_argument("path", nargs="?", metavar="FILE|DIR",
                         help="the .ko file for -s, or a directory of them for -S")
     return parser
+
+
+#: The session's section symbols from ``mod -g``, by module name.
+SECTION_SYMBOLS = "module-section-symbols"
+
+
+def section_symbols(session: Session) -> dict[str, list[SymbolEntry]]:
+    """What ``mod -s/-S -g`` added: crash's ``[SECTION]: section start|end`` entries."""
+    return session.cached(SECTION_SYMBOLS, dict)
 
 
 def _modules(session: Session) -> list[ModuleInfo]:
@@ -54,15 +75,21 @@ def _mod(session: Session, args: argparse.Namespace) -> None:
     if args.drop or args.drop_all:
         raise CommandError("drgn cannot unload debug info once loaded; to work without a "
                            "module's, start kdx again without its .ko")
+    if args.old:
+        return
     modules = _modules(session)
+    if args.reinit:
+        section_symbols(session).clear()
+        session.emit("mod", modules, lambda: render_modules(modules))
+        return
     if args.taints:
         session.emit("mod-taints", [{"name": m.name, "taints": m.taints}
                                     for m in modules if m.taints],
                      lambda: render_taints(modules))
     elif args.load:
-        _load_one(session, modules, args.load, args.path)
+        _load_one(session, modules, args.load, args.path, args.sections)
     elif args.load_all:
-        _load_all(session, modules, args.path)
+        _load_all(session, modules, args.path, args.sections)
     else:
         session.emit("mod", modules, lambda: render_modules(modules))
 
@@ -78,7 +105,7 @@ def _beside_dump(session: Session) -> dict[str, Path]:
 
 
 def _load_one(session: Session, modules: list[ModuleInfo], ref: str,
-              path: str | None) -> None:
+              path: str | None, sections: bool = False) -> None:
     info = find_module(modules, ref)
     if info is None:
         raise CommandError(f"{ref}: no such module loaded")
@@ -94,6 +121,8 @@ def _load_one(session: Session, modules: list[ModuleInfo], ref: str,
                 session.prog.load_module_debug_info(module)
         if module.wants_debug_file():
             raise CommandError(f"cannot find or load object file for {info.name} module")
+    if sections:
+        _add_sections(session, [info.name])
     _show_loaded(session, [info.name])
 
 
@@ -111,7 +140,8 @@ def _try_named_file(module: drgn.Module, info: ModuleInfo, path: Path) -> None:
                            "or it has no DWARF)")
 
 
-def _load_all(session: Session, modules: list[ModuleInfo], directory: str | None) -> None:
+def _load_all(session: Session, modules: list[ModuleInfo], directory: str | None,
+              sections: bool = False) -> None:
     named: dict[str, Path] = {}
     if directory is not None:
         root = Path(directory)
@@ -132,7 +162,71 @@ def _load_all(session: Session, modules: list[ModuleInfo], directory: str | None
     for module in wanting:
         if module.wants_debug_file():
             session.warn(f"cannot find or load object file for {module.name} module")
+    if sections:
+        _add_sections(session, [m.name for m in modules])
     _show_loaded(session, [m.name for m in modules])
+
+
+def _add_sections(session: Session, names: list[str]) -> None:
+    """``-g``: the sections of each named module that has its .ko, as crash finds
+    them: each section holding one of the module's symbols starts where that symbol is
+    minus its value in the .ko, and ends its size later."""
+    from kdx.commands.crash.sym import symbols
+
+    table = symbols(session)
+    store = section_symbols(session)
+    for info in _modules(session):
+        if info.name not in names or not info.debug_file:
+            continue
+        mod = next((m for m in table.modules if m.info.name == info.name), None)
+        if mod is None:
+            continue
+        try:
+            found = module_sections(Path(info.debug_file),
+                                    [e for e in mod.entries if not e.marker])
+        except (OSError, ValueError, struct.error) as err:
+            session.warn(f"{info.name}: cannot read the sections of {info.debug_file}: "
+                         f"{err}")
+            continue
+        store[info.name] = [entry for name, start, size in found
+                            for entry in (SymbolEntry(start, "S", "section start",
+                                                      info.name, f"[{name}]"),
+                                          SymbolEntry(start + size, "S", "section end",
+                                                      info.name, f"[{name}]"))]
+
+
+def module_sections(path: Path, entries: list[SymbolEntry]) -> list[tuple[str, int, int]]:
+    """(name, address, size) of the sections of the .ko at ``path`` that the loaded
+    module's symbols ``entries`` fall in, in the .ko's section order."""
+    with open(path, "rb") as f:
+        sections = _read_sections(f)
+        symtab = next((s for s in sections if s.type == _SHT_SYMTAB), None)
+        if symtab is None:
+            raise ValueError("no symbol table")
+        strtab = sections[symtab.link]
+        f.seek(symtab.offset)
+        data = f.read(symtab.size)
+        f.seek(strtab.offset)
+        strings = f.read(strtab.size)
+    defined: dict[str, tuple[int, int]] = {}
+    for name_off, _info, _other, shndx, value, _size in _ELF64_SYM.iter_unpack(data[24:]):
+        if 0 < shndx < len(sections):
+            name = strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace")
+            defined.setdefault(name, (shndx, value))
+    starts: dict[int, int] = {}
+    for entry in entries:
+        if entry.name not in defined:
+            continue
+        shndx, value = defined[entry.name]
+        if shndx in starts:
+            continue
+        if any(start <= entry.address < start + sections[i].size
+               for i, start in starts.items()):
+            continue
+        starts[shndx] = entry.address - value
+    # crash keeps no section of size 0 (6.12's empty .data holds __start_alloc_tags)
+    return [(sections[i].name, starts[i], sections[i].size) for i in sorted(starts)
+            if sections[i].size]
 
 
 def _show_loaded(session: Session, names: list[str]) -> None:
@@ -144,5 +238,6 @@ def _show_loaded(session: Session, names: list[str]) -> None:
 
 
 COMMANDS = [
-    CrashCommand("mod", "loaded modules (-t taints, -s/-S load debug info)", _parser, _mod),
+    CrashCommand("mod", "loaded modules (-t taints, -s/-S load debug info, -g sections)",
+                 _parser, _mod),
 ]

@@ -23,16 +23,21 @@ import drgn
 
 from kdx.model.disasm import disassemble
 from kdx.model.memdump import (
+    FILE,
     KERNEL,
     USER,
     USER_SPACE_END,
     MemoryDisplay,
     Symbolizer,
     extent_symbols,
+    make_reader,
+    network_order,
     parse_address,
     read_memory,
+    read_span,
     read_strings,
     space_of,
+    with_slab_caches,
 )
 from kdx.render.crash.dis import instruction_line
 from kdx.render.crash.rd import X_SIZES, render_rd, render_strings, render_x
@@ -70,11 +75,22 @@ def _rd_parser():
     parser.add_argument("-s", dest="symbolic", action="store_true",
                         help="show values that are kernel or module addresses as "
                         "symbol+offset (64-bit values only)")
+    parser.add_argument("-S", dest="slab", action="count", default=0,
+                        help="as -s, and name the slab cache of values that point into "
+                        "a slab object, [cache] (-SS: [value:cache])")
     space = parser.add_mutually_exclusive_group()
     space.add_argument("-p", dest="physical", action="store_true",
                        help="ADDR is a physical address")
     space.add_argument("-u", dest="user", action="store_true",
                        help="ADDR is a user address of the current task")
+    space.add_argument("-f", dest="file", action="store_true",
+                       help="ADDR is an offset in the dump file")
+    parser.add_argument("-N", dest="network", action="store_true",
+                        help="16- and 32-bit values in network byte order")
+    parser.add_argument("-R", dest="reverse", action="store_true",
+                        help="show the COUNT values that end at ADDR")
+    parser.add_argument("-r", dest="output", metavar="FILE",
+                        help="copy the raw bytes (COUNT bytes, or up to -e) to FILE")
     parser.add_argument("-x", dest="no_ascii", action="store_true",
                         help="leave out the ASCII column")
     radix = parser.add_mutually_exclusive_group()
@@ -96,24 +112,70 @@ def _rd_parser():
 def _rd(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     unit = args.unit or 8
+    args.symbolic = args.symbolic or bool(args.slab)
     if args.symbolic and unit != 8:
-        raise CommandError("-s option is only allowed with 64-bit display")
-    address = _address(prog, args.address, physical=args.physical)
+        option = "-S" if args.slab else "-s"
+        raise CommandError(f"{option} option is only allowed with 64-bit display")
+    address = _address(prog, args.address, physical=args.physical or args.file)
     if args.offset is not None:
         address += _number(args.offset, "offset")
+    if args.output is not None:
+        _rd_to_file(session, args, address)
+        return
     count = _rd_count(args, address, unit)
-    space = space_of(address, physical=args.physical, user=args.user)
+    if args.reverse:
+        count = count or 1
+        address -= (count - 1) * (1 if args.ascii else unit)
+    space = FILE if args.file else space_of(address, physical=args.physical,
+                                            user=args.user)
     task = session.current_task if space == USER else None
     radix = args.radix or "x"
     symbols = _symbols(session) if args.symbolic and radix == "x" else None
     display = read_memory(prog, address, unit=1 if args.ascii else unit, count=count,
-                          space=space, task=task, symbols=symbols, ascii=args.ascii)
+                          space=space, task=task, symbols=symbols, ascii=args.ascii,
+                          path=_dump_path(session) if args.file else None)
+    if args.slab and radix == "x":
+        display = with_slab_caches(prog, display, with_value=args.slab > 1)
+    if args.network:
+        display = network_order(display)
     shown = display.words or display.strings
     if shown or session.json:
         session.emit("rd", display, lambda: render_rd(
             display, radix=radix, symbolic=args.symbolic, show_ascii=not args.no_ascii))
     if display.fault is not None:
         raise CommandError(display.fault.message(display.type_name))
+
+
+def _dump_path(session: Session) -> str:
+    path = session.target.read_path
+    if path is None:
+        raise CommandError("-f option requires a dumpfile")
+    return str(path)
+
+
+def _rd_to_file(session: Session, args: argparse.Namespace, address: int) -> None:
+    """``rd -r FILE``: COUNT bytes (or up to -e) copied to FILE, as crash copies them."""
+    if args.count is not None:
+        count = _number(args.count, "count")
+    elif args.end is not None:
+        count = _rd_count(argparse.Namespace(**{**vars(args), "ascii": True}), address, 1)
+    else:
+        raise CommandError("-r option requires either a count argument or the -e option")
+    space = FILE if args.file else space_of(address, physical=args.physical,
+                                            user=args.user)
+    task = session.current_task if space == USER else None
+    read = make_reader(session.prog, space, task,
+                       _dump_path(session) if args.file else None)
+    data, fault = read_span(read, space, address, count)
+    if fault is not None:
+        raise CommandError(fault.message("raw dump to file"))
+    try:
+        with open(args.output, "wb") as out:
+            out.write(data)
+    except OSError as err:
+        raise CommandError(f"cannot open output file: {args.output}") from err
+    session.emit("rd-file", {"address": address, "count": count, "file": args.output},
+                 f"{count} bytes copied from {address:#x} to {args.output}")
 
 
 def _address(prog: drgn.Program, text: str, *, physical: bool = False) -> int:
@@ -286,8 +348,8 @@ def _x_instructions(session: Session, address: int, count: int,
 
 
 COMMANDS = [
-    CrashCommand("rd", "read memory: hex values and ASCII (-s symbols, -a strings, "
-                 "-8/-16/-32, -d, -p, -u)", _rd_parser, _rd),
+    CrashCommand("rd", "read memory: hex values and ASCII (-s/-S symbols and slab caches, "
+                 "-a strings, -8/-16/-32, -d, -N, -R, -p, -u, -f, -r FILE)", _rd_parser, _rd),
     CrashCommand("x", "examine memory as gdb's x /NFU ADDR (x d u o t a c f s i z; b h w g)",
                  _x_parser, _x),
 ]

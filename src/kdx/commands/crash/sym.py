@@ -47,13 +47,14 @@ def _sym(session: Session, args: argparse.Namespace) -> None:
     for warning in table.warnings:
         session.warn(warning)
     if args.all:
-        _list(session, "sym-list", itertools.chain(table.kernel, table.module_rows()))
+        _list(session, "sym-list", itertools.chain(table.kernel,
+                                                   _module_rows(session, table)))
     if args.all_modules:
-        _list(session, "sym-list", table.module_rows())
+        _list(session, "sym-list", _module_rows(session, table))
     if args.module:
         if not any(m.info.name == args.module for m in table.modules):
             raise CommandError(f"{args.module}: no such module loaded")
-        _list(session, "sym-list", table.module_rows(args.module))
+        _list(session, "sym-list", _module_rows(session, table, args.module))
     if args.search:
         found = list(table.search(args.search))
         session.emit("sym-search", found,
@@ -63,6 +64,28 @@ def _sym(session: Session, args: argparse.Namespace) -> None:
         answers = [_with_neighbours(session, table, answer(session.prog, table, a), args)
                    for a in args.args]
         session.emit("sym", answers, lambda: "\n".join(_answers_text(answers)))
+
+
+def _module_rows(session: Session, table: SymbolTable,
+                 name: str | None = None) -> Iterator[SymbolEntry]:
+    """The module listing, with the section starts and ends ``mod -g`` added, in
+    address order as crash sorts them: at one address, a section's end before the next
+    one's start, and both before the symbols there; a region's start marker first."""
+    sections = session.cached("module-section-symbols", dict)
+    pending: list[SymbolEntry] = []
+    current = None
+    for row in table.module_rows(name):
+        if row.module != current:
+            yield from pending
+            current = row.module
+            pending = sorted(sections.get(row.module or "", []),
+                             key=lambda e: (e.address, e.name != "section end"))
+        opening = bool(row.marker) and row.marker.endswith("START")
+        while pending and (pending[0].address < row.address or
+                           (not opening and pending[0].address == row.address)):
+            yield pending.pop(0)
+        yield row
+    yield from pending
 
 
 def _with_neighbours(session: Session, table: SymbolTable, found: SymbolAnswer,

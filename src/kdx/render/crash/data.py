@@ -12,6 +12,8 @@ declarations like gdb's ``ptype`` with crash's ``-o`` offsets (symbols.c).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import drgn
 
 #: crash sets gdb's "print elements" to 256.
@@ -130,6 +132,9 @@ class Formatter:
         if kind == drgn.TypeKind.POINTER:
             return self.pointer(obj)
         if kind == drgn.TypeKind.BOOL:
+            # gdb's hexadecimal output (crash's -x) prints a bool as a number
+            if self.radix == 16:
+                return hex(int(obj.value_()))
             return "true" if obj.value_() else "false"
         if kind == drgn.TypeKind.ENUM:
             return self.enum(obj)
@@ -404,3 +409,144 @@ def ascii_chart() -> str:
                 cells.append(f"  {chr(code)} ")
         lines.append(f"  {row:X} |" + "".join(cells).rstrip())
     return "\n".join(lines) + "\n"
+
+
+# -- struct -p: pointers followed one level --------------------------------------------
+
+
+def _exact_symbol(prog: drgn.Program, address: int) -> str | None:
+    """The symbol that starts exactly at ``address`` (crash's value_symbol)."""
+    if not address:
+        return None
+    try:
+        sym = prog.symbol(address)
+    except LookupError:
+        return None
+    return sym.name if sym.address == address else None
+
+
+def _symbol_value(prog: drgn.Program, name: str) -> drgn.Object | None:
+    """The object of a symbol crash would print instead of the raw target (data of an
+    array, struct, union, integer or pointer type), else None."""
+    try:
+        obj = prog.object(name)
+    except (KeyError, LookupError, ValueError):
+        return None
+    if obj.type_.unaliased_kind() in (drgn.TypeKind.ARRAY, drgn.TypeKind.STRUCT,
+                                      drgn.TypeKind.UNION, drgn.TypeKind.INT,
+                                      drgn.TypeKind.POINTER):
+        return obj
+    return None
+
+
+def _readable(prog: drgn.Program, address: int) -> bool:
+    try:
+        prog.read(address, 8)
+        return True
+    except (drgn.FaultError, ValueError, OverflowError):
+        return False
+
+
+def _raw_string(prog: drgn.Program, address: int) -> str | None:
+    """The C string at ``address`` as crash's read_string returns it (no escaping)."""
+    data = bytearray()
+    try:
+        while len(data) < 1535:
+            byte = prog.read(address + len(data), 1)
+            if byte == b"\0":
+                break
+            data += byte
+    except drgn.FaultError:
+        if not data:
+            return None
+    return data.decode("utf-8", "replace")
+
+
+def pointer_deref_text(formatter: Formatter, field: drgn.Object, name: str,
+                       next_history: Callable[[], int]) -> str | None:
+    """crash's ``struct -p`` lines for one pointer member: its declaration and value,
+    then ``  -> `` and what it points to (the target's symbol in brackets, a string, a
+    structure printed as gdb's ``p *ptr`` with five more spaces of indent), or None when
+    the member is not a pointer. ``next_history`` is called for each value gdb would
+    print (they take $N numbers)."""
+    prog = formatter.prog
+    type_ = field.type_
+    pointer = type_.unaliased()
+    if pointer.kind != drgn.TypeKind.POINTER:
+        return None
+    typedef = type_.kind == drgn.TypeKind.TYPEDEF
+    target = field.value_()
+    target_type = pointer.type
+    target_kind = target_type.unaliased_kind()
+    sym = _exact_symbol(prog, target)
+    if target_kind == drgn.TypeKind.FUNCTION and not typedef:
+        what = f"<{sym}>" if sym else ("(unknown)" if target else "NULL")
+        return f"  {type_.variable_declaration(name)} = {target:#x}\n  -> {what}"
+    typeptr = type_.type_name()
+    ptrptr = target_kind == drgn.TypeKind.POINTER and not typedef
+    charptr = not typedef and not ptrptr and "char *" in typeptr
+    voidptr = not typedef and not ptrptr and "void *" in typeptr
+    symbol_obj = _symbol_value(prog, sym) if sym else None
+    head = f"  {typeptr}{' ' if typedef else ''}{name} = {target:#x}\n  -> "
+    if charptr:
+        tag = f"<{sym}> " if sym else ""
+        if not target:
+            return head + tag + "NULL"
+        text = _raw_string(prog, target) if _readable(prog, target) else None
+        return head + tag + (f'"{text}"' if text is not None else "(not accessible)")
+    if voidptr and symbol_obj is None:
+        if sym:
+            return head + f"<{sym}>"
+        return head + ("NULL" if not target else "(unknown target type)")
+    if not target or not _readable(prog, target):
+        return head + ("NULL" if not target else "(not accessible)")
+    if ptrptr:
+        tag = f"<{sym}> " if sym else ""
+        value = int.from_bytes(prog.read(target, 8), "little")
+        return head + tag + f"{value:x}"
+    base = type_.type_name() if typedef else target_type.type_name()
+    star = "" if typedef else "*"
+    head = f"  {base} {star}{name} = {target:#x}\n  -> "
+    if symbol_obj is None and not target_type.is_complete():
+        return head + f"({base}: no debuginfo data)"
+    obj = symbol_obj if symbol_obj is not None else drgn.Object(prog, target_type,
+                                                                 address=target)
+    next_history()
+    lines = formatter.print_value(obj).split("\n")
+    first = (f"<{sym}> " if sym else "") + lines[0]
+    if (typedef or symbol_obj is not None) and "(" in lines[0] and ")" in lines[0]:
+        return head + (f"<{sym}> " if sym else "")
+    return head + "\n".join([first, *(_fgets_chunks(line) for line in lines[1:])])
+
+
+def _fgets_chunks(line: str) -> str:
+    """One line of gdb's output as crash relays it under ``-> ``: read in pieces of
+    1499 characters (its fgets buffer), each piece behind five spaces."""
+    text = line + "\n"
+    pieces = ["     " + text[i:i + 1499] for i in range(0, len(text), 1499)]
+    return "".join(pieces).rstrip("\n")
+
+
+def struct_deref_text(obj: drgn.Object, formatter: Formatter,
+                      next_history: Callable[[], int]) -> str:
+    """crash's ``struct -p NAME ADDR``: the structure as gdb prints it, each top-level
+    pointer member replaced by its ``-p`` lines (which carry no comma)."""
+    members = obj.type_.unaliased().members or ()
+    lines = [f"{obj.type_.type_name()} {{"]
+    for i, member in enumerate(members):
+        sep = "," if i < len(members) - 1 else ""
+        try:
+            field = obj.member_(member.name) if member.name else _anonymous(obj, member)
+            followed = None
+            if member.name and field.type_.unaliased_kind() == drgn.TypeKind.POINTER:
+                followed = pointer_deref_text(formatter, field, member.name, next_history)
+            if followed is not None:
+                lines.append(followed)
+                continue
+            text = formatter.value(field, 1)
+        except _READ_ERRORS as err:
+            text = formatter._error(err)
+        label = f"{member.name} = " if member.name else ""
+        lines.append(f"  {label}{text}{sep}")
+    lines.append("}")
+    return "\n".join(lines)

@@ -59,3 +59,43 @@ def render_dentry(info: DentryInfo) -> str:
             f"{field(hexaddr(info.superblock), VADDR_WIDTH, center=True)} "
             f"{info.type:<4} {info.path}")
     return rstrip_lines(DENTRY_HEADER + "\n" + line)
+
+
+NRPAGES_HEADER = " FD" + " " + field("INODE", VADDR_WIDTH, center=True, left=True) + " " + \
+    field("I_MAPPING", VADDR_WIDTH, center=True, left=True) + " NRPAGES TYPE PATH"
+INODE_PAGES_HEADER = field("INODE", VADDR_WIDTH, center=True, left=True) + "  NRPAGES"
+
+
+def nrpages_line(entry: OpenFile, mapping: int, nrpages: int) -> str:
+    """One ``files -c`` line: inode, its address_space and the pages cached; a file
+    without a dentry or inode keeps the plain line, as crash prints it."""
+    if not entry.dentry or not entry.inode:
+        return file_line(entry)
+    return (f"{entry.fd:3d} {_address(entry.inode)} {_address(mapping)} {nrpages:7d} "
+            f"{entry.type:<4} {entry.path}")
+
+
+def files_block(record: TaskFiles, lines: list[str], *, nrpages: bool = False,
+                header: bool = True) -> str:
+    """The ``files`` output of one task from already formatted descriptor lines."""
+    out = []
+    if header:
+        t = record.task
+        out.append(task_header(t.pid, t.task, t.cpu, t.command))
+    if record.root is not None:
+        out.append(f"ROOT: {record.root}    CWD: {record.cwd}")
+    if lines:
+        out.append(NRPAGES_HEADER if nrpages else FILES_HEADER)
+        out.extend(lines)
+    else:
+        out.append("No open files")
+    return rstrip_lines("\n".join(out))
+
+
+def render_inode_pages(inode: int, nrpages: int, page_lines: list[str]) -> str:
+    """``files -p``: the inode and its page count, then its cached pages as ``kmem -p``
+    shows them (``page_lines`` starts with the page header)."""
+    head = [INODE_PAGES_HEADER,
+            f"{field(hexaddr(inode), VADDR_WIDTH, center=True, right=True)}  {nrpages:7d}",
+            ""]
+    return rstrip_lines("\n".join(head + page_lines))

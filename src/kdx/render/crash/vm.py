@@ -46,7 +46,7 @@ def render_vm(vm: TaskVm) -> str:
     """``vm`` for one task: header, MM block, VMA table (nothing more without an mm)."""
     t = vm.task
     lines = [task_header(t.pid, t.task, t.cpu, t.command), *mm_lines(vm)]
-    if vm.mm:
+    if vm.mm or vm.forced_mm:
         lines.append(VMA_HEADER)
         lines.extend(vma_line(v) for v in vm.vmas)
     return rstrip_lines("\n".join(lines))
@@ -62,6 +62,51 @@ def page_line(page: PageMapping, width: int, file: str) -> str:
     if page.kind == "unreadable":
         return f"{virtual}  (page table not in dump)"
     return f"{virtual}  (not mapped)"
+
+
+def page_head(physical_width: int) -> str:
+    return (field("VIRTUAL", UVADDR_WIDTH, left=True) + "  "
+            + field("PHYSICAL", max(physical_width, 8), left=True))
+
+
+def render_vm_flags(flags: int, names: list[str]) -> str:
+    """``vm -f``: the value and its bits' names."""
+    return f"{flags:x}: (" + "|".join(names) + ")"
+
+
+def render_single_vma(vm: TaskVm, area: VmaPages | None, physical_width: int) -> str:
+    """``vm -P VMA``: the task header, the VMA and its pages, or ``(not found)``."""
+    t = vm.task
+    lines = [task_header(t.pid, t.task, t.cpu, t.command)]
+    if area is None:
+        lines.append("(not found)")
+    else:
+        width = max(physical_width, 8)
+        lines += [VMA_HEADER, vma_line(area.vma), page_head(width),
+                  *(page_line(p, width, area.vma.file) for p in area.pages)]
+    return rstrip_lines("\n".join(lines))
+
+
+def render_reference(vm: TaskVm, blocks: list[tuple[str, object]], physical_width: int,
+                     mm_only: bool = False) -> str:
+    """``vm -R``: nothing when nothing matched; else the task header and MM block, then
+    ``blocks`` in order: ``("vma-header", None)``, ``("vma", Vma)`` or ``("pages",
+    VmaPages)`` (a page header and the matching pages), and a blank line."""
+    if not blocks and not mm_only:
+        return ""
+    t = vm.task
+    width = max(physical_width, 8)
+    lines = [task_header(t.pid, t.task, t.cpu, t.command), *mm_lines(vm)]
+    for kind, item in blocks:
+        if kind == "vma-header":
+            lines.append(VMA_HEADER)
+        elif kind == "vma":
+            lines.append(vma_line(item))  # type: ignore[arg-type]
+        else:
+            area: VmaPages = item  # type: ignore[assignment]
+            lines.append(page_head(width))
+            lines.extend(page_line(p, width, area.vma.file) for p in area.pages)
+    return rstrip_lines("\n".join(lines)) + "\n\n"
 
 
 def render_vm_pages(vm: TaskVm, areas: list[VmaPages], physical_width: int) -> str:
