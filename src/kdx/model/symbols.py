@@ -327,9 +327,9 @@ class _RawSymbol:
     undefined: bool
 
 
-def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[_Section]]:
-    """Every ``.symtab`` symbol of an ELF file (the null one excepted), as BFD names
-    them: a section symbol is called after its section."""
+def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int]], list[_Section]]:
+    """(name, st_info, section index, value) of every ``.symtab`` symbol of an ELF file
+    but the null one, and its sections."""
     with open(path, "rb") as f:
         sections = _read_sections(f)
         symtab = next((s for s in sections if s.type == _SHT_SYMTAB), None)
@@ -340,15 +340,49 @@ def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[_Section]]:
         data = f.read(symtab.size)
         f.seek(strtab.offset)
         strings = f.read(strtab.size)
+    rows = [(strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace"),
+             info, shndx, value)
+            for name_off, info, _other, shndx, value, _size in _ELF64_SYM.iter_unpack(data[24:])]
+    return rows, sections
+
+
+def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[_Section]]:
+    """Every ``.symtab`` symbol of an ELF file (the null one excepted), as BFD names
+    them: a section symbol is called after its section."""
+    rows, sections = _symtab(path)
     out = []
-    for name_off, info, _other, shndx, value, _size in _ELF64_SYM.iter_unpack(data[24:]):
+    for name, info, shndx, value in rows:
         bind, kind = info >> 4, info & 0xF
-        name = strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace")
         if not name and kind == _STT_SECTION and shndx < len(sections):
             name = sections[shndx].name
         out.append(_RawSymbol(value, name, nm_letter(bind, kind, shndx, sections),
                               shndx == _SHN_UNDEF))
     return out, sections
+
+
+def module_sections(path: Path, entries: list[SymbolEntry]) -> list[tuple[str, int, int]]:
+    """(name, address, size) of the sections of the .ko at ``path`` that the loaded
+    module's symbols ``entries`` fall in, in the .ko's section order: where each section
+    was loaded is the address of a symbol in it minus the symbol's offset in the file."""
+    rows, sections = _symtab(path)
+    defined: dict[str, tuple[int, int]] = {}
+    for name, _info, shndx, value in rows:
+        if 0 < shndx < len(sections):
+            defined.setdefault(name, (shndx, value))
+    starts: dict[int, int] = {}
+    for entry in entries:
+        if entry.name not in defined:
+            continue
+        shndx, value = defined[entry.name]
+        if shndx in starts:
+            continue
+        if any(start <= entry.address < start + sections[i].size
+               for i, start in starts.items()):
+            continue
+        starts[shndx] = entry.address - value
+    # crash keeps no section of size 0 (6.12's empty .data holds __start_alloc_tags)
+    return [(sections[i].name, starts[i], sections[i].size) for i in sorted(starts)
+            if sections[i].size]
 
 
 def _kaslr_offset(prog: drgn.Program) -> int:

@@ -469,7 +469,7 @@ def _member_object(obj: drgn.Object, path: str) -> tuple[drgn.Object, drgn.Objec
     return value, parent
 
 
-def _member_text(obj: drgn.Object, path: str, formatter: Formatter) -> str:
+def member_text(obj: drgn.Object, path: str, formatter: Formatter) -> str:
     """One ``struct NAME.member ADDR`` block: the member's line from the struct (a
     nested member labelled with its whole path, as crash does), with the comma that
     follows it there."""
@@ -670,7 +670,7 @@ def _object_text(session: Session, request: _StructRequest, address: int,
                 field, _ = _member_object(obj, path)
                 followed = pointer_deref_text(formatter, field, path, history)
             lines.append(followed if followed is not None
-                         else _member_text(obj, path, formatter))
+                         else member_text(obj, path, formatter))
         return "\n".join(lines)
     if request.deref:
         return struct_deref_text(obj, formatter, history)

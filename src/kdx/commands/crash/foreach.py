@@ -8,15 +8,17 @@ what passes (any of them). Tasks come in crash's task table order, each under cr
 task header. A name that matches no task is reported as crash reports it and selects
 nothing.
 
-The verbs are crash's: ``bt``, ``vm``, ``task``, ``files`` and ``set`` run here; crash's
-other verbs (``net``, ``sig``, ``vtop``, ``ps``) are refused in one line. Each verb is a
-(parser, runner) pair in ``VERBS``; its options are parsed before any task is selected,
-so a bad option costs one error line and nothing else.
+The verbs are crash's: ``bt``, ``vm``, ``task``, ``files`` and ``set`` run here; ``sig``,
+``net``, ``ps`` and ``vtop`` hand the selected tasks to the session's own commands. Each
+verb is a (parser, runner) pair in ``VERBS``; its options are parsed before any task is
+selected, so a bad option costs one error line and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import shlex
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,7 +41,7 @@ _VALUED_OPTIONS = ("-R",)
 
 @dataclass(frozen=True)
 class Verb:
-    parser: Callable[[], argparse.ArgumentParser]
+    parser: Callable[[], argparse.ArgumentParser | _Passthrough]
     run: Callable[[Session, list[TaskInfo], argparse.Namespace], None]
 
 
@@ -87,7 +89,7 @@ def _task(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> 
     for info in tasks:
         task = _task_object(session, info)[0]
         if members:
-            body = "\n".join(_member_text(task, m, formatter) for m in members)
+            body = "\n".join(member_text(task, m, formatter) for m in members)
             texts.append(f"{task_header(info)}\n{body}\n\n")
             records.append({"pid": info.pid, "task": info.task, "text": body})
             continue
@@ -111,7 +113,7 @@ def _has_member(obj: drgn.Object, name: str) -> bool:
         return False
 
 
-def _member_text(task: drgn.Object, designator: str, formatter: object) -> str:
+def member_text(task: drgn.Object, designator: str, formatter: object) -> str:
     """``  name = value,`` as crash's task -R prints a member (nested lines indented)."""
     try:
         value = task.subobject_(designator)
@@ -203,13 +205,82 @@ def _set(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> N
         f"{task_header(t)}\n{render_context(c)}" for t, c in zip(tasks, contexts)))
 
 
+# --- sig, net, ps, vtop: the session's own commands, given the selected tasks ---------------
+
+
+class _Passthrough:
+    """A verb parser that keeps every word: these verbs' options are the command's own,
+    and its parser checks them when it runs."""
+
+    def parse_args(self, words: list[str]) -> argparse.Namespace:
+        return argparse.Namespace(words=list(words))
+
+
+def _passthrough_parser(_verb: str) -> Callable[[], _Passthrough]:
+    return _Passthrough
+
+
+def _run_command(session: Session, words: list[str]) -> None:
+    """Check the command's options first, so a bad one is foreach's one error line; what
+    goes wrong later the command reports itself."""
+    command = session.commands.get(words[0])
+    assert command is not None, words[0]
+    command.parser().parse_args(words[1:])
+    session.execute(shlex.join(words))
+
+
+def _addresses(tasks: list[TaskInfo]) -> list[str]:
+    return [f"{t.task:x}" for t in tasks]
+
+
+def _sig(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    if not tasks:
+        return
+    if session.json:
+        _run_command(session, ["sig", *args.words, *_addresses(tasks)])
+        return
+    # sig prints each task's header and a blank line after each; foreach has none last
+    saved, session.out = session.out, io.StringIO()
+    try:
+        _run_command(session, ["sig", *args.words, *_addresses(tasks)])
+    finally:
+        text, session.out = session.out.getvalue(), saved
+    session.write(text.rstrip("\n") + "\n")
+
+
+def _ps(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    if tasks:  # one table, as crash prints it
+        _run_command(session, ["ps", *args.words, *_addresses(tasks)])
+
+
+def _net(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    words = list(args.words)
+    if not any(w.startswith("-") and ("s" in w or "S" in w) for w in words):
+        session.warn("net command requires -s or -S option")  # and crash goes on with -s
+        words.insert(0, "-s")
+    if tasks:
+        _run_command(session, ["net", *words, *_addresses(tasks)])
+
+
+def _vtop(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    if not any(not w.startswith("-") for w in args.words):
+        raise CommandError("foreach vtop needs an address")
+    for i, task in enumerate(tasks):
+        session.write(("\n" if i else "") + task_header(task) + "\n")
+        _run_command(session, ["vtop", "-c", f"{task.task:x}", *args.words])
+
+
 #: The verbs kdx runs, by name.
 VERBS: dict[str, Verb] = {
     "bt": Verb(_bt_parser, _bt),
     "files": Verb(_files_parser, _files),
+    "net": Verb(_passthrough_parser("net"), _net),
+    "ps": Verb(_passthrough_parser("ps"), _ps),
     "set": Verb(_set_parser, _set),
+    "sig": Verb(_passthrough_parser("sig"), _sig),
     "task": Verb(_task_parser, _task),
     "vm": Verb(_vm_parser, _vm),
+    "vtop": Verb(_passthrough_parser("vtop"), _vtop),
 }
 
 
@@ -350,6 +421,6 @@ def _foreach(session: Session, args: argparse.Namespace) -> None:
 
 
 COMMANDS = [
-    CrashCommand("foreach", "run bt, task, files, vm or set on every task or those "
-                 "selected", _parser, _foreach),
+    CrashCommand("foreach", "run bt, task, files, vm, set, sig, net, ps or vtop on every "
+                 "task or those selected", _parser, _foreach),
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 import drgn
 
 from kdx.model.modules import ModuleInfo, find_module, module_list
-from kdx.model.symbols import _ELF64_SYM, _SHT_SYMTAB, SymbolEntry, _read_sections
+from kdx.model.symbols import SymbolEntry, module_sections
 from kdx.render.crash.mod import render_modules, render_taints
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
@@ -193,40 +193,6 @@ def _add_sections(session: Session, names: list[str]) -> None:
                                                       info.name, f"[{name}]"),
                                           SymbolEntry(start + size, "S", "section end",
                                                       info.name, f"[{name}]"))]
-
-
-def module_sections(path: Path, entries: list[SymbolEntry]) -> list[tuple[str, int, int]]:
-    """(name, address, size) of the sections of the .ko at ``path`` that the loaded
-    module's symbols ``entries`` fall in, in the .ko's section order."""
-    with open(path, "rb") as f:
-        sections = _read_sections(f)
-        symtab = next((s for s in sections if s.type == _SHT_SYMTAB), None)
-        if symtab is None:
-            raise ValueError("no symbol table")
-        strtab = sections[symtab.link]
-        f.seek(symtab.offset)
-        data = f.read(symtab.size)
-        f.seek(strtab.offset)
-        strings = f.read(strtab.size)
-    defined: dict[str, tuple[int, int]] = {}
-    for name_off, _info, _other, shndx, value, _size in _ELF64_SYM.iter_unpack(data[24:]):
-        if 0 < shndx < len(sections):
-            name = strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace")
-            defined.setdefault(name, (shndx, value))
-    starts: dict[int, int] = {}
-    for entry in entries:
-        if entry.name not in defined:
-            continue
-        shndx, value = defined[entry.name]
-        if shndx in starts:
-            continue
-        if any(start <= entry.address < start + sections[i].size
-               for i, start in starts.items()):
-            continue
-        starts[shndx] = entry.address - value
-    # crash keeps no section of size 0 (6.12's empty .data holds __start_alloc_tags)
-    return [(sections[i].name, starts[i], sections[i].size) for i in sorted(starts)
-            if sections[i].size]
 
 
 def _show_loaded(session: Session, names: list[str]) -> None:

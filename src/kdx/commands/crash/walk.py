@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import drgn
 
-from kdx.commands.crash.data import _member_text, crash_number
+from kdx.commands.crash.data import crash_number, member_text
 from kdx.model.walk import (
     ListSpec,
     WalkEntry,
@@ -111,7 +111,7 @@ class StructPrinter:
                 if not paths:
                     out.append(struct_text(obj, self.formatter))
                 else:
-                    out.extend(_indented(type_, p, _member_text(obj, p, self.formatter))
+                    out.extend(_indented(type_, p, member_text(obj, p, self.formatter))
                                for p in paths)
             except drgn.FaultError as err:
                 out.append(f"  <error: Cannot access memory at address {err.address:#x}>")
@@ -146,7 +146,7 @@ class FastPrinter(StructPrinter):
             _is_char(type_.type)
         name = path.split(".")[-1]
         if not (0 < width <= 8 or string):
-            return _member_text(obj, path, self.formatter)
+            return member_text(obj, path, self.formatter)
         try:
             raw = self.prog.read(member.address_, width)
         except drgn.FaultError:
