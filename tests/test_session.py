@@ -102,3 +102,16 @@ def test_shell_escapes(target):
     assert session.execute("!echo one")
     assert session.execute("echo two")  # crash passes echo, ls, grep... to the shell
     assert out.getvalue() == "one\ntwo\n"
+
+
+def test_command_help_goes_where_the_output_goes(target, tmp_path):
+    session, out, err = _session(target)
+    dest = tmp_path / "bt-help.txt"
+    assert session.execute(f"bt -h > {dest}")
+    assert dest.read_text().startswith("usage: bt ") and out.getvalue() == ""
+    assert session.execute("help ps | grep -c '^usage: ps'")
+    assert out.getvalue() == "1\n" and err.getvalue() == ""
+    session, out, _ = _session(target, json_mode=True)
+    assert session.execute("sys -h")
+    doc = json.loads(out.getvalue())
+    assert doc["kind"] == "help" and doc["data"]["text"].startswith("usage: sys")

@@ -39,6 +39,11 @@ class CommandParser(argparse.ArgumentParser):
             raise CommandError(message.strip())
         raise HelpShown()
 
+    def print_help(self, file=None) -> NoReturn:  # noqa: ANN001 (argparse's signature)
+        """``-h``: hand the text to the session, which prints it where the command's
+        output goes (a pipe, a file, JSON), not straight to the terminal."""
+        raise HelpShown(self.format_help())
+
 
 def make_parser(name: str, description: str) -> CommandParser:
     """A parser for one command, named as the user typed it."""

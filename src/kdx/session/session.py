@@ -126,7 +126,10 @@ class Session:
             args = parser.parse_args(argv)
             command.run(self, args)
             return True
-        except HelpShown:
+        except HelpShown as shown:
+            if shown.args:
+                text = shown.args[0]
+                self.emit("help", {"command": name, "text": text}, text)
             return True
         except KdxError as err:
             self.err.write(f"{name}: error: {clean(str(err))}\n")

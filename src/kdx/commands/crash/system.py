@@ -64,7 +64,8 @@ def _help(session: Session, args: argparse.Namespace) -> None:
         command = session.commands.get(args.command)
         if command is None:
             raise CommandError(f"{args.command}: no such command")
-        session.write(command.parser().format_help())
+        text = command.parser().format_help()
+        session.emit("help", {"command": args.command, "text": text}, text)
         return
     names = sorted({c.name for c in session.commands.values()})
     width = max(len(n) for n in names)

@@ -1,0 +1,86 @@
+"""Every session command, in its common forms, on whole dumps of both kernels: none may
+fail with an unexpected exception, and every ``--json`` answer must be valid JSON.
+
+The comparisons with crash check what each command prints; this sweep checks that no
+command breaks on a dump it was not written against. A new command word must be added
+to SWEEP (a test checks that every word of the command index is swept).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from kdx.commands.crash import INDEX
+from kdx.session.session import Session
+from kdx.target.open import open_dump
+
+#: Command lines run on every swept dump, text and JSON.
+SWEEP = [
+    "sys", "sys -c", "sys config", "help", "help bt",
+    "bt", "bt -a", "bt -f", "bt -F", "bt -l", "bt -e", "bt -E", "bt -t", "bt -T", "bt -r",
+    "bt -v", "bt -p", "bt -s -x",
+    "ps", "ps -k", "ps -u", "ps -G", "ps -s", "ps -p", "ps -c", "ps -t", "ps -l", "ps -a",
+    "ps -g", "ps -r", "ps -S", "ps -A", "ps -m", "ps -H", "ps -y 0",
+    "set", "set -p", "task", "task -R pid,comm", "log", "log -T", "log -m", "log -a",
+    "dmesg -t", "mod", "mod -t", "sym -l", "sym -q init_task", "sym jiffies",
+    "dis -l schedule 10", "dis -s schedule 5", "dis -r schedule+20",
+    "rd -s jiffies 8", "rd -S init_task 16", "x/8xg jiffies",
+    "kmem -i", "kmem -s", "kmem -v", "kmem -n", "kmem -z", "kmem -V", "kmem -f",
+    "files", "vm", "vm -p", "vm -v", "vm -m",
+    "struct task_struct.pid,comm init_task", "union thread_union init_task",
+    "p jiffies", "print jiffies", "whatis pid_t", "eval 1+2", "ascii 41424344",
+    "foreach bt", "foreach UN bt", "foreach task -R pid", "foreach files", "foreach vm",
+    "foreach set", "foreach sig", "foreach net -s", "foreach ps",
+    "runq", "runq -t", "runq -m", "runq -g", "irq", "irq -s", "irq -a", "irq -b",
+    "timer", "timer -r", "dev", "dev -d", "dev -p", "mount", "net", "net -a", "sig",
+    "mach", "mach -c", "mach -m", "swap", "ipcs", "waitq log_wait", "fuser /",
+    "list -H modules", "tree -t xarray init_pid_ns", "search -s init_task -l 0x1000 0",
+    "vtop init_task", "ptov 1000", "pte 0", "btop 1000", "ptob 1",
+]
+
+
+def test_every_command_word_is_swept() -> None:
+    swept = {line.split()[0].split("/")[0] for line in SWEEP}
+    assert set(INDEX) - swept == set()
+
+
+def _json_documents(text: str) -> int:
+    """How many JSON documents ``text`` holds, one after another; raises if any is bad."""
+    decoder, at, count = json.JSONDecoder(), 0, 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at >= len(text):
+            return count
+        _doc, at = decoder.raw_decode(text, at)
+        count += 1
+
+
+@pytest.fixture(scope="module", params=["6.1 kdump", "6.1 qemu", "6.12 kdump"])
+def target(request, lab):  # noqa: ANN001, ANN201 (fixtures)
+    kernel, capture = request.param.split()
+    fmt = "elf" if capture == "qemu" else "kdump-zlib"
+    dump = lab("null-deref-module", kernel=None if kernel == "6.1" else kernel,
+               capture=capture, fmt=fmt)
+    return open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+
+
+@pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])
+def test_no_command_breaks(target, json_mode: bool) -> None:  # noqa: ANN001
+    broken = []
+    for line in SWEEP:
+        out, err = io.StringIO(), io.StringIO()
+        Session(target, json=json_mode, out=out, err=err).execute(line)
+        problems = [e for e in err.getvalue().splitlines()
+                    if "unexpected" in e or "Traceback" in e]
+        if problems:
+            broken.append(f"{line}: {problems[0]}")
+        elif json_mode:
+            try:
+                _json_documents(out.getvalue())
+            except ValueError as error:
+                broken.append(f"{line}: invalid JSON: {error}")
+    assert broken == []
