@@ -25,6 +25,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import drgn
 
@@ -244,6 +245,8 @@ def symbol_table(prog: drgn.Program, vmlinux: Path | None,
 
 def strip_clone_suffix(name: str) -> str:
     """``foo.isra.0`` -> ``foo``: crash names compiler clones after the original."""
+    if "." not in name:  # nearly every name: the table holds ~120,000 of them
+        return name
     for mark in _CLONE_MARKS:
         cut = name.find(mark)
         if cut >= 0:
@@ -319,8 +322,9 @@ def nm_letter(bind: int, kind: int, shndx: int, sections: list[_Section]) -> str
     return letter.upper() if bind == _STB_GLOBAL else letter
 
 
-@dataclass(frozen=True)
-class _RawSymbol:
+class _RawSymbol(NamedTuple):
+    """One ``.symtab`` row (a tuple: ~120,000 of them are made and sorted per table)."""
+
     value: int
     name: str
     type: str
@@ -350,13 +354,15 @@ def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[_Section]]:
     """Every ``.symtab`` symbol of an ELF file (the null one excepted), as BFD names
     them: a section symbol is called after its section."""
     rows, sections = _symtab(path)
+    letters: dict[tuple[int, int], str] = {}  # the letter depends on st_info and section
     out = []
     for name, info, shndx, value in rows:
-        bind, kind = info >> 4, info & 0xF
-        if not name and kind == _STT_SECTION and shndx < len(sections):
+        letter = letters.get((info, shndx))
+        if letter is None:
+            letter = letters[info, shndx] = nm_letter(info >> 4, info & 0xF, shndx, sections)
+        if not name and info & 0xF == _STT_SECTION and shndx < len(sections):
             name = sections[shndx].name
-        out.append(_RawSymbol(value, name, nm_letter(bind, kind, shndx, sections),
-                              shndx == _SHN_UNDEF))
+        out.append(_RawSymbol(value, name, letter, shndx == _SHN_UNDEF))
     return out, sections
 
 
@@ -400,7 +406,10 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[list[SymbolEntry
     by the KASLR offset, absolute and per-CPU ones do not.
     """
     raw, sections = elf_symbols(vmlinux)
-    raw.sort(key=lambda s: (not s.undefined, s.value, s.name.encode()))
+    # BFD's order: undefined first, then address, then name (strcmp: kernel symbol
+    # names are ASCII, so str order is byte order); plain tuples sort fastest.
+    order = sorted((not s.undefined, s.value, s.name, i) for i, s in enumerate(raw))
+    raw = [raw[i] for *_key, i in order]
     low, high = _relocated_span(sections)
     offset = _kaslr_offset(prog)
     out: list[SymbolEntry] = []
