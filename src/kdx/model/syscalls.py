@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import drgn
 
-#: Names the symbol at an address the way the caller wants (crash picks among aliases
-#: such as __x64_sys_pause and __do_sys_pause by its own rules).
-Namer = Optional[Callable[[int], Optional[str]]]
+from kdx.model.memdump import Symbolizer, symbol_address
 
 
 @dataclass(frozen=True)
@@ -39,26 +36,27 @@ def _definition(prog: drgn.Program, start: int, end: int) -> tuple[str | None, i
     return None, None
 
 
-def syscall_table(prog: drgn.Program, namer: Namer = None) -> list[SyscallEntry]:
+def syscall_table(prog: drgn.Program) -> list[SyscallEntry]:
+    """Every entry of ``sys_call_table``, named as crash names it (among aliases such as
+    ``__x64_sys_pause`` and ``__do_sys_pause`` crash has its own rules; the address
+    index of model.memdump follows them, and costs far less than a lookup per entry in
+    drgn's symbol list), with the first source line of each handler."""
+    symbols = Symbolizer(prog)
     table = prog["sys_call_table"]
     count = table.type_.length or 0
     addresses = [int(a) for a in table.read_()] if count else []
-    try:
-        ni = prog.symbol("sys_ni_syscall").address
-    except LookupError:
-        ni = None
+    ni = symbol_address(prog, "sys_ni_syscall")
     known: dict[int, tuple[str | None, str | None, int | None]] = {}
     out = []
     for number, address in enumerate(addresses):
         if address not in known:
-            try:
-                sym = prog.symbol(address)
-            except LookupError:
+            loc = symbols.locate(address)
+            if loc is None or loc.offset:
                 known[address] = (None, None, None)
             else:
-                name = "sys_ni_syscall" if address == ni else (
-                    (namer(address) if namer else None) or sym.name)
-                known[address] = (name, *_definition(prog, address, sym.address + sym.size))
+                name = "sys_ni_syscall" if address == ni else loc.name
+                end = symbols.next_start(address) or address + 1
+                known[address] = (name, *_definition(prog, address, end))
         name, file, line = known[address]
         out.append(SyscallEntry(number, name, address, file, line))
     return out

@@ -24,17 +24,10 @@ def _sys(session: Session, args: argparse.Namespace) -> None:
         _config(session)
         return
     if args.syscalls:
-        from kdx.commands.crash.sym import symbols
         from kdx.model.syscalls import syscall_table
         from kdx.render.crash.sys import render_syscalls
 
-        table = symbols(session)
-
-        def crash_name(address: int) -> str | None:
-            hit = table.lookup(address)
-            return hit[0].name if hit and hit[1] == 0 else None
-
-        entries = session.cached("syscalls", lambda: syscall_table(session.prog, crash_name))
+        entries = session.cached("syscalls", lambda: syscall_table(session.prog))
         session.emit("syscalls", entries, lambda: render_syscalls(entries))
         return
     info = session.cached("sys", lambda: system_info(session.target))
