@@ -46,6 +46,25 @@ def walk_commands(prog) -> list[str]:  # noqa: ANN001 (drgn.Program)
             irqs]
 
 
+def maple_commands(prog) -> list[str]:  # noqa: ANN001 (drgn.Program)
+    """Maple tree options (``-p -v -N``): a second crash run, its own cache key."""
+    mm = panic_task(prog).mm
+    root = mm.mm_mt.ma_root.value_()
+    at = f"-r mm_struct.mm_mt {mm.value_():x}"
+    commands = [f"tree -t maple -p {at}", f"tree -t maple -v {at}",
+                f"tree -t maple -v -x {at}", f"tree -t maple -N {root:x}",
+                f"tree -t maple -N -p {root:x}",
+                f"tree -t maple -p -s vm_area_struct.vm_start {at}",
+                "tree -t rbtree -v free_vmap_area_root",
+                f"tree -t maple -N {at}"]
+    try:
+        prog["sparse_irqs"]
+        commands += ["tree -t maple -p sparse_irqs", "tree -t maple -v sparse_irqs"]
+    except KeyError:
+        pass
+    return commands
+
+
 class Dump:
     def __init__(self, lab_dump) -> None:  # noqa: ANN001 (LabDump)
         self.lab = lab_dump
@@ -172,3 +191,41 @@ def test_list_fault_keeps_what_was_read(dump) -> None:  # noqa: ANN001
     assert "list: error: invalid list entry: 100000001" in errors
     assert "list: error: invalid list entry: 10" in errors
     assert errors.count("\n") == 2
+
+
+@pytest.fixture(scope="module")
+def maple(dump, crash):  # noqa: ANN001, ANN201
+    commands = maple_commands(dump.prog)
+    run = kdx_sections(dump.target, commands)
+    return dump, commands, run, crash_sections(crash, dump.lab, commands)
+
+
+def test_tree_maple_positions_and_nodes_match_crash(maple) -> None:  # noqa: ANN001
+    """``-p`` (crash's running entry count and slot path), ``-N`` (from an encoded node
+    pointer) and ``-v`` (the tree, every node with its raw slots, every slot's range)."""
+    dump, commands, run, theirs = maple
+    shown = [c for c in commands if "free_vmap_area_root" not in c and
+             not ("-N" in c and "-r" in c)]
+    for command in shown:
+        assert theirs[command].strip(), command
+        assert _lines(run.sections[command]) == _lines(theirs[command]), command
+    positions = _lines(run.sections[commands[0]])
+    assert positions[1] == "  index: 1  position: root/1"
+    assert len(positions) >= 10 and positions[-1].startswith(
+        f"  index: {len(positions) // 2}  position: root/")
+    plain = _lines(run.sections[commands[3]])
+    assert plain == [line for line in positions if not line.startswith(" ")]
+    verbose = _lines(run.sections[commands[1]])
+    mm = panic_task(dump.prog).mm
+    assert verbose[0].startswith(f"maple_tree({mm.mm_mt.address_:x}) flags ")
+    assert verbose[2].startswith("0-18446744073709551615: node 0x")
+    assert "  0-4194303: 0x0" in verbose  # NULL slots are shown with -v
+
+
+def test_tree_maple_option_errors_match_crash(maple) -> None:  # noqa: ANN001
+    dump, commands, run, theirs = maple
+    for command in ("tree -t rbtree -v free_vmap_area_root", commands[7]):
+        assert run.sections[command] == ""
+        message = theirs[command].strip()
+        assert message.startswith("tree: ") and message in run.stderr.replace(
+            "tree: error: ", "tree: "), command

@@ -130,3 +130,45 @@ def softirqs(prog: drgn.Program) -> list[Softirq]:
             module = None
         found.append(Softirq(index, address, symbol, module))
     return found
+
+
+@dataclass(frozen=True)
+class IdtEntry:
+    """One gate of the x86_64 interrupt descriptor table: its vector, handler address,
+    and the symbol the address falls in (None when no symbol covers it) with the
+    offset into it."""
+
+    vector: int
+    address: int
+    symbol: str | None
+    offset: int = 0
+
+
+_GATE_SIZE = 16
+
+
+def _gate_address(raw: bytes) -> int:
+    """The handler of a 64-bit gate: offset bits 0-15, 16-31 and 32-63 are spread over
+    the descriptor's two quadwords."""
+    low = int.from_bytes(raw[:8], "little")
+    high = int.from_bytes(raw[8:16], "little")
+    return ((high << 32) & 0xFFFFFFFF00000000) | (low & 0xFFFF) | ((low >> 32) & 0xFFFF0000)
+
+
+def idt_entries(prog: drgn.Program) -> list[IdtEntry]:
+    """The 256 gates of ``idt_table`` (crash's ``irq -d``), each named by the symbol
+    its handler address falls in."""
+    table = prog["idt_table"]
+    count = len(table) if table.type_.kind == drgn.TypeKind.ARRAY else 256
+    size = drgn.sizeof(table.type_.type) if table.type_.kind == drgn.TypeKind.ARRAY \
+        else _GATE_SIZE
+    raw = prog.read(table.address_, size * count)
+    found = []
+    for vector in range(count):
+        address = _gate_address(raw[vector * size:(vector + 1) * size])
+        try:
+            sym = prog.symbol(address)
+            found.append(IdtEntry(vector, address, sym.name, address - sym.address))
+        except LookupError:
+            found.append(IdtEntry(vector, address, None))
+    return found

@@ -63,6 +63,9 @@ def swap_devices(prog: drgn.Program) -> list[SwapDevice]:
 
 @dataclass(frozen=True)
 class SharedMemory:
+    """One shared memory segment. ``inode`` is the shmem (or hugetlbfs) inode behind
+    it, ``resident`` its pages in memory and ``swapped`` those in swap (``ipcs -M``)."""
+
     shmid_kernel: int
     key: int
     shmid: int
@@ -72,6 +75,10 @@ class SharedMemory:
     nattch: int
     destroyed: bool
     locked: bool
+    inode: int = 0
+    resident: int = 0
+    swapped: int = 0
+    allocated: int = 0  # pages the segment's size spans
 
 
 @dataclass(frozen=True)
@@ -112,17 +119,48 @@ def _live(perm: drgn.Object) -> bool:
     return not perm.deleted.value_()
 
 
+_HPAGE_SHIFT = 21
+
+
+def _shm_pages(shm: drgn.Object) -> tuple[int, int, int]:
+    """(inode, resident pages, swapped pages) of a segment, counted as crash does: a
+    hugetlbfs file's cached pages are huge pages, a shmem file's swapped count is its
+    shmem_inode_info's."""
+    prog = shm.prog_
+    try:
+        inode = shm.shm_file.f_path.dentry.d_inode.read_()
+        pages = inode.i_mapping.nrpages.value_()
+        fs_name = inode.i_sb.s_type.name.string_()
+    except _READ_ERRORS:
+        return 0, 0, 0
+    if fs_name == b"hugetlbfs":
+        try:
+            info = drgn.cast("struct hugetlbfs_sb_info *", inode.i_sb.s_fs_info)
+            per_page = 1 << info.hstate.order.value_()
+        except _READ_ERRORS:
+            per_page = (1 << _HPAGE_SHIFT) // prog["PAGE_SIZE"].value_()
+        return inode.value_(), pages * per_page, 0
+    try:
+        info = drgn.container_of(inode, "struct shmem_inode_info", "vfs_inode")
+        swapped = info.swapped.value_()
+    except _READ_ERRORS:
+        swapped = 0
+    return inode.value_(), pages, swapped
+
+
 def ipc_objects(prog: drgn.Program, namespace: drgn.Object | None = None) -> IpcObjects:
     """The System V IPC objects of ``namespace`` (the initial one by default)."""
     shms, sems, msgs = [], [], []
     source = prog if namespace is None else namespace
+    page = prog["PAGE_SIZE"].value_()
     for shm in for_each_sysv_shm(source):
         if not _live(shm.shm_perm):
             continue
         key, ident, uid, mode = _perm(shm.shm_perm)
         shms.append(SharedMemory(shm.value_(), key, ident, uid, mode & 0o777,
                                  shm.shm_segsz.value_(), shm.shm_nattch.value_(),
-                                 bool(mode & _SHM_DEST), bool(mode & _SHM_LOCKED)))
+                                 bool(mode & _SHM_DEST), bool(mode & _SHM_LOCKED),
+                                 *_shm_pages(shm), -(-shm.shm_segsz.value_() // page)))
     for sem in for_each_sysv_sem_array(source):
         if not _live(sem.sem_perm):
             continue

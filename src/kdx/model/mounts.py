@@ -14,7 +14,7 @@ from typing import Callable
 import drgn
 from drgn.helpers.linux.fs import for_each_mount
 
-from kdx.model.files import crash_path
+from kdx.model.files import crash_path, inode_type
 from kdx.textsafe import clean_bytes
 
 _READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
@@ -84,3 +84,81 @@ def _default_namespace(prog: drgn.Program) -> drgn.Object:
         if task:
             return mount_namespace(task)
     return prog["init_task"].nsproxy.mnt_ns.read_()
+
+
+# -- mount -f / -i ----------------------------------------------------------------------
+
+#: inode.i_state bits that make an inode dirty (I_DIRTY_SYNC|I_DIRTY_DATASYNC|I_DIRTY_PAGES)
+_I_DIRTY = 0x7
+
+
+@dataclass(frozen=True)
+class MountFile:
+    """An open file of a file system (``mount -f``): dentry, inode, crash's type name
+    and the path inside the file system, without its leading ``/``."""
+
+    dentry: int
+    inode: int
+    type: str
+    path: str
+
+
+@dataclass(frozen=True)
+class MountDetail:
+    """A mount with what ``-f`` (``files``) and ``-i`` (``dirty_inodes``) add; a field
+    is None when its option was not given."""
+
+    mount: Mount
+    files: tuple[MountFile, ...] | None = None
+    dirty_inodes: tuple[int, ...] | None = None
+
+
+def open_files_by_superblock(prog: drgn.Program,
+                             warn: Callable[[str], None] | None = None) \
+        -> dict[int, list[MountFile]]:
+    """Every file open in a task's descriptor table, once each, by the super block of
+    its inode (crash's per-super-block ``s_files`` list is gone since Linux 3.13; the
+    descriptor tables are where a dump still shows what is open)."""
+    from drgn.helpers.linux.fs import for_each_file
+    from drgn.helpers.linux.pid import for_each_task
+
+    seen: set[int] = set()
+    found: dict[int, list[MountFile]] = {}
+    for task in for_each_task(prog):
+        try:
+            if not task.files:
+                continue
+            files = list(for_each_file(task))
+        except _READ_ERRORS as err:
+            if warn is not None:
+                warn(f"PID {task.pid.value_()}: cannot read its open files: {err}")
+            continue
+        for _fd, file in files:
+            if not file or file.value_() in seen:
+                continue
+            seen.add(file.value_())
+            try:
+                dentry = file.f_path.dentry.read_()
+                inode = dentry.d_inode.read_() if dentry else None
+                if not inode:
+                    continue
+                kind, path = inode_type(prog, inode, crash_path(dentry, None))
+                found.setdefault(inode.i_sb.value_(), []).append(
+                    MountFile(dentry.value_(), inode.value_(), kind, path[1:]))
+            except _READ_ERRORS:
+                continue
+    return found
+
+
+def dirty_inodes(prog: drgn.Program, superblock: int) -> tuple[int, ...]:
+    """The inodes of a super block whose state is dirty, in ``s_inodes`` order (crash
+    walked ``s_dirty``, which Linux 2.6.32 replaced by the writeback lists)."""
+    from drgn.helpers.linux.list import list_for_each_entry
+
+    sb = drgn.Object(prog, "struct super_block *", superblock)
+    found = []
+    for inode in list_for_each_entry("struct inode", sb.s_inodes.address_of_(),
+                                     "i_sb_list"):
+        if inode.i_state.value_() & _I_DIRTY:
+            found.append(inode.value_())
+    return tuple(found)

@@ -74,8 +74,54 @@ class Socket:
 
 @dataclass(frozen=True)
 class TaskSockets:
+    """A task's sockets. ``max_fds`` is its fd table's size, which decides whether a
+    decimal ``-R`` reference is a descriptor or an address (crash's rule)."""
+
     task: TaskId
     sockets: tuple[Socket, ...]
+    max_fds: int = 0
+
+
+@dataclass(frozen=True)
+class SocketReference:
+    """crash's ``net -R REF``: a hexadecimal value matches a socket or sock address (or
+    a descriptor with that value), a decimal one a descriptor. Either may be None (a
+    word that is no number matches nothing)."""
+
+    hexval: int | None = None
+    decval: int | None = None
+
+
+_HEX_LETTERS = frozenset("abcdefABCDEFxX")
+
+
+def socket_reference(word: str, max_fds: int) -> SocketReference:
+    """Read ``word`` as crash does for one task: a word with a hex letter (or ``0x``) is
+    hexadecimal; a decimal word is a descriptor when it is not above the fd table's
+    size, else it is taken as hexadecimal."""
+    text = word[2:] if word.lower().startswith("0x") else word
+    try:
+        as_hex = int(text, 16)
+    except ValueError:
+        return SocketReference()
+    if _HEX_LETTERS & set(word):
+        return SocketReference(hexval=as_hex)
+    value = int(word, 10)
+    if value <= max_fds:
+        return SocketReference(decval=value)
+    return SocketReference(hexval=as_hex)
+
+
+def socket_matches(entry: Socket, ref: SocketReference) -> bool:
+    if ref.hexval is not None and ref.hexval in (entry.sock, entry.socket, entry.fd):
+        return True
+    return ref.decval is not None and ref.decval == entry.fd
+
+
+def ipv4_text(value: int) -> str:
+    """``net -N``: a number as the IPv4 address whose bytes are its low four bytes in
+    memory order (little-endian), as crash hands it to inet_ntoa."""
+    return socket.inet_ntoa((value & 0xFFFFFFFF).to_bytes(4, "little"))
 
 
 # -- devices ----------------------------------------------------------------------------
@@ -194,7 +240,12 @@ def task_sockets(task: drgn.Object,
     """The sockets among ``task``'s open files, in fd order."""
     prog = task.prog_
     found = []
+    max_fds = 0
     if task.files:
+        try:
+            max_fds = task.files.fdt.max_fds.value_()
+        except _READ_ERRORS:
+            max_fds = 0
         for fd, file in for_each_file(task):
             if not file:
                 continue
@@ -206,4 +257,4 @@ def task_sockets(task: drgn.Object,
                 continue
             if entry is not None:
                 found.append(entry)
-    return TaskSockets(task_id(task), tuple(found))
+    return TaskSockets(task_id(task), tuple(found), max_fds)

@@ -22,11 +22,14 @@ _WORD = 8
 @dataclass(frozen=True)
 class WalkEntry:
     """One structure found: its address, crash's ``-p`` position (trees), and the text
-    ``-s`` printed for it (empty without ``-s``)."""
+    ``-s`` printed for it (empty without ``-s``). ``detail`` replaces the address line
+    where crash prints more than the address (``tree -t maple -v``: tree and node lines,
+    entries with their index range)."""
 
     address: int
     position: str | None = None
     text: str = ""
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,3 +245,161 @@ def compound_type(prog: drgn.Program, name: str) -> drgn.Type | None:
         if type_.unaliased_kind() in (drgn.TypeKind.STRUCT, drgn.TypeKind.UNION):
             return type_
     return None
+
+
+# -- maple trees ---------------------------------------------------------------------------
+
+MAPLE_DENSE, MAPLE_LEAF_64, MAPLE_RANGE_64, MAPLE_ARANGE_64 = range(4)
+_MAPLE_NODE_MASK = 0xFF
+_ULONG_MAX = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class MapleEvent:
+    """One step of crash's maple tree walk (maple_tree.c), in its order.
+
+    ``kind`` is ``tree`` (the maple_tree itself: ``address``, ``flags``, ``height``,
+    ``root``), ``node`` (a node: ``address``, its ``node_type``, ``parent``, the range
+    ``first``-``last`` it covers at ``depth``, and its raw ``slots``, ``pivots``,
+    ``gaps`` and ``meta`` for ``-v``) or ``entry`` (a leaf slot: ``address`` is the
+    entry, NULL ones included; ``path`` and ``slot`` give crash's ``-p`` position).
+    """
+
+    kind: str
+    address: int
+    first: int = 0
+    last: int = 0
+    depth: int = 0
+    path: str = ""
+    slot: int = 0
+    node_type: int = 0
+    parent: int = 0
+    slots: tuple[int, ...] = ()
+    pivots: tuple[int, ...] = ()
+    gaps: tuple[int, ...] = ()
+    meta: tuple[int, int] = (0, 0)
+    flags: int = 0
+    height: int = 0
+    root: int = 0
+
+
+def _is_node(entry: int) -> bool:
+    return entry & 3 == 2 and entry > 4096
+
+
+class _MapleWalker:
+    """crash's recursive walk, with the node layout read once from the debug info."""
+
+    def __init__(self, prog: drgn.Program) -> None:
+        self.prog = prog
+        node = prog.type("struct maple_node")
+        self.node_size = drgn.sizeof(node)
+        self.parent_at = node.member("parent").offset
+        self.slot_at = node.member("slot").offset
+        self.mr64_at = node.member("mr64").offset
+        self.ma64_at = node.member("ma64").offset
+        mr64, ma64 = prog.type("struct maple_range_64"), prog.type("struct maple_arange_64")
+        self.mr64 = (mr64.member("pivot").offset, mr64.member("slot").offset)
+        self.ma64 = (ma64.member("pivot").offset, ma64.member("slot").offset,
+                     ma64.member("gap").offset, ma64.member("meta").offset)
+        meta = prog.type("struct maple_metadata")
+        self.meta = (meta.member("end").offset, meta.member("gap").offset)
+        self.mt_slots = [int(v) for v in prog.read(prog["mt_slots"].address_,
+                                                   len(prog["mt_slots"]))]
+        self.mt_max = [self.mt_slots[MAPLE_DENSE], _ULONG_MAX, _ULONG_MAX, _ULONG_MAX]
+        self.seen: set[int] = set()
+
+    def _words(self, raw: bytes, at: int, count: int) -> tuple[int, ...]:
+        return tuple(int.from_bytes(raw[at + 8 * i:at + 8 * i + 8], "little")
+                     for i in range(count))
+
+    def node(self, entry: int, first: int, last: int, depth: int, path: str) \
+            -> Iterator[MapleEvent]:
+        address = entry & ~_MAPLE_NODE_MASK
+        kind = (entry >> 3) & 0xF
+        if address in self.seen:
+            raise WalkError(f"duplicate tree node: {address:x}")
+        self.seen.add(address)
+        try:
+            raw = self.prog.read(address, self.node_size)
+        except drgn.FaultError as err:
+            raise WalkError(f"invalid maple tree node: {address:x}") from err
+        parent = int.from_bytes(raw[self.parent_at:self.parent_at + 8], "little")
+        if kind == MAPLE_DENSE:
+            count = self.mt_slots[MAPLE_DENSE]
+            slots = self._words(raw, self.slot_at, count)
+            yield MapleEvent("node", address, first, last, depth, path, 0, kind, parent,
+                             slots)
+            for i, slot in enumerate(slots):
+                yield MapleEvent("entry", slot, first + i, first + i, depth, path, i)
+            return
+        if kind in (MAPLE_LEAF_64, MAPLE_RANGE_64):
+            pivot_at, slot_at = (self.mr64_at + o for o in self.mr64)
+            gaps: tuple[int, ...] = ()
+            meta = (0, 0)
+        elif kind == MAPLE_ARANGE_64:
+            pivot_at, slot_at, gap_at, meta_at = (self.ma64_at + o for o in self.ma64)
+            gaps = self._words(raw, gap_at, self.mt_slots[kind])
+            meta = (raw[meta_at + self.meta[0]], raw[meta_at + self.meta[1]])
+        else:
+            raise WalkError(f"maple tree node {address:x}: unknown type {kind}")
+        count = self.mt_slots[kind]
+        slots = self._words(raw, slot_at, count)
+        pivots = self._words(raw, pivot_at, count - 1)
+        yield MapleEvent("node", address, first, last, depth, path, 0, kind, parent, slots,
+                         pivots, gaps, meta)
+        yield from self._slots(entry, kind, slots, pivots, first, last, depth, path)
+
+    def _slots(self, entry: int, kind: int, slots: tuple[int, ...],
+               pivots: tuple[int, ...], first: int, last_max: int, depth: int,
+               path: str) -> Iterator[MapleEvent]:
+        """crash's do_mt_range64/do_mt_arange64 loop: a slot's range ends at its
+        pivot (the node's end for the last slot); a zero pivot after the first slot or
+        the node's end stops it."""
+        leaf = kind < MAPLE_RANGE_64
+        count = len(slots)
+        start = first
+        for i in range(count):
+            last = last_max
+            if i < count - 1:
+                last = pivots[i]
+            elif not slots[i] and (kind == MAPLE_ARANGE_64 or
+                                   last_max != self.mt_max[kind]):
+                break
+            if last == 0 and i > 0:
+                break
+            if leaf:
+                yield MapleEvent("entry", slots[i], start, last, depth + 1, path, i)
+            elif slots[i]:
+                yield from self.node(slots[i], start, last, depth + 1, f"{path}/{i}")
+            if last == last_max:
+                break
+            if last > last_max:
+                raise WalkError(f"maple tree node {entry & ~_MAPLE_NODE_MASK:x}: "
+                                f"last ({last}) > max ({last_max}) at pivot {i}")
+            start = last + 1
+
+
+def walk_maple(prog: drgn.Program, start: int, *, is_node: bool = False) \
+        -> Iterator[MapleEvent]:
+    """crash's maple tree walk from a ``struct maple_tree`` at ``start`` or, with
+    ``is_node`` (``-N``), from an encoded node pointer: the tree, then each node and
+    each leaf slot in index order."""
+    walker = _MapleWalker(prog)
+    if is_node:
+        kind = (start >> 3) & 0xF
+        yield from walker.node(start, 0, walker.mt_max[kind] if kind < 4 else 0, 0,
+                               "direct")
+        return
+    tree = prog.type("struct maple_tree")
+    root_at, flags_at = tree.member("ma_root").offset, tree.member("ma_flags").offset
+    try:
+        root = prog.read_word(start + root_at)
+        flags = prog.read_u32(start + flags_at)
+    except drgn.FaultError as err:
+        raise WalkError(f"invalid maple tree: {start:x}") from err
+    yield MapleEvent("tree", start, flags=flags, height=(flags & 0x7C) >> 2, root=root)
+    if not _is_node(root):
+        yield MapleEvent("entry", root)
+    elif root:
+        yield from walker.node(root, 0, walker.mt_max[(root >> 3) & 0xF], 0, "root")

@@ -1,14 +1,23 @@
-"""``irq``: interrupts as crash lists them; ``-s`` per-CPU counts, ``-a`` affinity,
-``-b`` the softirq vector, ``-u`` only IRQs in use; IRQ numbers select lines."""
+"""``irq``: interrupts as crash lists them; ``-s`` per-CPU counts (``-c CPUS`` chooses
+the CPUs), ``-a`` affinity, ``-b`` the softirq vector, ``-d`` the interrupt descriptor
+table, ``-u`` only IRQs in use; IRQ numbers select lines."""
 
 from __future__ import annotations
 
 import argparse
 
+import drgn
 from drgn.helpers.linux.cpumask import for_each_online_cpu
 
-from kdx.model.irq import Irq, irqs, softirqs
-from kdx.render.crash.irq import render_affinity, render_irqs, render_softirqs, render_stats
+from kdx.commands.crash.bt import parse_cpus
+from kdx.model.irq import Irq, idt_entries, irqs, softirqs
+from kdx.render.crash.irq import (
+    render_affinity,
+    render_idt,
+    render_irqs,
+    render_softirqs,
+    render_stats,
+)
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
 
@@ -19,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-a", action="store_true", help="CPU affinity of each IRQ in use")
     parser.add_argument("-b", action="store_true", help="the softirq vector")
     parser.add_argument("-u", action="store_true", help="only IRQs with a descriptor")
+    parser.add_argument("-d", action="store_true",
+                        help="the interrupt descriptor table (x86_64)")
+    parser.add_argument("-c", dest="cpus", metavar="CPUS",
+                        help="with -s: only these CPUs (1,3,5-7, a or all)")
     parser.add_argument("irqs", nargs="*", metavar="IRQ", help="IRQ numbers to show")
     return parser
 
@@ -40,8 +53,19 @@ def _select(entries: list[Irq], words: list[str]) -> list[Irq]:
     return chosen
 
 
+def _idt(session: Session) -> None:
+    try:
+        entries = idt_entries(session.prog)
+    except (KeyError, drgn.FaultError) as err:
+        raise CommandError(f"cannot read the interrupt descriptor table: {err}") from err
+    session.emit("irq-idt", entries, lambda: render_idt(entries))
+
+
 def _irq(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
+    if args.d:
+        _idt(session)
+        return
     if args.b:
         vector = softirqs(prog)
         session.emit("irq-softirqs", vector, lambda: render_softirqs(vector))
@@ -53,6 +77,9 @@ def _irq(session: Session, args: argparse.Namespace) -> None:
         return
     if args.s:
         cpus = tuple(for_each_online_cpu(prog))
+        if args.cpus is not None:
+            chosen = set(parse_cpus(args.cpus, prog))
+            cpus = tuple(c for c in cpus if c in chosen)
         used = [e for e in entries if e.desc and e.actions]
         session.emit("irq-stats", used, lambda: render_stats(used, cpus))
         return
@@ -65,6 +92,6 @@ def _irq(session: Session, args: argparse.Namespace) -> None:
 
 
 COMMANDS = [
-    CrashCommand("irq", "interrupts: descriptors and actions; -s counts per CPU; "
-                 "-a affinity; -b softirqs", _parser, _irq),
+    CrashCommand("irq", "interrupts: descriptors and actions; -s [-c CPUS] counts per "
+                 "CPU; -a affinity; -b softirqs; -d IDT", _parser, _irq),
 ]

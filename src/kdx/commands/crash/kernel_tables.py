@@ -12,8 +12,20 @@ from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.sched import idle_task
 
 from kdx.commands.crash.files import tasks_for_argument
-from kdx.model.kernel_tables import file_users, ipc_objects, swap_devices, wait_queue
-from kdx.render.crash.kernel_tables import render_fuser, render_ipcs, render_swap, render_waitq
+from kdx.model.kernel_tables import (
+    IpcObjects,
+    file_users,
+    ipc_objects,
+    swap_devices,
+    wait_queue,
+)
+from kdx.render.crash.kernel_tables import (
+    render_fuser,
+    render_ipcs,
+    render_ipcs_lookup,
+    render_swap,
+    render_waitq,
+)
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
 
@@ -40,12 +52,29 @@ def _swap(session: Session, _args: argparse.Namespace) -> None:
 
 def _ipcs_parser() -> argparse.ArgumentParser:
     parser = make_parser("ipcs", "System V IPC objects, as crash lists them")
+    parser.add_argument("-s", dest="sem", action="store_true", help="semaphore arrays")
+    parser.add_argument("-m", dest="shm", action="store_true",
+                        help="shared memory segments")
+    parser.add_argument("-M", dest="verbose", action="store_true",
+                        help="shared memory segments with their pages and inode")
+    parser.add_argument("-q", dest="msg", action="store_true", help="message queues")
     parser.add_argument("-n", dest="task", metavar="PID|TASK",
                         help="the IPC namespace of this task")
+    parser.add_argument("ids", nargs="*", metavar="ID|ADDRESS",
+                        help="only the object with this ID or structure address")
     return parser
 
 
+def _ipc_value(word: str) -> int:
+    """crash's stol: decimal when every character is a digit, else hexadecimal."""
+    try:
+        return int(word, 10) if word.isdigit() else int(word, 16)
+    except ValueError as err:
+        raise CommandError(f"not a valid number: {word}") from err
+
+
 def _ipcs(session: Session, args: argparse.Namespace) -> None:
+    wanted = [(word, _ipc_value(word)) for word in args.ids]
     namespace = None
     if args.task is not None:
         namespace = tasks_for_argument(session, args.task)[1][0].nsproxy.ipc_ns.read_()
@@ -53,7 +82,21 @@ def _ipcs(session: Session, args: argparse.Namespace) -> None:
         objects = ipc_objects(session.prog, namespace)
     except _READ_ERRORS as err:
         raise CommandError(f"cannot read the IPC objects: {err}") from err
-    session.emit("ipcs", objects, lambda: render_ipcs(objects))
+    shm, sem, msg = args.shm or args.verbose, args.sem, args.msg
+    if not (shm or sem or msg):
+        shm = sem = msg = True
+    chosen = {"shm": shm, "sem": sem, "msg": msg, "verbose": args.verbose}
+    if wanted:
+        values = {value for _word, value in wanted}
+        named = IpcObjects(
+            tuple(s for s in objects.shared_memory if shm and {s.shmid, s.shmid_kernel}
+                  & values),
+            tuple(s for s in objects.semaphores if sem and {s.semid, s.sem_array} & values),
+            tuple(m for m in objects.message_queues if msg and {m.msqid, m.msg_queue}
+                  & values))
+        session.emit("ipcs", named, lambda: render_ipcs_lookup(objects, wanted, **chosen))
+        return
+    session.emit("ipcs", objects, lambda: render_ipcs(objects, **chosen))
 
 
 # -- waitq ------------------------------------------------------------------------------
@@ -149,7 +192,8 @@ def _fuser(session: Session, args: argparse.Namespace) -> None:
 
 COMMANDS = [
     CrashCommand("swap", "swap devices: size, use, priority, file", _swap_parser, _swap),
-    CrashCommand("ipcs", "System V shared memory, semaphores and message queues",
+    CrashCommand("ipcs", "System V shared memory, semaphores and message queues "
+                 "(-s -m -M -q, -n PID, ID|ADDRESS)",
                  _ipcs_parser, _ipcs),
     CrashCommand("waitq", "tasks queued on a wait queue (symbol, struct.member ADDR, "
                  "or address)", _waitq_parser, _waitq),

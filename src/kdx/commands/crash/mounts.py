@@ -2,7 +2,10 @@
 
 ``-n PID|TASK`` lists another task's mount namespace. Arguments select lines the way
 crash does: a line is shown when any of its fields (mount or embedded vfsmount address,
-super block, type, device name, directory) equals an argument.
+super block, type, device name, directory) equals an argument. ``-f`` adds each file
+system's open files and ``-i`` its dirty inodes; crash 8.0.6 refuses both on kernels
+without ``super_block.s_files``/``s_dirty`` (3.13 and 2.6.32 on), kdx finds them in the
+tasks' descriptor tables and the super block's inode list.
 """
 
 from __future__ import annotations
@@ -12,9 +15,16 @@ import argparse
 import drgn
 
 from kdx.commands.crash.files import tasks_for_argument
-from kdx.model.mounts import Mount, mount_namespace, mounts
-from kdx.render.crash.mounts import render_mounts
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.model.mounts import (
+    Mount,
+    MountDetail,
+    dirty_inodes,
+    mount_namespace,
+    mounts,
+    open_files_by_superblock,
+)
+from kdx.render.crash.mounts import render_details, render_mounts
+from kdx.session.command import CrashCommand, make_parser
 from kdx.session.session import Session
 
 
@@ -22,8 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = make_parser("mount", "mounted file systems, as crash lists them")
     parser.add_argument("-n", dest="task", metavar="PID|TASK",
                         help="the mount namespace of this task")
-    parser.add_argument("-f", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("-i", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("-f", action="store_true",
+                        help="the open files of each file system")
+    parser.add_argument("-i", action="store_true",
+                        help="the dirty inodes of each file system")
     parser.add_argument("select", nargs="*", metavar="ARG",
                         help="mount, vfsmount or super block address, device or "
                         "directory: show only matching mounts")
@@ -44,10 +56,30 @@ def _matches(prog: drgn.Program, entry: Mount, word: str) -> bool:
     return value in (entry.mount, entry.superblock, entry.mount + offset)
 
 
+_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
+
+
+def _details(session: Session, records: list[Mount], args: argparse.Namespace) -> None:
+    prog = session.prog
+    files = session.cached("mount-open-files",
+                           lambda: open_files_by_superblock(prog, session.warn)) \
+        if args.f else {}
+    details = []
+    for record in records:
+        inodes = None
+        if args.i:
+            try:
+                inodes = dirty_inodes(prog, record.superblock)
+            except _READ_ERRORS as err:
+                session.warn(f"cannot read the inodes of super block "
+                             f"{record.superblock:x}: {err}")
+                inodes = ()
+        details.append(MountDetail(
+            record, tuple(files.get(record.superblock, ())) if args.f else None, inodes))
+    session.emit("mount", details, lambda: render_details(details))
+
+
 def _mount(session: Session, args: argparse.Namespace) -> None:
-    if args.f or args.i:
-        raise CommandError("-f and -i need super_block.s_files/s_dirty, "
-                           "which this kernel does not have")
     prog = session.prog
     namespace = None
     if args.task is not None:
@@ -60,10 +92,13 @@ def _mount(session: Session, args: argparse.Namespace) -> None:
         if not records:
             session.emit("mount", [], lambda: "")
             return
+    if args.f or args.i:
+        _details(session, records, args)
+        return
     session.emit("mount", records, lambda: render_mounts(records))
 
 
 COMMANDS = [
     CrashCommand("mount", "mounted file systems: mount, super block, type, device, "
-                 "directory; -n PID", _parser, _mount),
+                 "directory; -n PID; -f open files; -i dirty inodes", _parser, _mount),
 ]

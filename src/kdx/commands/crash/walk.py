@@ -3,7 +3,7 @@
 Arguments follow crash 8.0.6 (tools.c cmd_list, cmd_tree): ``list [-o] OFFSET|STRUCT.MEMBER
 [-s|-S STRUCT[.MEMBER,...]] [-l OFFSET] [-e END] [-h [-O OFFSET]|-H] [-r] [-x|-d] START``
 and ``tree -t rbtree|radix|xarray|maple [-r OFFSET] [-o OFFSET] [-s ...] [-p] [-l] [-N]
-START``.
+[-v] START``.
 The walkers (kdx.model.walk) find the addresses crash finds, in its order; ``-s`` text
 comes from the same gdb-style formatter as ``struct``. A walk that faults or loops keeps
 what it read and ends with crash's one-line message.
@@ -28,11 +28,12 @@ from kdx.model.walk import (
     rb_root_node,
     read_pointer,
     walk_list,
+    walk_maple,
     walk_rbtree,
     walk_xarray,
 )
 from kdx.render.crash.data import Formatter, struct_text
-from kdx.render.crash.walk import render_walk
+from kdx.render.crash.walk import maple_detail, render_walk
 from kdx.session.command import CommandError, CommandParser, CrashCommand
 from kdx.session.session import Session
 
@@ -393,6 +394,8 @@ def _tree_parser() -> CommandParser:
                         help="rbtree: in order, leftmost first")
     parser.add_argument("-N", dest="node", action="store_true",
                         help="START is a node, not a root")
+    parser.add_argument("-v", dest="verbose", action="store_true",
+                        help="maple trees: dump the tree, every node and every slot")
     parser.add_argument("-x", dest="hex", action="store_true", help="hexadecimal -s output")
     parser.add_argument("-d", dest="dec", action="store_true", help="decimal -s output")
     parser.add_argument("--help", action="help", help="show this help")
@@ -424,8 +427,8 @@ def _tree(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     kind = _tree_kind(args.type)
     names = {"rbtree": "rbtrees", "xarray": "Xarrays", "maple": "maple trees"}
-    if kind == "maple" and args.position:
-        raise CommandError("-p is not supported for maple trees by kdx yet")
+    if kind != "maple" and args.verbose:
+        raise CommandError(f"-v option is not applicable to {names[kind]}")
     if kind != "rbtree" and args.linear:
         raise CommandError(f"-l option is not applicable to {names[kind]}")
     if kind != "rbtree" and args.node_offset:
@@ -461,15 +464,24 @@ def _rbtree_entries(prog: drgn.Program, start: int, node_offset: int,
 
 def _maple_entries(prog: drgn.Program, start: int, args: argparse.Namespace,
                    text: Callable[[int], str]) -> Iterator[WalkEntry]:
-    """Every non-NULL entry of a maple tree in index order (drgn's mt_for_each, zero
-    entries included as crash shows them)."""
-    from drgn.helpers.linux.mapletree import mt_for_each
-
-    if args.node:
-        raise CommandError("-N is not supported for maple trees by kdx yet")
-    tree = drgn.Object(prog, "struct maple_tree *", start)
-    for _first, _last, entry in mt_for_each(tree, advanced=True):
-        yield WalkEntry(entry.value_(), None, text(entry.value_()))
+    """crash's maple tree walk: each non-NULL leaf slot in index order, ``-p`` with a
+    running count of the entries shown (crash's "index") and the slot path; ``-v`` every
+    tree, node and slot line as crash dumps them."""
+    count = 0
+    for event in walk_maple(prog, start, is_node=args.node):
+        if event.kind != "entry":
+            if args.verbose:
+                yield WalkEntry(event.address, None, "", maple_detail(event))
+            continue
+        entry = event.address
+        position = None
+        if entry:
+            count += 1
+            if args.position:
+                position = f"  index: {count}  position: {event.path}/{event.slot}"
+        detail = maple_detail(event) if args.verbose else None
+        if entry or args.verbose:
+            yield WalkEntry(entry, position, text(entry) if entry else "", detail)
 
 
 def _xarray_entries(prog: drgn.Program, start: int, args: argparse.Namespace,

@@ -4,12 +4,13 @@ generic_get_irq_affinity, display_bh_4).
 The list shows every IRQ number: its descriptor and action centred in 16 columns, or
 ``(unused)``, with shared actions on continuation lines. ``-s`` is /proc/interrupts as
 crash prints it (only IRQs with an action; the chip name right-aligned in eight columns
-joined to the flow name), ``-a`` the CPUs each action may run on as ranges.
+joined to the flow name), ``-a`` the CPUs each action may run on as ranges, ``-d``
+the interrupt descriptor table (``[vector] handler``).
 """
 
 from __future__ import annotations
 
-from kdx.model.irq import Irq, Softirq
+from kdx.model.irq import IdtEntry, Irq, Softirq
 from kdx.render.crash.layout import VADDR_WIDTH, field, rstrip_lines
 
 LIST_HEADER = (" IRQ  " + field("IRQ_DESC/_DATA", VADDR_WIDTH, center=True) + "  "
@@ -104,3 +105,17 @@ def render_softirqs(entries: list[Softirq]) -> str:
             text += f"  [{entry.module}]"
         lines.append(text)
     return rstrip_lines("\n".join(lines))
+
+
+def idt_line(entry: IdtEntry) -> str:
+    """``  [N] symbol+offset``: the vector right-aligned in brackets, the offset in
+    decimal, a bare 16-digit address when no symbol covers the handler."""
+    if entry.symbol is None:
+        name = f"{entry.address:016x}"
+    else:
+        name = entry.symbol + (f"+{entry.offset}" if entry.offset else "")
+    return f"{f'[{entry.vector}]':>5} {name}"
+
+
+def render_idt(entries: list[IdtEntry]) -> str:
+    return rstrip_lines("\n".join(idt_line(e) for e in entries))

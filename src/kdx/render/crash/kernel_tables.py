@@ -3,7 +3,15 @@
 
 from __future__ import annotations
 
-from kdx.model.kernel_tables import FileUser, IpcObjects, SwapDevice, WaitQueue
+from kdx.model.kernel_tables import (
+    FileUser,
+    IpcObjects,
+    MessageQueue,
+    SemaphoreArray,
+    SharedMemory,
+    SwapDevice,
+    WaitQueue,
+)
 from kdx.render.crash.layout import VADDR_WIDTH, field, rstrip_lines, task_header
 
 SWAP_HEADER = "SWAP_INFO_STRUCT    TYPE       SIZE       USED     PCT  PRI  FILENAME"
@@ -33,16 +41,74 @@ def _section(header: str, rows: list[str]) -> list[str]:
     return [header, *(rows or ["(none allocated)"]), ""]
 
 
-def render_ipcs(objects: IpcObjects) -> str:
-    shm = [f"{s.shmid_kernel:<16x} {s.key:08x} {s.shmid:<10d} {s.uid:<5d} {s.perms:<5o} "
-           f"{s.bytes:<10d} {s.nattch:<6d} {'dest' if s.destroyed else ''} "
-           f"{'locked' if s.locked else ''}" for s in objects.shared_memory]
-    sem = [f"{s.sem_array:<16x} {s.key:08x} {s.semid:<10d} {s.uid:<5d} {s.perms:<5o} "
-           f"{s.nsems:<10d}" for s in objects.semaphores]
-    msg = [f"{m.msg_queue:<16x} {m.key:08x} {m.msqid:<10d} {m.uid:<5d} {m.perms:<5o} "
-           f"{m.used_bytes:<12d} {m.messages:<12d}" for m in objects.message_queues]
-    lines = _section(SHM_HEADER, shm) + _section(SEM_HEADER, sem) + _section(MSG_HEADER, msg)
+def shm_row(s: SharedMemory) -> str:
+    return (f"{s.shmid_kernel:<16x} {s.key:08x} {s.shmid:<10d} {s.uid:<5d} {s.perms:<5o} "
+            f"{s.bytes:<10d} {s.nattch:<6d} {'dest' if s.destroyed else ''} "
+            f"{'locked' if s.locked else ''}")
+
+
+def sem_row(s: SemaphoreArray) -> str:
+    return (f"{s.sem_array:<16x} {s.key:08x} {s.semid:<10d} {s.uid:<5d} {s.perms:<5o} "
+            f"{s.nsems:<10d}")
+
+
+def msg_row(m: MessageQueue) -> str:
+    return (f"{m.msg_queue:<16x} {m.key:08x} {m.msqid:<10d} {m.uid:<5d} {m.perms:<5o} "
+            f"{m.used_bytes:<12d} {m.messages:<12d}")
+
+
+def shm_block(s: SharedMemory, verbose: bool) -> list[str]:
+    """One segment shown on its own (``-M`` or an ID): header, line, with ``-M`` its
+    pages and inode, then a blank line."""
+    lines = [SHM_HEADER, shm_row(s)]
+    if verbose:
+        lines += [f"PAGES ALLOCATED/RESIDENT/SWAPPED: {s.allocated}/{s.resident}/"
+                  f"{s.swapped}", f"INODE: {s.inode:x}"]
+    return lines + [""]
+
+
+def render_ipcs(objects: IpcObjects, *, shm: bool = True, sem: bool = True,
+                msg: bool = True, verbose: bool = False) -> str:
+    """The tables of the facilities chosen (all three by default); ``verbose``
+    (``-M``) shows each segment as a block of its own."""
+    lines: list[str] = []
+    if shm and verbose:
+        for s in objects.shared_memory:
+            lines += shm_block(s, True)
+        if not objects.shared_memory:
+            lines += _section(SHM_HEADER, [])
+    elif shm:
+        lines += _section(SHM_HEADER, [shm_row(s) for s in objects.shared_memory])
+    if sem:
+        lines += _section(SEM_HEADER, [sem_row(s) for s in objects.semaphores])
+    if msg:
+        lines += _section(MSG_HEADER, [msg_row(m) for m in objects.message_queues])
     return rstrip_lines("\n".join(lines)) + "\n"
+
+
+def render_ipcs_lookup(objects: IpcObjects, wanted: list[tuple[str, int]], *,
+                       shm: bool = True, sem: bool = True, msg: bool = True,
+                       verbose: bool = False) -> str:
+    """``ipcs ID|ADDRESS ...``: for each value, the first object of each chosen
+    facility whose ID or address it is. crash prints every "invalid id or address"
+    line first and the objects found after them, so kdx does too."""
+    invalid: list[str] = []
+    found: list[str] = []
+    for word, value in wanted:
+        hits: list[str] = []
+        if shm:
+            hits += next((shm_block(s, verbose) for s in objects.shared_memory
+                          if value in (s.shmid, s.shmid_kernel)), [])
+        if sem:
+            hits += next(([SEM_HEADER, sem_row(s), ""] for s in objects.semaphores
+                          if value in (s.semid, s.sem_array)), [])
+        if msg:
+            hits += next(([MSG_HEADER, msg_row(m), ""] for m in objects.message_queues
+                          if value in (m.msqid, m.msg_queue)), [])
+        if not hits:
+            invalid += [f"invalid id or address: {word}", ""]
+        found += hits
+    return rstrip_lines("\n".join(invalid + found)) + "\n"
 
 
 def render_waitq(queue: WaitQueue) -> str:

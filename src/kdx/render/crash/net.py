@@ -1,4 +1,5 @@
-"""crash's ``net`` layouts (net.c): the device list, the ARP cache and ``-s`` sockets.
+"""crash's ``net`` layouts (net.c): the device list, the ARP cache and ``-s``/``-S``
+sockets.
 
 Device lines put the address right-aligned in 16 columns, the name in ten, then the
 addresses joined by commas. ARP lines follow crash's fixed columns and its hardware
@@ -78,12 +79,31 @@ def socket_line(entry: Socket) -> str:
     return f"{entry.fd:2d} {entry.socket:>16x} {entry.sock:>16x} {socket_info(entry)}"
 
 
-def render_sockets(record: TaskSockets) -> str:
+FULL_SOCKET_HEADER = "FD  " + field("SOCKET", VADDR_WIDTH, center=True, left=True) + \
+    "  " + field("SOCK", VADDR_WIDTH, center=True, left=True)
+
+
+def full_socket_block(entry: Socket, dump: str, first: bool) -> str:
+    """``net -S``: one socket's addresses, a blank line, then its structures as gdb
+    prints them; every socket but the first of a task is preceded by a blank line."""
+    head = ("" if first else "\n") + FULL_SOCKET_HEADER + "\n"
+    return head + f"{entry.fd:2d}  {entry.socket:>16x}  {entry.sock:>16x}\n\n" + dump
+
+
+def render_sockets(record: TaskSockets, dumps: dict[int, str] | None = None, *,
+                   header: bool = True, reference: bool = False) -> str:
+    """One task's sockets: ``-s`` lines, or with ``dumps`` (fd -> structure text) the
+    ``-S`` blocks. With ``reference`` (``-R``) only matching sockets were kept and a
+    task without any prints nothing, not even "No open sockets."."""
     t = record.task
-    lines = [task_header(t.pid, t.task, t.cpu, t.command)]
-    if record.sockets:
+    lines = [task_header(t.pid, t.task, t.cpu, t.command)] if header else []
+    if not record.sockets:
+        if not reference:
+            lines.append("No open sockets.")
+    elif dumps is None:
         lines.append(SOCKETS_HEADER)
         lines.extend(socket_line(s) for s in record.sockets)
     else:
-        lines.append("No open sockets.")
+        lines.extend(full_socket_block(s, dumps.get(s.fd, ""), i == 0)
+                     for i, s in enumerate(record.sockets))
     return rstrip_lines("\n".join(lines))
