@@ -194,3 +194,47 @@ def test_foreach_on_sysrq(command: str, sysrq, crash) -> None:  # noqa: ANN001
         assert "(ACTIVE)" in ours
         panic = ours.split("\n\n")[[h[0] for h in headers(ours)].index(sysrq.truth["pid"])]
         assert panic.endswith("STATE: TASK_RUNNING (PANIC)")
+
+
+# -- foreach vm -v / -R, foreach files -c / -R ---------------------------------------------
+
+#: The vm and files options' crash run (one cached run per dump).
+VM_FILES = ("foreach cat vm -v", "foreach vm -R busybox", "foreach files -R scratch",
+            "foreach files -R FIFO", "foreach fileholder files -c",
+            "foreach files -c -R null", "foreach vm -m -R busybox", "foreach files -p")
+
+
+@pytest.mark.oracle
+def test_foreach_vm_and_files_options_match_crash(null_deref_each, crash) -> None:  # noqa: ANN001, E501
+    from crash_script import crash_sections as script_sections
+    from crash_script import kdx_sections
+
+    commands = list(VM_FILES)
+    theirs = script_sections(crash, null_deref_each, commands)
+    target = session_for(null_deref_each).target
+    run = kdx_sections(target, commands)
+    *same, vm_error, files_error = commands
+    for command in same:
+        assert theirs[command], command
+        assert run.sections[command] == theirs[command], command
+    ours = run.sections
+    # -R: only the tasks with a match, each with only its matching VMAs or files
+    assert {h[3] for h in headers(ours["foreach files -R scratch"])} == {"fileholder"}
+    assert all(line.endswith("/bin/busybox") for line in ours["foreach vm -R busybox"]
+               .split("\n") if line.startswith(("ff", "0")) and " " in line.strip()
+               and len(line.split()) == 5)
+    assert all(line.split()[-1] == "/dev/null" for line in ours["foreach files -c -R null"]
+               .split("\n") if line[:3].strip().isdigit())
+    assert [h[3] for h in headers(ours["foreach cat vm -v"])] == ["cat"]
+    assert ours["foreach cat vm -v"].count("struct vm_area_struct {") >= 5
+    assert theirs[vm_error] == "foreach: vm: -m is not applicable to the -R option"
+    assert theirs[files_error] == "foreach: files command does not support -p option"
+    assert run.failed == [vm_error, files_error]
+    assert "vm: -m is not applicable to the -R option" in run.stderr
+    assert "files command does not support -p option" in run.stderr
+
+
+def test_foreach_sig_options(null_deref) -> None:  # noqa: ANN001
+    assert "-l and -s options are not applicable" in _error(null_deref, "foreach sig -l")
+    text = run(null_deref, "foreach insmod sig -g")
+    assert text.startswith("PID: ") and "\n  PID: " in text

@@ -325,3 +325,41 @@ def test_timer_cpu_selection_matches_crash(both) -> None:  # noqa: ANN001
     kdx_blocks = _timer_blocks(ours["timer -C 1"])
     assert crash_blocks and all(kdx_blocks[a] == lines for a, lines in crash_blocks.items())
     assert all(m.group(1) == "1" for m in map(_BASE_LINE.match, ours["timer -C 1"]) if m)
+
+
+# -- sig -l, -s, -g -------------------------------------------------------------------------
+
+
+def _sig_commands(pid: int) -> list[str]:
+    """The sig options' crash run (its own list: the lists above key cached output)."""
+    return ["sig -l", "sig -s 0", "sig -s 1", "sig -s fffffffe7ffbfeff",
+            "sig -s 8000000000000000", f"sig -g {pid}", "sig -g 2", "sig -g", "sig -s xyz"]
+
+
+def test_sig_names_sigsets_and_thread_groups_match_crash(null_deref_each, crash) -> None:  # noqa: ANN001, E501
+    lab_dump = null_deref_each
+    target = open_dump(lab_dump.vmcore, lab_dump.vmlinux, [lab_dump.modules])
+    pid = lab_dump.truth["pid"]
+    commands = _sig_commands(pid)
+    theirs = _lines(crash_sections(crash, lab_dump, commands))
+    run = kdx_sections(target, commands)
+    ours = _lines(run.sections)
+    for command in commands[:-1]:
+        assert theirs[command], command
+        assert ours[command] == theirs[command], command
+    names = dict(line.split() for line in ours["sig -l"])
+    assert len(names) == 64 and names["[9]"] == "SIGKILL" and names["[17]"] == "SIGCHLD/SIGCLD"
+    assert names["[48]"] == "SIGRTMIN+16" and names["[49]"] == "SIGRTMAX-15"
+    # every signal but SIGKILL, SIGSTOP and 32, 33: wrapped at 80 columns
+    decoded = ours["sig -s fffffffe7ffbfeff"]
+    words = " ".join(decoded).split()
+    assert len(words) == 60 and "SIGKILL" not in words and "SIGSTOP" not in words
+    assert max(len(line) for line in decoded) <= 80
+    group = ours[f"sig -g {pid}"]
+    assert group[0].startswith(f"PID: {pid} ") and group[-6].startswith(f"  PID: {pid} ")
+    assert group[-5:] == ["  SIGPENDING: no", "     BLOCKED: 0000000000000000",
+                          "  PRIVATE_PENDING", "      SIGNAL: 0000000000000000",
+                          "    SIGQUEUE: (empty)"]
+    assert ours["sig -g"] == group  # the current context is the panic task
+    assert "sig -s xyz" in run.failed and "invalid input: xyz" in run.stderr
+    assert theirs["sig -s xyz"] == ['sig: invalid input: "xyz"']

@@ -86,3 +86,46 @@ def test_kmem_old_modes_still_work(dump) -> None:  # noqa: ANN001
     texts = ours(dump, ["kmem -i", f"kmem {dump.task:x}"])
     assert "TOTAL MEM" in texts["kmem -i"]
     assert f"{dump.page:x}" in texts[f"kmem {dump.task:x}"]
+
+
+# -- kmem -f ADDR ------------------------------------------------------------------------
+
+
+def _first_free_block(prog) -> tuple[int, int]:  # noqa: ANN001 (drgn.Program)
+    """(order, first struct page) of the first block of order 1 or more on a DMA32
+    free list, found with drgn alone."""
+    from drgn.helpers.linux.list import list_for_each_entry
+
+    try:
+        pgdat = prog["node_data"][0]
+    except KeyError:
+        pgdat = prog["contig_page_data"].address_of_()
+    zone = pgdat.node_zones[1]
+    for order in range(1, len(zone.free_area)):
+        for head in zone.free_area[order].free_list:
+            for page in list_for_each_entry("struct page", head.address_of_(), "lru"):
+                return order, page.value_()
+    raise AssertionError("no free block of order 1 or more")
+
+
+def test_kmem_f_address_matches_crash(dump, crash) -> None:  # noqa: ANN001
+    from drgn import Object
+    from drgn.helpers.linux.mm import page_to_phys, page_to_virt
+
+    prog = dump.prog
+    order, free = _first_free_block(prog)
+    page = Object(prog, "struct page *", free)
+    phys, virt = page_to_phys(page).value_(), page_to_virt(page).value_()
+    commands = [f"kmem -f {free:x}", f"kmem -f {phys + 0x1123:x}",
+                f"kmem -f {virt + 0x1000:x}", f"kmem -f {dump.page:x}",
+                f"kmem -f {dump.phys:x}", f"kmem -f {free:x} {dump.task:x}"]
+    theirs = crash_sections(crash, dump.lab, commands)
+    texts = ours(dump, commands)
+    for command in commands:
+        assert _lines(texts[command]) == _lines(theirs[command]), command
+    pages = 1 << order
+    assert texts[commands[0]].endswith(f"{free:x}  ({free:x} is 1st of {pages} pages)")
+    assert texts[commands[1]].endswith(f"({phys + 0x1123:x} is in 2nd of {pages} pages)")
+    assert _lines(texts[commands[0]])[3].split()[:2] == [str(order), f"{4 << order}k"]
+    # the panic task's page is in use: nothing, as crash prints nothing
+    assert texts[commands[3]] == texts[commands[4]] == ""

@@ -114,3 +114,49 @@ def test_search_errors_are_one_line(dump) -> None:  # noqa: ANN001
     lines = err.getvalue().splitlines()
     assert len(lines) == 3
     assert "value too large for -w option" in lines[0]
+
+
+# -- search -x COUNT and (expression) values --------------------------------------------
+
+
+def _context_commands(task: int, pid: int) -> list[str]:
+    """What both tools run for -x and expressions (crash's output is cached by it)."""
+    return [f"search -s {task:x} -l 0x2000 -x 2 {task:x}",
+            f"search -s {task:x} -l 0x2000 -w -x 3 (0x{pid:x})",
+            f"search -s {task:x} -l 0x2000 (0x{task:x})",
+            f"search -s {task:x} -l 0x2000 -h -x 1 {pid:x}",
+            f"search -t -x 1 {task:x}",
+            f"search -s {task:x} -l 0x2000 -c -x 2 insmod"]
+
+
+def test_search_context_and_expressions_match_crash(dump, crash) -> None:  # noqa: ANN001
+    from crash_script import kdx_sections
+
+    commands = _context_commands(dump.task, dump.pid)
+    theirs = crash_sections(crash, dump.lab, commands)
+    run = kdx_sections(dump.target, commands)
+    *same, strings = commands
+    for command in same:
+        assert theirs[command], command
+        assert run.sections[command] == theirs[command], command
+    # the hit itself: the value, then the expression echoed as typed
+    lines = run.sections[commands[1]].split("\n")
+    assert lines[1].endswith(f":  {dump.pid:x} (0x{dump.pid:x})")
+    assert run.sections[commands[2]].endswith(f"{dump.task:x} (0x{dump.task:x})")
+    # -x with -c is refused, as crash refuses it
+    assert theirs[strings] == "search: -x option is not allowed with -c"
+    assert strings in run.failed and "-x option is not allowed with -c" in run.stderr
+
+
+def test_search_context_reads_the_neighbours(dump) -> None:  # noqa: ANN001
+    from crash_script import kdx_sections
+
+    command = f"search -s {dump.task:x} -l 0x2000 -x 2 {dump.task:x}"
+    block = kdx_sections(dump.target, [command]).sections[command].split("\n\n")[0]
+    before, hit, after = block.split("\n")
+    address = int(hit.split(":")[0], 16)
+    assert int(before.split(":")[0], 16) == address - 16
+    assert int(after.split(":")[0], 16) == address + 8
+    words = [int(w, 16) for w in before.split()[1:3] + after.split()[1:3]]
+    prog = dump.prog
+    assert words == [prog.read_u64(address + d) for d in (-16, -8, 8, 16)]

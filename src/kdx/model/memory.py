@@ -837,6 +837,99 @@ def free_areas(prog: drgn.Program, warn: Warn = _no_warn) -> list[ZoneFree]:
     return zones
 
 
+@dataclass(frozen=True)
+class FreeBlock:
+    """``kmem -f ADDR``: the free block that holds the page of ``address`` — its zone,
+    the free list (order and list_head) it is on, its first struct page, and which of
+    its pages is the one asked about. ``block`` is 0 when the page is not free."""
+
+    address: int  # as given
+    physical: bool  # the address was read as physical (below kernel space)
+    zone: ZoneFree | None
+    order: int
+    free_list: int  # the list_head of the free list the block is on
+    block: int  # the block's first struct page
+    page_index: int  # 0 for the block's first page
+    offset_in_page: int
+
+
+def _zone_record(prog: drgn.Program, pgdat: drgn.Object, index: int) -> ZoneFree:
+    """A zone's ``kmem -f`` line, without its free lists."""
+    zone = pgdat.node_zones[index]
+    size = zone.spanned_pages.value_()
+    start_pfn = zone.zone_start_pfn.value_()
+    mem_map = _safe(lambda: pfn_to_page(prog, start_pfn).value_(), 0) if size else 0
+    return ZoneFree(node=pgdat.node_id.value_(), index=index,
+                    name=clean_bytes(zone.name.string_()), size=size,
+                    free=zone.vm_stat[0].counter.value_(), mem_map=mem_map,
+                    start_paddr=start_pfn * prog["PAGE_SIZE"].value_(),
+                    start_mapnr=(start_pfn - pgdat.node_start_pfn.value_()) if mem_map else 0,
+                    lists=())
+
+
+def _on_list(prog: drgn.Program, head: int, page: int) -> bool:
+    """Whether the struct page at ``page`` is linked on the free list at ``head``."""
+    from kdx.model.walk import ListSpec, WalkError, walk_list
+
+    offset = prog.type("struct page").member("lru").offset
+    try:
+        first = prog.read_word(head)
+        if first == head:
+            return False
+        return any(entry - offset == page
+                   for entry in walk_list(prog, ListSpec(start=first, end=head)))
+    except (WalkError, drgn.FaultError):
+        return False
+
+
+def free_block(prog: drgn.Program, address: int) -> FreeBlock | None:
+    """``kmem -f ADDR``: is the page of ``address`` (a struct page pointer, a kernel
+    virtual or a physical address) free, and on which free list? None when no page
+    backs the address. A free block keeps its order in ``page.private``: only the
+    lists of an order some candidate block claims are walked, never all of them."""
+    physical = address < _kernel_space_start(prog)
+    if physical:
+        page = _safe(lambda: phys_to_page(prog, address), None)
+    else:
+        direct = bool(_safe(lambda: in_direct_map(prog, address), False))
+        page = _page_object(prog, address, direct)
+    if page is None:
+        return None
+    pfn = page_to_pfn(page).value_()
+    offset_in_page = address % prog["PAGE_SIZE"].value_() if physical else 0
+    for pgdat in for_each_online_pgdat(prog):
+        for index in range(len(pgdat.node_zones)):
+            zone = pgdat.node_zones[index]
+            start = zone.zone_start_pfn.value_()
+            if not start <= pfn < start + zone.spanned_pages.value_():
+                continue
+            found = _find_block(prog, zone, pfn)
+            if found is not None:
+                order, head, block = found
+                return FreeBlock(address, physical, _zone_record(prog, pgdat, index), order,
+                                 head, block, pfn - page_to_pfn(
+                                     drgn.Object(prog, "struct page *", block)).value_(),
+                                 offset_in_page)
+    return FreeBlock(address, physical, None, 0, 0, 0, 0, offset_in_page)
+
+
+def _find_block(prog: drgn.Program, zone: drgn.Object, pfn: int
+                ) -> tuple[int, int, int] | None:
+    """(order, free list head, first page) of the free block of ``zone`` holding
+    ``pfn``."""
+    for order in range(len(zone.free_area)):
+        first = pfn & ~((1 << order) - 1)
+        page = _safe(lambda f=first: pfn_to_page(prog, f), None)
+        if page is None or _safe(lambda p=page: p.private.value_(), -1) != order:
+            continue
+        area = zone.free_area[order]
+        for kind in range(len(area.free_list)):
+            head = area.free_list[kind].address_ or 0
+            if _on_list(prog, head, page.value_()):
+                return order, head, page.value_()
+    return None
+
+
 # -- kmem -n -----------------------------------------------------------------------------
 
 

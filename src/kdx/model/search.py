@@ -37,6 +37,8 @@ class SearchHit:
     value: int | None = None
     text: str | None = None
     label: str | None = None
+    before: str | None = None  # search -x: the bytes just before the hit (hex), as read
+    after: str | None = None  # ... and just after it
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,34 @@ class SearchResult:
     end: int
     hits: tuple[SearchHit, ...]
     pages_missing: int
+    unit: int = 8  # the size of the values searched (1 for strings)
+    context: int = 0  # search -x: how many values around each hit
+
+
+def _read_around(segments: list[Segment], address: int, size: int) -> str:
+    """What the segment holding ``address`` has of ``[address, address + size)``, hex;
+    empty where the dump lacks it (crash shows nothing there either)."""
+    for segment in segments:
+        if segment.start <= address < segment.end:
+            try:
+                return segment.read(address, size).hex()
+            except (drgn.FaultError, ValueError):
+                return ""
+    return ""
+
+
+def with_context(result: SearchResult, segments: list[Segment], count: int,
+                 unit: int) -> SearchResult:
+    """``search -x COUNT``: add the ``count`` values of ``unit`` bytes before and after
+    each hit, so a hit can be judged by its neighbours (a list_head, a refcount beside
+    a pointer) without a second ``rd``."""
+    from dataclasses import replace
+
+    span = count * unit
+    hits = tuple(replace(hit, before=_read_around(segments, hit.address - span, span),
+                         after=_read_around(segments, hit.address + unit, span))
+                 for hit in result.hits)
+    return replace(result, hits=hits, unit=unit, context=count)
 
 
 # -- address ranges ----------------------------------------------------------------------

@@ -137,7 +137,8 @@ class Backtrace:
     panic: bool
     start: str  # "kdump" or "nmi" (crash's starting frames found), "registers" (the
     # dump's saved registers), "scheduled" (a sleeping task's saved context), "active"
-    # (running on a live system: no trace), "none"
+    # (running on a live system: no trace), "none", "skipped" (bt -n idle: an idle task
+    # the crash NMI stopped, shown by its header alone)
     frames: list[Frame]
     exception_frames: list[ExceptionFrame]
     warnings: list[str] = field(default_factory=list)

@@ -6,7 +6,9 @@ source lines, ``-s``/``-x``/``-d`` symbol offsets, ``-t``/``-T`` text symbols on
 stack, ``-e``/``-E`` exception frame search, ``-r`` the raw stack, ``-R REF`` only the
 traces that reference a symbol or value, ``-S SP``/``-I IP`` a trace from a chosen
 stack address, ``-v`` the stack-overflow check of every task, ``-o`` (crash's old
-unwinder; kdx has one). Tasks are PIDs (decimal) or task addresses (hexadecimal);
+unwinder; kdx has one), ``-n idle`` (skip the stack of an idle task the crash NMI
+stopped). ``-O``, ``-A`` and ``-D`` are answered in one line: they concern crash's own
+unwinder or other architectures. Tasks are PIDs (decimal) or task addresses (hexadecimal);
 without any, the current context (``set``) is used. ``foreach ... bt`` reuses
 :func:`run_bt`.
 """
@@ -14,6 +16,7 @@ without any, the current context (``set``) is used. ``foreach ... bt`` reuses
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Iterable
 
 import drgn
@@ -99,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="start the trace at this stack address (hexadecimal)")
     parser.add_argument("-I", dest="start_ip", metavar="IP",
                         help="with -S: the instruction address to start from")
+    parser.add_argument("-n", dest="skip", metavar="idle",
+                        help="idle: show only the header of an idle task that the crash "
+                             "NMI stopped in its idle loop")
+    parser.add_argument("-O", dest="old_default", action="store_true",
+                        help="crash's toggle of its default unwinder: kdx has one")
+    parser.add_argument("-A", dest="all_registers", action="store_true",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("-D", dest="framesize_debug", metavar="OPTION",
+                        help=argparse.SUPPRESS)
     add_display_options(parser)
     parser.add_argument("tasks", nargs="*", metavar="PID|TASK",
                         help="a PID (decimal) or task address (hexadecimal)")
@@ -286,12 +298,16 @@ def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace)
                      lambda: "\n\n".join(render_text(s, options) for s in scans))
         return
     traces = []
+    skip_idle = getattr(args, "skip", None) == "idle"
     for task in tasks:
         try:
             trace = _trace(session, task, args, options.full)
         except READ_ERRORS as err:
             session.warn(f"cannot read the stack of task {task.value_():x}: {err}")
             continue
+        if skip_idle and idle_in_nmi(trace):
+            trace = replace(trace, start="skipped", frames=[], exception_frames=[],
+                            warnings=[])
         if args.ref is not None and not references(trace, args.ref):
             continue
         if args.ref is None:
@@ -311,7 +327,37 @@ def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace)
     session.emit("bt", traces, lambda: render_backtraces(traces, options))
 
 
+def idle_in_nmi(trace: Backtrace) -> bool:
+    """crash's ``-n idle`` rule: an idle task whose stack starts where the crash NMI
+    stopped it has nothing to show but its idle loop."""
+    return trace.pid == 0 and trace.start == "nmi"
+
+
+def _unsupported(option: str) -> CommandError:
+    return CommandError(f"-{option} option not supported or applicable on this "
+                        "architecture or kernel")
+
+
+def _crash_only_options(session: Session, args: argparse.Namespace) -> bool:
+    """Options about crash's own machinery or other architectures: one line each, as
+    crash's x86_64 answers them; True when the command is done."""
+    if args.all_registers:  # s390x's vector registers
+        raise _unsupported("A")
+    if args.skip is not None and args.skip != "idle":
+        raise _unsupported("n")
+    if args.framesize_debug is not None:
+        raise CommandError("-D debugs crash's own frame-size cache; kdx's unwinder "
+                           "(drgn's) has none")
+    if args.old_default:
+        session.warn("kdx has one unwinder (drgn's): there is no default method for -O "
+                     "to toggle")
+        return True
+    return False
+
+
 def _bt(session: Session, args: argparse.Namespace) -> None:
+    if _crash_only_options(session, args):
+        return
     if args.check:
         reader = reader_for(session)
         found = check_stack_overflows(reader, all_tasks(session.prog))

@@ -131,13 +131,30 @@ def member_text(task: drgn.Object, designator: str, formatter: object) -> str:
 
 
 def _files_parser() -> argparse.ArgumentParser:
-    return make_parser("foreach files", "the open files of each selected task")
+    parser = make_parser("foreach files", "the open files of each selected task")
+    parser.add_argument("-c", dest="nrpages", action="store_true",
+                        help="each file's inode, address_space and cached page count")
+    parser.add_argument("-R", dest="reference", metavar="REF",
+                        help="only the files that reference REF (as files -R)")
+    parser.add_argument("-p", dest="inode", action="store_true", help=argparse.SUPPRESS)
+    return parser
 
 
 def _files(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
     from kdx.model.files import task_files
     from kdx.render.crash.files import render_files
 
+    if args.inode:
+        raise CommandError("files command does not support -p option")
+    if args.nrpages or args.reference is not None:
+        # files itself prints -c and -R per task just as foreach shows them: each
+        # task's header with its own block, nothing for a task that references nothing
+        words = ["-c"] * args.nrpages
+        if args.reference is not None:
+            words += ["-R", args.reference]
+        if tasks:
+            _run_command(session, ["files", *words, *_addresses(tasks)])
+        return
     records = [task_files(_task_object(session, t), session.warn) for t in tasks]
     session.emit("foreach-files", records, lambda: "\n\n".join(
         f"{task_header(t)}\n{render_files(r, header=False)}"
@@ -151,13 +168,39 @@ def _vm_parser() -> argparse.ArgumentParser:
                       help="translate every page of every VMA")
     mode.add_argument("-m", action="store_true", dest="mm_struct",
                       help="print each task's mm_struct")
+    mode.add_argument("-v", action="store_true", dest="vma_structs",
+                      help="print each task's vm_area_structs")
+    parser.add_argument("-R", dest="reference", metavar="REF",
+                        help="only what references REF (as vm -R)")
     radix = parser.add_mutually_exclusive_group()
     radix.add_argument("-x", action="store_const", const=16, dest="radix")
     radix.add_argument("-d", action="store_const", const=10, dest="radix")
     return parser
 
 
+def _vm_delegated(session: Session, tasks: list[TaskInfo], args: argparse.Namespace
+                  ) -> bool:
+    """``-v`` and ``-R`` are the vm command's own, and vm prints them per task exactly
+    as foreach shows them; True when they were run that way."""
+    if args.reference is not None:
+        for flag, wanted in (("m", args.mm_struct), ("v", args.vma_structs)):
+            if wanted:
+                raise CommandError(f"vm: -{flag} is not applicable to the -R option")
+        if args.physical:
+            raise CommandError("kdx's vm does not combine -p with -R")
+        words = ["-R", args.reference]
+    elif args.vma_structs:
+        words = ["-v"] + ([f"-{'x' if args.radix == 16 else 'd'}"] if args.radix else [])
+    else:
+        return False
+    if tasks:
+        _run_command(session, ["vm", *words, *_addresses(tasks)])
+    return True
+
+
 def _vm(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    if _vm_delegated(session, tasks, args):
+        return
     from kdx.commands.crash.vm import physical_width
     from kdx.model.vm import task_vm, vma_pages
     from kdx.render.crash.data import Formatter, struct_text
@@ -234,6 +277,11 @@ def _addresses(tasks: list[TaskInfo]) -> list[str]:
 
 
 def _sig(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
+    flags = "".join(w[1:] for w in args.words if w.startswith("-") and w[1:].isalpha())
+    if "l" in flags or "s" in flags:
+        raise CommandError("sig: -l and -s options are not applicable")
+    if "g" in flags:  # crash's foreach shows each group once, from its leader
+        tasks = [t for t in tasks if t.pid == t.tgid]
     if not tasks:
         return
     if session.json:

@@ -19,6 +19,7 @@ from kdx.model.memory import (
     all_pages,
     find_cache,
     free_areas,
+    free_block,
     identify,
     memory_figures,
     memory_layout,
@@ -33,6 +34,7 @@ from kdx.render.crash.kmem import (
     render_address,
     render_caches,
     render_free_areas,
+    render_free_block,
     render_kmeminfo,
     render_memory_layout,
     render_pages,
@@ -65,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("-n", action="store_true", dest="nodes",
                       help="memory nodes and zones, memory sections and memory blocks")
     mode.add_argument("-f", action="store_true", dest="free",
-                      help="the free lists of every zone, counted, with the total checked")
+                      help="the free lists of every zone, counted, with the total checked; "
+                      "with addresses: the free block holding each one's page, if any")
     parser.add_argument("args", nargs="*", metavar="CACHE|ADDR",
                         help="with -s: a cache name or kmem_cache address; alone: "
                         "addresses to identify")
@@ -86,9 +89,12 @@ def _kmem(session: Session, args: argparse.Namespace) -> None:
     if args.pages:
         _pages(session, args.args)
         return
+    if args.free and args.args:
+        _free_blocks(session, args.args)
+        return
     if args.vmalloc or args.vmstat or args.zones or args.free or args.nodes:
         if args.args:
-            raise CommandError("no address arguments allowed with -f, -n, -v, -V or -z")
+            raise CommandError("no address arguments allowed with -n, -v, -V or -z")
         _tables(session, args)
         return
     if not args.args:
@@ -148,6 +154,26 @@ def _pages(session: Session, words: list[str]) -> None:
         found.append(page)
     if found:
         session.emit("kmem-p", found, lambda: render_pages(found, width))
+
+
+def _free_blocks(session: Session, words: list[str]) -> None:
+    """``kmem -f ADDR...``: for each address, the free block holding its page (a struct
+    page pointer, kernel virtual or physical address); nothing for a page in use."""
+    prog = session.prog
+    page_size = prog["PAGE_SIZE"].value_()
+    found = []
+    for word in words:
+        try:
+            address = int(word, 16)
+        except ValueError as err:
+            raise CommandError(f"not a hexadecimal address: {word}") from err
+        block = free_block(prog, address)
+        if block is None:
+            session.warn(f"cannot determine page for {address:x}")
+            continue
+        found.append(block)
+    session.emit("kmem-f-address", found, lambda: "\n\n".join(
+        render_free_block(b, page_size) for b in found))
 
 
 def _tables(session: Session, args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ from kdx.model.search import (
     physical_segments,
     search,
     user_segments,
+    with_context,
 )
 from kdx.model.tasks import task_list
 from kdx.render.crash.layout import task_header
@@ -56,6 +57,9 @@ def _parser() -> CommandParser:
     stacks.add_argument("-T", dest="stacks", action="store_const", const="active",
                         help="search the kernel stacks of the active tasks")
     parser.add_argument("-m", dest="mask", help="bits to ignore (hex)")
+    parser.add_argument("-x", dest="context", metavar="COUNT",
+                        help="show COUNT values of the same size before and after each "
+                             "hit")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("-c", dest="kind", action="store_const", const="chars",
                       help="search for strings")
@@ -79,6 +83,58 @@ def _address(prog: drgn.Program, word: str) -> int:
         raise CommandError(f"invalid address: {word}") from err
 
 
+#: The operators whose presence makes crash evaluate a word (tools.c can_eval).
+_OPERATORS = "><+-&|*/%^"
+
+
+def can_eval(word: str) -> bool:
+    """crash's test for an expression: one pair of parentheses around something, or an
+    operator with something on both sides of its first occurrence."""
+    if (word.startswith("(") and word.endswith(")") and len(word) > 2
+            and word.count("(") == 1 and word.count(")") == 1):
+        return True
+    at = next((i for i, c in enumerate(word) if c in _OPERATORS), None)
+    return at is not None and 0 < at < len(word) - 1
+
+
+def _evaluate(prog: drgn.Program, word: str) -> int:
+    # the eval command's evaluator, so that search and eval read an expression alike
+    from kdx.commands.crash.data import _EvalParser
+
+    return _EvalParser(prog, word).parse()
+
+
+def _value(prog: drgn.Program, word: str) -> tuple[int, str | None]:
+    """A search value and the text crash echoes after its hits: an expression (crash
+    checks for one first), a symbol, or a hexadecimal number (echoed as nothing)."""
+    if can_eval(word):
+        return _evaluate(prog, word), word
+    try:
+        return prog.symbol(word).address, word
+    except LookupError:
+        pass
+    try:
+        return int(word, 16), None
+    except ValueError as err:
+        raise CommandError(f"invalid value: {word}") from err
+
+
+def _context(args: argparse.Namespace) -> int:
+    """``-x COUNT``, checked as crash checks it: not with strings, at most a page."""
+    if args.context is None:
+        return 0
+    try:
+        count = int(args.context)
+    except ValueError:
+        raise CommandError(f"invalid count: {args.context}") from None
+    if count and args.kind == "chars":
+        raise CommandError("-x option is not allowed with -c")
+    most = PAGE // (args.kind or 8)
+    if count > most:
+        raise CommandError(f"context value {count} is too large: maximum is {most}")
+    return max(count, 0)
+
+
 def _request(prog: drgn.Program, args: argparse.Namespace) -> SearchRequest:
     if not args.values:
         raise CommandError("a value to search for is required")
@@ -90,15 +146,7 @@ def _request(prog: drgn.Program, args: argparse.Namespace) -> SearchRequest:
     size = args.kind or 8
     values, labels = [], []
     for word in args.values:
-        label = None
-        try:
-            value = prog.symbol(word).address
-            label = word
-        except LookupError:
-            try:
-                value = int(word, 16)
-            except ValueError as err:
-                raise CommandError(f"invalid value: {word}") from err
+        value, label = _value(prog, word)
         if value >> (8 * size):
             option = "-w" if size == 4 else "-h"
             raise CommandError(f"value too large for {option} option: {value:x}")
@@ -148,7 +196,8 @@ def _segments(session, space: str):  # noqa: ANN001, ANN202
     return segments
 
 
-def _stacks(session, args: argparse.Namespace, request: SearchRequest) -> None:  # noqa: ANN001
+def _stacks(session, args: argparse.Namespace, request: SearchRequest,  # noqa: ANN001
+            context: int) -> None:
     """``search -t``/``-T``: each task's kernel stack, with crash's task header above
     the hits of every task that has some."""
     prog = session.prog
@@ -167,13 +216,18 @@ def _stacks(session, args: argparse.Namespace, request: SearchRequest) -> None: 
             stack = task.stack.value_()
         except drgn.FaultError:
             continue
-        result = search([Segment(stack, stack + size, read)], stack, stack + size, request)
+        segments = [Segment(stack, stack + size, read)]
+        result = search(segments, stack, stack + size, request)
         if not result.hits:
             continue
+        if context:
+            result = with_context(result, segments, context, request.size)
         header = task_header(info.pid, info.task, info.cpu, info.comm)
         records.append({"pid": info.pid, "task": info.task, "result": result})
         blocks.append(header + "\n" + render_search(result))
-    session.emit("search", records, lambda: "\n\n".join(blocks))
+    # with -x every hit ends with an empty line, and crash adds one before each task
+    gap = "\n\n\n" if context else "\n\n"
+    session.emit("search", records, lambda: gap.join(blocks))
 
 
 def _has_object(prog: drgn.Program, name: str) -> bool:
@@ -186,9 +240,10 @@ def _has_object(prog: drgn.Program, name: str) -> bool:
 
 def _search(session, args: argparse.Namespace) -> None:  # noqa: ANN001
     prog = session.prog
+    around = _context(args)
     request = _request(prog, args)
     if args.stacks:
-        _stacks(session, args, request)
+        _stacks(session, args, request, around)
         return
     space = args.space or "kernel"
     segments = _segments(session, space)
@@ -204,6 +259,8 @@ def _search(session, args: argparse.Namespace) -> None:  # noqa: ANN001
     with context as progress:
         result = search(segments, start, end, request, space=space.split("-")[0],
                         progress=progress)
+    if around:
+        result = with_context(result, segments, around, request.size)
     session.emit("search", result, lambda: render_search(result))
 
 

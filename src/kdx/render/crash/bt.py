@@ -127,8 +127,11 @@ def exception_block(eframe: ExceptionFrame, options: BtOptions) -> list[str]:
 
 
 def render_backtrace(bt: Backtrace, options: BtOptions = BtOptions()) -> str:
-    """One task's ``bt`` output, header included."""
+    """One task's ``bt`` output, header included (only the header for an idle task
+    ``bt -n idle`` skipped)."""
     out = [header(bt.pid, bt.task, bt.cpu, bt.comm)]
+    if bt.start == "skipped":
+        return out[0]
     eframes = {e.position: e for e in bt.exception_frames}
     pending: list[str] = []  # the previous frame's -f words, printed before the next frame
     previous_stack: str | None = None

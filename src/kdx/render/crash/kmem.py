@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kdx.model.memory import (
     AddressReport,
+    FreeBlock,
     MemNode,
     MemoryFigures,
     MemoryLayout,
@@ -255,6 +256,39 @@ def render_free_areas(zones: list[ZoneFree], page_size: int) -> str:
             found += f.pages
     verdict = "(verified)" if found == total else f"(found {found})"
     lines += ["", f"nr_free_pages: {total}  {verdict}"]
+    return rstrip_lines("\n".join(lines))
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th ... 11th, 12th, 13th, 21st."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def render_free_block(found: FreeBlock, page_size: int) -> str:
+    """``kmem -f ADDR``: the zone line, the free list and the block holding the page,
+    with which of the block's pages it is; nothing when the page is not free."""
+    z = found.zone
+    if z is None:
+        return ""
+    size = f"{(page_size << found.order) // 1024}k"
+    block = f"{found.block:x}"
+    if found.order:
+        given = f"{found.address:x} is "
+        if found.physical and found.offset_in_page:
+            given += "in "
+        block += (f"  ({given}{_ordinal(found.page_index + 1)} of {1 << found.order} "
+                  "pages)")
+    lines = ["ZONE  NAME        SIZE    FREE  " + field("MEM_MAP", VADDR_WIDTH, center=True)
+             + "  START_PADDR  START_MAPNR",
+             f"{z.index:3d}   {z.name:<9} {z.size:6d}  {z.free:6d}  "
+             + field(hexaddr(z.mem_map), VADDR_WIDTH, center=True) + "  "
+             + field(hexaddr(z.start_paddr), 11, center=True, right=True) + "  "
+             + field(str(z.start_mapnr), 11, center=True, right=True),
+             "AREA    SIZE  FREE_AREA_STRUCT",
+             f"{found.order:3d}  {size:>7}  "
+             + field(hexaddr(found.free_list), VADDR_WIDTH, center=True),
+             block]
     return rstrip_lines("\n".join(lines))
 
 
