@@ -340,3 +340,22 @@ def test_struct_options_in_json(target) -> None:  # noqa: ANN001
     assert [d["kind"] for d in docs] == ["struct", "struct"]
     assert docs[0]["data"]["count"] == 2 and docs[0]["data"]["text"].count("{") == 2
     assert "[1]: " in docs[1]["data"]["text"]
+
+
+@pytest.mark.oracle
+def test_print_formats_and_hex_chars_match_crash(null_deref, crash) -> None:  # noqa: ANN001
+    from crash_script import crash_sections, kdx_sections
+
+    target = open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+    sock = f"{target.prog['init_net'].address_:x}"  # any struct with char members will do
+    commands = ["p/x jiffies", "p/d jiffies", "p -x jiffies", "p/x init_task.pid",
+                "struct -x task_struct.prio,comm init_task",
+                f"struct -x net.ipv4.sysctl_icmp_echo_ignore_broadcasts {sock}",
+                f"struct net.ipv4.sysctl_icmp_echo_ignore_broadcasts {sock}"]
+    theirs = crash_sections(crash, null_deref, commands)
+    ours = kdx_sections(target, commands)
+    assert not ours.failed, ours.stderr
+    for command in commands:
+        assert ours.sections[command] == theirs[command], command
+    assert ours.sections["p/x jiffies"].startswith("$")  # no "jiffies = " after p/FMT
+    assert "'" not in ours.sections[commands[5]]  # -x: a char is a bare number

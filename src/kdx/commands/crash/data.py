@@ -300,7 +300,17 @@ def _p_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: gdb print formats kdx's ``p`` takes, as the radix they mean.
+_PRINT_FORMATS = {"x": 16, "d": 10, "u": 10}
+
+
 def _p(session: Session, args: argparse.Namespace) -> None:
+    fmt = None
+    if args.expression and args.expression[0].startswith("/"):  # gdb's p/x, p/d
+        fmt, args.expression = args.expression[0][1:], args.expression[1:]
+        if fmt not in _PRINT_FORMATS:
+            raise CommandError(f"format /{fmt} is not supported (/x, /d and /u are)")
+        args.radix = _PRINT_FORMATS[fmt]
     if not args.expression:
         raise CommandError("p: an expression is required")
     prog = session.prog
@@ -313,7 +323,8 @@ def _p(session: Session, args: argparse.Namespace) -> None:
     formatter = Formatter(prog, args.radix or 10)
     number = _history(session)
     body = formatter.print_value(value)
-    leader = f"{first} = " if _is_symbol(prog, first) else ""
+    # crash names the symbol first (``jiffies = $1 = ...``), but not after p/FMT
+    leader = f"{first} = " if fmt is None and _is_symbol(prog, first) else ""
     if leader and "{" in body.split("\n")[0] and not body.split("\n")[0].endswith("{"):
         before, after = body.split("{", 1)
         body = before + "\n {" + after

@@ -20,7 +20,7 @@ from kdx.model.net import (
     socket_reference,
     task_sockets,
 )
-from kdx.render.crash.data import Formatter, is_char_type, struct_text
+from kdx.render.crash.data import Formatter, struct_text
 from kdx.render.crash.net import render_arp, render_devices, render_sockets
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
@@ -58,21 +58,10 @@ def _number(word: str) -> int:
         raise CommandError(f"not a valid number: {word}") from err
 
 
-class _StructFormatter(Formatter):
-    """gdb under crash's temporary ``output-radix 16`` prints char members as bare hex
-    numbers (``skc_state = 0x1``), without the character literal of radix 10."""
-
-    def scalar(self, obj: drgn.Object) -> str:
-        type_ = obj.type_.unaliased()
-        if self.radix == 16 and type_.kind == drgn.TypeKind.INT and is_char_type(type_):
-            return self.integer(obj.value_(), 1)
-        return super().scalar(obj)
-
-
 def _structures(prog: drgn.Program, record: TaskSockets, radix: int) -> dict[int, str]:
     """``-S``: each socket's ``struct socket`` and, when it has one, its sock as
     ``struct inet_sock`` (crash's choice whatever the family), by descriptor."""
-    formatter = _StructFormatter(prog, radix)
+    formatter = Formatter(prog, radix)
     texts = {}
     for entry in record.sockets:
         parts = []

@@ -142,6 +142,9 @@ class Formatter:
             return repr(obj.value_())
         value = obj.value_()
         if is_char_type(type_):
+            # gdb under crash's -x (output-radix 16) prints a char as a bare number
+            if self.radix == 16:
+                return self.integer(value, 1)
             return f"{self.integer(value, 1)} {char_literal(value)}"
         return self.integer(value, type_.size or 8)
 
