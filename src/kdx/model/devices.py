@@ -24,10 +24,10 @@ from drgn.helpers.linux.device import dev_name
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.pci import for_each_pci_root_bus, pci_bus_for_each_child
 
+from kdx.model.reading import READ_ERRORS
 from kdx.model.timers import symbol_text
 from kdx.textsafe import clean_bytes
 
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
 #: Size of the kernel's chrdevs/major_names/cdev_map hashes (CHRDEV_MAJOR_HASH_SIZE).
 _MAJOR_HASH = 255
 #: Disks crash's ``dev -d`` does not list.
@@ -158,7 +158,7 @@ def _first_disk_of_major(prog: drgn.Program) -> dict[int, drgn.Object]:
             if not disk or not disk.fops.value_():
                 continue
             found.setdefault(disk.major.value_(), disk)
-        except _READ_ERRORS:
+        except READ_ERRORS:
             continue
     return found
 
@@ -198,7 +198,7 @@ def disk_io(prog: drgn.Program) -> list[DiskIo]:
                     write += 1
                 else:
                     read += 1
-        except _READ_ERRORS:
+        except READ_ERRORS:
             pass
         found.append(DiskIo(disk.major.value_(), disk.value_(), name,
                             queue.value_(), read, write))

@@ -20,6 +20,7 @@ from drgn.helpers.linux.fs import for_each_file, for_each_mount
 from drgn.helpers.linux.pid import find_task
 from drgn.helpers.linux.sched import task_cpu
 
+from kdx.model.reading import READ_ERRORS
 from kdx.textsafe import clean_bytes
 
 #: How deep a dentry walk may go before kdx calls the chain corrupt.
@@ -36,7 +37,6 @@ _TYPE_NAMES = {
     0o140000: "SOCK",
 }
 
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def task_id(task: drgn.Object) -> TaskId:
     """The header fields of ``task``; a CPU that cannot be read is None."""
     try:
         cpu: int | None = task_cpu(task)
-    except _READ_ERRORS:
+    except READ_ERRORS:
         cpu = None
     return TaskId(pid=task.pid.value_(), task=task.value_(),
                   cpu=cpu, command=clean_bytes(task.comm.string_()))
@@ -206,7 +206,7 @@ def task_files(task: drgn.Object, warn: Callable[[str], None] | None = None) -> 
     prog = task.prog_
     try:
         root, cwd = _fs_paths(task)
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         _say(warn, f"PID {task.pid.value_()}: cannot read its root and cwd: {err}")
         root = cwd = None
     files = []
@@ -215,7 +215,7 @@ def task_files(task: drgn.Object, warn: Callable[[str], None] | None = None) -> 
             continue
         try:
             files.append(open_file(prog, fd, file))
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             _say(warn, f"PID {task.pid.value_()} fd {fd}: cannot read file "
                  f"{file.value_():x}: {err}")
     return TaskFiles(task_id(task), root, cwd, tuple(files))
@@ -255,7 +255,7 @@ def _mount_for_superblock(prog: drgn.Program, superblock: int) -> drgn.Object | 
         for mount in mounts:
             if mount.mnt.mnt_sb.value_() == superblock:
                 found = mount
-    except _READ_ERRORS:
+    except READ_ERRORS:
         found = None
     if found is not None:
         return found
@@ -309,5 +309,5 @@ def max_fds(task: drgn.Object) -> int:
     descriptor in ``files -R``)."""
     try:
         return task.files.fdt.max_fds.value_() if task.files else 0
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return 0

@@ -21,9 +21,7 @@ from drgn.helpers.linux.irq import (
     irq_get_nr_irqs,
 )
 
-from kdx.textsafe import clean_bytes
-
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
+from kdx.model.reading import READ_ERRORS, c_string
 
 
 @dataclass(frozen=True)
@@ -58,14 +56,6 @@ class Softirq:
     module: str | None
 
 
-def _string(pointer: drgn.Object) -> str | None:
-    try:
-        if not pointer.value_():
-            return None
-        return clean_bytes(pointer.string_())
-    except _READ_ERRORS:
-        return None
-
 
 def _actions(desc: drgn.Object) -> tuple[IrqAction, ...]:
     found = []
@@ -73,7 +63,7 @@ def _actions(desc: drgn.Object) -> tuple[IrqAction, ...]:
     seen = set()
     while action and action.value_() not in seen:
         seen.add(action.value_())
-        found.append(IrqAction(action.value_(), _string(action.name)))
+        found.append(IrqAction(action.value_(), c_string(action.name)))
         action = action.next.read_()
     return tuple(found)
 
@@ -81,13 +71,13 @@ def _actions(desc: drgn.Object) -> tuple[IrqAction, ...]:
 def irq_record(desc: drgn.Object, irq: int, cpus: tuple[int, ...]) -> Irq:
     actions = _actions(desc)
     chip = desc.irq_data.chip.read_()
-    chip_name = _string(chip.name) if chip else None
+    chip_name = c_string(chip.name) if chip else None
     counts = tuple(irq_desc_kstat_cpu(desc, cpu) for cpu in cpus)
     try:
         affinity = tuple(for_each_cpu(irq_desc_affinity_mask(desc)))
-    except _READ_ERRORS:
+    except READ_ERRORS:
         affinity = ()
-    return Irq(irq, desc.value_(), actions, chip_name, _string(desc.name), cpus, counts,
+    return Irq(irq, desc.value_(), actions, chip_name, c_string(desc.name), cpus, counts,
                affinity)
 
 
@@ -103,7 +93,7 @@ def irqs(prog: drgn.Program, warn: Callable[[str], None] | None = None) -> list[
             continue
         try:
             found.append(irq_record(desc, irq, cpus))
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             if warn is not None:
                 warn(f"IRQ {irq}: cannot read its descriptor {desc.value_():x}: {err}")
             found.append(Irq(irq, desc.value_()))

@@ -22,9 +22,9 @@ from drgn.helpers.linux.swap import for_each_swap_info, swap_file_path, swap_is_
 from drgn.helpers.linux.wait import waitqueue_for_each_entry
 
 from kdx.model.files import TaskId, task_files, task_id
+from kdx.model.reading import READ_ERRORS
 from kdx.textsafe import clean_bytes
 
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
 _SHM_DEST = 0o1000
 _SHM_LOCKED = 0o2000
 
@@ -50,7 +50,7 @@ def swap_devices(prog: drgn.Program) -> list[SwapDevice]:
     for si in for_each_swap_info(prog):
         try:
             path = clean_bytes(swap_file_path(si)) if si.swap_file else "(unknown)"
-        except _READ_ERRORS:
+        except READ_ERRORS:
             path = "(unknown)"
         found.append(SwapDevice(si.value_(), not swap_is_file(si),
                                 si.pages.value_() * page_kb,
@@ -131,19 +131,19 @@ def _shm_pages(shm: drgn.Object) -> tuple[int, int, int]:
         inode = shm.shm_file.f_path.dentry.d_inode.read_()
         pages = inode.i_mapping.nrpages.value_()
         fs_name = inode.i_sb.s_type.name.string_()
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return 0, 0, 0
     if fs_name == b"hugetlbfs":
         try:
             info = drgn.cast("struct hugetlbfs_sb_info *", inode.i_sb.s_fs_info)
             per_page = 1 << info.hstate.order.value_()
-        except _READ_ERRORS:
+        except READ_ERRORS:
             per_page = (1 << _HPAGE_SHIFT) // prog["PAGE_SIZE"].value_()
         return inode.value_(), pages * per_page, 0
     try:
         info = drgn.container_of(inode, "struct shmem_inode_info", "vfs_inode")
         swapped = info.swapped.value_()
-    except _READ_ERRORS:
+    except READ_ERRORS:
         swapped = 0
     return inode.value_(), pages, swapped
 
@@ -238,7 +238,7 @@ def file_users(tasks: Iterable[drgn.Object], wanted: str,
         uses = []
         try:
             files = task_files(task)
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             if warn is not None:
                 warn(f"PID {task.pid.value_()}: cannot read its files: {err}")
             continue
@@ -255,7 +255,7 @@ def file_users(tasks: Iterable[drgn.Object], wanted: str,
             try:
                 if any(_same_path(v.file, wanted) for v in task_vm(task).vmas):
                     uses.append("mmap")
-            except _READ_ERRORS as err:
+            except READ_ERRORS as err:
                 if warn is not None:
                     warn(f"PID {task.pid.value_()}: cannot read its mappings: {err}")
         if uses:

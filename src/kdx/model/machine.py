@@ -17,7 +17,8 @@ from drgn.helpers.linux.irq import gate_desc_func
 from drgn.helpers.linux.mm import follow_phys
 from drgn.helpers.linux.percpu import per_cpu
 
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
+from kdx.model.reading import READ_ERRORS
+
 #: x86_64's __START_KERNEL_map and MODULES_VADDR (a 1 GiB kernel image area).
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 MODULES_VADDR = 0xFFFFFFFFC0000000
@@ -97,7 +98,7 @@ def _irq_stacks(prog: drgn.Program, cpus: int, online: set[int],
                 pointer = per_cpu(prog["pcpu_hot"], cpu).hardirq_stack_ptr.value_()
             except KeyError:
                 pointer = per_cpu(prog["hardirq_stack_ptr"], cpu).value_()
-        except _READ_ERRORS:
+        except READ_ERRORS:
             pointer = 0
         if pointer and pointer & 0xFFF:
             pointer += 8
@@ -148,7 +149,7 @@ def _exception_stacks(prog: drgn.Program, cpus: int,
         try:
             tss = per_cpu(prog["cpu_tss_rw"], cpu)
             tops.append([tss.x86_tss.ist[i].value_() for i in range(_IST_SLOTS)])
-        except _READ_ERRORS:
+        except READ_ERRORS:
             break
     found = []
     for slot in range(_IST_SLOTS):

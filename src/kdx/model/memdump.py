@@ -101,6 +101,19 @@ def symbol_address(prog: drgn.Program, name: str) -> int | None:
     return obj.address_
 
 
+def symbol_or_hex(prog: drgn.Program, word: str) -> int | None:
+    """crash's reading of an address argument: a symbol's address, else a hex number;
+    None when the word is neither (each command words its own error)."""
+    try:
+        return prog.symbol(word).address
+    except LookupError:
+        pass
+    try:
+        return int(word, 16)
+    except ValueError:
+        return None
+
+
 # -- naming addresses ---------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -15,9 +15,7 @@ import drgn
 from drgn.helpers.linux.fs import for_each_mount
 
 from kdx.model.files import crash_path, inode_type
-from kdx.textsafe import clean_bytes
-
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
+from kdx.model.reading import READ_ERRORS, c_string
 
 
 @dataclass(frozen=True)
@@ -32,26 +30,18 @@ class Mount:
     dirname: str
 
 
-def _string(pointer: drgn.Object) -> str | None:
-    try:
-        if not pointer.value_():
-            return None
-        return clean_bytes(pointer.string_())
-    except _READ_ERRORS:
-        return None
-
 
 def mount_record(mount: drgn.Object) -> Mount:
     """One ``struct mount *`` as a record."""
     superblock = mount.mnt.mnt_sb.read_()
-    fstype = _string(superblock.s_type.name) if superblock else None
+    fstype = c_string(superblock.s_type.name) if superblock else None
     parent = mount.mnt_parent.read_()
     try:
         dirname = crash_path(mount.mnt_mountpoint, parent)
-    except _READ_ERRORS:
+    except READ_ERRORS:
         dirname = "(unknown)"
     return Mount(mount.value_(), superblock.value_(), fstype,
-                 _string(mount.mnt_devname), dirname)
+                 c_string(mount.mnt_devname), dirname)
 
 
 def mount_namespace(task: drgn.Object) -> drgn.Object:
@@ -69,7 +59,7 @@ def mounts(prog: drgn.Program, namespace: drgn.Object | None = None,
     for mount in for_each_mount(namespace):
         try:
             found.append(mount_record(mount))
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             if warn is not None:
                 warn(f"cannot read mount {mount.value_():x}: {err}")
     return found
@@ -129,7 +119,7 @@ def open_files_by_superblock(prog: drgn.Program,
             if not task.files:
                 continue
             files = list(for_each_file(task))
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             if warn is not None:
                 warn(f"PID {task.pid.value_()}: cannot read its open files: {err}")
             continue
@@ -145,7 +135,7 @@ def open_files_by_superblock(prog: drgn.Program,
                 kind, path = inode_type(prog, inode, crash_path(dentry, None))
                 found.setdefault(inode.i_sb.value_(), []).append(
                     MountFile(dentry.value_(), inode.value_(), kind, path[1:]))
-            except _READ_ERRORS:
+            except READ_ERRORS:
                 continue
     return found
 

@@ -24,9 +24,9 @@ from drgn.helpers.linux.net import (
 )
 
 from kdx.model.files import TaskId, task_id
+from kdx.model.reading import READ_ERRORS
 from kdx.textsafe import clean_bytes
 
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
 _S_IFMT = 0o170000
 _S_IFSOCK = 0o140000
 AF_INET = 2
@@ -163,7 +163,7 @@ def net_devices(prog: drgn.Program, namespace: drgn.Object | None = None,
     for dev in for_each_netdev(namespace):
         try:
             found.append(net_device(dev))
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             if warn is not None:
                 warn(f"cannot read net_device {dev.value_():x}: {err}")
     return found
@@ -230,7 +230,7 @@ def socket_of_file(prog: drgn.Program, fd: int, file: drgn.Object) -> Socket | N
     if family in (AF_INET, AF_INET6):
         try:
             extra = _inet_addresses(sk, family)
-        except _READ_ERRORS:
+        except READ_ERRORS:
             extra = {}
     return Socket(fd, sock_struct.value_(), sk.value_(), family, kind, **extra)
 
@@ -244,14 +244,14 @@ def task_sockets(task: drgn.Object,
     if task.files:
         try:
             max_fds = task.files.fdt.max_fds.value_()
-        except _READ_ERRORS:
+        except READ_ERRORS:
             max_fds = 0
         for fd, file in for_each_file(task):
             if not file:
                 continue
             try:
                 entry = socket_of_file(prog, fd, file)
-            except _READ_ERRORS as err:
+            except READ_ERRORS as err:
                 if warn is not None:
                     warn(f"PID {task.pid.value_()} fd {fd}: cannot read its file: {err}")
                 continue

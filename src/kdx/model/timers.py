@@ -21,7 +21,7 @@ from drgn.helpers.linux.timer import (
     timer_base_names,
 )
 
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
+from kdx.model.reading import READ_ERRORS
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _base_timers(prog: drgn.Program, base: drgn.Object, jiffies: int) -> tuple[T
         try:
             expires = timer.expires.value_()
             function = timer.function.value_()
-        except _READ_ERRORS:
+        except READ_ERRORS:
             continue
         found.append(Timer(timer.value_(), expires, _signed(expires - jiffies), function,
                            symbol_text(prog, function)))

@@ -18,9 +18,8 @@ import drgn
 from drgn.helpers.linux.mm import follow_phys, for_each_vma, task_rss, vma_name
 
 from kdx.model.files import TaskId, crash_path, task_id
+from kdx.model.reading import READ_ERRORS
 from kdx.textsafe import clean_bytes
-
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, ValueError, LookupError)
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class VmaPages:
 def _rss_pages(task: drgn.Object) -> int:
     try:
         rss = task_rss(task.prog_, task)
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return 0
     return max(rss.file, 0) + max(rss.anon, 0) + max(rss.shmem, 0)
 
@@ -98,7 +97,7 @@ def _vma(vma: drgn.Object) -> Vma:
         path = crash_path(vm_file.f_path.dentry, mount)
     try:
         name = clean_bytes(vma_name(vma))
-    except _READ_ERRORS:
+    except READ_ERRORS:
         name = path
     return Vma(address=vma.value_(), start=vma.vm_start.value_(), end=vma.vm_end.value_(),
                flags=vma.vm_flags.value_(), file=path, name=name,
@@ -155,7 +154,7 @@ def mm_struct_problem(prog: drgn.Program, address: int) -> str | None:
     try:
         cache = find_containing_slab_cache(prog, address)
         name = cache.name.string_().decode() if cache else ""
-    except _READ_ERRORS + (drgn.FaultError,):
+    except READ_ERRORS + (drgn.FaultError,):
         name = ""
     if not name.startswith("mm_struct"):
         return "invalid mm_struct address"
@@ -163,7 +162,7 @@ def mm_struct_problem(prog: drgn.Program, address: int) -> str | None:
         count = drgn.Object(prog, "struct mm_struct", address=address).mm_count.counter
         if count.value_() == 0:
             return "stale mm_struct address"
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return "invalid mm_struct address"
     return None
 

@@ -27,6 +27,7 @@ from kdx.model.memdump import (
     make_reader,
     read_memory,
     read_span,
+    symbol_or_hex,
 )
 from kdx.render.crash.data import (
     Formatter,
@@ -441,14 +442,10 @@ def _lookup_compound(prog: drgn.Program, kind: str, name: str) -> drgn.Type:
 
 
 def _object_address(prog: drgn.Program, word: str) -> int:
-    try:
-        return prog.symbol(word).address
-    except LookupError:
-        pass
-    try:
-        return int(word, 16)
-    except ValueError as err:
-        raise CommandError(f"symbol not found: {word}") from err
+    address = symbol_or_hex(prog, word)
+    if address is None:
+        raise CommandError(f"symbol not found: {word}")
+    return address
 
 
 def _member_declarations(type_: drgn.Type, members: str) -> str:
@@ -876,7 +873,7 @@ def crash_number(prog: drgn.Program | None, word: str) -> int:
         raise CommandError(f"invalid expression: {word}") from err
 
 
-class _EvalParser:
+class EvalParser:
     def __init__(self, prog: drgn.Program, text: str) -> None:
         self.prog = prog
         tokens, pos = [], 0
@@ -946,7 +943,7 @@ def _eval(session: Session, args: argparse.Namespace) -> None:
         bits, words = True, words[1:]
     if not words:
         raise CommandError("eval: an expression is required")
-    value = _EvalParser(session.prog, " ".join(words)).parse()
+    value = EvalParser(session.prog, " ".join(words)).parse()
     signed = value - (1 << 64) if value >> 63 else value
     session.emit("eval", {"value": value, "signed": signed}, eval_text(value, bits))
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import drgn
-
 from kdx.model.devices import block_devices, char_devices, disk_io, pci_buses
+from kdx.model.reading import READ_ERRORS
 from kdx.render.crash.devices import render_devices, render_diskio, render_pci
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
-
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +31,7 @@ def _dev(session: Session, args: argparse.Namespace) -> None:
             chars, blocks = char_devices(prog), block_devices(prog)
             session.emit("dev", {"char": chars, "block": blocks},
                          lambda: render_devices(chars, blocks))
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise CommandError(f"cannot read the device tables: {err}") from err
 
 

@@ -19,6 +19,7 @@ from kdx.model.kernel_tables import (
     swap_devices,
     wait_queue,
 )
+from kdx.model.reading import READ_ERRORS
 from kdx.render.crash.kernel_tables import (
     render_fuser,
     render_ipcs,
@@ -28,9 +29,6 @@ from kdx.render.crash.kernel_tables import (
 )
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
-
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
-
 
 # -- swap -------------------------------------------------------------------------------
 
@@ -42,7 +40,7 @@ def _swap_parser() -> argparse.ArgumentParser:
 def _swap(session: Session, _args: argparse.Namespace) -> None:
     try:
         devices = swap_devices(session.prog)
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise CommandError(f"cannot read the swap devices: {err}") from err
     session.emit("swap", devices, lambda: render_swap(devices))
 
@@ -80,7 +78,7 @@ def _ipcs(session: Session, args: argparse.Namespace) -> None:
         namespace = tasks_for_argument(session, args.task)[1][0].nsproxy.ipc_ns.read_()
     try:
         objects = ipc_objects(session.prog, namespace)
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise CommandError(f"cannot read the IPC objects: {err}") from err
     shm, sem, msg = args.shm or args.verbose, args.sem, args.msg
     if not (shm or sem or msg):
@@ -150,7 +148,7 @@ def _waitq(session: Session, args: argparse.Namespace) -> None:
 
     try:
         queue = wait_queue(session.prog, address, name, task_at)
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise CommandError(f"cannot read the wait queue at {address:x}: {err}") \
             from err
     session.emit("waitq", queue, lambda: render_waitq(queue))
@@ -171,7 +169,7 @@ def _all_tasks(prog: drgn.Program) -> list[drgn.Object]:
     for cpu in for_each_possible_cpu(prog):
         try:
             idle.append(idle_task(prog, cpu))
-        except _READ_ERRORS:
+        except READ_ERRORS:
             continue
     others = sorted(for_each_task(prog), key=lambda t: (t.pid.value_(), t.value_()))
     return idle + [t for t in others if t.pid.value_()]

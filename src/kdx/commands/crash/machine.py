@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-import drgn
-
 from kdx.model.machine import cpu_infos, e820_map, machine_info
+from kdx.model.reading import READ_ERRORS
 from kdx.model.system import system_info
 from kdx.render.crash.machine import render_cpu_infos, render_machine, render_memmap
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
-
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +36,7 @@ def _mach(session: Session, args: argparse.Namespace) -> None:
             system = session.cached("sys", lambda: system_info(session.target))
             info = machine_info(prog, system)
             session.emit("mach", info, lambda: render_machine(info))
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise CommandError(f"cannot read the machine data: {err}") from err
 
 

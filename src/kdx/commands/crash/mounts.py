@@ -23,6 +23,7 @@ from kdx.model.mounts import (
     mounts,
     open_files_by_superblock,
 )
+from kdx.model.reading import READ_ERRORS
 from kdx.render.crash.mounts import render_details, render_mounts
 from kdx.session.command import CrashCommand, make_parser
 from kdx.session.session import Session
@@ -56,7 +57,6 @@ def _matches(prog: drgn.Program, entry: Mount, word: str) -> bool:
     return value in (entry.mount, entry.superblock, entry.mount + offset)
 
 
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
 
 
 def _details(session: Session, records: list[Mount], args: argparse.Namespace) -> None:
@@ -70,7 +70,7 @@ def _details(session: Session, records: list[Mount], args: argparse.Namespace) -
         if args.i:
             try:
                 inodes = dirty_inodes(prog, record.superblock)
-            except _READ_ERRORS as err:
+            except READ_ERRORS as err:
                 session.warn(f"cannot read the inodes of super block "
                              f"{record.superblock:x}: {err}")
                 inodes = ()

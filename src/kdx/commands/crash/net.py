@@ -20,12 +20,11 @@ from kdx.model.net import (
     socket_reference,
     task_sockets,
 )
+from kdx.model.reading import READ_ERRORS
 from kdx.render.crash.data import Formatter, struct_text
 from kdx.render.crash.net import render_arp, render_devices, render_sockets
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
-
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,7 +124,7 @@ def _net(session: Session, args: argparse.Namespace) -> None:
     if args.a:
         try:
             entries = arp_cache(prog)
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             raise CommandError(f"cannot read the ARP cache: {err}") from err
         session.emit("net-arp", entries, lambda: render_arp(entries))
         if not args.n:

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 
 import drgn
 
+from kdx.model.memdump import symbol_or_hex
 from kdx.model.search import (
     PAGE,
     SearchRequest,
@@ -73,14 +74,10 @@ def _parser() -> CommandParser:
 
 
 def _address(prog: drgn.Program, word: str) -> int:
-    try:
-        return prog.symbol(word).address
-    except LookupError:
-        pass
-    try:
-        return int(word, 16)
-    except ValueError as err:
-        raise CommandError(f"invalid address: {word}") from err
+    address = symbol_or_hex(prog, word)
+    if address is None:
+        raise CommandError(f"invalid address: {word}")
+    return address
 
 
 #: The operators whose presence makes crash evaluate a word (tools.c can_eval).
@@ -99,9 +96,9 @@ def can_eval(word: str) -> bool:
 
 def _evaluate(prog: drgn.Program, word: str) -> int:
     # the eval command's evaluator, so that search and eval read an expression alike
-    from kdx.commands.crash.data import _EvalParser
+    from kdx.commands.crash.data import EvalParser
 
-    return _EvalParser(prog, word).parse()
+    return EvalParser(prog, word).parse()
 
 
 def _value(prog: drgn.Program, word: str) -> tuple[int, str | None]:

@@ -14,6 +14,7 @@ import argparse
 import drgn
 
 from kdx.commands.crash.files import for_each_task_argument
+from kdx.model.reading import READ_ERRORS
 from kdx.model.signals import (
     ThreadGroupSignals,
     decode_sigset,
@@ -28,8 +29,6 @@ from kdx.render.crash.signals import (
 )
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
-
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 def _signals(task: drgn.Object):  # noqa: ANN202 (TaskSignals)
     try:
         return task_signals(task)
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise CommandError(f"cannot read the signal state of task "
                            f"{task.value_():x}: {err}") from err
 
