@@ -142,11 +142,7 @@ def _pages(session: Session, words: list[str]) -> None:
         session.emit("kmem-p", pages, lambda: render_pages(pages, width))
         return
     found = []
-    for word in words:
-        try:
-            address = int(word, 16)
-        except ValueError as err:
-            raise CommandError(f"not a hexadecimal address: {word}") from err
+    for address in _hex_addresses(words):
         page = page_of(prog, address)
         if page is None:
             session.warn(f"{address:x}: no page structure for this address")
@@ -156,17 +152,24 @@ def _pages(session: Session, words: list[str]) -> None:
         session.emit("kmem-p", found, lambda: render_pages(found, width))
 
 
+def _hex_addresses(words: list[str]) -> list[int]:
+    """Every word as a hexadecimal address, all checked before any is used."""
+    out = []
+    for word in words:
+        try:
+            out.append(int(word, 16))
+        except ValueError as err:
+            raise CommandError(f"not a hexadecimal address: {word}") from err
+    return out
+
+
 def _free_blocks(session: Session, words: list[str]) -> None:
     """``kmem -f ADDR...``: for each address, the free block holding its page (a struct
     page pointer, kernel virtual or physical address); nothing for a page in use."""
     prog = session.prog
     page_size = prog["PAGE_SIZE"].value_()
     found = []
-    for word in words:
-        try:
-            address = int(word, 16)
-        except ValueError as err:
-            raise CommandError(f"not a hexadecimal address: {word}") from err
+    for address in _hex_addresses(words):
         block = free_block(prog, address)
         if block is None:
             session.warn(f"cannot determine page for {address:x}")
