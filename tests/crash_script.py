@@ -57,3 +57,10 @@ def kdx_sections(target, commands: list[str]) -> KdxRun:  # noqa: ANN001 (Target
         sections[command] = "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
     assert "Traceback" not in err.getvalue()
     return KdxRun(sections, err.getvalue(), failed)
+
+
+def kdx_outputs(target, commands: list[str]) -> dict[str, str]:  # noqa: ANN001 (Target)
+    """``kdx_sections`` for commands that must all succeed: their outputs by command."""
+    run = kdx_sections(target, commands)
+    assert not run.failed, run.stderr
+    return run.sections

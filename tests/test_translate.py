@@ -13,7 +13,7 @@ import io
 import re
 
 import pytest
-from crash_script import crash_sections, kdx_sections
+from crash_script import crash_sections, kdx_outputs
 from drgn.helpers.linux.mm import follow_phys, virt_to_phys
 from drgn.helpers.linux.panic import panic_task
 
@@ -51,9 +51,7 @@ def dump(null_deref_each) -> Dump:  # noqa: ANN001 (fixture)
 
 
 def ours(dump: Dump, commands: list[str]) -> dict[str, str]:
-    run = kdx_sections(dump.target, commands)
-    assert not run.failed, run.stderr
-    return run.sections
+    return kdx_outputs(dump.target, commands)
 
 
 @pytest.fixture(scope="module")
