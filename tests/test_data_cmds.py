@@ -59,26 +59,9 @@ def _commands(target) -> list[str]:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def sections(target, null_deref, crash) -> tuple[dict[str, str], dict[str, str]]:  # noqa: ANN001
     wanted = _commands(target)
-    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
-    theirs: dict[int, list[str]] = {}
-    current = None
-    for line in crash(null_deref, script).splitlines():
-        found = _MARK_LINE.match(line)
-        if found:
-            current = int(found.group(1))
-            theirs[current] = []
-        elif current is not None:
-            theirs[current].append(line.rstrip())
-    assert len(theirs) == len(wanted)
-    out, err = io.StringIO(), io.StringIO()
-    session = Session(target, out=out, err=err)
-    ours = {}
-    for command in wanted:
-        start = out.tell()
-        session.execute(command)
-        ours[command] = out.getvalue()[start:].strip("\n")
-    assert "Traceback" not in err.getvalue() and "unexpected" not in err.getvalue()
-    return ours, {wanted[i]: "\n".join(lines).strip("\n") for i, lines in theirs.items()}
+    theirs, (ours, err) = _crash_sections(crash, null_deref, wanted), _kdx_sections(target, wanted)
+    assert "Traceback" not in err and "unexpected" not in err
+    return dict(zip(wanted, ours)), dict(zip(wanted, theirs))
 
 
 @pytest.mark.oracle
@@ -193,7 +176,8 @@ def test_ascii_and_chars() -> None:
 
 
 def _crash_sections(crash, dump, commands: list[str]) -> list[str]:  # noqa: ANN001
-    """crash's output of each command, cut out by echo markers."""
+    """crash's output of each command, cut out by echo markers (the shared eval markers
+    of crash_script would eat the output of this file's own ``eval`` commands)."""
     script = [line for i, c in enumerate(commands) for line in (MARK.format(i), c)]
     parts: dict[int, list[str]] = {}
     current = None
