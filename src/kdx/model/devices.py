@@ -25,6 +25,7 @@ from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.pci import for_each_pci_root_bus, pci_bus_for_each_child
 
 from kdx.model.reading import READ_ERRORS
+from kdx.model.records import Hex
 from kdx.model.timers import symbol_text
 from kdx.textsafe import clean_bytes
 
@@ -41,8 +42,8 @@ class CharDevice:
 
     major: int
     name: str
-    cdev: int
-    ops: int
+    cdev: Hex
+    ops: Hex
     ops_symbol: str
 
 
@@ -52,8 +53,8 @@ class BlockDevice:
 
     major: int
     name: str
-    gendisk: int
-    ops: int
+    gendisk: Hex
+    ops: Hex
     ops_symbol: str
 
 
@@ -62,16 +63,16 @@ class DiskIo:
     """One disk and its requests in flight, by direction."""
 
     major: int
-    gendisk: int
+    gendisk: Hex
     name: str
-    queue: int
+    queue: Hex
     read: int
     write: int
 
 
 @dataclass(frozen=True)
 class PciDevice:
-    device: int
+    device: Hex
     name: str
     pci_class: int
     vendor: int
@@ -83,9 +84,9 @@ class PciDevice:
 class PciBus:
     """A PCI bus: a root bus has ``name`` and no parent; a child bus has its parent."""
 
-    bus: int
+    bus: Hex
     name: str
-    parent: int
+    parent: Hex
     root: bool
     self_device: PciDevice | None
     devices: tuple[PciDevice, ...]

@@ -37,6 +37,7 @@ from kdx.model.memdump import (
     make_reader,
     read_span,
 )
+from kdx.model.records import Hex
 
 #: The longest x86 instruction; a window this long always holds the next one.
 MAX_INSN = 15
@@ -104,8 +105,8 @@ class Spelled:
     prefixes: list[str]
     mnemonic: str
     operands: list[str]
-    target: int | None  # a direct call/jump's destination
-    rip_target: int | None  # the address a %rip-relative operand points to
+    target: Hex | None  # a direct call/jump's destination
+    rip_target: Hex | None  # the address a %rip-relative operand points to
 
 
 def spell(insn: capstone.CsInsn) -> Spelled:
@@ -237,14 +238,14 @@ def _memory(insn: capstone.CsInsn, op, string_op: bool) -> tuple[str, int | None
 class Instruction:
     """One decoded instruction, with what crash shows around it."""
 
-    address: int
+    address: Hex
     symbol: str | None  # "hello_init+17" (crash's decimal offsets), None outside symbols
     bytes: str  # the encoding, as hex
     mnemonic: str  # with GNU's prefixes: "rep stos", "lock cmpxchg"
     operands: str  # GNU AT&T operands: "$0x1,0x0"
-    target: int | None = None  # destination of a direct call or jump
+    target: Hex | None = None  # destination of a direct call or jump
     target_symbol: str | None = None
-    rip_target: int | None = None  # address a %rip-relative operand refers to
+    rip_target: Hex | None = None  # address a %rip-relative operand refers to
     rip_symbol: str | None = None
     ftrace_nop: bool = False  # the 5-byte nop ftrace patches at a function's start
     source_file: str | None = None  # as the debug info names it (innermost inline)
@@ -286,8 +287,8 @@ class SourceText:
 class Disassembly:
     """``dis`` output as data: the instructions and the source they came from."""
 
-    start: int  # the first address decoded
-    end: int  # one past the last instruction shown
+    start: Hex  # the first address decoded
+    end: Hex  # one past the last instruction shown
     function: str | None  # the symbol the start falls in
     module: str | None  # the module, None for the kernel and user space
     space: str  # "kernel virtual" or "user virtual"
@@ -308,7 +309,7 @@ class Disassembly:
 class SourceListing:
     """``dis -s``: the source around an address, crash's ``*`` on its line."""
 
-    address: int
+    address: Hex
     symbol: str | None
     file: str | None  # as the debug info names it; None when unknown
     line: int | None
@@ -502,8 +503,8 @@ def _select_all(code: bytes, start: int, end: int | None, cut: bool,
 @dataclass(frozen=True)
 class FunctionRange:
     name: str
-    start: int
-    end: int
+    start: Hex
+    end: Hex
 
 
 def function_range(prog: drgn.Program, address: int,

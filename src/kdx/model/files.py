@@ -21,6 +21,7 @@ from drgn.helpers.linux.pid import find_task
 from drgn.helpers.linux.sched import task_cpu
 
 from kdx.model.reading import READ_ERRORS
+from kdx.model.records import Hex
 from kdx.textsafe import clean_bytes
 
 #: How deep a dentry walk may go before kdx calls the chain corrupt.
@@ -44,7 +45,7 @@ class TaskId:
     """Who a per-task record is about, as crash's task header names it."""
 
     pid: int
-    task: int
+    task: Hex
     cpu: int | None
     command: str
 
@@ -55,9 +56,9 @@ class OpenFile:
     ``type`` is then ``?`` as in crash."""
 
     fd: int
-    file: int
-    dentry: int
-    inode: int
+    file: Hex
+    dentry: Hex
+    inode: Hex
     type: str  # REG, DIR, CHR, BLK, FIFO, PIPE, SOCK, LNK, UNKN or ?
     path: str
 
@@ -77,9 +78,9 @@ class TaskFiles:
 class DentryInfo:
     """What ``files -d`` shows about one dentry."""
 
-    dentry: int
-    inode: int
-    superblock: int
+    dentry: Hex
+    inode: Hex
+    superblock: Hex
     type: str  # as in OpenFile, or N/A for a negative dentry
     path: str
 
@@ -277,10 +278,10 @@ class InodePages:
     """An inode's page cache: its address_space, the kernel's count of cached pages,
     and (for ``files -p``) the struct page addresses in index order."""
 
-    inode: int
-    mapping: int
+    inode: Hex
+    mapping: Hex
     nrpages: int
-    pages: tuple[int, ...] = ()
+    pages: tuple[Hex, ...] = ()
 
 
 def inode_mapping(prog: drgn.Program, inode: int) -> tuple[int, int]:

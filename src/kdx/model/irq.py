@@ -22,11 +22,12 @@ from drgn.helpers.linux.irq import (
 )
 
 from kdx.model.reading import READ_ERRORS, c_string
+from kdx.model.records import Hex
 
 
 @dataclass(frozen=True)
 class IrqAction:
-    action: int
+    action: Hex
     name: str | None  # None when the action has no readable name
 
 
@@ -37,7 +38,7 @@ class Irq:
     CPUs it may run on."""
 
     irq: int
-    desc: int
+    desc: Hex
     actions: tuple[IrqAction, ...] = ()
     chip: str | None = None
     flow: str | None = None
@@ -51,7 +52,7 @@ class Softirq:
     """One entry of ``softirq_vec``: its index and action function."""
 
     index: int
-    action: int
+    action: Hex
     symbol: str | None
     module: str | None
 
@@ -129,7 +130,7 @@ class IdtEntry:
     offset into it."""
 
     vector: int
-    address: int
+    address: Hex
     symbol: str | None
     offset: int = 0
 

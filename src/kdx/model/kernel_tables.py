@@ -23,6 +23,7 @@ from drgn.helpers.linux.wait import waitqueue_for_each_entry
 
 from kdx.model.files import TaskId, task_files, task_id
 from kdx.model.reading import READ_ERRORS
+from kdx.model.records import Hex
 from kdx.textsafe import clean_bytes
 
 _SHM_DEST = 0o1000
@@ -36,7 +37,7 @@ _SHM_LOCKED = 0o2000
 class SwapDevice:
     """One swap area: sizes in KiB, ``partition`` False for a swap file."""
 
-    swap_info: int
+    swap_info: Hex
     partition: bool
     size_kb: int
     used_kb: int
@@ -66,7 +67,7 @@ class SharedMemory:
     """One shared memory segment. ``inode`` is the shmem (or hugetlbfs) inode behind
     it, ``resident`` its pages in memory and ``swapped`` those in swap (``ipcs -M``)."""
 
-    shmid_kernel: int
+    shmid_kernel: Hex
     key: int
     shmid: int
     uid: int
@@ -75,7 +76,7 @@ class SharedMemory:
     nattch: int
     destroyed: bool
     locked: bool
-    inode: int = 0
+    inode: Hex = 0
     resident: int = 0
     swapped: int = 0
     allocated: int = 0  # pages the segment's size spans
@@ -83,7 +84,7 @@ class SharedMemory:
 
 @dataclass(frozen=True)
 class SemaphoreArray:
-    sem_array: int
+    sem_array: Hex
     key: int
     semid: int
     uid: int
@@ -93,7 +94,7 @@ class SemaphoreArray:
 
 @dataclass(frozen=True)
 class MessageQueue:
-    msg_queue: int
+    msg_queue: Hex
     key: int
     msqid: int
     uid: int
@@ -185,10 +186,10 @@ class WaitQueue:
     ``private`` is not a task (a callback entry), and so does kdx: ``stopped_at`` is
     that entry's address, or 0."""
 
-    address: int
+    address: Hex
     name: str | None
     tasks: tuple[TaskId, ...]
-    stopped_at: int = 0
+    stopped_at: Hex = 0
 
 
 def wait_queue(prog: drgn.Program, address: int, name: str | None,

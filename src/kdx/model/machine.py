@@ -18,6 +18,7 @@ from drgn.helpers.linux.mm import follow_phys
 from drgn.helpers.linux.percpu import per_cpu
 
 from kdx.model.reading import READ_ERRORS
+from kdx.model.records import Hex
 
 #: x86_64's __START_KERNEL_map and MODULES_VADDR (a 1 GiB kernel image area).
 START_KERNEL_MAP = 0xFFFFFFFF80000000
@@ -35,7 +36,7 @@ _STACK_MEMBERS = {"DEBUG": "DB_stack", "NMI": "NMI_stack", "DOUBLEFAULT": "DF_st
 @dataclass(frozen=True)
 class CpuStack:
     cpu: int
-    base: int
+    base: Hex
     available: bool = True
     online: bool = True
 
@@ -56,11 +57,11 @@ class MachineInfo:
     mhz: int | None
     hz: int | None
     page_size: int
-    kernel_virtual_base: int
-    vmalloc_base: int
-    vmemmap_base: int | None
-    start_map: int
-    modules_base: int
+    kernel_virtual_base: Hex
+    vmalloc_base: Hex
+    vmemmap_base: Hex | None
+    start_map: Hex
+    modules_base: Hex
     stack_size: int
     irq_stack_size: int
     irq_stacks: tuple[CpuStack, ...]
@@ -71,8 +72,8 @@ class MachineInfo:
 class MemoryRange:
     """One e820 entry: [start, end) and its type number."""
 
-    start: int
-    end: int
+    start: Hex
+    end: Hex
     type: int
 
 

@@ -22,6 +22,8 @@ from typing import Callable
 
 import drgn
 
+from kdx.model.records import Hex
+
 #: Where x86_64's user half ends: crash reads lower addresses as user virtual ones.
 USER_SPACE_END = 0x0000_8000_0000_0000
 PAGE_SIZE = 4096
@@ -121,7 +123,7 @@ class Location:
     """``name+offset``: the symbol an address falls in, as crash names it."""
 
     name: str
-    address: int  # where the symbol starts
+    address: Hex  # where the symbol starts
     offset: int
 
     def text(self, radix: int = 10) -> str:
@@ -285,7 +287,7 @@ def _modules(prog: drgn.Program) -> list:
 class ReadFault:
     """Where reading stopped and why, in crash's terms."""
 
-    address: int
+    address: Hex
     space: str  # KERNEL, USER or PHYSICAL
     reason: str  # "page excluded", "invalid", "seek error" or "read error"
     detail: str  # drgn's own message
@@ -385,8 +387,8 @@ def read_span(read: Reader, space: str, address: int, size: int,
 class MemoryWord:
     """One value as ``rd`` shows it; ``symbol`` is set by ``rd -s`` when it names one."""
 
-    address: int
-    value: int  # unsigned, in the dump's (little-endian) byte order
+    address: Hex
+    value: Hex  # unsigned, in the dump's (little-endian) byte order
     symbol: str | None = None
 
 
@@ -394,7 +396,7 @@ class MemoryWord:
 class MemoryString:
     """A run of printable bytes, as ``rd -a`` shows them."""
 
-    address: int
+    address: Hex
     text: str
 
 
@@ -402,7 +404,7 @@ class MemoryString:
 class MemoryDisplay:
     """What ``rd`` read: values of one size, or strings (``-a``), up to a possible fault."""
 
-    address: int  # the first address shown (after -o)
+    address: Hex  # the first address shown (after -o)
     space: str  # KERNEL, USER or PHYSICAL
     unit: int  # bytes per value: 1, 2, 4 or 8 (1 for strings)
     count: int | None  # values asked for; None: a string up to its first unprintable byte
@@ -523,7 +525,7 @@ def ascii_column(raw: bytes) -> str:
 class CString:
     """A NUL-terminated string in memory, as gdb's ``x/s`` shows it."""
 
-    address: int
+    address: Hex
     data: str  # its bytes before the NUL, as hex
     terminated: bool  # False when the read stopped (fault or length limit) before a NUL
 

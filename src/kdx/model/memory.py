@@ -52,6 +52,7 @@ from drgn.helpers.linux.swap import for_each_swap_info, swap_usage_in_pages, tot
 from drgn.helpers.linux.vmstat import global_node_page_state, global_zone_page_state
 
 from kdx.model.files import TaskId, task_id
+from kdx.model.records import Hex
 from kdx.model.system import task_state_string
 from kdx.textsafe import clean_bytes
 
@@ -257,7 +258,7 @@ class SlabCache:
     """One ``kmem -s`` line. The counts are None when the cache's lists could not be
     walked (crash prints ``?`` there)."""
 
-    address: int
+    address: Hex
     name: str
     object_size: int
     allocated: int | None
@@ -346,12 +347,12 @@ def find_cache(prog: drgn.Program, word: str) -> tuple[drgn.Object | None, str |
 class PageInfo:
     """One struct page as crash's page table lines show it."""
 
-    page: int
-    physical: int
-    mapping: int
+    page: Hex
+    physical: Hex
+    mapping: Hex
     index: int
     count: int
-    flags: int
+    flags: Hex
     flag_names: tuple[str, ...]
 
 
@@ -360,21 +361,21 @@ class SlabObject:
     """The slab object holding an address: its cache, its slab, and the object."""
 
     cache: SlabCache
-    slab: int
-    memory: int
+    slab: Hex
+    memory: Hex
     node: int
     objects: int
     allocated_objects: int
-    object: int
+    object: Hex
     allocated: bool
 
 
 @dataclass(frozen=True)
 class VmapArea:
-    vmap_area: int
-    vm_struct: int
-    start: int
-    end: int
+    vmap_area: Hex
+    vm_struct: Hex
+    start: Hex
+    end: Hex
     size: int
 
 
@@ -384,7 +385,7 @@ class TaskContext:
     show_context prints it."""
 
     task: TaskId
-    thread_info: int
+    thread_info: Hex
     state: str
 
 
@@ -393,7 +394,7 @@ class AddressReport:
     """What ``kmem ADDR`` found. ``description`` is drgn's one-line identification
     (``slab object: dentry+0x10``...), a kdx addition."""
 
-    address: int
+    address: Hex
     symbol: str | None
     context: TaskContext | None
     vmap: VmapArea | None
@@ -733,7 +734,7 @@ class ZoneStats:
 
     node: int
     index: int
-    address: int
+    address: Hex
     name: str
     spanned: int
     present: int
@@ -770,7 +771,7 @@ class FreeList:
     """One free list of a zone: its order, its list_head, blocks on it and pages."""
 
     order: int
-    address: int
+    address: Hex
     blocks: int
     pages: int
 
@@ -785,8 +786,8 @@ class ZoneFree:
     name: str
     size: int
     free: int
-    mem_map: int
-    start_paddr: int
+    mem_map: Hex
+    start_paddr: Hex
     start_mapnr: int
     lists: tuple[FreeList, ...]
 
@@ -843,12 +844,12 @@ class FreeBlock:
     the free list (order and list_head) it is on, its first struct page, and which of
     its pages is the one asked about. ``block`` is 0 when the page is not free."""
 
-    address: int  # as given
+    address: Hex  # as given
     physical: bool  # the address was read as physical (below kernel space)
     zone: ZoneFree | None
     order: int
-    free_list: int  # the list_head of the free list the block is on
-    block: int  # the block's first struct page
+    free_list: Hex  # the list_head of the free list the block is on
+    block: Hex  # the block's first struct page
     page_index: int  # 0 for the block's first page
     offset_in_page: int
 
@@ -940,8 +941,8 @@ class ZoneSpan:
     index: int
     name: str
     size: int
-    mem_map: int
-    start_paddr: int
+    mem_map: Hex
+    start_paddr: Hex
     start_mapnr: int
 
 
@@ -949,10 +950,10 @@ class ZoneSpan:
 class MemNode:
     node: int
     size: int
-    pgdat: int
-    zones: tuple[int, ...]  # each zone's address
-    mem_map: int
-    start_paddr: int
+    pgdat: Hex
+    zones: tuple[Hex, ...]  # each zone's address
+    mem_map: Hex
+    start_paddr: Hex
     start_mapnr: int
     zone_spans: tuple[ZoneSpan, ...]
 
@@ -960,9 +961,9 @@ class MemNode:
 @dataclass(frozen=True)
 class MemSection:
     nr: int
-    address: int
-    coded_mem_map: int
-    mem_map: int
+    address: Hex
+    coded_mem_map: Hex
+    mem_map: Hex
     state: str
     pfn: int
 
@@ -972,10 +973,10 @@ class MemBlock:
     """A memory block device. ``state`` is the raw word crash reads (eight bytes at
     memory_block.state), named as crash names it."""
 
-    address: int
+    address: Hex
     name: str
-    start: int
-    end: int | None
+    start: Hex
+    end: Hex | None
     node: int | None
     state: str
     start_section: int

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import drgn
 from drgn.helpers.linux.module import for_each_module, module_taints
 
+from kdx.model.records import Hex
 from kdx.textsafe import clean_bytes
 
 #: What reading a damaged or filtered dump can raise for one module.
@@ -33,7 +34,7 @@ class ModuleRegion:
     INIT_TEXT, INIT_DATA, INIT_RODATA (6.4+), or CORE and INIT (older kernels)."""
 
     kind: str
-    base: int
+    base: Hex
     size: int
 
     @property
@@ -49,12 +50,12 @@ class ModuleInfo:
     """One loaded module, with crash's MODULE, BASE and SIZE columns."""
 
     name: str
-    address: int  # the struct module: crash's MODULE column
-    base: int  # crash's BASE (core layout) or TEXT_BASE (6.4+ text region)
+    address: Hex  # the struct module: crash's MODULE column
+    base: Hex  # crash's BASE (core layout) or TEXT_BASE (6.4+ text region)
     size: int  # crash's SIZE: the core memory, init excluded
-    text_base: int
+    text_base: Hex
     text_size: int
-    init_base: int  # 0 once the init sections are freed
+    init_base: Hex  # 0 once the init sections are freed
     init_size: int
     state: str  # live, coming (init running), going, unformed
     taints: str  # the module's taint letters, e.g. "OE"

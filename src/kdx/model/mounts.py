@@ -16,6 +16,7 @@ from drgn.helpers.linux.fs import for_each_mount
 
 from kdx.model.files import crash_path, inode_type
 from kdx.model.reading import READ_ERRORS, c_string
+from kdx.model.records import Hex
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,8 @@ class Mount:
     """One mount. ``mount`` is the ``struct mount`` address (crash's first column on
     Linux 3.3 and later); ``type``/``devname`` are None when the dump lacks their text."""
 
-    mount: int
-    superblock: int
+    mount: Hex
+    superblock: Hex
     type: str | None
     devname: str | None
     dirname: str
@@ -87,8 +88,8 @@ class MountFile:
     """An open file of a file system (``mount -f``): dentry, inode, crash's type name
     and the path inside the file system, without its leading ``/``."""
 
-    dentry: int
-    inode: int
+    dentry: Hex
+    inode: Hex
     type: str
     path: str
 
@@ -100,7 +101,7 @@ class MountDetail:
 
     mount: Mount
     files: tuple[MountFile, ...] | None = None
-    dirty_inodes: tuple[int, ...] | None = None
+    dirty_inodes: tuple[Hex, ...] | None = None
 
 
 def open_files_by_superblock(prog: drgn.Program,

@@ -25,6 +25,7 @@ from drgn.helpers.linux.net import (
 
 from kdx.model.files import TaskId, task_id
 from kdx.model.reading import READ_ERRORS
+from kdx.model.records import Hex
 from kdx.textsafe import clean_bytes
 
 _S_IFMT = 0o170000
@@ -37,7 +38,7 @@ AF_INET6 = 10
 class NetDevice:
     """One network device: its ``struct net_device`` address, name and addresses."""
 
-    device: int
+    device: Hex
     name: str
     ipv4: tuple[str, ...]
     ipv6: tuple[str, ...]
@@ -48,7 +49,7 @@ class Neighbour:
     """One ARP cache entry. ``hw_type`` is the device's ARPHRD number; ``hw_address``
     holds as many bytes as the device's address length."""
 
-    neighbour: int
+    neighbour: Hex
     ip: str
     hw_type: int
     hw_address: tuple[int, ...]
@@ -62,8 +63,8 @@ class Socket:
     sockets only (ports in host order)."""
 
     fd: int
-    socket: int
-    sock: int
+    socket: Hex
+    sock: Hex
     family: int
     type: int
     source: str | None = None

@@ -25,6 +25,7 @@ from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
 from drgn.helpers.linux.sched import cpu_rq, task_cpu
 
+from kdx.model.records import Hex
 from kdx.textsafe import clean_bytes
 
 READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError,
@@ -39,7 +40,7 @@ class QueuedTask:
     real-time queues, as crash prints it)."""
 
     pid: int
-    task: int
+    task: Hex
     comm: str
     prio: int
     current: bool = False  # -g: the CPU's current task, listed first with [CURRENT]
@@ -49,8 +50,8 @@ class QueuedTask:
 class GroupQueue:
     """``runq -g``: a task group's fair queue on one CPU, with what is queued in it."""
 
-    task_group: int
-    cfs_rq: int
+    task_group: Hex
+    cfs_rq: Hex
     name: str | None
     throttled: bool
     depth: int
@@ -60,12 +61,12 @@ class GroupQueue:
 @dataclass(frozen=True)
 class CpuRunqueue:
     cpu: int
-    runqueue: int  # struct rq address
+    runqueue: Hex  # struct rq address
     current: QueuedTask | None
-    current_address: int
-    rt_prio_array: int
+    current_address: Hex
+    rt_prio_array: Hex
     rt_tasks: list[QueuedTask]
-    cfs_root: int  # the rb_root of the root cfs_rq's tasks_timeline
+    cfs_root: Hex  # the rb_root of the root cfs_rq's tasks_timeline
     cfs_tasks: list[QueuedTask]
     clock: int  # rq->clock, ns
     current_last_arrival: int  # the current task's sched_info.last_arrival, ns

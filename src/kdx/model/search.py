@@ -18,6 +18,8 @@ from typing import Callable, Iterator
 import drgn
 from drgn.helpers.linux.mm import access_remote_vm, follow_phys, for_each_vmap_area
 
+from kdx.model.records import Hex
+
 CHUNK = 1 << 20
 PAGE = 4096
 #: How much text crash shows from a string hit (memory.c CHARS_CTX).
@@ -33,8 +35,8 @@ class SearchHit:
     """One match: where, the value found there (words) or the text from there (strings),
     and the symbol or expression the user gave for the value, which crash repeats."""
 
-    address: int
-    value: int | None = None
+    address: Hex
+    value: Hex | None = None
     text: str | None = None
     label: str | None = None
     before: str | None = None  # search -x: the bytes just before the hit (hex), as read
@@ -66,8 +68,8 @@ class SearchRequest:
 @dataclass(frozen=True)
 class SearchResult:
     space: str
-    start: int
-    end: int
+    start: Hex
+    end: Hex
     hits: tuple[SearchHit, ...]
     pages_missing: int
     unit: int = 8  # the size of the values searched (1 for strings)

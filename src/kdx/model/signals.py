@@ -15,6 +15,7 @@ import drgn
 from drgn.helpers.linux.list import list_for_each_entry
 
 from kdx.model.files import TaskId, task_id
+from kdx.model.records import Hex
 
 #: TIF_SIGPENDING on x86.
 _TIF_SIGPENDING = 2
@@ -26,10 +27,10 @@ class SignalAction:
     2**64-1 SIG_ERR, else a user address), mask and sa_flags."""
 
     signal: int
-    sigaction: int
-    handler: int
-    mask: int
-    flags: int
+    sigaction: Hex
+    handler: Hex
+    mask: Hex
+    flags: Hex
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,20 @@ class QueuedSignal:
     """One queued signal: its number and the address of its siginfo."""
 
     signal: int
-    siginfo: int
+    siginfo: Hex
 
 
 @dataclass(frozen=True)
 class TaskSignals:
     task: TaskId
-    signal_struct: int
+    signal_struct: Hex
     nr_threads: int
     actions: tuple[SignalAction, ...]
     sigpending: bool
-    blocked: int
-    private_signal: int
+    blocked: Hex
+    private_signal: Hex
     private_queue: tuple[QueuedSignal, ...]
-    shared_signal: int
+    shared_signal: Hex
     shared_queue: tuple[QueuedSignal, ...]
 
 
@@ -145,7 +146,7 @@ def signal_names() -> list[SignalName]:
 class DecodedSigset:
     """``sig -s``: a sigset value and the signals whose bits it sets (bit 0 = signal 1)."""
 
-    value: int
+    value: Hex
     signals: tuple[SignalName, ...]
 
 

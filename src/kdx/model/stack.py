@@ -42,6 +42,7 @@ from drgn.helpers.linux.percpu import per_cpu
 from drgn.helpers.linux.sched import cpu_curr, task_cpu
 
 from kdx.model.memdump import Symbolizer
+from kdx.model.records import Hex
 from kdx.textsafe import clean_bytes
 
 #: What reading a damaged or filtered dump can raise while unwinding.
@@ -94,8 +95,8 @@ class Frame:
     stack (NMI...), where crash prints both."""
 
     level: int | None
-    sp: int  # crash's [...] column: where the return address lies, or the interrupted SP
-    pc: int  # the return address, or the interrupted instruction
+    sp: Hex  # crash's [...] column: where the return address lies, or the interrupted SP
+    pc: Hex  # the return address, or the interrupted instruction
     function: str | None  # the symbol as crash names it (inline frames: the DWARF name)
     offset: int | None  # from the symbol's start to ``pc``
     module: str | None  # None for the kernel itself
@@ -104,7 +105,7 @@ class Frame:
     inline: bool
     is_exception_frame: bool
     stack: str  # "task", "irq", an exception stack ("NMI"...) or "unknown"
-    data: list[int] | None = None  # bt -f: the words from sp+8 to the next frame's sp
+    data: list[Hex] | None = None  # bt -f: the words from sp+8 to the next frame's sp
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class ExceptionFrame:
     the user-mode entry at the bottom (``position == len(frames)``)."""
 
     position: int
-    address: int | None  # where the pt_regs lie; None when only the dump's notes had them
+    address: Hex | None  # where the pt_regs lie; None when only the dump's notes had them
     user_mode: bool
     stack: str
     function: str | None  # the exception RIP's symbol
@@ -122,7 +123,7 @@ class ExceptionFrame:
     module: str | None
     source_file: str | None
     source_line: int | None
-    registers: dict[str, int | None]  # crash's names: RIP ... ORIG_RAX CS SS
+    registers: dict[str, Hex | None]  # crash's names: RIP ... ORIG_RAX CS SS
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class Backtrace:
     """One task's stack as crash's ``bt`` prints it."""
 
     pid: int
-    task: int
+    task: Hex
     cpu: int
     comm: str
     active: bool  # running on its CPU when the dump was taken
@@ -152,8 +153,8 @@ class Backtrace:
 class StackWord:
     """A stack word holding a kernel text address (``bt -t``/``-T``)."""
 
-    address: int
-    value: int
+    address: Hex
+    value: Hex
     function: str
     offset: int
     module: str | None
@@ -166,11 +167,11 @@ class StackText:
     """The text addresses on a task's stack, as ``bt -t`` lists them."""
 
     pid: int
-    task: int
+    task: Hex
     cpu: int
     comm: str
     start_function: str | None  # -t: where the scan starts (crash's START line)
-    start_pc: int | None
+    start_pc: Hex | None
     words: list[StackWord]
     user_frame: ExceptionFrame | None
 
@@ -179,11 +180,11 @@ class StackText:
 class FoundExceptionFrame:
     """A ``pt_regs`` found by searching a stack (``bt -e``/``-E``)."""
 
-    address: int
+    address: Hex
     user_mode: bool
     function: str | None
     offset: int | None
-    registers: dict[str, int | None]
+    registers: dict[str, Hex | None]
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class StackSearch:
     cpu: int | None  # the CPU whose stack it is, or the task's CPU
     stack: str  # "task", "irq" or an exception stack name
     pid: int | None
-    task: int | None
+    task: Hex | None
     comm: str | None
     frames: list[FoundExceptionFrame]
     readable: bool = True
@@ -1171,7 +1172,7 @@ class WordLabel:
     """What ``bt -F`` shows for a stack word instead of its hex value: the symbol it
     points into (``symbol+offset``), or the slab cache of the object it points into."""
 
-    value: int
+    value: Hex
     symbol: str | None
     slab_cache: str | None
 
@@ -1206,8 +1207,8 @@ def label_stack_words(reader: StackReader, values: Sequence[int]) -> dict[int, W
 
 @dataclass(frozen=True)
 class RawWord:
-    address: int
-    value: int
+    address: Hex
+    value: Hex
     symbol: str | None  # symbol+offset when the value points into one (rd -s)
 
 
@@ -1216,12 +1217,12 @@ class RawStack:
     """A task's whole kernel stack as ``bt -r`` dumps it (``rd -s`` style words)."""
 
     pid: int
-    task: int
+    task: Hex
     cpu: int
     comm: str
-    start: int
+    start: Hex
     words: list[RawWord]
-    unreadable_from: int | None  # where the dump stopped supplying the stack
+    unreadable_from: Hex | None  # where the dump stopped supplying the stack
 
 
 def raw_stack(reader: StackReader, task: drgn.Object, start: int | None = None
@@ -1260,11 +1261,11 @@ class StackOverflow:
     something wrote past it."""
 
     pid: int
-    task: int
+    task: Hex
     cpu: int
     comm: str
-    location: int  # where the magic should be
-    value: int | None  # what is there (None: not in the dump)
+    location: Hex  # where the magic should be
+    value: Hex | None  # what is there (None: not in the dump)
 
 
 def check_stack_overflows(reader: StackReader, tasks: Sequence[drgn.Object]

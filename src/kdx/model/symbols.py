@@ -30,6 +30,7 @@ from typing import NamedTuple
 import drgn
 
 from kdx.model.modules import ModuleInfo, ModuleRegion, module_at
+from kdx.model.records import Hex
 
 _SHT_SYMTAB = 2
 _SHT_NOBITS = 8
@@ -52,7 +53,7 @@ class SymbolEntry:
     """One row of the table: a symbol, or (``marker`` set) a module region boundary
     that crash lists as ``ADDR MODULE TEXT START: name``."""
 
-    address: int
+    address: Hex
     type: str  # nm(1) letter: t/T text, d/D data, r/R read-only, b/B bss...
     name: str
     module: str | None = None
@@ -63,7 +64,7 @@ class SymbolEntry:
 class SymbolHit:
     """A symbol found for a query, with the source line of text addresses."""
 
-    address: int  # the address asked about (the symbol's own for a name)
+    address: Hex  # the address asked about (the symbol's own for a name)
     type: str
     name: str
     offset: int

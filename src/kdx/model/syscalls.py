@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import drgn
 
 from kdx.model.memdump import Symbolizer, symbol_address
+from kdx.model.records import Hex
 
 
 @dataclass(frozen=True)
 class SyscallEntry:
     number: int
     handler: str | None  # None: the entry points at no known symbol
-    address: int
+    address: Hex
     file: str | None  # as the debug info names it (build-relative on distro kernels)
     line: int | None
 

@@ -35,6 +35,7 @@ from drgn.helpers.linux.timekeeping import (
     uptime,
 )
 
+from kdx.model.records import Hex
 from kdx.target.open import Target
 from kdx.textsafe import clean_bytes
 
@@ -77,8 +78,8 @@ class SystemInfo:
     panic: str | None  # the log line crash picks; "" if none; None for a live kernel
     pid: int | None
     command: str | None
-    task: int | None
-    thread_info: int | None
+    task: Hex | None
+    thread_info: Hex | None
     same_pid_tasks: int  # tasks sharing the PID (the idle tasks for PID 0)
     cpu: int | None
     state: str | None  # e.g. "TASK_RUNNING (PANIC)"

@@ -25,6 +25,7 @@ from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.sched import cpu_curr, idle_task, task_cpu
 
+from kdx.model.records import Hex
 from kdx.model.system import idle_cpus, task_state_bits
 from kdx.textsafe import clean_bytes
 
@@ -44,7 +45,7 @@ class TaskInfo:
     pid: int
     ppid: int
     cpu: int
-    task: int  # task_struct address
+    task: Hex  # task_struct address
     state: str  # crash's two-letter code: RU IN UN ZO ST TR DE SW WA PA ID NE (?? unknown)
     state_value: int  # the raw state word with exit_state ORed in, as crash reads it
     mem_percent: float  # RSS over the pages below high_memory, in percent
@@ -55,8 +56,8 @@ class TaskInfo:
     active: bool  # running on a CPU when the dump was taken: crash's ">" marker
     tgid: int
     group_leader: bool  # pid == tgid
-    parent: int  # task_struct address of task->parent (what crash's PPID follows)
-    mm: int  # mm_struct address, 0 for kernel threads
+    parent: Hex  # task_struct address of task->parent (what crash's PPID follows)
+    mm: Hex  # mm_struct address, 0 for kernel threads
     policy: int | None  # scheduling policy (0 NORMAL, 1 FIFO, 2 RR, 3 BATCH, 5 IDLE, ...)
     prio: int | None
     start_time: int | None  # nanoseconds since boot
@@ -536,8 +537,8 @@ class TaskContext:
 
     pid: int
     command: str
-    task: int
-    thread_info: int
+    task: Hex
+    thread_info: Hex
     same_pid_tasks: int  # how many tasks share the PID: crash's "(1 of N)" for PID 0
     cpu: int
     state: str  # e.g. "TASK_RUNNING (PANIC)"
@@ -570,7 +571,7 @@ class TaskTimes:
     """``ps -t``: how long a task has existed and the CPU time it used."""
 
     pid: int
-    task: int
+    task: Hex
     run_seconds: int | None  # whole seconds since the task started; None without uptime
     start_time: int  # nanoseconds since boot
     utime: int  # nanoseconds
@@ -589,8 +590,8 @@ def task_times(info: TaskInfo, uptime_seconds: float | None) -> TaskTimes:
 @dataclass(frozen=True)
 class TaskRlimit:
     name: str
-    current: int | None  # None: unlimited
-    maximum: int | None
+    current: Hex | None  # None: unlimited
+    maximum: Hex | None
 
 
 def task_rlimit_list(prog: drgn.Program, info: TaskInfo) -> list[TaskRlimit]:
@@ -607,7 +608,7 @@ class TaskArgs:
     (kernel threads have none; dumps usually exclude user pages)."""
 
     pid: int
-    task: int
+    task: Hex
     arguments: list[str] | None
     environment: list[str] | None
     error: str | None

@@ -22,16 +22,17 @@ from drgn.helpers.linux.timer import (
 )
 
 from kdx.model.reading import READ_ERRORS
+from kdx.model.records import Hex
 
 
 @dataclass(frozen=True)
 class Timer:
     """One wheel timer: ``tte`` is expires minus jiffies (negative when overdue)."""
 
-    timer: int
+    timer: Hex
     expires: int
     tte: int
-    function: int
+    function: Hex
     symbol: str
 
 
@@ -42,7 +43,7 @@ class TimerBase:
 
     cpu: int
     name: str
-    base: int
+    base: Hex
     online: bool
     timers: tuple[Timer, ...]
 
@@ -55,11 +56,11 @@ class TimerWheel:
 
 @dataclass(frozen=True)
 class Hrtimer:
-    hrtimer: int
+    hrtimer: Hex
     softexpires: int
     expires: int
     tte: int
-    function: int
+    function: Hex
     symbol: str
 
 
@@ -68,7 +69,7 @@ class ClockBase:
     """One hrtimer clock base: its index, address, time source and timers."""
 
     index: int
-    base: int
+    base: Hex
     get_time: str
     now: int
     timers: tuple[Hrtimer, ...]
@@ -77,7 +78,7 @@ class ClockBase:
 @dataclass(frozen=True)
 class CpuHrtimers:
     cpu: int
-    base: int
+    base: Hex
     online: bool
     clocks: tuple[ClockBase, ...]
 

@@ -16,6 +16,7 @@ import drgn
 from drgn.helpers.linux.mm import follow_phys, phys_to_page, virt_to_phys
 
 from kdx.model.memory import PageInfo, page_flag_names, page_info
+from kdx.model.records import Hex
 from kdx.model.vm import Vma, task_vm
 
 PAGE_PRESENT = 1 << 0
@@ -38,16 +39,16 @@ class TableEntry:
     """One page-table entry read: its level, its physical address and its contents."""
 
     level: str
-    address: int
-    value: int
+    address: Hex
+    value: Hex
 
 
 @dataclass(frozen=True)
 class PteInfo:
     """A page-table entry decoded as crash's ``pte`` does."""
 
-    pte: int
-    physical: int
+    pte: Hex
+    physical: Hex
     present: bool
     flags: tuple[str, ...]
 
@@ -62,14 +63,14 @@ class Translation:
     ``page_base`` and ``page_size`` its PAGE line (size "" for 4 KB, "2MB", "1GB").
     """
 
-    virtual: int
+    virtual: Hex
     user: bool
-    physical: int | None
+    physical: Hex | None
     accessible: bool = True
-    kernel_pgd: int | None = None
-    pgd_entry: int | None = None
+    kernel_pgd: Hex | None = None
+    pgd_entry: Hex | None = None
     entries: tuple[TableEntry, ...] = ()
-    page_base: int | None = None
+    page_base: Hex | None = None
     page_size: str = ""
     zero_page: bool = False
     pte: PteInfo | None = None

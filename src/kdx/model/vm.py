@@ -19,6 +19,7 @@ from drgn.helpers.linux.mm import follow_phys, for_each_vma, task_rss, vma_name
 
 from kdx.model.files import TaskId, crash_path, task_id
 from kdx.model.reading import READ_ERRORS
+from kdx.model.records import Hex
 from kdx.textsafe import clean_bytes
 
 
@@ -28,10 +29,10 @@ class Vma:
     (empty for anonymous memory); ``name`` is the /proc/PID/maps label ([heap], [stack],
     [vdso]...), a kdx addition for JSON readers."""
 
-    address: int
-    start: int
-    end: int
-    flags: int
+    address: Hex
+    start: Hex
+    end: Hex
+    flags: Hex
     file: str
     name: str
     pgoff: int
@@ -43,13 +44,13 @@ class TaskVm:
     0 and ``vmas`` is empty, as crash shows it."""
 
     task: TaskId
-    mm: int
-    pgd: int
+    mm: Hex
+    pgd: Hex
     rss_pages: int
     total_vm_pages: int
     page_size: int
     vmas: tuple[Vma, ...]
-    forced_mm: int = 0  # vm -M: the mm_struct given for a task that has none
+    forced_mm: Hex = 0  # vm -M: the mm_struct given for a task that has none
 
     @property
     def rss_kb(self) -> int:
@@ -66,9 +67,9 @@ class PageMapping:
     address), ``file`` (not resident; ``offset`` into the VMA's file), ``unmapped``, or
     ``unreadable`` when the page tables needed are missing from the dump."""
 
-    virtual: int
+    virtual: Hex
     kind: str
-    physical: int | None = None
+    physical: Hex | None = None
     offset: int | None = None
 
 

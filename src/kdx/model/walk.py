@@ -16,6 +16,8 @@ from typing import Iterator
 
 import drgn
 
+from kdx.model.records import Hex
+
 _WORD = 8
 
 
@@ -26,7 +28,7 @@ class WalkEntry:
     where crash prints more than the address (``tree -t maple -v``: tree and node lines,
     entries with their index range)."""
 
-    address: int
+    address: Hex
     position: str | None = None
     text: str = ""
     detail: str | None = None

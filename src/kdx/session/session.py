@@ -18,6 +18,7 @@ from typing import Any, Callable, TextIO
 import drgn
 
 from kdx.errors import KdxError
+from kdx.model.answers import HelpText
 from kdx.render.json_out import to_json
 from kdx.session.command import CommandError, CommandTable, HelpShown, load_commands
 from kdx.target.open import Target
@@ -129,7 +130,7 @@ class Session:
         except HelpShown as shown:
             if shown.args:
                 text = shown.args[0]
-                self.emit("help", {"command": name, "text": text}, text)
+                self.emit("help", HelpText(name, text), text)
             return True
         except KdxError as err:
             self.err.write(f"{name}: error: {clean(str(err))}\n")

@@ -19,6 +19,7 @@ import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 from drgn.helpers.linux.percpu import per_cpu_ptr
 
+from kdx.model.answers import AsciiValues, EvalResult
 from kdx.model.memdump import (
     KERNEL,
     USER,
@@ -945,7 +946,7 @@ def _eval(session: Session, args: argparse.Namespace) -> None:
         raise CommandError("eval: an expression is required")
     value = EvalParser(session.prog, " ".join(words)).parse()
     signed = value - (1 << 64) if value >> 63 else value
-    session.emit("eval", {"value": value, "signed": signed}, eval_text(value, bits))
+    session.emit("eval", EvalResult(value, signed), eval_text(value, bits))
 
 
 def _ascii_parser() -> argparse.ArgumentParser:
@@ -957,7 +958,7 @@ def _ascii_parser() -> argparse.ArgumentParser:
 
 def _ascii(session: Session, args: argparse.Namespace) -> None:
     if not args.numbers:
-        session.emit("ascii", {"chart": True}, ascii_chart())
+        session.emit("ascii", AsciiValues(True, []), ascii_chart())
         return
     values = []
     for word in args.numbers:
@@ -966,7 +967,7 @@ def _ascii(session: Session, args: argparse.Namespace) -> None:
             values.append(int(digits, 16) & _MASK64)
         except ValueError as err:
             raise CommandError(f"not a hexadecimal number: {word}") from err
-    session.emit("ascii", {"values": values}, "\n".join(ascii_text(v) for v in values))
+    session.emit("ascii", AsciiValues(False, values), "\n".join(ascii_text(v) for v in values))
 
 
 COMMANDS = [

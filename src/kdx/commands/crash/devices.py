@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kdx.model.answers import DeviceTables
 from kdx.model.devices import block_devices, char_devices, disk_io, pci_buses
 from kdx.model.reading import READ_ERRORS
 from kdx.render.crash.devices import render_devices, render_diskio, render_pci
@@ -29,7 +30,7 @@ def _dev(session: Session, args: argparse.Namespace) -> None:
             session.emit("dev-pci", buses, lambda: render_pci(buses))
         else:
             chars, blocks = char_devices(prog), block_devices(prog)
-            session.emit("dev", {"char": chars, "block": blocks},
+            session.emit("dev", DeviceTables(chars, blocks),
                          lambda: render_devices(chars, blocks))
     except READ_ERRORS as err:
         raise CommandError(f"cannot read the device tables: {err}") from err

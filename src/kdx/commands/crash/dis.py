@@ -15,6 +15,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from kdx.model.answers import BugBytes
 from kdx.model.disasm import (
     Disassembly,
     disassemble,
@@ -92,7 +93,7 @@ def _dis(session: Session, args: argparse.Namespace) -> None:
     _check_options(args)
     if args.bug_bytes == "":
         value = _bug_bytes(session)[0]
-        session.emit("dis-bug-bytes", {"bug_bytes": value},
+        session.emit("dis-bug-bytes", BugBytes(value),
                      f"encoded bytes being skipped after ud2a: {value}")
         return
     if args.bug_bytes is not None:

@@ -17,6 +17,7 @@ from drgn.helpers.linux.cpumask import for_each_possible_cpu
 from drgn.helpers.linux.pid import find_task, for_each_task
 from drgn.helpers.linux.sched import idle_task
 
+from kdx.model.answers import InodePageCache, TaskFilesPageCache, TaskFilesReference
 from kdx.model.files import (
     InodePages,
     TaskFiles,
@@ -154,23 +155,21 @@ def _files(session: Session, args: argparse.Namespace) -> None:
     if args.inode is not None:
         _inode_pages(session, _address(args.inode))
         return
-    records: list[dict] = []
+    records: list[TaskFiles | TaskFilesPageCache | TaskFilesReference] = []
     texts: list[str] = []
 
     def visit(form: str, task: drgn.Object) -> None:
         record = task_files(task, session.warn)
         lines, pages = _file_lines(session, record, args.nrpages)
         if args.reference is None:
-            records.append({"files": record, "page_cache": pages} if args.nrpages
-                           else record)
+            records.append(TaskFilesPageCache(record, pages) if args.nrpages else record)
             text = files_block(record, lines, nrpages=args.nrpages)
             texts.append(task_chunk(text, form, first=not texts))
             return
         text, matched = _referenced(record, lines, args.reference, max_fds(task),
                                     args.nrpages)
         if matched is not None:
-            records.append({"files": record, "reference": args.reference,
-                            "matches": matched})
+            records.append(TaskFilesReference(record, args.reference, matched))
         texts.append(text + ("\n" if form == "pid" else ""))
 
     for_each_task_argument(session, args.tasks, visit)
@@ -273,7 +272,7 @@ def _inode_pages(session: Session, inode: int) -> None:
         page_lines.insert(0, page_header(width))
     if info.nrpages and len(info.pages) != info.nrpages:
         session.warn(f"xarray page count: {len(info.pages)}  nrpages: {info.nrpages}")
-    session.emit("files-pages", {"inode": info, "pages": pages},
+    session.emit("files-pages", InodePageCache(info, pages),
                  lambda: render_inode_pages(inode, info.nrpages, page_lines))
 
 

@@ -202,6 +202,7 @@ def _vm(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> No
     if _vm_delegated(session, tasks, args):
         return
     from kdx.commands.crash.vm import physical_width
+    from kdx.model.answers import TaskVmPages
     from kdx.model.vm import task_vm, vma_pages
     from kdx.render.crash.data import Formatter, struct_text
     from kdx.render.crash.vm import render_vm, render_vm_pages
@@ -221,7 +222,7 @@ def _vm(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> No
         elif args.physical:
             areas = [vma_pages(task, v, vm.page_size) for v in vm.vmas] if vm.mm else []
             text = render_vm_pages(vm, areas, physical_width(prog))
-            records.append({"vm": vm, "pages": areas})
+            records.append(TaskVmPages(vm, areas))
         else:
             text = render_vm(vm)
             records.append(vm)

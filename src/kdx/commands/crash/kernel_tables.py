@@ -12,6 +12,7 @@ from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.sched import idle_task
 
 from kdx.commands.crash.files import tasks_for_argument
+from kdx.model.answers import FileUsers
 from kdx.model.kernel_tables import (
     IpcObjects,
     file_users,
@@ -183,7 +184,7 @@ def _fuser(session: Session, args: argparse.Namespace) -> None:
         if not wanted.startswith("/") and not re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", wanted):
             raise CommandError(f"invalid argument: {wanted}")
         users = file_users(tasks, wanted, session.warn)
-        records.append({"file": wanted, "users": users})
+        records.append(FileUsers(wanted, users))
         texts.append(render_fuser(users, wanted) + "\n")
     session.emit("fuser", records, lambda: "".join(texts))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kdx.model.answers import LogDocument
 from kdx.model.log import KernelLog, audit_records, boot_epoch, kernel_log
 from kdx.model.system import system_info
 from kdx.render.crash.log import LogOptions, log_lines, render_audit
@@ -46,8 +47,7 @@ def _log(session: Session, args: argparse.Namespace) -> None:
         level=args.level, caller=args.caller, dictionary=args.dictionary,
         boot_epoch=_boot_epoch(session) if args.human else None)
     if session.json:
-        session.emit("log", {"records": log.records, "boot_epoch": options.boot_epoch},
-                     "")
+        session.emit("log", LogDocument(log.records, options.boot_epoch), "")
         return
     _stream(session, log, options)
 

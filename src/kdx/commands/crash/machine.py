@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from kdx.model.answers import CpuInfoAddress
 from kdx.model.machine import cpu_infos, e820_map, machine_info
 from kdx.model.reading import READ_ERRORS
 from kdx.model.system import system_info
@@ -25,7 +26,7 @@ def _mach(session: Session, args: argparse.Namespace) -> None:
     try:
         if args.c:
             infos = cpu_infos(prog)
-            record = [{"cpu": cpu, "cpuinfo": None if info is None else info.address_}
+            record = [CpuInfoAddress(cpu, None if info is None else info.address_)
                       for cpu, info in infos]
             session.emit("mach-cpus", record,
                          lambda: render_cpu_infos(prog, infos))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import drgn
 
+from kdx.model.answers import ModuleTaints
 from kdx.model.modules import ModuleInfo, find_module, module_list
 from kdx.model.symbols import SymbolEntry, module_sections
 from kdx.render.crash.mod import render_modules, render_taints
@@ -83,8 +84,7 @@ def _mod(session: Session, args: argparse.Namespace) -> None:
         session.emit("mod", modules, lambda: render_modules(modules))
         return
     if args.taints:
-        session.emit("mod-taints", [{"name": m.name, "taints": m.taints}
-                                    for m in modules if m.taints],
+        session.emit("mod-taints", [ModuleTaints(m.name, m.taints) for m in modules if m.taints],
                      lambda: render_taints(modules))
     elif args.load:
         _load_one(session, modules, args.load, args.path, args.sections)

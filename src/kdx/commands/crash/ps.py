@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import drgn
 
+from kdx.model.answers import TaskChildren, TaskLastRun, TaskRlimits, TaskThreads
 from kdx.model.tasks import (
     READ_ERRORS,
     TaskInfo,
@@ -347,7 +348,7 @@ def _children(session: Session, args: argparse.Namespace, selection: _Selection)
         if task.parent != task.task:
             children.setdefault(task.parent, []).append(task)
     groups = [(t, children.get(t.task, [])) for t in selection.tasks]
-    session.emit("ps-children", [{"task": t, "children": c} for t, c in groups],
+    session.emit("ps-children", [TaskChildren(t, c) for t, c in groups],
                  lambda: render_children(groups))
 
 
@@ -368,7 +369,7 @@ def _threads(session: Session, args: argparse.Namespace, selection: _Selection) 
         threads = [t for t in members.get(leader.tgid, []) if t.task != leader.task]
         idle_shown = idle_shown or any(t.pid == 0 for t in threads)
         groups.append((leader, threads))
-    session.emit("ps-threads", [{"task": t, "threads": m} for t, m in groups],
+    session.emit("ps-threads", [TaskThreads(t, m) for t, m in groups],
                  lambda: render_threads(groups))
 
 
@@ -423,9 +424,9 @@ def _last_run(session: Session, args: argparse.Namespace, selection: _Selection)
         cpus = parse_cpus(args.C, sorted({t.cpu for t in selection.table} | set(clocks)))
         by_cpu = {cpu: [(stamp(t, True), t) for t in tasks if t.cpu == cpu] for cpu in cpus}
     rows = [(stamp(t, selection.specified), t) for t in tasks]
-    record = [{"task": t, "last_run": t.last_run,
-               "since_ns": max(clocks.get(t.cpu, 0) - (t.last_run or 0), 0) if args.m
-               else None} for t in tasks]
+    record = [TaskLastRun(t, t.last_run,
+                          max(clocks.get(t.cpu, 0) - (t.last_run or 0), 0) if args.m
+                          else None) for t in tasks]
     session.emit("ps-last-run", record, lambda: render_last_run(rows, by_cpu))
 
 
@@ -442,7 +443,7 @@ def _rlimits(session: Session, args: argparse.Namespace, selection: _Selection) 
             rows.append((task, task_rlimit_list(session.prog, task)))
         except READ_ERRORS as err:
             session.warn(f"PID {task.pid}: cannot read the resource limits: {err}")
-    session.emit("ps-rlimits", [{"task": t, "limits": r} for t, r in rows],
+    session.emit("ps-rlimits", [TaskRlimits(t, r) for t, r in rows],
                  lambda: "".join(render_rlimits(t, r) for t, r in rows))
 
 

@@ -21,6 +21,7 @@ import re
 
 import drgn
 
+from kdx.model.answers import RawDumpFile
 from kdx.model.disasm import disassemble
 from kdx.model.memdump import (
     FILE,
@@ -174,7 +175,7 @@ def _rd_to_file(session: Session, args: argparse.Namespace, address: int) -> Non
             out.write(data)
     except OSError as err:
         raise CommandError(f"cannot open output file: {args.output}") from err
-    session.emit("rd-file", {"address": address, "count": count, "file": args.output},
+    session.emit("rd-file", RawDumpFile(address, count, args.output),
                  f"{count} bytes copied from {address:#x} to {args.output}")
 
 

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 
 import drgn
 
+from kdx.model.answers import TaskSearch
 from kdx.model.memdump import symbol_or_hex
 from kdx.model.search import (
     PAGE,
@@ -220,7 +221,7 @@ def _stacks(session, args: argparse.Namespace, request: SearchRequest,  # noqa: 
         if context:
             result = with_context(result, segments, context, request.size)
         header = task_header(info.pid, info.task, info.cpu, info.comm)
-        records.append({"pid": info.pid, "task": info.task, "result": result})
+        records.append(TaskSearch(info.pid, info.task, result))
         blocks.append(header + "\n" + render_search(result))
     # with -x every hit ends with an empty line, and crash adds one before each task
     gap = "\n\n\n" if context else "\n\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kdx.model.answers import CommandSummary, HelpText
 from kdx.model.system import system_info
 from kdx.render.crash.sys import render_sys
 from kdx.session.command import CommandError, CrashCommand, make_parser
@@ -58,12 +59,13 @@ def _help(session: Session, args: argparse.Namespace) -> None:
         if command is None:
             raise CommandError(f"{args.command}: no such command")
         text = command.parser().format_help()
-        session.emit("help", {"command": args.command, "text": text}, text)
+        session.emit("help", HelpText(args.command, text), text)
         return
     names = sorted({c.name for c in session.commands.values()})
     width = max(len(n) for n in names)
     rows = [f"{n:<{width}}  {session.commands[n].summary}" for n in names]
-    session.emit("help", names, "\n".join(rows))
+    summaries = [CommandSummary(n, session.commands[n].summary) for n in names]
+    session.emit("help-index", summaries, "\n".join(rows))
 
 
 COMMANDS = [

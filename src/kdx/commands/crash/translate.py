@@ -15,6 +15,7 @@ from drgn.helpers.linux.cpumask import for_each_possible_cpu
 from kdx.commands.crash.data import crash_number
 from kdx.commands.crash.files import tasks_for_argument
 from kdx.commands.crash.vm import physical_width
+from kdx.model.answers import PageFrame, PercpuOffset, PhysicalToVirtual
 from kdx.model.translate import (
     TranslateError,
     Translation,
@@ -123,7 +124,8 @@ def _cpus(session: Session, spec: str, possible: list[int]) -> list[int]:
 def _ptov(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     base = page_offset(prog)
-    pairs, texts = [], []
+    pairs: list[PercpuOffset | PhysicalToVirtual] = []
+    texts: list[str] = []
     for word in args.addresses:
         if ":" in word:
             offset_word, spec = word.split(":", 1)
@@ -132,11 +134,11 @@ def _ptov(session: Session, args: argparse.Namespace) -> None:
             per_cpu = prog["__per_cpu_offset"]
             cpus = [(cpu, (offset + per_cpu[cpu].value_()) & ((1 << 64) - 1))
                     for cpu in _cpus(session, spec, possible)]
-            pairs.append({"offset": offset, "cpus": dict(cpus)})
+            pairs.append(PercpuOffset(offset, {str(c): a for c, a in cpus}))
             texts.append(render_percpu(offset, cpus, len(possible)))
             continue
         physical = _hex(word)
-        pairs.append({"physical": physical, "virtual": physical + base})
+        pairs.append(PhysicalToVirtual(physical, physical + base))
         texts.append(render_ptov([(physical, physical + base)]))
     session.emit("ptov", pairs, lambda: "\n\n".join(texts))
 
@@ -167,7 +169,7 @@ def _btop_parser() -> argparse.ArgumentParser:
 
 def _btop(session: Session, args: argparse.Namespace) -> None:
     pairs = [(v, v >> _PAGE_SHIFT) for v in (_hex(w) for w in args.values)]
-    session.emit("btop", [{"address": a, "pfn": p} for a, p in pairs],
+    session.emit("btop", [PageFrame(a, p) for a, p in pairs],
                  lambda: render_pairs(pairs))
 
 
@@ -180,7 +182,7 @@ def _ptob_parser() -> argparse.ArgumentParser:
 
 def _ptob(session: Session, args: argparse.Namespace) -> None:
     pairs = [(v, v << _PAGE_SHIFT) for v in (crash_number(None, w) for w in args.values)]
-    session.emit("ptob", [{"pfn": p, "address": a} for p, a in pairs],
+    session.emit("ptob", [PageFrame(a, p) for p, a in pairs],
                  lambda: render_pairs(pairs))
 
 

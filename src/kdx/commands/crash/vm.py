@@ -14,6 +14,7 @@ import argparse
 import drgn
 
 from kdx.commands.crash.files import for_each_task_argument, task_chunk
+from kdx.model.answers import TaskVmPages, VmFlags, VmReference
 from kdx.model.files import task_id
 from kdx.model.memdump import USER_SPACE_END
 from kdx.model.vm import (
@@ -88,7 +89,7 @@ def _vm(session: Session, args: argparse.Namespace) -> None:
     if args.flags is not None:
         flags = _hex(args.flags, "vm_flags value")
         names = vm_flag_names(prog, flags)
-        session.emit("vm-flags", {"flags": flags, "names": names},
+        session.emit("vm-flags", VmFlags(flags, names),
                      render_vm_flags(flags, names))
         return
     forced = 0
@@ -123,7 +124,7 @@ def _vm(session: Session, args: argparse.Namespace) -> None:
         elif args.physical:
             areas = [vma_pages(task, v, vm.page_size, vm.forced_mm) for v in vm.vmas]
             missing[0] += sum(p.kind == "unreadable" for a in areas for p in a.pages)
-            records.append({"vm": vm, "pages": areas})
+            records.append(TaskVmPages(vm, areas))
             text = render_vm_pages(vm, areas, physical_width(prog))
         else:
             records.append(vm)
@@ -158,7 +159,7 @@ def _vma_view(session: Session, task: drgn.Object, vm: TaskVm,
 
 
 def _reference(prog: drgn.Program, task: drgn.Object, vm: TaskVm,
-               ref: str) -> tuple[dict | None, str]:
+               ref: str) -> tuple[VmReference | None, str]:
     """``vm -R REF`` for one task, by crash's rules: a number equal to the mm_struct or
     page directory shows only the MM block; otherwise each VMA whose address, flags or
     file name matches, and each page whose virtual or physical address matches, under
@@ -168,7 +169,8 @@ def _reference(prog: drgn.Program, task: drgn.Object, vm: TaskVm,
         c in "0123456789abcdefABCDEF" for c in digits) else None
     width = physical_width(prog)
     if number is not None and vm.mm and number in (vm.mm, vm.pgd):
-        return {"task": vm.task, "mm": vm.mm}, render_reference(vm, [], width, mm_only=True)
+        return (VmReference(vm.task, ref, vm.mm, []),
+                render_reference(vm, [], width, mm_only=True))
     blocks: list[tuple[str, object]] = []
     state = {"vma": False, "page": False, "last": None}
     for vma in vm.vmas:
@@ -190,8 +192,8 @@ def _reference(prog: drgn.Program, task: drgn.Object, vm: TaskVm,
             state.update(vma=True, last=vma.address)
         blocks.append(("pages", VmaPages(vma, hits)))
     text = render_reference(vm, blocks, width)
-    record = {"task": vm.task, "reference": ref,
-              "vmas": [b[1] for b in blocks if b[0] != "vma-header"]} if blocks else None
+    record = VmReference(vm.task, ref, None, [b[1] for b in blocks if b[0] != "vma-header"]) \
+        if blocks else None
     return record, text
 
 
