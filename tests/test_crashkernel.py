@@ -194,7 +194,7 @@ def test_cli_reads_saved_state(kdx, null_deref):
     data = doc["data"]
     assert doc["kind"] == "kdump.crashkernel"
     assert (data["size"], data["offset"], data["low_size"], data["high"], data["cma_size"],
-            data["error"]) == (160 * M, 0, 0, False, 0, None)
+            data["error"]) == (160 * M, "0x0", 0, False, 0, None)
     assert data["ram"] == 536301568 and data["ram_rounded"] == 512 * M
     text = kdx("kdump", "crashkernel", "--root", root, check=True).stdout
     assert "160 MiB (167772160 bytes)" in text

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="session: kdx VMCORE [VMLINUX] [MODULE.ko|DIR ...] [-c CMD] [-i FILE] [--json]",
     )
     parser.add_argument("--version", action="version", version=f"kdx {__version__}")
+    parser.add_argument("--json-schema", nargs="?", const="", metavar="KIND",
+                        help="print the JSON Schema of one kind of --json document; "
+                        "without KIND, list the kinds")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -61,11 +64,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(lambda: shell.main(words))
     parser = build_parser()
     args = parser.parse_args(words)
+    if args.json_schema is not None:
+        return _guarded(lambda: _print_schema(args.json_schema))
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 2
     return _guarded(lambda: func(args))
+
+
+def _print_schema(kind: str) -> int:
+    """``kdx --json-schema [KIND]``: the shipped schema file, or the list of kinds."""
+    from importlib.resources import files
+
+    folder = files("kdx").joinpath("schemas")
+    kinds = sorted(p.name[:-len(".json")] for p in folder.iterdir()
+                   if p.name.endswith(".json"))
+    if not kind:
+        print("\n".join(kinds))
+        return 0
+    if kind not in kinds:
+        raise KdxError(f"{kind}: no such JSON kind ('kdx --json-schema' lists them)")
+    print(folder.joinpath(f"{kind}.json").read_text(), end="")
+    return 0
 
 
 def _guarded(call: Callable[[], int]) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from kdx.capture.system import human
 from kdx.errors import KdxError
+from kdx.model.records import Hex
 
 SZ_1M = 1 << 20
 SZ_128M = 128 << 20
@@ -223,7 +224,7 @@ class Evaluation:
     ram: int
     ram_rounded: int
     size: int
-    offset: int
+    offset: Hex
     low_size: int
     high: bool
     cma_size: int

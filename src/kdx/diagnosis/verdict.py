@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kdx.model.records import Hex
+
 SCHEMA = "kdx.analysis/1"
 
 
@@ -29,7 +31,7 @@ class SourceExcerpt:
 
 @dataclass(frozen=True)
 class Instruction:
-    address: int
+    address: Hex
     text: str  # "hello_init+0x11: movb $0x1, 0x0"
     faulting: bool
 
@@ -41,11 +43,11 @@ class Culprit:
     module: str | None
     file: str | None
     line: int | None
-    address: int | None
+    address: Hex | None
     module_taints: list[str]
     source: SourceExcerpt | None
     disassembly: list[Instruction]
-    registers_used: dict[str, int]
+    registers_used: dict[str, Hex]
     reasoning: str
     evidence: list[str]
 
@@ -57,7 +59,7 @@ class Context:
     cpu: int | None
     interrupt_context: bool
     user_mode: bool | None
-    fault_address: int | None
+    fault_address: Hex | None
     error_code: int | None
     error_code_decoded: list[str]
     taint: str

@@ -21,7 +21,8 @@ from typing import Any, Callable, Union
 
 from kdx.model.records import HEX
 
-__all__ = ["SCHEMA_VERSION", "hex_text", "is_hex", "plain", "record_hints", "to_json"]
+__all__ = ["SCHEMA_VERSION", "fits", "hex_text", "is_hex", "is_union", "kind_data", "plain",
+           "record_hints", "to_json"]
 
 #: The version of the JSON documents' shape; 2 writes addresses as "0x..." strings.
 SCHEMA_VERSION = 2
@@ -89,10 +90,15 @@ def _record_converter(cls: type) -> Convert:
     return convert
 
 
+@functools.cache
 def _converter(hint: Any) -> Convert:
     """How to copy a value whose type hint is ``hint``."""
     if is_hex(hint):
         return _hex_or_plain
+    if typing.is_typeddict(hint):
+        return _typeddict_converter(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return plain
     if is_union(hint):
         return _union_converter(typing.get_args(hint))
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -107,27 +113,85 @@ def _converter(hint: Any) -> Convert:
     return plain
 
 
+def _typeddict_converter(hint: Any) -> Convert:
+    """A dict answer described by a ``TypedDict``: each key converts by its hint. A
+    record with the same field names (an older answer) converts the same way."""
+    keys = tuple((k, _converter(h))
+                 for k, h in typing.get_type_hints(hint, include_extras=True).items())
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        if not isinstance(value, dict):
+            return plain(value)
+        known = {k: conv(value[k]) for k, conv in keys if k in value}
+        return {**{str(k): plain(v) for k, v in value.items()}, **known}
+
+    return convert
+
+
 def _hex_or_plain(value: Any) -> Any:
     return hex_text(value) if isinstance(value, int) and not isinstance(value, bool) \
         else plain(value)
 
 
 def _union_converter(arms: tuple[Any, ...]) -> Convert:
-    """``X | None`` converts as ``X``; a union of records converts by the value's class."""
+    """``X | None`` converts as ``X``; a wider union converts by the arm the value fits."""
     real = [a for a in arms if a is not type(None)]
     if len(real) == 1:
         inner = _converter(real[0])
         return lambda value: None if value is None else inner(value)
-    if any(is_hex(a) for a in real):
-        return _hex_or_plain
-    return plain
+    choices = [(arm, _converter(arm)) for arm in real]
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        for arm, conv in choices:
+            if fits(arm, value):
+                return conv(value)
+        return plain(value)
+
+    return convert
+
+
+def fits(hint: Any, value: Any) -> bool:
+    """Whether ``value`` has the shape of ``hint`` (the arm of a union it belongs to)."""
+    if hint is Any:
+        return True
+    if is_hex(hint) or hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    if typing.is_typeddict(hint):
+        keys = set(value) if isinstance(value, dict) else set()
+        return isinstance(value, dict) and hint.__required_keys__ <= keys \
+            and keys <= set(hint.__annotations__)
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple, set, frozenset):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if is_union(hint):
+        return any(fits(a, value) for a in typing.get_args(hint))
+    return isinstance(hint, type) and isinstance(value, hint)
 
 
 def _fixed_tuple_converter(items: tuple[Convert, ...]) -> Convert:
     return lambda value: [conv(v) for conv, v in zip(items, value)]
 
 
+def kind_data(kind: str, record: Any) -> Any:
+    """The JSON-ready ``data`` of a ``kind`` document: converted by the kind's registered
+    type (so ``Hex`` marks apply inside lists and dict answers too), else by ``plain``."""
+    from kdx.render.kinds import KINDS  # the table imports every model: only when writing
+
+    hint = KINDS.get(kind)
+    return plain(record) if hint is None else _converter(hint)(record)
+
+
 def to_json(kind: str, record: Any) -> str:
     """``{"kind": kind, "schema": N, "data": ...}`` as indented JSON text."""
-    doc = {"kind": kind, "schema": SCHEMA_VERSION, "data": plain(record)}
+    doc = {"kind": kind, "schema": SCHEMA_VERSION, "data": kind_data(kind, record)}
     return json.dumps(doc, indent=2, ensure_ascii=False)

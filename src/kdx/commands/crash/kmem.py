@@ -186,7 +186,7 @@ def _tables(session: Session, args: argparse.Namespace) -> None:
         session.emit("kmem-v", areas, lambda: render_vmap_areas(areas))
     elif args.vmstat:
         stats = vm_stats(prog)
-        session.emit("kmem-V", stats, lambda: render_vm_stats(stats))
+        session.emit("kmem-vmstat", stats, lambda: render_vm_stats(stats))
     elif args.nodes:
         layout = memory_layout(prog)
         width = physical_width(prog)
