@@ -1,5 +1,6 @@
 """Every session command, in its common forms, on whole dumps of both kernels: none may
-fail with an unexpected exception, and every ``--json`` answer must be valid JSON.
+fail with an unexpected exception, and every ``--json`` answer must be valid JSON that
+matches its kind's shipped JSON Schema.
 
 The comparisons with crash check what each command prints; this sweep checks that no
 command breaks on a dump it was not written against. A new command word must be added
@@ -12,6 +13,7 @@ import io
 import json
 
 import pytest
+from json_schemas import schema_problems
 
 from kdx.commands.crash import INDEX
 from kdx.session.session import Session
@@ -83,4 +85,6 @@ def test_no_command_breaks(target, json_mode: bool) -> None:  # noqa: ANN001
                 _json_documents(out.getvalue())
             except ValueError as error:
                 broken.append(f"{line}: invalid JSON: {error}")
+                continue
+            broken += [f"{line}: {p}" for p in schema_problems(out.getvalue())]
     assert broken == []
