@@ -26,6 +26,7 @@ from kdx.render.json_schema import SCHEMA_DIR, generate, kind_schema
 from kdx.render.kinds import KINDS
 from kdx.session.session import Session
 from kdx.target.open import open_dump
+from kdx.textsafe import decode
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "kdx"
 
@@ -136,6 +137,7 @@ def test_control_characters_survive_in_json_and_not_in_text() -> None:
     text = to_json("ps", [task])
     assert "\x1b" not in text and "\\u001b" in text
     assert json.loads(text)["data"][0]["comm"] == comm
+    assert decode(b"evil\x1b[31m\xff") == "evil\x1b[31m\\xff"  # what models keep
     session = Session.__new__(Session)  # writing needs no dump
     session.out, session.json = io.StringIO(), False
     session.emit("ps", [task], f"   7  {comm}\n")

@@ -3,11 +3,17 @@
 Comm names, log lines and file names come from the crashed machine's memory, so they are
 untrusted: an escape sequence in them could rewrite the user's terminal. Everything printed
 from a dump goes through ``clean``.
+
+Models do not clean: they ``decode`` the bytes and keep every character, so JSON (which
+escapes control characters) carries what the dump holds. The text renderers' output is
+cleaned where it is written (the session's ``write``, the report renderers).
 """
 
 from __future__ import annotations
 
 import re
+
+__all__ = ["clean", "clean_bytes", "decode"]
 
 # CSI, OSC, DCS/PM/APC/SOS sequences, lone escapes, and C0/C1 controls except tab/newline.
 _ESCAPES = re.compile(
@@ -23,6 +29,12 @@ _ESCAPES = re.compile(
 def clean(text: str) -> str:
     """Return ``text`` with terminal control sequences and control characters removed."""
     return _ESCAPES.sub("", text)
+
+
+def decode(raw: bytes) -> str:
+    """Decode bytes from a dump as UTF-8, keeping every character (control characters
+    too); an undecodable byte becomes a ``\\xNN`` escape rather than being lost."""
+    return raw.decode("utf-8", errors="backslashreplace")
 
 
 def clean_bytes(raw: bytes) -> str:

@@ -13,6 +13,7 @@ from kdx.commands.common import add_target_arguments, open_target_from_args, war
 from kdx.model.system import system_info
 from kdx.render.crash.sys import render_sys
 from kdx.render.json_out import to_json
+from kdx.textsafe import clean
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     info = system_info(target)
     for message in target.warnings + info.warnings:
         warn(message)
-    print(to_json("sys", info) if args.json else render_sys(info), end="\n" if args.json else "")
+    print(to_json("sys", info) if args.json else clean(render_sys(info)),
+          end="\n" if args.json else "")
     return 0

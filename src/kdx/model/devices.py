@@ -27,7 +27,7 @@ from drgn.helpers.linux.pci import for_each_pci_root_bus, pci_bus_for_each_child
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.timers import symbol_text
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 #: Size of the kernel's chrdevs/major_names/cdev_map hashes (CHRDEV_MAJOR_HASH_SIZE).
 _MAJOR_HASH = 255
@@ -93,7 +93,7 @@ class PciBus:
 
 
 def _text(raw: bytes) -> str:
-    return clean_bytes(raw)
+    return decode(raw)
 
 
 # -- character devices ------------------------------------------------------------------

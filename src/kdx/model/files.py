@@ -22,7 +22,7 @@ from drgn.helpers.linux.sched import task_cpu
 
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 #: How deep a dentry walk may go before kdx calls the chain corrupt.
 _MAX_DEPTH = 256
@@ -92,7 +92,7 @@ def task_id(task: drgn.Object) -> TaskId:
     except READ_ERRORS:
         cpu = None
     return TaskId(pid=task.pid.value_(), task=task.value_(),
-                  cpu=cpu, command=clean_bytes(task.comm.string_()))
+                  cpu=cpu, command=decode(task.comm.string_()))
 
 
 # -- crash's path names ---------------------------------------------------------------
@@ -108,7 +108,7 @@ def _component(dentry: drgn.Object) -> str | None:
     raw = qstr.name.string_()
     if len(raw) != length:
         return None
-    return clean_bytes(raw)
+    return decode(raw)
 
 
 def crash_path(dentry: drgn.Object, mount: drgn.Object | None) -> str:

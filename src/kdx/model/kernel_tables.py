@@ -24,7 +24,7 @@ from drgn.helpers.linux.wait import waitqueue_for_each_entry
 from kdx.model.files import TaskId, task_files, task_id
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 _SHM_DEST = 0o1000
 _SHM_LOCKED = 0o2000
@@ -50,7 +50,7 @@ def swap_devices(prog: drgn.Program) -> list[SwapDevice]:
     found = []
     for si in for_each_swap_info(prog):
         try:
-            path = clean_bytes(swap_file_path(si)) if si.swap_file else "(unknown)"
+            path = decode(swap_file_path(si)) if si.swap_file else "(unknown)"
         except READ_ERRORS:
             path = "(unknown)"
         found.append(SwapDevice(si.value_(), not swap_is_file(si),

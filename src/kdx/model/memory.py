@@ -54,7 +54,7 @@ from drgn.helpers.linux.vmstat import global_node_page_state, global_zone_page_s
 from kdx.model.files import TaskId, task_id
 from kdx.model.records import Hex
 from kdx.model.system import task_state_string
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 _READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError,
                 AttributeError, TypeError)
@@ -299,7 +299,7 @@ def _slab_pointer_type(prog: drgn.Program) -> drgn.Type:
 
 
 def slab_cache_record(cache: drgn.Object, page_size: int) -> SlabCache:
-    name = clean_bytes(cache.name.string_())
+    name = decode(cache.name.string_())
     try:
         usage = slab_cache_usage(cache)
         free = usage.free_objs + _remote_free(cache)
@@ -412,7 +412,7 @@ def page_flag_names(prog: drgn.Program) -> list[tuple[int, str]]:
             mask = entry.mask.value_()
             if not entry.name.value_():
                 break
-            names.append((mask, clean_bytes(entry.name.string_())))
+            names.append((mask, decode(entry.name.string_())))
     except _READ_ERRORS:
         return []
     return names
@@ -756,7 +756,7 @@ def zone_stats(prog: drgn.Program) -> list[ZoneStats]:
                              for i, name in enumerate(names))
             zones.append(ZoneStats(
                 node=node, index=index, address=zone.address_ or 0,
-                name=clean_bytes(zone.name.string_()), spanned=zone.spanned_pages.value_(),
+                name=decode(zone.name.string_()), spanned=zone.spanned_pages.value_(),
                 present=zone.present_pages.value_(),
                 watermarks=(marks[0].value_(), marks[1].value_(), marks[2].value_()),
                 vm_stat=counters))
@@ -831,7 +831,7 @@ def free_areas(prog: drgn.Program, warn: Warn = _no_warn) -> list[ZoneFree]:
                         lists.append(FreeList(order, head, count, count << order))
             zones.append(ZoneFree(
                 node=pgdat.node_id.value_(), index=index,
-                name=clean_bytes(zone.name.string_()), size=size, free=free,
+                name=decode(zone.name.string_()), size=size, free=free,
                 mem_map=mem_map, start_paddr=start_pfn * prog["PAGE_SIZE"].value_(),
                 start_mapnr=(start_pfn - node_start) if mem_map else 0,
                 lists=tuple(lists)))
@@ -861,7 +861,7 @@ def _zone_record(prog: drgn.Program, pgdat: drgn.Object, index: int) -> ZoneFree
     start_pfn = zone.zone_start_pfn.value_()
     mem_map = _safe(lambda: pfn_to_page(prog, start_pfn).value_(), 0) if size else 0
     return ZoneFree(node=pgdat.node_id.value_(), index=index,
-                    name=clean_bytes(zone.name.string_()), size=size,
+                    name=decode(zone.name.string_()), size=size,
                     free=zone.vm_stat[0].counter.value_(), mem_map=mem_map,
                     start_paddr=start_pfn * prog["PAGE_SIZE"].value_(),
                     start_mapnr=(start_pfn - pgdat.node_start_pfn.value_()) if mem_map else 0,
@@ -1008,7 +1008,7 @@ def _nodes(prog: drgn.Program) -> list[MemNode]:
             zone_pfn = zone.zone_start_pfn.value_()
             mem_map = _safe(lambda p=zone_pfn: pfn_to_page(prog, p).value_(), 0) \
                 if size else 0
-            spans.append(ZoneSpan(index, clean_bytes(zone.name.string_()), size, mem_map,
+            spans.append(ZoneSpan(index, decode(zone.name.string_()), size, mem_map,
                                   zone_pfn * page_size, zone_pfn if size else 0))
         nodes.append(MemNode(
             node=pgdat.node_id.value_(), size=sum(s.size for s in spans),
@@ -1071,7 +1071,7 @@ def _blocks(prog: drgn.Program) -> list[MemBlock]:
         start = (start_section << section_pages) << page_shift
         raw_state = prog.read_word(block.value_() + state_at)
         out.append(MemBlock(
-            address=block.value_(), name=clean_bytes(block.dev.kobj.name.string_()),
+            address=block.value_(), name=decode(block.dev.kobj.name.string_()),
             start=start, end=start + block_size - 1 if block_size else None,
             node=block.nid.value_() if block_type.has_member("nid") else None,
             state=_BLOCK_STATES.get(raw_state, "UNKNOWN"), start_section=start_section))

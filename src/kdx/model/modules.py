@@ -22,7 +22,7 @@ import drgn
 from drgn.helpers.linux.module import for_each_module, module_taints
 
 from kdx.model.records import Hex
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 #: What reading a damaged or filtered dump can raise for one module.
 _READ_ERRORS = (drgn.FaultError, LookupError, AttributeError, ValueError)
@@ -94,7 +94,7 @@ def module_info(prog: drgn.Program, mod: drgn.Object) -> ModuleInfo:
         text_base, text_size = core.base, _layout_text_size(mod.core_layout)
     init = [r for r in regions if r.init and r.size]
     return ModuleInfo(
-        name=clean_bytes(mod.name.string_()),
+        name=decode(mod.name.string_()),
         address=mod.value_(),
         base=base,
         size=size,

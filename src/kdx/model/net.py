@@ -26,7 +26,7 @@ from drgn.helpers.linux.net import (
 from kdx.model.files import TaskId, task_id
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 _S_IFMT = 0o170000
 _S_IFSOCK = 0o140000
@@ -146,7 +146,7 @@ def _ipv6_addresses(dev: drgn.Object) -> tuple[str, ...]:
 
 
 def net_device(dev: drgn.Object) -> NetDevice:
-    return NetDevice(dev.value_(), clean_bytes(dev.name.string_()),
+    return NetDevice(dev.value_(), decode(dev.name.string_()),
                      tuple(str(a) for a in netdev_ipv4_addrs(dev)), _ipv6_addresses(dev))
 
 
@@ -183,7 +183,7 @@ def arp_cache(prog: drgn.Program) -> list[Neighbour]:
         raw = prog.read(neigh.ha.address_of_().value_(), max(length, 0))
         key = prog.read(neigh.primary_key.address_of_().value_(), 4)
         found.append(Neighbour(neigh.value_(), socket.inet_ntoa(key), dev.type.value_(),
-                               tuple(raw), clean_bytes(dev.name.string_()),
+                               tuple(raw), decode(dev.name.string_()),
                                neigh.nud_state.value_()))
     return found
 

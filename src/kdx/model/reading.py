@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import drgn
 
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 #: What reading a kernel object out of a dump may raise when the dump lacks it.
 READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
@@ -21,6 +21,6 @@ def c_string(pointer: drgn.Object) -> str | None:
     try:
         if not pointer.value_():
             return None
-        return clean_bytes(pointer.string_())
+        return decode(pointer.string_())
     except READ_ERRORS:
         return None

@@ -26,7 +26,7 @@ from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
 from drgn.helpers.linux.sched import cpu_rq, task_cpu
 
 from kdx.model.records import Hex
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError,
                AttributeError)
@@ -75,7 +75,7 @@ class CpuRunqueue:
 
 
 def _queued(task: drgn.Object, prio: int | None = None, current: bool = False) -> QueuedTask:
-    return QueuedTask(task.pid.value_(), task.value_(), clean_bytes(task.comm.string_()),
+    return QueuedTask(task.pid.value_(), task.value_(), decode(task.comm.string_()),
                       task.prio.value_() if prio is None else prio, current)
 
 
@@ -155,7 +155,7 @@ def _group_name(tg: drgn.Object) -> str | None:
             return None
         if not kn.parent:
             return "/"
-        return clean_bytes(kn.name.string_())
+        return decode(kn.name.string_())
     except READ_ERRORS:
         return None
 

@@ -43,7 +43,7 @@ from drgn.helpers.linux.sched import cpu_curr, task_cpu
 
 from kdx.model.memdump import Symbolizer
 from kdx.model.records import Hex
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 #: What reading a damaged or filtered dump can raise while unwinding.
 READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError,
@@ -810,7 +810,7 @@ def task_context(reader: StackReader, task: drgn.Object) -> tuple[int, int, str,
     """PID, CPU, command and whether the task is on its CPU (crash's active task)."""
     pid = task.pid.value_()
     cpu = task_cpu(task)
-    comm = clean_bytes(task.comm.string_())
+    comm = decode(task.comm.string_())
     try:
         active = cpu_curr(reader.prog, cpu).value_() == task.value_()
     except READ_ERRORS:
@@ -1196,7 +1196,7 @@ def label_stack_words(reader: StackReader, values: Sequence[int]) -> dict[int, W
             cache = find_containing_slab_cache(reader.prog, value)
             if cache:
                 labels[value] = WordLabel(value, None,
-                                          clean_bytes(cache.name.string_()))
+                                          decode(cache.name.string_()))
         except READ_ERRORS:
             continue
     return labels

@@ -37,7 +37,7 @@ from drgn.helpers.linux.timekeeping import (
 
 from kdx.model.records import Hex
 from kdx.target.open import Target
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 T = TypeVar("T")
 
@@ -259,7 +259,7 @@ def _mhz(prog: drgn.Program) -> int | None:
 
 def _utsname(prog: drgn.Program) -> dict[str, str]:
     name = prog["init_uts_ns"].name
-    return {key: clean_bytes(getattr(name, key).string_())
+    return {key: decode(getattr(name, key).string_())
             for key in ("nodename", "release", "version", "machine")}
 
 
@@ -326,7 +326,7 @@ def choose_panic_line(lines: list[str]) -> str:
 
 
 def panic_line(prog: drgn.Program) -> str:
-    text = clean_bytes(get_dmesg(prog, timestamps=False))
+    text = decode(get_dmesg(prog, timestamps=False))
     return choose_panic_line(text.splitlines())
 
 
@@ -357,7 +357,7 @@ def _context_fields(prog: drgn.Program, context: _Context, tasks: _TaskTable,
     pid = task.pid.value_()
     return {
         "pid": pid,
-        "command": clean_bytes(task.comm.string_()),
+        "command": decode(task.comm.string_()),
         "task": task.value_(),
         "thread_info": task_thread_info(task).value_(),
         "same_pid_tasks": len(tasks.idle) if pid == 0 else 1,
@@ -462,7 +462,7 @@ def task_state_string(prog: drgn.Program, task: drgn.Object) -> str:
         state = task.member_("__state").value_()  # renamed from "state" in Linux 5.14
     except LookupError:
         state = task.state.value_()
-    names = [clean_bytes(s.string_()) for s in prog["task_state_array"]]
+    names = [decode(s.string_()) for s in prog["task_state_array"]]
     return format_task_state(state | task.exit_state.value_(), task_state_bits(names))
 
 

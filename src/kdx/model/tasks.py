@@ -27,7 +27,7 @@ from drgn.helpers.linux.sched import cpu_curr, idle_task, task_cpu
 
 from kdx.model.records import Hex
 from kdx.model.system import idle_cpus, task_state_bits
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 #: What reading a damaged or filtered dump can raise; each costs one task or one value.
 READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, AttributeError,
@@ -104,7 +104,7 @@ def state_code(state: int, bits: dict[str, int]) -> str:
 
 def read_state_bits(prog: drgn.Program) -> dict[str, int]:
     """The kernel's task state bits, learned from ``task_state_array`` as crash does."""
-    return task_state_bits([clean_bytes(s.string_()) for s in prog["task_state_array"]])
+    return task_state_bits([decode(s.string_()) for s in prog["task_state_array"]])
 
 
 # --- the layout of task_struct and mm_struct ------------------------------------------------
@@ -512,7 +512,7 @@ def _task_info(prog: drgn.Program, address: int, values: dict, pids: dict[int, i
         mem_percent=percent,
         vsz_kib=vsz,
         rss_kib=rss,
-        comm=clean_bytes(comm.split(b"\0", 1)[0]) if isinstance(comm, bytes) else "",
+        comm=decode(comm.split(b"\0", 1)[0]) if isinstance(comm, bytes) else "",
         kernel_thread=kernel_thread,
         active=address in machine.active,
         tgid=tgid,
@@ -625,9 +625,9 @@ def task_args(prog: drgn.Program, info: TaskInfo) -> TaskArgs:
         # crash names the user address it could not reach; drgn's fault names the
         # page-table entry, so report the start of the area being read instead.
         start = mm.arg_start.value_()
-        arguments = [clean_bytes(a) for a in mm_cmdline(mm)]
+        arguments = [decode(a) for a in mm_cmdline(mm)]
         start = mm.env_start.value_()
-        environment = [clean_bytes(e) for e in mm_environ(mm)]
+        environment = [decode(e) for e in mm_environ(mm)]
     except drgn.FaultError:
         return TaskArgs(info.pid, info.task, None, None,
                         f"cannot access user stack address: {start:x}")

@@ -20,7 +20,7 @@ from drgn.helpers.linux.mm import follow_phys, for_each_vma, task_rss, vma_name
 from kdx.model.files import TaskId, crash_path, task_id
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
-from kdx.textsafe import clean_bytes
+from kdx.textsafe import decode
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def _vma(vma: drgn.Object) -> Vma:
         mount = drgn.container_of(mnt, "struct mount", "mnt") if mnt else None
         path = crash_path(vm_file.f_path.dentry, mount)
     try:
-        name = clean_bytes(vma_name(vma))
+        name = decode(vma_name(vma))
     except READ_ERRORS:
         name = path
     return Vma(address=vma.value_(), start=vma.vm_start.value_(), end=vma.vm_end.value_(),

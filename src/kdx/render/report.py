@@ -128,7 +128,7 @@ def render_markdown(v: Verdict) -> str:
         out += ["", "## Next steps", ""] + [f"- `{s}`" for s in v.next_steps]
     if v.warnings:
         out += ["", "## Warnings", ""] + [f"- {esc(w)}" for w in v.warnings]
-    return "\n".join(out) + "\n"
+    return clean("\n".join(out) + "\n")  # code, steps: dump text is never raw
 
 
 _CSS = """
@@ -197,4 +197,4 @@ def render_html(v: Verdict) -> str:
         parts += ["<h2>Warnings</h2><ul>"] + [f"<li>{e(clean(w))}</li>" for w in v.warnings]
         parts.append("</ul>")
     parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return clean("\n".join(parts) + "\n")  # escaped above; no control characters either
