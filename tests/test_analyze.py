@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from json_schemas import schema_problems
 
 from kdx.diagnosis.analyze import analyze, decode_page_fault
 from kdx.diagnosis.rules import CATEGORIES
@@ -84,6 +85,7 @@ def test_verdict_stack_is_the_bt_stack(null_deref, kdx, tmp_path):
     lines = next(e.lines for e in verdict.evidence if e.id == "stack-panic-task")
     analyzed = [line.split()[1].split("+")[0] for line in lines]
     proc = kdx(alone, null_deref.vmlinux, "--json", "-c", "bt")
+    assert schema_problems(proc.stdout) == []
     frames = json.loads(proc.stdout)["data"][0]["frames"]
     assert analyzed == [f["function"] for f in frames][:len(analyzed)]
     assert analyzed[analyzed.index("hello_init"):][:4] == [
@@ -123,6 +125,7 @@ def test_page_fault_error_codes():
 
 def test_cli_outputs(kdx, null_deref, tmp_path):
     proc = kdx("analyze", null_deref.vmcore, "--json", check=True)
+    assert schema_problems(proc.stdout) == []
     doc = json.loads(proc.stdout)["data"]
     for key in ("category", "culprit", "context", "evidence", "signature"):
         assert key in doc

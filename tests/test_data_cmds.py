@@ -136,7 +136,7 @@ def test_json_data_commands(target) -> None:  # noqa: ANN001
         docs.append(doc)
     assert [d["kind"] for d in docs] == ["p", "eval", "struct", "whatis"]
     assert docs[0]["data"]["type"] == "volatile unsigned long"
-    assert docs[1]["data"]["value"] == 16
+    assert docs[1]["data"]["value"] == "0x10"
     assert docs[2]["data"]["size"] == 16
     assert docs[3]["data"]["text"] == "void schedule(void);"
 

@@ -153,8 +153,8 @@ def test_files_dentry_matches_crash(dump, crash) -> None:  # noqa: ANN001
     dentries = []
     for record in records:
         for entry in record["files"]:
-            if entry["type"] in ("REG", "FIFO", "SOCK") and entry["dentry"]:
-                dentries.append(f"{entry['dentry']:x}")
+            if entry["type"] in ("REG", "FIFO", "SOCK") and int(entry["dentry"], 16):
+                dentries.append(entry["dentry"][2:])
     dentries = sorted(set(dentries))
     commands = [f"files -d {d}" for d in dentries]
     script = [line for i, c in enumerate(commands) for line in (MARK.format(i), c)]

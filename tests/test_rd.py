@@ -205,7 +205,7 @@ def test_json_parses(null_deref, kdx) -> None:  # noqa: ANN001
     assert doc["kind"] == "rd"
     data = doc["data"]
     assert data["unit"] == 8 and data["count"] == 2 and len(data["words"]) == 2
-    assert data["words"][1]["address"] == data["words"][0]["address"] + 8
+    assert int(data["words"][1]["address"], 16) == int(data["words"][0]["address"], 16) + 8
     assert data["space"] == "kernel virtual" and data["fault"] is None
 
 

@@ -52,7 +52,7 @@ def test_json_mode(target):
     session, out, _ = _session(target, json_mode=True)
     assert session.execute("sys")
     doc = json.loads(out.getvalue())
-    assert doc["kind"] == "sys" and doc["schema"] == 1
+    assert doc["kind"] == "sys" and doc["schema"] == 2
     assert doc["data"]["nodename"] == "kdx-lab"
 
 

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from json_schemas import schema_problems
 
 from kdx.lab.cache import default_cache
 from kdx.lab.oracle import parse_sys
@@ -58,7 +59,9 @@ def kdx_sys(kdx, *args: str | Path) -> str:  # noqa: ANN001 (fixture)
 
 
 def kdx_json(kdx, dump) -> dict:  # noqa: ANN001 (fixtures)
-    doc = json.loads(kdx_sys(kdx, "--json", dump.vmcore, dump.vmlinux))
+    text = kdx_sys(kdx, "--json", dump.vmcore, dump.vmlinux)
+    assert schema_problems(text) == []
+    doc = json.loads(text)
     assert doc["kind"] == "sys"
     return doc["data"]
 
@@ -158,6 +161,9 @@ def test_json_has_every_field_and_renders_to_the_text(sysrq, kdx) -> None:  # no
     assert data["date"] == datetime.datetime.fromtimestamp(
         data["date_epoch"], datetime.timezone.utc).isoformat()
     assert data["warnings"] == []
+    assert re.fullmatch(r"0x[0-9a-f]{16}", data["task"])  # schema 2: addresses as strings
+    for key in ("task", "thread_info"):
+        data[key] = int(data[key], 16)
     text = kdx_sys(kdx, sysrq.vmcore, sysrq.vmlinux)
     assert render_sys(SystemInfo(**data)) == text
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from kdx.model.records import Hex
 
-SCHEMA = "kdx.analysis/1"
+SCHEMA = "kdx.analysis/2"
 
 
 @dataclass(frozen=True)
