@@ -361,7 +361,7 @@ def test_json_documents_parse(null_deref, kdx) -> None:  # noqa: ANN001
     files, vm, info, slabs = (d["data"] for d in docs)
     assert files[0]["task"]["pid"] == null_deref.truth["pid"]
     assert any(f["path"].endswith("hello_crash.ko") for f in files[0]["files"])
-    assert vm[0]["vmas"] and vm[0]["mm"] > 0
+    assert vm[0]["vmas"] and int(vm[0]["mm"], 16) > 0
     assert info["total_pages"] > info["free_pages"] > 0
     assert slabs[0]["name"] == "task_struct" and slabs[0]["allocated"] > 0
 
