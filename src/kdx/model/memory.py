@@ -52,12 +52,14 @@ from drgn.helpers.linux.swap import for_each_swap_info, swap_usage_in_pages, tot
 from drgn.helpers.linux.vmstat import global_node_page_state, global_zone_page_state
 
 from kdx.model.files import TaskId, task_id
+from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.system import task_state_string
 from kdx.textsafe import decode
 
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError,
-                AttributeError, TypeError)
+#: READ_ERRORS, and the TypeError drgn's mm and slab helpers raise when a pointer read
+#: from a damaged dump has a type they do not take: kmem reads through such pointers.
+_READ_OR_TYPE_ERRORS = (*READ_ERRORS, TypeError)
 Warn = Callable[[str], None]
 
 
@@ -117,7 +119,7 @@ def _vm_stat(prog: drgn.Program, name: str) -> int | None:
         return global_zone_page_state(prog, item)
     try:
         return max(prog["vm_stat"][item].counter.value_(), 0)
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         return None
 
 
@@ -209,7 +211,7 @@ def _swap(prog: drgn.Program) -> tuple[int, int]:
 def _read(what: str, read: Callable[[], int], warn: Warn) -> int | None:
     try:
         return read()
-    except _READ_ERRORS as err:
+    except _READ_OR_TYPE_ERRORS as err:
         warn(f"kmem -i: cannot read {what}: {err}")
         return None
 
@@ -304,11 +306,11 @@ def slab_cache_record(cache: drgn.Object, page_size: int) -> SlabCache:
         usage = slab_cache_usage(cache)
         free = usage.free_objs + _remote_free(cache)
         allocated, total, slabs = usage.num_objs - free, usage.num_objs, usage.num_slabs
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         allocated = total = slabs = None
     try:
         order = slab_cache_order(cache)
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         order = 0
     return SlabCache(cache.value_(), name, cache.object_size.value_(), allocated, total,
                      slabs, page_size << order)
@@ -331,7 +333,7 @@ def find_cache(prog: drgn.Program, word: str) -> tuple[drgn.Object | None, str |
             return cache, None
     try:
         target = get_slab_cache_aliases(prog).get(word)
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         target = None
     if target:
         for cache in for_each_slab_cache(prog):
@@ -413,7 +415,7 @@ def page_flag_names(prog: drgn.Program) -> list[tuple[int, str]]:
             if not entry.name.value_():
                 break
             names.append((mask, decode(entry.name.string_())))
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         return []
     return names
 
@@ -432,7 +434,7 @@ def _symbol_line(prog: drgn.Program, address: int) -> str | None:
     """crash's ``(T) name+offset [module]`` for an address in the kernel or a module."""
     try:
         symbols = prog.symbols(address)
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         return None
     if not symbols:
         return _module_start(prog, address)
@@ -445,7 +447,7 @@ def _symbol_line(prog: drgn.Program, address: int) -> str | None:
         module = prog.module(address)
         if module.name != "kernel":
             text += f" [{module.name}]"
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         pass
     return text
 
@@ -454,7 +456,7 @@ def _module_start(prog: drgn.Program, address: int) -> str | None:
     """crash names the first byte of a module ``(m) (NAME module)``."""
     try:
         module = prog.module(address)
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         return None
     if getattr(module, "address", None) == address and module.name != "kernel":
         return f"(m) ({module.name} module)"
@@ -486,7 +488,7 @@ def _task_context(prog: drgn.Program, task: drgn.Object) -> TaskContext:
             state += " (PANIC)"
         elif task.on_cpu.value_():
             state += " (ACTIVE)"
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         pass
     return TaskContext(task_id(task), task.value_(), state)
 
@@ -552,7 +554,7 @@ def _slab_object(prog: drgn.Program, address: int) -> SlabObject | None:
 def _vmap(prog: drgn.Program, address: int) -> VmapArea | None:
     try:
         area = find_vmap_area(prog, address)
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         return None
     if not area:
         return None
@@ -574,7 +576,7 @@ def _page_object(prog: drgn.Program, address: int, direct: bool) -> drgn.Object 
             return virt_to_page(prog, address)
         # Any other kernel address (the kernel image, say): walk the kernel page tables.
         return phys_to_page(prog, follow_phys(prog["init_mm"].address_of_(), address))
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         return None
 
 
@@ -619,7 +621,7 @@ def _kernel_space_start(prog: drgn.Program) -> int:
 def _safe(read: Callable[[], object], default: object) -> object:
     try:
         return read()
-    except _READ_ERRORS:
+    except _READ_OR_TYPE_ERRORS:
         return default
 
 

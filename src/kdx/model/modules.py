@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 import drgn
 from drgn.helpers.linux.module import for_each_module, module_taints
 
+from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.textsafe import decode
-
-#: What reading a damaged or filtered dump can raise for one module.
-_READ_ERRORS = (drgn.FaultError, LookupError, AttributeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ def module_list(prog: drgn.Program, warnings: list[str] | None = None) -> list[M
     for mod in for_each_module(prog):
         try:
             out.append(module_info(prog, mod))
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             if warnings is not None:
                 warnings.append(f"cannot read the module at {mod.value_():#x}: {err}")
     # Python's sort is stable, as crash's (glibc's merge sort) is in practice.
@@ -150,7 +148,7 @@ def _state(mod: drgn.Object) -> str:
 def _taints(mod: drgn.Object) -> str:
     try:
         return module_taints(mod)
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return ""
 
 

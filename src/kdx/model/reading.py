@@ -11,8 +11,18 @@ import drgn
 
 from kdx.textsafe import decode
 
-#: What reading a kernel object out of a dump may raise when the dump lacks it.
-READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError)
+__all__ = ["READ_ERRORS", "c_string", "read_c_string"]
+
+#: What reading a kernel object out of a dump may raise when the dump lacks it: a missing
+#: page (FaultError), an optimised-out or absent value, a symbol or member this kernel
+#: version does not have (LookupError, AttributeError), or garbage read through a stale
+#: pointer (ValueError, OverflowError). Every model catches this one tuple.
+READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, AttributeError,
+               ValueError, OverflowError)
+
+#: Bytes read at a time while looking for a NUL: a short string costs one read, and a
+#: chunk never crosses a page, so a string ending just before a missing page is found.
+_CHUNK = 256
 
 
 def c_string(pointer: drgn.Object) -> str | None:
@@ -24,3 +34,22 @@ def c_string(pointer: drgn.Object) -> str | None:
         return decode(pointer.string_())
     except READ_ERRORS:
         return None
+
+
+def read_c_string(prog: drgn.Program, address: int, limit: int = 1500) -> bytes:
+    """The raw bytes at ``address`` up to the first NUL: at most ``limit`` bytes, and
+    only what the dump holds (a string running into a missing page is cut there)."""
+    data = bytearray()
+    while len(data) < limit:
+        pos = address + len(data)
+        size = min(_CHUNK - pos % _CHUNK, limit - len(data))
+        try:
+            piece = prog.read(pos, size)
+        except drgn.FaultError:
+            break
+        nul = piece.find(b"\0")
+        if nul >= 0:
+            data += piece[:nul]
+            break
+        data += piece
+    return bytes(data)

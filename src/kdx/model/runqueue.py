@@ -25,11 +25,10 @@ from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
 from drgn.helpers.linux.sched import cpu_rq, task_cpu
 
+from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.textsafe import decode
 
-READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError,
-               AttributeError)
 #: A corrupt tree or list must not loop forever.
 _MAX_ENTRIES = 100_000
 

@@ -42,12 +42,9 @@ from drgn.helpers.linux.percpu import per_cpu
 from drgn.helpers.linux.sched import cpu_curr, task_cpu
 
 from kdx.model.memdump import Symbolizer
+from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.textsafe import decode
-
-#: What reading a damaged or filtered dump can raise while unwinding.
-READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, ValueError,
-               OverflowError, AttributeError)
 
 #: Kernel addresses have the top bit set on x86_64; anything below is user space.
 _KERNEL_START = 1 << 63

@@ -19,14 +19,12 @@ from typing import Callable, TypeVar
 import drgn
 from drgn.helpers.linux.cpumask import (
     for_each_possible_cpu,
-    for_each_present_cpu,
     num_online_cpus,
     num_present_cpus,
 )
 from drgn.helpers.linux.kconfig import get_kconfig
 from drgn.helpers.linux.mmzone import for_each_online_pgdat
 from drgn.helpers.linux.panic import panic_task, tainted
-from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.printk import get_dmesg
 from drgn.helpers.linux.sched import idle_task, loadavg, task_cpu, task_on_cpu, task_thread_info
 from drgn.helpers.linux.timekeeping import (
@@ -35,15 +33,12 @@ from drgn.helpers.linux.timekeeping import (
     uptime,
 )
 
+from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.target.open import Target
 from kdx.textsafe import decode
 
 T = TypeVar("T")
-
-#: What reading a damaged or filtered dump can raise; each costs one field, not the run.
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, AttributeError,
-                ValueError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ def system_info(target: Target) -> SystemInfo:
     def get(what: str, fn: Callable[[], T], default: T) -> T:
         try:
             return fn()
-        except _READ_ERRORS as err:
+        except READ_ERRORS as err:
             warnings.append(f"cannot read the {what}: {err}")
             return default
 
@@ -223,19 +218,12 @@ class _TaskTable:
     idle: list[int]
 
 
-def idle_cpus(prog: drgn.Program) -> list[int]:
-    """CPUs whose idle task crash lists: every CPU up to the highest present one."""
-    highest = max(for_each_present_cpu(prog), default=0)
-    return [cpu for cpu in for_each_possible_cpu(prog) if cpu <= highest]
-
-
 def _task_table(prog: drgn.Program) -> _TaskTable:
-    """crash's task table: each CPU's idle task, then every task of the PID namespace
-    (one per PID, so threads count and zombies whose PID is gone do not)."""
-    idle = [idle_task(prog, cpu).value_() for cpu in idle_cpus(prog)]
-    seen = dict.fromkeys(t for t in idle if t)
-    seen.update(dict.fromkeys(t.value_() for t in for_each_task(prog)))
-    return _TaskTable(list(seen), [t for t in idle if t])
+    """crash's task table (the one definition in kdx.model.tasks, which imports this
+    module, hence the late import)."""
+    from kdx.model.tasks import idle_tasks, task_addresses
+
+    return _TaskTable(task_addresses(prog), [t.value_() for t in idle_tasks(prog)])
 
 
 def _memory_bytes(prog: drgn.Program) -> int:
@@ -396,7 +384,7 @@ def _sysrq_marked(prog: drgn.Program, task: drgn.Object, panic: str) -> bool:
     try:
         names = [frame.name or "" for _, frame in
                  zip(range(_SYSRQ_FRAMES), prog.stack_trace(task))]
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return False
     if "sysrq_handle_crash" not in names:
         return False

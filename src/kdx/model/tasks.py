@@ -20,18 +20,16 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import drgn
+from drgn.helpers.linux.cpumask import for_each_possible_cpu, for_each_present_cpu
 from drgn.helpers.linux.mm import virt_to_phys
 from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.sched import cpu_curr, idle_task, task_cpu
 
+from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
-from kdx.model.system import idle_cpus, task_state_bits
+from kdx.model.system import task_state_bits
 from kdx.textsafe import decode
-
-#: What reading a damaged or filtered dump can raise; each costs one task or one value.
-READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, AttributeError,
-               ValueError, OverflowError)
 
 #: task_struct.flags bits crash tests (include/linux/sched.h).
 PF_EXITING = 0x00000004
@@ -331,14 +329,19 @@ def panic_task_address(prog: drgn.Program) -> int:
         return 0
 
 
+def active_task(prog: drgn.Program, cpu: int) -> drgn.Object:
+    """The task ``cpu`` was running (its runqueue's ``curr``); raises READ_ERRORS."""
+    return cpu_curr(prog, cpu)
+
+
 def active_tasks(prog: drgn.Program, cpus: Sequence[int] | None = None) -> dict[int, int]:
     """CPU -> the task each CPU was running (its runqueue's ``curr``): crash's active
     set, which with the panic task makes the tasks ``ps`` marks with ``>``."""
-    cpus = idle_cpus(prog) if cpus is None else cpus
+    cpus = crash_cpus(prog) if cpus is None else cpus
     active: dict[int, int] = {}
     for cpu in cpus:
         try:
-            active[cpu] = cpu_curr(prog, cpu).value_()
+            active[cpu] = active_task(prog, cpu).value_()
         except READ_ERRORS:
             continue
     return active
@@ -346,7 +349,7 @@ def active_tasks(prog: drgn.Program, cpus: Sequence[int] | None = None) -> dict[
 
 def _machine(prog: drgn.Program) -> _Machine:
     page_size = prog["PAGE_SIZE"].value_()
-    cpus = idle_cpus(prog)
+    cpus = crash_cpus(prog)
     panic = panic_task_address(prog)
     active = set(active_tasks(prog, cpus).values()) | ({panic} if panic else set())
     return _Machine(page_size, _total_pages(prog, page_size), cpus,
@@ -354,23 +357,51 @@ def _machine(prog: drgn.Program) -> _Machine:
                     frozenset(active))
 
 
-# --- building the list -------------------------------------------------------------------------
+# --- crash's task table order: the one definition every command uses ----------------------
+
+
+def crash_cpus(prog: drgn.Program) -> list[int]:
+    """The CPUs crash knows on x86_64: every possible CPU up to the highest present one.
+
+    crash sizes its per-CPU tables by the highest present CPU (when fewer CPUs are present
+    than have per-CPU areas), so this is the set whose idle tasks ``ps`` lists, whose
+    active tasks ``bt -a`` shows and what ``a``/``all`` means in a CPU list. A possible
+    CPU above the highest present one has no idle task in crash's table.
+    """
+    highest = max(for_each_present_cpu(prog), default=0)
+    return [cpu for cpu in for_each_possible_cpu(prog) if cpu <= highest]
+
+
+def idle_tasks(prog: drgn.Program, cpus: Sequence[int] | None = None) -> list[drgn.Object]:
+    """The idle task of each of crash's CPUs, in CPU order (what PID 0 names); a CPU
+    whose runqueue cannot be read is left out."""
+    out = []
+    for cpu in crash_cpus(prog) if cpus is None else cpus:
+        try:
+            task = idle_task(prog, cpu)
+            if task.value_():
+                out.append(task)
+        except READ_ERRORS:
+            continue
+    return out
 
 
 def task_addresses(prog: drgn.Program, cpus: Sequence[int] | None = None) -> list[int]:
     """crash's task table, unsorted: each CPU's idle task, then every task that owns a PID
     in the initial namespace (threads included; a zombie whose PID is gone is not)."""
-    cpus = idle_cpus(prog) if cpus is None else cpus
-    seen: dict[int, None] = {}
-    for cpu in cpus:
-        try:
-            seen[idle_task(prog, cpu).value_()] = None
-        except READ_ERRORS:
-            continue
-    seen.pop(0, None)
+    seen: dict[int, None] = {t.value_(): None for t in idle_tasks(prog, cpus)}
     for task in for_each_task(prog):
         seen.setdefault(task.value_(), None)
     return list(seen)
+
+
+def all_tasks(prog: drgn.Program) -> list[drgn.Object]:
+    """crash's task table in crash's order (the order of ``ps``, ``foreach`` and
+    ``bt -g``): the idle tasks by CPU, then every other task by PID."""
+    idle = idle_tasks(prog)
+    others = sorted((t for t in for_each_task(prog) if t.pid.value_()),
+                    key=lambda t: (t.pid.value_(), t.value_()))
+    return idle + others
 
 
 class _MemoryUse:
@@ -661,7 +692,7 @@ def run_queue_clocks(prog: drgn.Program, cpus: Sequence[int] | None = None) -> d
     from drgn.helpers.linux.sched import cpu_rq
 
     clocks = {}
-    for cpu in idle_cpus(prog) if cpus is None else cpus:
+    for cpu in crash_cpus(prog) if cpus is None else cpus:
         try:
             clocks[cpu] = cpu_rq(prog, cpu).clock.value_()
         except READ_ERRORS:

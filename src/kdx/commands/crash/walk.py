@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import drgn
 
 from kdx.commands.crash.data import crash_number, member_text
+from kdx.model.reading import read_c_string
 from kdx.model.walk import (
     ListSpec,
     WalkEntry,
@@ -158,7 +159,7 @@ class FastPrinter(StructPrinter):
             hexa = pointer or self.formatter.radix == 16
             line = f"  {name} = " + (f"{value:#x}" if hexa else f"{value}")
         if string and pointer:
-            line += f'  "{_c_string(self.prog, value)}"'
+            line += f'  "{read_c_string(self.prog, value).decode("latin-1")}"'
         elif string:
             text = raw.split(b"\0")[0].decode("latin-1")
             line += f'  {name} = "{text}"'
@@ -178,19 +179,6 @@ def _is_char(type_: drgn.Type | None) -> bool:
         return False
     t = type_.unaliased()
     return t.kind == drgn.TypeKind.INT and t.size == 1 and "char" in t.name
-
-
-def _c_string(prog: drgn.Program, address: int) -> str:
-    data = bytearray()
-    try:
-        while len(data) < 1500:
-            byte = prog.read(address + len(data), 1)
-            if byte == b"\0":
-                break
-            data += byte
-    except drgn.FaultError:
-        pass
-    return data.decode("latin-1")
 
 
 def _text_symbol(prog: drgn.Program, value: int) -> str:
