@@ -286,7 +286,8 @@ def test_state_codes_follow_crash(state: int, code: str) -> None:
 def test_thread_group_selection_follows_crash() -> None:
     """The lab's guests run no multi-threaded process, so -G's rules are checked here:
     without names only leaders pass; a named thread stands for its leader, once."""
-    from kdx.commands.crash.ps import COMMANDS, parse_selectors, select
+    from kdx.commands.crash.arguments import parse_selectors
+    from kdx.commands.crash.ps import COMMANDS, select
 
     leader = _fake(pid=100, tgid=100, task=0x1000, active=False)
     thread = _fake(pid=101, tgid=100, task=0x2000, group_leader=False, active=False)

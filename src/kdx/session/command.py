@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 from kdx.errors import KdxError
 
 if TYPE_CHECKING:
+    import drgn
+
     from kdx.session.session import Session
 
 
@@ -52,13 +54,19 @@ def make_parser(name: str, description: str) -> CommandParser:
 
 @dataclass(frozen=True)
 class CrashCommand:
-    """One crash command: ``run(session, args)`` writes through ``session.emit``."""
+    """One crash command: ``run(session, args)`` writes through ``session.emit``.
+
+    ``for_tasks(session, tasks, args)``, when a command has it, runs the command on tasks
+    chosen elsewhere (``foreach``'s verbs): another command reaches it through the
+    session's command table, never by importing the command's module.
+    """
 
     name: str
     summary: str
     parser: Callable[[], CommandParser]
     run: Callable[[Session, argparse.Namespace], None]
     aliases: tuple[str, ...] = ()
+    for_tasks: Callable[[Session, list[drgn.Object], argparse.Namespace], None] | None = None
 
 
 class CommandTable:

@@ -9,8 +9,8 @@ stack address, ``-v`` the stack-overflow check of every task, ``-o`` (crash's ol
 unwinder; kdx has one), ``-n idle`` (skip the stack of an idle task the crash NMI
 stopped). ``-O``, ``-A`` and ``-D`` are answered in one line: they concern crash's own
 unwinder or other architectures. Tasks are PIDs (decimal) or task addresses (hexadecimal);
-without any, the current context (``set``) is used. ``foreach ... bt`` reuses
-:func:`run_bt`.
+without any, the current context (``set``) is used. ``foreach ... bt`` reaches
+:func:`run_bt` through the command's ``for_tasks``.
 """
 
 from __future__ import annotations
@@ -20,12 +20,16 @@ from dataclasses import replace
 from typing import Iterable
 
 import drgn
-from drgn.helpers.linux.cpumask import for_each_possible_cpu, for_each_present_cpu
-from drgn.helpers.linux.pid import find_task, for_each_task
-from drgn.helpers.linux.sched import cpu_curr, idle_task, task_cpu
+from drgn.helpers.linux.sched import task_cpu
 
+from kdx.commands.crash.arguments import (
+    add_display_options,
+    cpu_list,
+    hex_word,
+    tasks_for_argument,
+)
+from kdx.model.reading import READ_ERRORS
 from kdx.model.stack import (
-    READ_ERRORS,
     Backtrace,
     StackReader,
     backtrace,
@@ -38,6 +42,7 @@ from kdx.model.stack import (
     stack_text,
     task_exception_frames,
 )
+from kdx.model.tasks import active_task, all_tasks, crash_cpus
 from kdx.render.crash.bt import (
     BtOptions,
     render_backtraces,
@@ -50,37 +55,6 @@ from kdx.render.crash.bt import (
 )
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
-
-
-def add_display_options(parser: argparse.ArgumentParser) -> None:
-    """The options that change how each task's trace is shown (shared with foreach)."""
-    parser.add_argument("-f", dest="full", action="store_true",
-                        help="show the stack words of each frame")
-    parser.add_argument("-F", dest="symbolic", action="count", default=0,
-                        help="like -f, words shown as symbols or [slab cache] (-FF: "
-                             "[address:slab cache])")
-    parser.add_argument("-R", dest="ref", metavar="SYMBOL|ADDR",
-                        help="only traces that reference this symbol or text address")
-    parser.add_argument("-o", dest="old", action="store_true",
-                        help="crash's old x86_64 unwinder: kdx uses its one unwinder")
-    parser.add_argument("-l", dest="lines", action="store_true",
-                        help="show the source file and line of each frame")
-    parser.add_argument("-s", dest="offsets", action="store_true",
-                        help="show symbol offsets (function+offset)")
-    radix = parser.add_mutually_exclusive_group()
-    radix.add_argument("-x", dest="hex", action="store_true",
-                       help="offsets in hexadecimal (with -s)")
-    radix.add_argument("-d", dest="decimal", action="store_true",
-                       help="offsets in decimal (with -s)")
-    text = parser.add_mutually_exclusive_group()
-    text.add_argument("-t", dest="text", action="store_true",
-                      help="list the text symbols on the stack from the trace's start")
-    text.add_argument("-T", dest="text_all", action="store_true",
-                      help="list the text symbols on the whole task stack")
-    text.add_argument("-e", dest="eframes", action="store_true",
-                      help="search the task stack for exception frames")
-    text.add_argument("-r", dest="raw", action="store_true",
-                      help="dump the whole kernel stack, words named as rd -s names them")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,69 +98,16 @@ def reader_for(session: Session) -> StackReader:
 # --- choosing tasks ---------------------------------------------------------------------------
 
 
-def idle_tasks(prog: drgn.Program) -> list[drgn.Object]:
-    """The idle task of every present CPU, in CPU order."""
-    out = []
-    for cpu in for_each_present_cpu(prog):
-        try:
-            out.append(idle_task(prog, cpu))
-        except READ_ERRORS:
-            continue
-    return out
-
-
-def all_tasks(prog: drgn.Program) -> list[drgn.Object]:
-    """crash's task table order: the idle tasks by CPU, then every task by PID."""
-    others = sorted(for_each_task(prog), key=lambda t: (t.pid.value_(), t.value_()))
-    return idle_tasks(prog) + [t for t in others if t.pid.value_() != 0]
-
-
 def active_tasks(prog: drgn.Program, cpus: Iterable[int] | None = None) -> list[drgn.Object]:
+    """The task each CPU was running (every CPU crash knows, or those of ``cpus``)."""
     out = []
-    for cpu in for_each_present_cpu(prog) if cpus is None else cpus:
+    for cpu in crash_cpus(prog) if cpus is None else cpus:
         try:
-            out.append(cpu_curr(prog, cpu))
+            out.append(active_task(prog, cpu))
         except READ_ERRORS as err:
             raise CommandError(f"cannot determine the active task of CPU {cpu}: {err}") \
                 from err
     return out
-
-
-def parse_cpus(text: str, prog: drgn.Program) -> list[int]:
-    """``1``, ``0,2-3`` or ``a``/``all``, as crash's ``-c`` takes them."""
-    possible = list(for_each_possible_cpu(prog))
-    if text in ("a", "all"):
-        return list(for_each_present_cpu(prog))
-    cpus: list[int] = []
-    try:
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            cpus += range(int(low), int(high or low) + 1)
-    except ValueError as err:
-        raise CommandError(f"invalid CPU list: {text}") from err
-    bad = [c for c in cpus if c not in possible]
-    if bad:
-        raise CommandError(f"invalid CPU: {bad[0]}")
-    return cpus
-
-
-def task_from_word(prog: drgn.Program, word: str) -> list[drgn.Object]:
-    """The tasks a PID or task address names (PID 0 names every idle task)."""
-    if word.isdigit():
-        pid = int(word)
-        if pid == 0:
-            return idle_tasks(prog)
-        task = find_task(prog, pid)
-        if task:
-            return [task]
-    try:
-        address = int(word, 16)
-    except ValueError:
-        raise CommandError(f"invalid task or pid value: {word}") from None
-    for task in [*idle_tasks(prog), *for_each_task(prog)]:
-        if task.value_() == address:
-            return [task]
-    raise CommandError(f"invalid task or pid value: {word}")
 
 
 def thread_group(prog: drgn.Program, task: drgn.Object) -> list[drgn.Object]:
@@ -216,14 +137,14 @@ def _chosen(session: Session, args: argparse.Namespace) -> list[drgn.Object]:
     if args.active:
         return active_tasks(prog)
     if args.cpus:
-        return active_tasks(prog, parse_cpus(args.cpus, prog))
+        return active_tasks(prog, cpu_list(session, args.cpus))
     if args.panic:
         task = reader_for(session).panic_task
         if not task:
             raise CommandError("no panic task found")
         return [drgn.Object(prog, "struct task_struct *", value=task)]
     if args.tasks:
-        return [t for word in args.tasks for t in task_from_word(prog, word)]
+        return [t for word in args.tasks for t in tasks_for_argument(session, word)[1]]
     return [session.current_task]
 
 
@@ -235,22 +156,15 @@ def options_from(args: argparse.Namespace) -> BtOptions:
                      full=args.full or bool(args.symbolic), symbolic=args.symbolic)
 
 
-def _hex_argument(text: str, what: str) -> int:
-    try:
-        return int(text[2:] if text.lower().startswith("0x") else text, 16)
-    except ValueError:
-        raise CommandError(f"invalid {what}: {text}") from None
-
-
 def _trace(session: Session, task: drgn.Object, args: argparse.Namespace,
            frame_data: bool) -> Backtrace:
     reader = reader_for(session)
     start_sp = getattr(args, "start_sp", None)
     if start_sp is None:
         return backtrace(reader, task, frame_data=frame_data)
-    sp = _hex_argument(start_sp, "stack address")
+    sp = hex_word(start_sp, "stack address")
     start_ip = getattr(args, "start_ip", None)
-    ip = None if start_ip is None else _hex_argument(start_ip, "text address")
+    ip = None if start_ip is None else hex_word(start_ip, "text address")
     region = reader.task_region(task)
     cpu = task_cpu_or_none(task)
     in_cpu_stack = cpu is not None and any(sp in r for r in reader.cpu_regions(cpu))
@@ -274,7 +188,7 @@ def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace)
     if args.raw:
         start = getattr(args, "start_sp", None)
         raws = [raw_stack(reader, task, None if start is None
-                          else _hex_argument(start, "stack address")) for task in tasks]
+                          else hex_word(start, "stack address")) for task in tasks]
         for raw in raws:
             if raw.unreadable_from is not None:
                 session.warn(f"PID {raw.pid}: the stack is not in the dump from "
@@ -365,7 +279,7 @@ def _bt(session: Session, args: argparse.Namespace) -> None:
         return
     if args.cpu_eframes:
         reader = reader_for(session)
-        cpus = list(for_each_present_cpu(session.prog))
+        cpus = crash_cpus(session.prog)
         searches = cpu_exception_frames(reader, cpus)
         session.emit("bt-eframes", searches, lambda: render_cpu_search(searches))
         return
@@ -374,5 +288,5 @@ def _bt(session: Session, args: argparse.Namespace) -> None:
 
 COMMANDS = [
     CrashCommand("bt", "backtrace of a task, the panic task or every CPU's active task",
-                 _parser, _bt),
+                 _parser, _bt, for_tasks=run_bt),
 ]

@@ -13,9 +13,9 @@ import re
 
 import drgn
 
-from kdx.commands.crash.ps import parse_selectors, tasks_of
+from kdx.commands.crash.arguments import parse_selectors, tasks_of
+from kdx.model.reading import READ_ERRORS
 from kdx.model.tasks import (
-    READ_ERRORS,
     TaskInfo,
     active_tasks,
     panic_task_address,

@@ -24,8 +24,13 @@ from typing import Callable
 
 import drgn
 
-from kdx.commands.crash.bt import add_display_options, run_bt
-from kdx.commands.crash.ps import Selector, parse_selectors, tasks_of
+from kdx.commands.crash.arguments import (
+    STATES,
+    add_display_options,
+    parse_task_filter,
+    physical_width,
+    tasks_of,
+)
 from kdx.model.tasks import TaskInfo
 from kdx.render.crash.ps import task_header
 from kdx.session.command import CommandError, CommandParser, CrashCommand, make_parser
@@ -33,8 +38,6 @@ from kdx.session.session import Session
 
 #: Every verb crash's foreach knows (its "keywords"); those not in VERBS are refused.
 CRASH_VERBS = ("bt", "vm", "task", "files", "net", "set", "sig", "vtop", "ps")
-#: crash's task state selectors.
-STATES = ("RU", "IN", "UN", "ST", "TR", "ZO", "DE", "SW", "WA", "PA", "ID", "NE")
 #: foreach options that take a value (crash reads them wherever they stand).
 _VALUED_OPTIONS = ("-R",)
 
@@ -62,7 +65,9 @@ def _bt_parser() -> argparse.ArgumentParser:
 def _bt(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
     if args.group:
         raise CommandError("bt -g option is not supported when issued from foreach")
-    run_bt(session, [_task_object(session, t) for t in tasks], args)
+    bt = session.commands["bt"]
+    assert bt.for_tasks is not None
+    bt.for_tasks(session, [_task_object(session, t) for t in tasks], args)
 
 
 # --- task -----------------------------------------------------------------------------------
@@ -201,7 +206,6 @@ def _vm_delegated(session: Session, tasks: list[TaskInfo], args: argparse.Namesp
 def _vm(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
     if _vm_delegated(session, tasks, args):
         return
-    from kdx.commands.crash.vm import physical_width
     from kdx.model.answers import TaskVmPages
     from kdx.model.vm import task_vm, vma_pages
     from kdx.render.crash.data import Formatter, struct_text
@@ -333,80 +337,6 @@ VERBS: dict[str, Verb] = {
 }
 
 
-# --- selecting tasks ------------------------------------------------------------------------
-
-
-@dataclass
-class Selection:
-    """What the selectors ask for: filters every task must pass, then (if any were
-    named) the tasks named."""
-
-    kernel: bool = False
-    user: bool = False
-    gleader: bool = False
-    active: bool = False
-    state: str | None = None
-    named: list[Selector] | None = None  # None: nothing named, every task that passes
-
-    def passes(self, task: TaskInfo) -> bool:
-        if self.active and not task.active:
-            return False
-        if self.user and task.kernel_thread:
-            return False
-        if self.gleader and task.pid != task.tgid:
-            return False
-        if self.kernel and not task.kernel_thread:
-            return False
-        if self.state is not None and not task.state.startswith(self.state):
-            return False
-        if self.named is not None:
-            return any(s.matches(task) for s in self.named)
-        return True
-
-
-def parse_selection(words: list[str], table: list[TaskInfo],
-                    warn: Callable[[str], None]) -> Selection:
-    """crash's reading of the words before the verb."""
-    sel = Selection()
-    for word in words:
-        if word == "kernel":
-            if sel.user:
-                raise CommandError("user and kernel are mutually exclusive!")
-            sel.kernel = True
-        elif word in ("user", "gleader"):
-            if sel.kernel:
-                raise CommandError(f"{word} and kernel are mutually exclusive!")
-            sel.user = True
-            sel.gleader = sel.gleader or word == "gleader"
-        elif word == "active":
-            sel.active = True
-        elif word in STATES or word == "\\DE":
-            if sel.state is not None:
-                raise CommandError("only one task state allowed")
-            sel.state = word.lstrip("\\")
-        else:
-            sel.named = (sel.named or []) + _named(word, table, warn)
-    return sel
-
-
-def _named(word: str, table: list[TaskInfo], warn: Callable[[str], None]) -> list[Selector]:
-    """A PID, task address, command name or pattern; a plain name no task has is
-    crash's "unknown argument" (it still counts as a selector, so nothing else runs)."""
-    found = parse_selectors([word], table, lambda _message: None)
-    if found and found[0].kind == "comm":
-        name = found[0].text[:15]  # crash compares TASK_COMM_LEN - 1 characters
-        found = [Selector("comm", name)]
-        if not any(t.comm == name for t in table):
-            found = []
-    if not found:
-        warn(f'unknown argument: "{word}"')
-    return found
-
-
-def select(table: list[TaskInfo], sel: Selection) -> list[TaskInfo]:
-    return [t for t in table if sel.passes(t)]
-
-
 # --- the command ------------------------------------------------------------------------------
 
 
@@ -465,7 +395,7 @@ def _foreach(session: Session, args: argparse.Namespace) -> None:
                            f"{', '.join(sorted(VERBS))})")
     verb_args = verb.parser().parse_args(verb_words)
     table = tasks_of(session)
-    tasks = select(table, parse_selection(selectors, table, session.warn))
+    tasks = parse_task_filter(selectors, table, session.warn).select(table)
     verb.run(session, tasks, verb_args)
 
 

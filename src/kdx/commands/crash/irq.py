@@ -9,7 +9,7 @@ import argparse
 import drgn
 from drgn.helpers.linux.cpumask import for_each_online_cpu
 
-from kdx.commands.crash.bt import parse_cpus
+from kdx.commands.crash.arguments import cpu_list
 from kdx.model.irq import Irq, idt_entries, irqs, softirqs
 from kdx.render.crash.irq import (
     render_affinity,
@@ -78,7 +78,7 @@ def _irq(session: Session, args: argparse.Namespace) -> None:
     if args.s:
         cpus = tuple(for_each_online_cpu(prog))
         if args.cpus is not None:
-            chosen = set(parse_cpus(args.cpus, prog))
+            chosen = set(cpu_list(session, args.cpus))
             cpus = tuple(c for c in cpus if c in chosen)
         used = [e for e in entries if e.desc and e.actions]
         session.emit("irq-stats", used, lambda: render_stats(used, cpus))

@@ -7,11 +7,8 @@ import argparse
 import re
 
 import drgn
-from drgn.helpers.linux.cpumask import for_each_possible_cpu
-from drgn.helpers.linux.pid import for_each_task
-from drgn.helpers.linux.sched import idle_task
 
-from kdx.commands.crash.files import tasks_for_argument
+from kdx.commands.crash.arguments import hex_word, tasks_for_argument
 from kdx.model.answers import FileUsers
 from kdx.model.kernel_tables import (
     IpcObjects,
@@ -21,6 +18,7 @@ from kdx.model.kernel_tables import (
     wait_queue,
 )
 from kdx.model.reading import READ_ERRORS
+from kdx.model.tasks import all_tasks
 from kdx.render.crash.kernel_tables import (
     render_fuser,
     render_ipcs,
@@ -109,18 +107,11 @@ def _waitq_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _hex(word: str) -> int:
-    try:
-        return int(word, 16)
-    except ValueError as err:
-        raise CommandError(f"not a hexadecimal address: {word}") from err
-
-
 def _queue_address(session: Session, args: argparse.Namespace) -> tuple[int, str | None]:
     prog = session.prog
     word = args.queue
     if re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", word):  # a number first, as in crash
-        return _hex(word), None
+        return hex_word(word), None
     if "." not in word:
         try:
             return prog.symbol(word).address, word
@@ -133,7 +124,7 @@ def _queue_address(session: Session, args: argparse.Namespace) -> tuple[int, str
         offset = drgn.offsetof(prog.type(f"struct {struct}"), member)
     except LookupError as err:
         raise CommandError(f"{member} is not a member of {struct}") from err
-    return _hex(args.address) + offset, None
+    return hex_word(args.address) + offset, None
 
 
 def _waitq(session: Session, args: argparse.Namespace) -> None:
@@ -164,20 +155,8 @@ def _fuser_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _all_tasks(prog: drgn.Program) -> list[drgn.Object]:
-    """crash's task order: each CPU's idle task, then every task by PID."""
-    idle = []
-    for cpu in for_each_possible_cpu(prog):
-        try:
-            idle.append(idle_task(prog, cpu))
-        except READ_ERRORS:
-            continue
-    others = sorted(for_each_task(prog), key=lambda t: (t.pid.value_(), t.value_()))
-    return idle + [t for t in others if t.pid.value_()]
-
-
 def _fuser(session: Session, args: argparse.Namespace) -> None:
-    tasks = _all_tasks(session.prog)
+    tasks = all_tasks(session.prog)
     records = []
     texts = []
     for wanted in args.paths:

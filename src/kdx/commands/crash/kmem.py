@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from kdx.commands.crash.vm import physical_width
+from kdx.commands.crash.arguments import physical_width
 from kdx.model.memory import (
     all_pages,
     find_cache,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import drgn
 
+from kdx.commands.crash.arguments import symbols
 from kdx.model.answers import ModuleTaints
 from kdx.model.modules import ModuleInfo, find_module, module_list
 from kdx.model.symbols import SymbolEntry, module_sections
@@ -171,8 +172,6 @@ def _add_sections(session: Session, names: list[str]) -> None:
     """``-g``: the sections of each named module that has its .ko, as crash finds
     them: each section holding one of the module's symbols starts where that symbol is
     minus its value in the .ko, and ends its size later."""
-    from kdx.commands.crash.sym import symbols
-
     table = symbols(session)
     store = section_symbols(session)
     for info in _modules(session):

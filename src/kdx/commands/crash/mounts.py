@@ -14,7 +14,7 @@ import argparse
 
 import drgn
 
-from kdx.commands.crash.files import tasks_for_argument
+from kdx.commands.crash.arguments import tasks_for_argument
 from kdx.model.mounts import (
     Mount,
     MountDetail,

@@ -9,7 +9,7 @@ import argparse
 
 import drgn
 
-from kdx.commands.crash.files import for_each_task_argument, tasks_for_argument
+from kdx.commands.crash.arguments import for_each_task_argument, tasks_for_argument
 from kdx.model.net import (
     TaskSockets,
     arp_cache,

@@ -9,20 +9,19 @@ them, and one of the exclusive options picks the view.
 from __future__ import annotations
 
 import argparse
-import re
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import drgn
 
+from kdx.commands.crash.arguments import Selector, cpu_list, parse_selectors, tasks_of
 from kdx.model.answers import TaskChildren, TaskLastRun, TaskRlimits, TaskThreads
+from kdx.model.reading import READ_ERRORS
 from kdx.model.tasks import (
-    READ_ERRORS,
     TaskInfo,
     kernel_stack_pointer,
     run_queue_clocks,
     task_args,
-    task_list,
     task_rlimit_list,
     task_times,
 )
@@ -48,99 +47,9 @@ POLICIES = {"NORMAL": 0, "OTHER": 0, "FIFO": 1, "RR": 2, "BATCH": 3, "ISO": 4, "
 #: The views that exclude each other, by option letter.
 _EXCLUSIVE = "atcpglmSrA"
 
-#: Characters that make an unquoted command name a regular expression (the session's
-#: shell-like parsing removes the quotes crash uses to mark one).
-_REGEX_CHARS = re.compile(r"[*?\[\]^$+(){}|\\]")
-
-
-# --- the task table, shared by the task commands -----------------------------------------------
-
-
-def tasks_of(session: Session) -> list[TaskInfo]:
-    """The session's task table, built on first use; unreadable tasks are warned about
-    once."""
-    def build() -> list[TaskInfo]:
-        warnings: list[str] = []
-        tasks = task_list(session.prog, warnings)
-        for warning in warnings:
-            session.warn(warning)
-        return tasks
-
-    return session.cached("tasks", build)
-
-
 def address_width(prog: drgn.Program) -> int:
     """crash's VADDR_PRLEN: hex digits of a kernel pointer."""
     return 16 if prog.platform.flags & drgn.PlatformFlags.IS_64_BIT else 8
-
-
-@dataclass
-class Selector:
-    """One ps/set/task argument: a PID, a task address, a command name or a pattern."""
-
-    kind: str  # "pid", "task", "comm", "regex"
-    text: str
-    value: int = 0
-    pattern: re.Pattern | None = field(default=None, repr=False)
-
-    def matches(self, task: TaskInfo) -> bool:
-        if self.kind == "pid":
-            return task.pid == self.value
-        if self.kind == "task":
-            return task.task == self.value
-        if self.kind == "comm":
-            return task.comm == self.text
-        return bool(self.pattern and self.pattern.search(task.comm))
-
-
-def _number(text: str, tasks: Sequence[TaskInfo]) -> Selector | None:
-    """crash's str_to_context: a decimal PID first, then a hex task address, then a hex
-    PID; None when the number names no task."""
-    pids = {t.pid for t in tasks}
-    addresses = {t.task for t in tasks}
-    if text.isdigit() and int(text) in pids:
-        return Selector("pid", text, int(text))
-    digits = text[2:] if text.lower().startswith("0x") else text
-    try:
-        value = int(digits, 16)
-    except ValueError:
-        return None
-    if value in addresses:
-        return Selector("task", text, value)
-    if value in pids:
-        return Selector("pid", text, value)
-    return None
-
-
-def _is_number(text: str) -> bool:
-    digits = text[2:] if text.lower().startswith("0x") else text
-    return bool(digits) and all(c in "0123456789abcdefABCDEF" for c in digits)
-
-
-def parse_selectors(words: Sequence[str], tasks: Sequence[TaskInfo],
-                    warn: Callable[[str], None]) -> list[Selector]:
-    """Turn arguments into selectors the way crash reads them: numbers are PIDs or task
-    addresses, ``\\name`` is a literal command name, ``'re'`` (or a name with regular
-    expression characters) a POSIX-style pattern searched in command names."""
-    selectors: list[Selector] = []
-    for word in words:
-        if _is_number(word):
-            found = _number(word, tasks)
-            if found is None:
-                warn(f"invalid task or pid value: {word}")
-            else:
-                selectors.append(found)
-        elif word.startswith("\\"):
-            selectors.append(Selector("comm", word[1:]))
-        elif (len(word) > 1 and word[0] == word[-1] == "'") or _REGEX_CHARS.search(word):
-            source = word[1:-1] if word[0] == word[-1] == "'" and len(word) > 1 else word
-            try:
-                selectors.append(Selector("regex", source, pattern=re.compile(source)))
-            except re.error as err:
-                raise CommandError(f"invalid regular expression: {source}: {err}") from err
-        else:
-            selectors.append(Selector("comm", word))
-    return selectors
 
 
 # --- options --------------------------------------------------------------------------------------
@@ -183,23 +92,6 @@ def _policies(text: str) -> set[int]:
         else:
             raise CommandError(f"invalid scheduling policy: {word}")
     return policies
-
-
-def parse_cpus(text: str, cpus: Sequence[int]) -> list[int]:
-    """A crash cpu list: ``1,3,5-7``, ``all`` or ``a``."""
-    if text in ("a", "all"):
-        return list(cpus)
-    chosen: set[int] = set()
-    for part in text.split(","):
-        try:
-            low, _, high = part.partition("-")
-            chosen.update(range(int(low), int(high or low) + 1))
-        except ValueError as err:
-            raise CommandError(f"invalid cpu list: {text}") from err
-    bad = sorted(chosen - set(cpus))
-    if bad:
-        raise CommandError(f"invalid cpu number: {bad[0]}")
-    return sorted(chosen)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -421,7 +313,7 @@ def _last_run(session: Session, args: argparse.Namespace, selection: _Selection)
 
     by_cpu = None
     if args.C:
-        cpus = parse_cpus(args.C, sorted({t.cpu for t in selection.table} | set(clocks)))
+        cpus = cpu_list(session, args.C)
         by_cpu = {cpu: [(stamp(t, True), t) for t in tasks if t.cpu == cpu] for cpu in cpus}
     rows = [(stamp(t, selection.specified), t) for t in tasks]
     record = [TaskLastRun(t, t.last_run,

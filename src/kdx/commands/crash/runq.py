@@ -11,8 +11,9 @@ import argparse
 
 from drgn.helpers.linux.cpumask import for_each_present_cpu
 
-from kdx.commands.crash.bt import parse_cpus
-from kdx.model.runqueue import READ_ERRORS, root_task_group, run_queues
+from kdx.commands.crash.arguments import cpu_list
+from kdx.model.reading import READ_ERRORS
+from kdx.model.runqueue import root_task_group, run_queues
 from kdx.render.crash.runq import (
     render_lag,
     render_milliseconds,
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _runq(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
-    cpus = parse_cpus(args.cpus, prog) if args.cpus else None
+    cpus = cpu_list(session, args.cpus) if args.cpus else None
     cpu_count = len(list(for_each_present_cpu(prog)))
     try:
         queues = run_queues(prog, None if args.lag else cpus, groups=args.groups)

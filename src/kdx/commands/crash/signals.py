@@ -13,7 +13,7 @@ import argparse
 
 import drgn
 
-from kdx.commands.crash.files import for_each_task_argument
+from kdx.commands.crash.arguments import for_each_task_argument
 from kdx.model.reading import READ_ERRORS
 from kdx.model.signals import (
     ThreadGroupSignals,
@@ -21,6 +21,7 @@ from kdx.model.signals import (
     signal_names,
     task_signals,
 )
+from kdx.model.tasks import all_tasks
 from kdx.render.crash.signals import (
     render_signal_names,
     render_signals,
@@ -68,8 +69,6 @@ def _thread_group(session: Session, task: drgn.Object, shown_idle: list[bool]
     """crash's ``sig -g`` for one task: its group leader's record, then the leader's
     and every other thread's, in task table order. The idle tasks (all in group 0)
     are shown once, however many of them were named."""
-    from kdx.commands.crash.bt import all_tasks
-
     if task.pid.value_() == 0:
         if shown_idle[0]:
             return None

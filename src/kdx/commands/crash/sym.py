@@ -6,8 +6,8 @@ import argparse
 import itertools
 from collections.abc import Iterable, Iterator
 
-from kdx.model.modules import module_list
-from kdx.model.symbols import SymbolAnswer, SymbolEntry, SymbolTable, answer, hit, symbol_table
+from kdx.commands.crash.arguments import symbols
+from kdx.model.symbols import SymbolAnswer, SymbolEntry, SymbolTable, answer, hit
 from kdx.render.crash.sym import answer_lines, entry_lines
 from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
@@ -31,13 +31,6 @@ def _parser():
                         help="also show the symbol before each one found")
     parser.add_argument("args", nargs="*", metavar="ADDRESS|NAME")
     return parser
-
-
-def symbols(session: Session) -> SymbolTable:
-    """crash's symbol table, built once per session (about a second)."""
-    def build() -> SymbolTable:
-        return symbol_table(session.prog, session.target.vmlinux, module_list(session.prog))
-    return session.cached("symbols", build)
 
 
 def _sym(session: Session, args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from kdx.commands.crash.arguments import cpu_list
 from kdx.model.system import kernel_hz
 from kdx.model.timers import hrtimers, timer_wheel
 from kdx.render.crash.timers import render_hrtimers, render_wheel
@@ -21,20 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cpu_set(text: str) -> set[int]:
-    chosen: set[int] = set()
-    try:
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            chosen.update(range(int(low), int(high or low) + 1))
-    except ValueError as err:
-        raise CommandError(f"invalid CPU list: {text}") from err
-    return chosen
-
-
 def _timer(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
-    chosen = _cpu_set(args.cpus) if args.cpus else None
+    chosen = set(cpu_list(session, args.cpus)) if args.cpus else None
     if args.r:
         hz = kernel_hz(prog)
         if hz is None:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 
-from drgn.helpers.linux.cpumask import for_each_possible_cpu
-
+from kdx.commands.crash.arguments import cpu_list, hex_word, physical_width, tasks_for_argument
 from kdx.commands.crash.data import crash_number
-from kdx.commands.crash.files import tasks_for_argument
-from kdx.commands.crash.vm import physical_width
 from kdx.model.answers import PageFrame, PercpuOffset, PhysicalToVirtual
+from kdx.model.tasks import crash_cpus
 from kdx.model.translate import (
     TranslateError,
     Translation,
@@ -35,13 +33,8 @@ from kdx.session.command import CommandError, CrashCommand, make_parser
 from kdx.session.session import Session
 
 _PAGE_SHIFT = 12
-
-
-def _hex(word: str) -> int:
-    try:
-        return int(word, 16)
-    except ValueError as err:
-        raise CommandError(f"invalid hexadecimal value: {word}") from err
+#: What a hexadecimal argument of these commands is called in the error message.
+_VALUE = "hexadecimal value"
 
 
 # -- vtop ---------------------------------------------------------------------------------
@@ -81,7 +74,7 @@ def _vtop(session: Session, args: argparse.Namespace) -> None:
     records, texts = [], []
     for word in args.addresses:
         address = crash_number(prog, word) if not all(
-            c in "0123456789abcdefABCDEFxX" for c in word) else _hex(word)
+            c in "0123456789abcdefABCDEFxX" for c in word) else hex_word(word, _VALUE)
         try:
             t = translate(prog, address, task, user=args.user)
         except TranslateError as err:
@@ -103,22 +96,12 @@ def _ptov_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cpus(session: Session, spec: str, possible: list[int]) -> list[int]:
-    """crash's CPU specifier: empty for the current task's CPU, a[ll], or lists and
-    ranges such as 1,3,5-7."""
+def _ptov_cpus(session: Session, spec: str) -> list[int]:
+    """ptov's CPU specifier: empty for the current task's CPU, else a crash CPU list."""
     if spec == "":
         return [session.current_task.cpu.value_()] if hasattr(session.current_task, "cpu") \
             else [0]
-    if "all".startswith(spec):
-        return possible
-    chosen: set[int] = set()
-    for part in spec.split(","):
-        low, _, high = part.partition("-")
-        try:
-            chosen.update(range(int(low), int(high or low) + 1))
-        except ValueError as err:
-            raise CommandError(f"invalid cpu specification: {spec}") from err
-    return [cpu for cpu in possible if cpu in chosen]
+    return cpu_list(session, spec)
 
 
 def _ptov(session: Session, args: argparse.Namespace) -> None:
@@ -129,15 +112,14 @@ def _ptov(session: Session, args: argparse.Namespace) -> None:
     for word in args.addresses:
         if ":" in word:
             offset_word, spec = word.split(":", 1)
-            offset = _hex(offset_word)
-            possible = list(for_each_possible_cpu(prog))
+            offset = hex_word(offset_word, _VALUE)
             per_cpu = prog["__per_cpu_offset"]
             cpus = [(cpu, (offset + per_cpu[cpu].value_()) & ((1 << 64) - 1))
-                    for cpu in _cpus(session, spec, possible)]
+                    for cpu in _ptov_cpus(session, spec)]
             pairs.append(PercpuOffset(offset, {str(c): a for c, a in cpus}))
-            texts.append(render_percpu(offset, cpus, len(possible)))
+            texts.append(render_percpu(offset, cpus, len(crash_cpus(prog))))
             continue
-        physical = _hex(word)
+        physical = hex_word(word, _VALUE)
         pairs.append(PhysicalToVirtual(physical, physical + base))
         texts.append(render_ptov([(physical, physical + base)]))
     session.emit("ptov", pairs, lambda: "\n\n".join(texts))
@@ -157,7 +139,7 @@ def _pte(session: Session, args: argparse.Namespace) -> None:
         check_x86_64(session.prog)
     except TranslateError as err:
         raise CommandError(str(err)) from err
-    ptes = [decode_pte(_hex(word) & ((1 << 64) - 1)) for word in args.values]
+    ptes = [decode_pte(hex_word(word, _VALUE) & ((1 << 64) - 1)) for word in args.values]
     session.emit("pte", ptes, lambda: render_pte(ptes))
 
 
@@ -168,7 +150,7 @@ def _btop_parser() -> argparse.ArgumentParser:
 
 
 def _btop(session: Session, args: argparse.Namespace) -> None:
-    pairs = [(v, v >> _PAGE_SHIFT) for v in (_hex(w) for w in args.values)]
+    pairs = [(v, v >> _PAGE_SHIFT) for v in (hex_word(w, _VALUE) for w in args.values)]
     session.emit("btop", [PageFrame(a, p) for a, p in pairs],
                  lambda: render_pairs(pairs))
 

@@ -13,7 +13,12 @@ import argparse
 
 import drgn
 
-from kdx.commands.crash.files import for_each_task_argument, task_chunk
+from kdx.commands.crash.arguments import (
+    for_each_task_argument,
+    hex_word,
+    physical_width,
+    task_chunk,
+)
 from kdx.model.answers import TaskVmPages, VmFlags, VmReference
 from kdx.model.files import task_id
 from kdx.model.memdump import USER_SPACE_END
@@ -67,34 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def physical_width(prog: drgn.Program) -> int:
-    """crash's physical-address column: as wide as the highest physical address in hex,
-    and at least eight."""
-    try:
-        top = prog["max_pfn"].value_() * prog["PAGE_SIZE"].value_()
-    except (KeyError, LookupError, drgn.FaultError):
-        return 8
-    return max(len(f"{top:x}"), 8)
-
-
-def _hex(text: str, what: str) -> int:
-    try:
-        return int(text, 16)
-    except ValueError as err:
-        raise CommandError(f"invalid {what}: {text}") from err
-
-
 def _vm(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     if args.flags is not None:
-        flags = _hex(args.flags, "vm_flags value")
+        flags = hex_word(args.flags, "vm_flags value")
         names = vm_flag_names(prog, flags)
         session.emit("vm-flags", VmFlags(flags, names),
                      render_vm_flags(flags, names))
         return
     forced = 0
     if args.mm is not None:
-        forced = _hex(args.mm, "mm_struct address")
+        forced = hex_word(args.mm, "mm_struct address")
         if forced < USER_SPACE_END:
             raise CommandError(f"invalid mm_struct address: {args.mm}")
     records: list[object] = []
@@ -151,7 +139,7 @@ def _vma_view(session: Session, task: drgn.Object, vm: TaskVm,
                              formatter) for v in vm.vmas]
         text = "\n".join([task_header(t.pid, t.task, t.cpu, t.command), *texts])
         return {"task": vm.task, "vmas": [v.address for v in vm.vmas], "text": text}, text
-    wanted = _hex(args.single_vma, "VMA address")
+    wanted = hex_word(args.single_vma, "VMA address")
     vma = next((v for v in vm.vmas if v.address == wanted), None)
     area = vma_pages(task, vma, vm.page_size, vm.forced_mm) if vma is not None else None
     text = render_single_vma(vm, area, physical_width(prog))
