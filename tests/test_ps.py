@@ -17,7 +17,7 @@ from dataclasses import replace
 import pytest
 
 from kdx.model.tasks import TaskContext, TaskInfo, state_code
-from kdx.render.crash.ps import center, ps_line, render_context, render_ps, task_header
+from kdx.render.crash.ps import center, info_header, ps_line, render_context, render_ps
 from kdx.session.session import Session
 from kdx.target.open import open_dump
 
@@ -257,7 +257,7 @@ def _fake(**changes) -> TaskInfo:  # noqa: ANN003
 
 def test_escape_sequences_never_reach_the_terminal() -> None:
     evil = _fake(comm="\x1b[31mevil\x1b]0;title\x07\x9b2J")
-    for text in (render_ps([evil]), task_header(evil),
+    for text in (render_ps([evil]), info_header(evil),
                  render_context(TaskContext(1, evil.comm, evil.task, evil.task, 1, 0, "x"))):
         assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
         assert "evil" in text

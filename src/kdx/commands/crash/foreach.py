@@ -32,7 +32,7 @@ from kdx.commands.crash.arguments import (
     tasks_of,
 )
 from kdx.model.tasks import TaskInfo
-from kdx.render.crash.ps import task_header
+from kdx.render.crash.ps import info_header
 from kdx.session.command import CommandError, CommandParser, CrashCommand, make_parser
 from kdx.session.session import Session
 
@@ -95,7 +95,7 @@ def _task(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> 
         task = _task_object(session, info)[0]
         if members:
             body = "\n".join(member_text(task, m, formatter) for m in members)
-            texts.append(f"{task_header(info)}\n{body}\n\n")
+            texts.append(f"{info_header(info)}\n{body}\n\n")
             records.append({"pid": info.pid, "task": info.task, "text": body})
             continue
         try:
@@ -105,7 +105,7 @@ def _task(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> 
         except drgn.FaultError as err:
             body = f"task_struct not in the dump: {err}"
         # crash's foreach header comes after a blank line, and task ends with one
-        texts.append(f"{chr(10) if texts else ''}{task_header(info)}\n{body}\n\n")
+        texts.append(f"{chr(10) if texts else ''}{info_header(info)}\n{body}\n\n")
         records.append({"pid": info.pid, "task": info.task, "struct": body})
     session.emit("foreach-task", records, lambda: "".join(texts))
 
@@ -162,7 +162,7 @@ def _files(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) ->
         return
     records = [task_files(_task_object(session, t), session.warn) for t in tasks]
     session.emit("foreach-files", records, lambda: "\n\n".join(
-        f"{task_header(t)}\n{render_files(r, header=False)}"
+        f"{info_header(t)}\n{render_files(r, header=False)}"
         for t, r in zip(tasks, records)))
 
 
@@ -218,7 +218,7 @@ def _vm(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> No
         task = _task_object(session, info)
         vm = task_vm(task)
         if args.mm_struct:
-            text = task_header(info)
+            text = info_header(info)
             if vm.mm:
                 mm = drgn.Object(prog, "struct mm_struct", address=vm.mm)
                 text += "\n" + struct_text(mm, Formatter(prog, args.radix or 10))
@@ -250,7 +250,7 @@ def _set(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> N
         panic_state = session.cached("sys", lambda: system_info(session.target)).state
     contexts = [task_context(session.prog, t, table, panic_state) for t in tasks]
     session.emit("foreach-set", contexts, lambda: "\n".join(
-        f"{task_header(t)}\n{render_context(c)}" for t, c in zip(tasks, contexts)))
+        f"{info_header(t)}\n{render_context(c)}" for t, c in zip(tasks, contexts)))
 
 
 # --- sig, net, ps, vtop: the session's own commands, given the selected tasks ---------------
@@ -319,7 +319,7 @@ def _vtop(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> 
     if not any(not w.startswith("-") for w in args.words):
         raise CommandError("foreach vtop needs an address")
     for i, task in enumerate(tasks):
-        session.write(("\n" if i else "") + task_header(task) + "\n")
+        session.write(("\n" if i else "") + info_header(task) + "\n")
         _run_command(session, ["vtop", "-c", f"{task.task:x}", *args.words])
 
 

@@ -23,6 +23,7 @@ from kdx.model.stack import (
     StackText,
     WordLabel,
 )
+from kdx.render.crash.layout import task_header
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,6 @@ class BtOptions:
     full: bool = False
     symbolic: int = 0
     labels: dict[int, WordLabel] = field(default_factory=dict)
-
-
-def header(pid: int, task: int, cpu: int | None, comm: str) -> str:
-    cpu_text = "-" if cpu is None else str(cpu)
-    return f'PID: {pid:<7}  TASK: {task:<16x}  CPU: {cpu_text:<3}  COMMAND: "{comm}"'
 
 
 def _hex(value: int | None, width: int) -> str:
@@ -129,7 +125,7 @@ def exception_block(eframe: ExceptionFrame, options: BtOptions) -> list[str]:
 def render_backtrace(bt: Backtrace, options: BtOptions = BtOptions()) -> str:
     """One task's ``bt`` output, header included (only the header for an idle task
     ``bt -n idle`` skipped)."""
-    out = [header(bt.pid, bt.task, bt.cpu, bt.comm)]
+    out = [task_header(bt.pid, bt.task, bt.cpu, bt.comm)]
     if bt.start == "skipped":
         return out[0]
     eframes = {e.position: e for e in bt.exception_frames}
@@ -171,7 +167,7 @@ def render_backtraces(traces: list[Backtrace], options: BtOptions = BtOptions())
 
 
 def render_text(scan: StackText, options: BtOptions = BtOptions()) -> str:
-    out = [header(scan.pid, scan.task, scan.cpu, scan.comm)]
+    out = [task_header(scan.pid, scan.task, scan.cpu, scan.comm)]
     if scan.start_function is not None and scan.start_pc is not None:
         out.append(f"{' ' * 14}START: {scan.start_function} at {scan.start_pc:x}")
     previous_stack: str | None = None
@@ -204,7 +200,7 @@ def _found_block(found: FoundExceptionFrame) -> list[str]:
 
 def render_task_search(search: StackSearch) -> str:
     """``bt -e`` for one task."""
-    out = [header(search.pid or 0, search.task or 0, search.cpu, search.comm or "")]
+    out = [task_header(search.pid or 0, search.task or 0, search.cpu, search.comm or "")]
     for found in search.frames:
         out += _found_block(found)
     return "\n".join(out)
@@ -236,7 +232,7 @@ def render_referencing(traces: list[Backtrace], options: BtOptions = BtOptions()
 def render_raw(raw: RawStack) -> str:
     """``bt -r``: the header, then the stack as ``rd -s`` shows memory: two words a line,
     a word that points into a symbol named ``symbol+offset``."""
-    out = [header(raw.pid, raw.task, raw.cpu, raw.comm)]
+    out = [task_header(raw.pid, raw.task, raw.cpu, raw.comm)]
     for i in range(0, len(raw.words), 2):
         pair = raw.words[i:i + 2]
         words = " ".join(f"{w.symbol:<16}" if w.symbol else f"{w.value:016x}"
@@ -255,7 +251,7 @@ def render_overflows(found: list[StackOverflow]) -> str:
     blocks = []
     for item in found:
         value = "?" if item.value is None else f"{item.value:x}"
-        blocks.append(f"{header(item.pid, item.task, item.cpu, item.comm)}\n"
+        blocks.append(f"{task_header(item.pid, item.task, item.cpu, item.comm)}\n"
                       f"  possible stack overflow: {item.location:x}: {value} != "
                       "STACK_END_MAGIC\n")
     return "\n".join(blocks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from kdx.model.tasks import TaskArgs, TaskContext, TaskInfo, TaskRlimit, TaskTimes
+from kdx.render.crash.layout import task_header
 from kdx.render.crash.sys import duration, task_value
 from kdx.textsafe import clean
 
@@ -79,17 +80,17 @@ def render_summary(counts: dict[str, int]) -> str:
 # --- task headers and the lists built from them ---------------------------------------------
 
 
-def task_header(task: TaskInfo, width: int = ADDRESS_WIDTH) -> str:
-    """crash's one-line task header (print_task_header), used by -p, -c, -g, -t, task."""
-    return (f"PID: {task.pid:<7d}  TASK: {task.task:<{width}x}  CPU: {task.cpu!s:<3}  "
-            f'COMMAND: "{comm(task)}"')
+def info_header(task: TaskInfo) -> str:
+    """crash's one-line task header (print_task_header) of a task table row, used by -p,
+    -c, -g, -t, task and foreach."""
+    return task_header(task.pid, task.task, task.cpu, comm(task))
 
 
 def render_parents(chains: Sequence[Sequence[TaskInfo]]) -> str:
     """``ps -p``: each task's ancestry from PID 0 down, one more space per generation."""
     out = []
     for chain in chains:
-        out += [" " * depth + task_header(task) for depth, task in enumerate(chain)]
+        out += [" " * depth + info_header(task) for depth, task in enumerate(chain)]
         out.append("")
     return "\n".join(out) + "\n" if out else ""
 
@@ -97,8 +98,8 @@ def render_parents(chains: Sequence[Sequence[TaskInfo]]) -> str:
 def _grouped(groups: Sequence[tuple[TaskInfo, Sequence[TaskInfo]]], none: str) -> str:
     out = []
     for head, members in groups:
-        out.append(task_header(head))
-        out += ["  " + task_header(m) for m in members] or [f"  ({none})"]
+        out.append(info_header(head))
+        out += ["  " + info_header(m) for m in members] or [f"  ({none})"]
         out.append("")
     return "\n".join(out) + "\n" if out else ""
 
@@ -117,7 +118,7 @@ def render_times(rows: Sequence[TaskTimes], tasks: dict[int, TaskInfo]) -> str:
     """``ps -t``: run time, start time and CPU times (the kernel's nanoseconds)."""
     out = []
     for row in rows:
-        out += [task_header(tasks[row.task]),
+        out += [info_header(tasks[row.task]),
                 f"    RUN TIME: {duration(row.run_seconds)}",
                 f"  START TIME: {row.start_time}",
                 f"       UTIME: {row.utime}",
@@ -131,7 +132,7 @@ def render_last_run(rows: Sequence[tuple[str, TaskInfo]],
     With ``by_cpu``, one block per CPU headed ``CPU: N``, blocks separated by a blank
     line."""
     def lines(group: Sequence[tuple[str, TaskInfo]]) -> str:
-        return "".join(f"[{stamp}] [{t.state}]  {task_header(t)}\n" for stamp, t in group)
+        return "".join(f"[{stamp}] [{t.state}]  {info_header(t)}\n" for stamp, t in group)
 
     if by_cpu is None:
         return lines(rows)
@@ -146,7 +147,7 @@ def render_rlimits(task: TaskInfo, limits: Sequence[TaskRlimit]) -> str:
     def value(v: int | None) -> str:
         return "(unlimited)" if v is None else center(str(v), value_width)
 
-    out = [task_header(task),
+    out = [info_header(task),
            f"  {'RLIMIT':>{name_width}}   {center('CURRENT', value_width, True)}   "
            f"{center('MAXIMUM', value_width, True)}"]
     out += [f"  {r.name:>{name_width}}   {value(r.current)}   {value(r.maximum)}"
@@ -156,7 +157,7 @@ def render_rlimits(task: TaskInfo, limits: Sequence[TaskRlimit]) -> str:
 
 def render_args(task: TaskInfo, args: TaskArgs) -> str:
     """``ps -a``: ARG on one line, ENV one string per line, or why they are missing."""
-    out = [task_header(task)]
+    out = [info_header(task)]
     if args.error:
         return "\n".join(out + [f"ps: {clean(args.error)}"]) + "\n\n"
     out.append("ARG: " + " ".join(clean(a) for a in args.arguments or []))
@@ -179,4 +180,4 @@ def render_context(context: TaskContext) -> str:
 
 def render_task(task: TaskInfo, body: str) -> str:
     """``task``: the header, then the dump of the structure or of the chosen members."""
-    return f"{task_header(task)}\n{body}\n\n"
+    return f"{info_header(task)}\n{body}\n\n"
