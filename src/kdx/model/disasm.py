@@ -38,6 +38,7 @@ from kdx.model.memdump import (
     read_span,
 )
 from kdx.model.records import Hex
+from kdx.target.elfinfo import section_table
 
 #: The longest x86 instruction; a window this long always holds the next one.
 MAX_INSN = 15
@@ -716,22 +717,7 @@ def _uleb(data: bytes, pos: int) -> tuple[int, int]:
 
 def _sections(f) -> dict[str, tuple[int, int, int]]:  # noqa: ANN001 (a binary file)
     """ELF64 section name -> (offset, size, flags)."""
-    head = f.read(64)
-    if head[:4] != b"\x7fELF" or head[4] != 2:
-        raise ValueError("not an ELF64 file")
-    shoff, = struct.unpack_from("<Q", head, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
-    f.seek(shoff)
-    table = f.read(shentsize * shnum)
-    entries = [struct.unpack_from("<IIQQQQ", table, i * shentsize) for i in range(shnum)]
-    _, _, _, _, str_off, str_size = entries[shstrndx]
-    f.seek(str_off)
-    names = f.read(str_size)
-    out = {}
-    for name_off, _type, flags, _addr, offset, size in entries:
-        name = names[name_off:names.index(b"\0", name_off)].decode()
-        out[name] = (offset, size, flags)
-    return out
+    return {s.name: (s.offset, s.size, s.flags) for s in section_table(f)}
 
 
 def first_comp_dir(path: str, max_units: int = 64) -> str | None:

@@ -31,6 +31,7 @@ import drgn
 
 from kdx.model.modules import ModuleInfo, ModuleRegion, module_at
 from kdx.model.records import Hex
+from kdx.target.elfinfo import Section, section_table
 
 _SHT_SYMTAB = 2
 _SHT_NOBITS = 8
@@ -255,35 +256,7 @@ def strip_clone_suffix(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class _Section:
-    name: str
-    type: int
-    flags: int
-    addr: int
-    size: int
-    offset: int
-    link: int
-
-
-def _read_sections(f) -> list[_Section]:  # noqa: ANN001 (a binary file)
-    head = f.read(64)
-    if not head.startswith(b"\x7fELF") or head[4] != 2 or head[5] != 1:
-        raise ValueError("not a 64-bit little-endian ELF file")
-    shoff = struct.unpack_from("<Q", head, 0x28)[0]
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
-    f.seek(shoff)
-    table = f.read(shentsize * shnum)
-    raw = [struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize) for i in range(shnum)]
-    names_off, names_size = raw[shstrndx][4], raw[shstrndx][5]
-    f.seek(names_off)
-    names = f.read(names_size)
-    return [_Section(names[n:names.find(b"\0", n)].decode(errors="replace"), t, fl, a, s,
-                     o, lk)
-            for n, t, fl, a, o, s, lk, _info, _align, _ent in raw]
-
-
-def _section_letter(sec: _Section) -> str:
+def _section_letter(sec: Section) -> str:
     """The letter BFD (decode_section_type) gives symbols of a section, lower case."""
     has_contents = sec.type != _SHT_NOBITS
     loads = bool(sec.flags & _SHF_ALLOC) and has_contents
@@ -298,7 +271,7 @@ def _section_letter(sec: _Section) -> str:
     return "n" if not sec.flags & _SHF_WRITE else "?"
 
 
-def nm_letter(bind: int, kind: int, shndx: int, sections: list[_Section]) -> str:
+def nm_letter(bind: int, kind: int, shndx: int, sections: list[Section]) -> str:
     """The nm(1) type letter of an ELF symbol, by BFD's rules (bfd_decode_symclass)."""
     if shndx == _SHN_COMMON:
         return "C"
@@ -332,11 +305,11 @@ class _RawSymbol(NamedTuple):
     undefined: bool
 
 
-def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int]], list[_Section]]:
+def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int]], list[Section]]:
     """(name, st_info, section index, value) of every ``.symtab`` symbol of an ELF file
     but the null one, and its sections."""
     with open(path, "rb") as f:
-        sections = _read_sections(f)
+        sections = section_table(f)
         symtab = next((s for s in sections if s.type == _SHT_SYMTAB), None)
         if symtab is None:
             raise ValueError(f"{path} has no symbol table")
@@ -351,7 +324,7 @@ def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int]], list[_Section]
     return rows, sections
 
 
-def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[_Section]]:
+def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[Section]]:
     """Every ``.symtab`` symbol of an ELF file (the null one excepted), as BFD names
     them: a section symbol is called after its section."""
     rows, sections = _symtab(path)
@@ -433,7 +406,7 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[list[SymbolEntry
     return out, first or 0
 
 
-def _relocated_span(sections: list[_Section]) -> tuple[int, int]:
+def _relocated_span(sections: list[Section]) -> tuple[int, int]:
     """The addresses crash relocates: from ``.text`` to the end of the furthest section
     that follows it in the section table."""
     start = next((i for i, s in enumerate(sections) if s.name == ".text"), None)

@@ -1,8 +1,11 @@
-"""Just enough ELF reading to tell whether a vmlinux belongs to a dump.
+"""Just enough ELF reading to tell whether a vmlinux belongs to a dump, and kdx's one
+reader of an ELF section table.
 
 Matching a debug file to a dump must happen before drgn loads gigabytes of DWARF, and must
 name both releases when they differ, so we read the GNU build ID note, the presence of
-``.debug_info`` and the ``Linux version`` banner straight from the section table.
+``.debug_info`` and the ``Linux version`` banner straight from the section table. The
+symbol tables of the models (nm letters, module sections) and the DWARF unit reader of
+``dis -l`` need the same table, so :func:`section_table` is the only place that parses it.
 """
 
 from __future__ import annotations
@@ -11,45 +14,70 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from kdx.errors import KdxError
+
+__all__ = ["ElfError", "ElfInfo", "Section", "read_elf_info", "section_table"]
 
 _NT_GNU_BUILD_ID = 3
 _SHT_NOTE = 7
 _SHT_NOBITS = 8
 
 
+#: One ELF64 section header (Elf64_Shdr) up to sh_link.
+_SHDR = struct.Struct("<IIQQQQI")
+
+
+class ElfError(KdxError, ValueError):
+    """The file is not an ELF64 little-endian file with a section table."""
+
+
 @dataclass(frozen=True)
 class Section:
+    """One entry of an ELF section table: what the readers of sections need."""
+
     name: str
     type: int
+    flags: int
+    addr: int
     offset: int
     size: int
+    link: int
+
+
+def section_table(f: BinaryIO) -> list[Section]:
+    """The section table of the ELF64 little-endian file open in ``f`` (read from its
+    start), in section-index order; raises ElfError for anything else."""
+    f.seek(0)
+    head = f.read(64)
+    if not head.startswith(b"\x7fELF"):
+        raise ElfError("not an ELF file")
+    if head[4] != 2 or head[5] != 1:
+        raise ElfError("not a 64-bit little-endian ELF file")
+    shoff = struct.unpack_from("<Q", head, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
+    f.seek(shoff)
+    table = f.read(shentsize * shnum)
+    if len(table) < shentsize * shnum or shnum == 0 or shentsize < _SHDR.size:
+        raise ElfError("a truncated ELF file (its section table is missing)")
+    raw = [_SHDR.unpack_from(table, i * shentsize) for i in range(shnum)]
+    f.seek(raw[shstrndx][4])
+    names = f.read(raw[shstrndx][5])
+    return [Section(names[name_off:names.find(b"\0", name_off)].decode(errors="replace"),
+                    stype, flags, addr, offset, size, link)
+            for name_off, stype, flags, addr, offset, size, link in raw]
 
 
 def _sections(path: Path) -> list[Section]:
+    """The section table of ``path``, with errors that say what file kdx needs."""
     with open(path, "rb") as f:
-        head = f.read(64)
-        if not head.startswith(b"\x7fELF"):
-            raise KdxError(f"{path} is not an ELF file (a compressed vmlinuz? kdx needs the "
-                           "uncompressed vmlinux with debug info from the -dbg package)")
-        if head[4] != 2 or head[5] != 1:
-            raise KdxError(f"{path} is not a 64-bit little-endian ELF file")
-        shoff = struct.unpack_from("<Q", head, 0x28)[0]
-        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
-        f.seek(shoff)
-        table = f.read(shentsize * shnum)
-        if len(table) < shentsize * shnum or shnum == 0:
-            raise KdxError(f"{path} is a truncated ELF file (its section table is missing)")
-        raw = [struct.unpack_from("<IIQQQQ", table, i * shentsize) for i in range(shnum)]
-        str_off, str_size = raw[shstrndx][4], raw[shstrndx][5]
-        f.seek(str_off)
-        names = f.read(str_size)
-    out = []
-    for name_off, stype, _flags, _addr, offset, size in raw:
-        end = names.find(b"\0", name_off)
-        out.append(Section(names[name_off:end].decode(errors="replace"), stype, offset, size))
-    return out
+        try:
+            return section_table(f)
+        except ElfError as err:
+            hint = (" (a compressed vmlinuz? kdx needs the uncompressed vmlinux with debug "
+                    "info from the -dbg package)") if str(err) == "not an ELF file" else ""
+            raise ElfError(f"{path} is {err}{hint}") from None
 
 
 @dataclass(frozen=True)
