@@ -286,19 +286,20 @@ def test_state_codes_follow_crash(state: int, code: str) -> None:
 def test_thread_group_selection_follows_crash() -> None:
     """The lab's guests run no multi-threaded process, so -G's rules are checked here:
     without names only leaders pass; a named thread stands for its leader, once."""
+    import kdx.commands.crash.ps as ps
     from kdx.commands.crash.arguments import parse_selectors
-    from kdx.commands.crash.ps import COMMANDS, select
+    from kdx.session.command import module_commands
 
     leader = _fake(pid=100, tgid=100, task=0x1000, active=False)
     thread = _fake(pid=101, tgid=100, task=0x2000, group_leader=False, active=False)
     other = _fake(pid=102, tgid=102, task=0x3000, comm="sleep", active=False)
     table = [leader, thread, other]
-    parser = COMMANDS[0].parser()
+    parser = module_commands(ps)[0].parser()
 
     def picked(*argv: str) -> list[int]:
         args = parser.parse_args(list(argv))
         selectors = parse_selectors(args.targets, table, lambda _msg: None)
-        return [t.pid for t in select(table, args, selectors, bool(args.targets)).tasks]
+        return [t.pid for t in ps.select(table, args, selectors, bool(args.targets)).tasks]
 
     assert picked() == [100, 101, 102]
     assert picked("-G") == [100, 102]

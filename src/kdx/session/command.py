@@ -1,8 +1,11 @@
 """What a crash-style command is: a name, an option parser and a function on a session.
 
-Commands live one family per module in ``kdx.commands.crash``; each module exposes
-``COMMANDS``, a list of ``CrashCommand``. The session finds them by walking that package,
-so adding a command never means editing a shared list.
+Commands live one family per module in ``kdx.commands.crash``; each declares its commands
+with :func:`crash_command` on the function that runs it (name, summary, option parser,
+aliases), so a command module holds its commands and nothing another command needs (that
+lives in ``kdx.commands.crash.arguments``). The session imports a module the first time
+one of its words is typed (``kdx.commands.crash.INDEX``), so adding a command never means
+editing a shared list beyond that index, which a test checks.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import argparse
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, NoReturn
+from types import ModuleType
+from typing import TYPE_CHECKING, Callable, NoReturn, TypeVar
 
 from kdx.errors import KdxError
 
@@ -69,6 +73,36 @@ class CrashCommand:
     for_tasks: Callable[[Session, list[drgn.Object], argparse.Namespace], None] | None = None
 
 
+#: The run function of a command, as :func:`crash_command` receives and returns it.
+Run = TypeVar("Run", bound=Callable[..., None])
+
+#: Commands declared with :func:`crash_command`, by the module that declares them.
+_DECLARED: dict[str, list[CrashCommand]] = {}
+
+
+def crash_command(name: str, summary: str, *, parser: Callable[[], CommandParser],
+                  aliases: tuple[str, ...] = (),
+                  for_tasks: Callable[[Session, list[drgn.Object], argparse.Namespace], None]
+                  | None = None) -> Callable[[Run], Run]:
+    """Declare the decorated ``run(session, args)`` as the crash command ``name``.
+
+    ``summary`` is its line in ``help``, ``parser`` builds its option parser, ``aliases``
+    are other words for it, and ``for_tasks`` (see CrashCommand) lets ``foreach`` run it
+    on tasks it chose. The function itself is returned unchanged.
+    """
+    def declare(run: Run) -> Run:
+        command = CrashCommand(name, summary, parser, run, tuple(aliases), for_tasks)
+        _DECLARED.setdefault(run.__module__, []).append(command)
+        return run
+    return declare
+
+
+def module_commands(module: ModuleType) -> list[CrashCommand]:
+    """The commands ``module`` declares: with :func:`crash_command`, or listed in a
+    ``COMMANDS`` list (the older form)."""
+    return [*getattr(module, "COMMANDS", []), *_DECLARED.get(module.__name__, [])]
+
+
 class CommandTable:
     """The session's commands by name, importing each family's module on first use."""
 
@@ -80,7 +114,7 @@ class CommandTable:
 
     def _load(self, module_name: str) -> None:
         module = importlib.import_module(f"kdx.commands.crash.{module_name}")
-        for command in getattr(module, "COMMANDS", []):
+        for command in module_commands(module):
             for name in (command.name, *command.aliases):
                 self._loaded[name] = command
 
@@ -115,7 +149,7 @@ def scan_commands() -> dict[str, str]:
     found: dict[str, str] = {}
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for command in getattr(module, "COMMANDS", []):
+        for command in module_commands(module):
             for name in (command.name, *command.aliases):
                 found[name] = info.name
     return found

@@ -1,9 +1,12 @@
 """The crash-compatible commands of a kdx session, one module per command family.
 
-Each module exposes ``COMMANDS`` (a list of ``kdx.session.command.CrashCommand``).
-``INDEX`` names the module of each command word, so a session imports only the families
-it uses (capstone, the symbol tables and the unwinder cost start-up time); a test checks
-that it lists exactly what the modules define.
+Each command module declares its commands with ``kdx.session.command.crash_command`` and
+holds nothing another command needs: what several commands share (CPU lists, task words
+and selectors, addresses, the session's task and symbol tables, bt's display options)
+is in ``arguments``, which declares no command, and a test fails if a command module
+imports another. ``INDEX`` names the module of each command word, so a session imports
+only the families it uses (capstone, the symbol tables and the unwinder cost start-up
+time); a test checks that it lists exactly what the modules declare.
 """
 
 INDEX: dict[str, str] = {

@@ -53,7 +53,7 @@ from kdx.render.crash.bt import (
     render_task_search,
     render_text,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -269,6 +269,8 @@ def _crash_only_options(session: Session, args: argparse.Namespace) -> bool:
     return False
 
 
+@crash_command("bt", "backtrace of a task, the panic task or every CPU's active task",
+               parser=_parser, for_tasks=run_bt)
 def _bt(session: Session, args: argparse.Namespace) -> None:
     if _crash_only_options(session, args):
         return
@@ -284,9 +286,3 @@ def _bt(session: Session, args: argparse.Namespace) -> None:
         session.emit("bt-eframes", searches, lambda: render_cpu_search(searches))
         return
     run_bt(session, _selected(session, args), args)
-
-
-COMMANDS = [
-    CrashCommand("bt", "backtrace of a task, the panic task or every CPU's active task",
-                 _parser, _bt, for_tasks=run_bt),
-]

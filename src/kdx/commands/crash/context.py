@@ -22,7 +22,7 @@ from kdx.model.tasks import (
     task_context,
 )
 from kdx.render.crash.ps import render_context, render_task
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 # --- set ----------------------------------------------------------------------------------------
@@ -67,6 +67,7 @@ def _by_address(session: Session, address: int) -> TaskInfo:
     raise CommandError(f"no task at {address:x}")
 
 
+@crash_command("set", "set or show the current task (PID, task, -c CPU, -p)", parser=_set_parser)
 def _set(session: Session, args: argparse.Namespace) -> None:
     if args.p:
         panic = panic_task_address(session.prog)
@@ -146,6 +147,8 @@ def _member(task: drgn.Object, designator: str, base: int) -> str:
     return f"  {designator} = {body},"
 
 
+@crash_command("task", "show the current or named tasks' task_struct (-R members)",
+               parser=_task_parser)
 def _task(session: Session, args: argparse.Namespace) -> None:
     base = 16 if args.x else 10
     prog = session.prog
@@ -202,11 +205,3 @@ def _value(task: drgn.Object, designator: str) -> object:
         return value.format_(type_name=False, member_type_names=False)
     except READ_ERRORS as err:
         return f"<{err}>"
-
-
-COMMANDS = [
-    CrashCommand("set", "set or show the current task (PID, task, -c CPU, -p)", _set_parser,
-                 _set),
-    CrashCommand("task", "show the current or named tasks' task_struct (-R members)",
-                 _task_parser, _task),
-]

@@ -8,7 +8,7 @@ from kdx.model.answers import DeviceTables
 from kdx.model.devices import block_devices, char_devices, disk_io, pci_buses
 from kdx.model.reading import READ_ERRORS
 from kdx.render.crash.devices import render_devices, render_diskio, render_pci
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("dev", "character and block devices; -d disk I/O; -p PCI devices", parser=_parser)
 def _dev(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     try:
@@ -34,9 +35,3 @@ def _dev(session: Session, args: argparse.Namespace) -> None:
                          lambda: render_devices(chars, blocks))
     except READ_ERRORS as err:
         raise CommandError(f"cannot read the device tables: {err}") from err
-
-
-COMMANDS = [
-    CrashCommand("dev", "character and block devices; -d disk I/O; -p PCI devices",
-                 _parser, _dev),
-]

@@ -26,7 +26,7 @@ from kdx.model.disasm import (
 )
 from kdx.model.memdump import USER_SPACE_END, Symbolizer, parse_address
 from kdx.render.crash.dis import render_disassembly, render_listing
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -89,6 +89,7 @@ def _bug_bytes(session: Session) -> list[int]:
     return session.cached("dis-bug-bytes", lambda: [0])
 
 
+@crash_command("dis", "disassemble a function or address (with -l/-s source lines)", parser=_parser)
 def _dis(session: Session, args: argparse.Namespace) -> None:
     _check_options(args)
     if args.bug_bytes == "":
@@ -205,9 +206,3 @@ def _user(session: Session, address: int, count: int | None, radix: int) -> None
         reason = dis.fault.message("gdb_readmem_callback") if dis.fault else "unreadable"
         raise CommandError(f"cannot read user code at {address:x}: {reason}")
     _show(session, dis, False)
-
-
-COMMANDS = [
-    CrashCommand("dis", "disassemble a function or address (with -l/-s source lines)",
-                 _parser, _dis),
-]

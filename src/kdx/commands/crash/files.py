@@ -40,7 +40,7 @@ from kdx.render.crash.files import (
 )
 from kdx.render.crash.kmem import page_header, page_line
 from kdx.render.crash.layout import rstrip_lines, task_header
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("files", "open files of a task (-c page cache, -R REF); -d DENTRY, -p INODE",
+               parser=_parser)
 def _files(session: Session, args: argparse.Namespace) -> None:
     if args.dentry is not None:
         info = dentry_info(session.prog, hex_word(args.dentry))
@@ -188,9 +190,3 @@ def _inode_pages(session: Session, inode: int) -> None:
         session.warn(f"xarray page count: {len(info.pages)}  nrpages: {info.nrpages}")
     session.emit("files-pages", InodePageCache(info, pages),
                  lambda: render_inode_pages(inode, info.nrpages, page_lines))
-
-
-COMMANDS = [
-    CrashCommand("files", "open files of a task (-c page cache, -R REF); -d DENTRY, -p INODE",
-                 _parser, _files),
-]

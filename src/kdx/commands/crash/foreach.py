@@ -33,7 +33,7 @@ from kdx.commands.crash.arguments import (
 )
 from kdx.model.tasks import TaskInfo
 from kdx.render.crash.ps import info_header
-from kdx.session.command import CommandError, CommandParser, CrashCommand, make_parser
+from kdx.session.command import CommandError, CommandParser, crash_command, make_parser
 from kdx.session.session import Session
 
 #: Every verb crash's foreach knows (its "keywords"); those not in VERBS are refused.
@@ -387,6 +387,8 @@ def split_words(words: list[str]) -> tuple[list[str], str, list[str]]:
     return selectors, words[verb_at], options + words[verb_at + 1:]
 
 
+@crash_command("foreach", "run bt, task, files, vm, set, sig, net, ps or vtop on every task or "
+               "those selected", parser=_parser)
 def _foreach(session: Session, args: argparse.Namespace) -> None:
     selectors, verb_name, verb_words = split_words(args.words)
     verb = VERBS.get(verb_name)
@@ -397,9 +399,3 @@ def _foreach(session: Session, args: argparse.Namespace) -> None:
     table = tasks_of(session)
     tasks = parse_task_filter(selectors, table, session.warn).select(table)
     verb.run(session, tasks, verb_args)
-
-
-COMMANDS = [
-    CrashCommand("foreach", "run bt, task, files, vm, set, sig, net, ps or vtop on every "
-                 "task or those selected", _parser, _foreach),
-]

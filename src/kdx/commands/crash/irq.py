@@ -18,7 +18,7 @@ from kdx.render.crash.irq import (
     render_softirqs,
     render_stats,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -61,6 +61,8 @@ def _idt(session: Session) -> None:
     session.emit("irq-idt", entries, lambda: render_idt(entries))
 
 
+@crash_command("irq", "interrupts: descriptors and actions; -s [-c CPUS] counts per CPU; -a "
+               "affinity; -b softirqs; -d IDT", parser=_parser)
 def _irq(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     if args.d:
@@ -89,9 +91,3 @@ def _irq(session: Session, args: argparse.Namespace) -> None:
         # crash 8.0.6 keeps every allocated descriptor, with or without an action
         entries = [e for e in entries if e.desc]
     session.emit("irq", entries, lambda: render_irqs(entries))
-
-
-COMMANDS = [
-    CrashCommand("irq", "interrupts: descriptors and actions; -s [-c CPUS] counts per "
-                 "CPU; -a affinity; -b softirqs; -d IDT", _parser, _irq),
-]

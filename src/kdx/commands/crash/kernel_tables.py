@@ -26,7 +26,7 @@ from kdx.render.crash.kernel_tables import (
     render_swap,
     render_waitq,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 # -- swap -------------------------------------------------------------------------------
@@ -36,6 +36,7 @@ def _swap_parser() -> argparse.ArgumentParser:
     return make_parser("swap", "swap devices, as crash lists them")
 
 
+@crash_command("swap", "swap devices: size, use, priority, file", parser=_swap_parser)
 def _swap(session: Session, _args: argparse.Namespace) -> None:
     try:
         devices = swap_devices(session.prog)
@@ -70,6 +71,8 @@ def _ipc_value(word: str) -> int:
         raise CommandError(f"not a valid number: {word}") from err
 
 
+@crash_command("ipcs", "System V shared memory, semaphores and message queues (-s -m -M -q, -n "
+               "PID, ID|ADDRESS)", parser=_ipcs_parser)
 def _ipcs(session: Session, args: argparse.Namespace) -> None:
     wanted = [(word, _ipc_value(word)) for word in args.ids]
     namespace = None
@@ -127,6 +130,8 @@ def _queue_address(session: Session, args: argparse.Namespace) -> tuple[int, str
     return hex_word(args.address) + offset, None
 
 
+@crash_command("waitq", "tasks queued on a wait queue (symbol, struct.member ADDR, or address)",
+               parser=_waitq_parser)
 def _waitq(session: Session, args: argparse.Namespace) -> None:
     address, name = _queue_address(session, args)
 
@@ -155,6 +160,7 @@ def _fuser_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("fuser", "tasks using a file: root, cwd, fd, mmap", parser=_fuser_parser)
 def _fuser(session: Session, args: argparse.Namespace) -> None:
     tasks = all_tasks(session.prog)
     records = []
@@ -166,14 +172,3 @@ def _fuser(session: Session, args: argparse.Namespace) -> None:
         records.append(FileUsers(wanted, users))
         texts.append(render_fuser(users, wanted) + "\n")
     session.emit("fuser", records, lambda: "".join(texts))
-
-
-COMMANDS = [
-    CrashCommand("swap", "swap devices: size, use, priority, file", _swap_parser, _swap),
-    CrashCommand("ipcs", "System V shared memory, semaphores and message queues "
-                 "(-s -m -M -q, -n PID, ID|ADDRESS)",
-                 _ipcs_parser, _ipcs),
-    CrashCommand("waitq", "tasks queued on a wait queue (symbol, struct.member ADDR, "
-                 "or address)", _waitq_parser, _waitq),
-    CrashCommand("fuser", "tasks using a file: root, cwd, fd, mmap", _fuser_parser, _fuser),
-]

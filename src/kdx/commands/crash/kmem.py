@@ -42,7 +42,7 @@ from kdx.render.crash.kmem import (
     render_vmap_areas,
     render_zones,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("kmem", "memory figures (-i), slab caches (-s), pages (-p), vmalloc (-v), counters "
+               "(-V, -z), free lists (-f), nodes (-n), or what an address is", parser=_parser)
 def _kmem(session: Session, args: argparse.Namespace) -> None:
     if args.info:
         if args.args:
@@ -198,10 +200,3 @@ def _tables(session: Session, args: argparse.Namespace) -> None:
     else:
         zones = zone_stats(prog)
         session.emit("kmem-z", zones, lambda: render_zones(zones))
-
-
-COMMANDS = [
-    CrashCommand("kmem", "memory figures (-i), slab caches (-s), pages (-p), vmalloc (-v), "
-                 "counters (-V, -z), free lists (-f), nodes (-n), or what an address is",
-                 _parser, _kmem),
-]

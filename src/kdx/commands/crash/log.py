@@ -8,7 +8,7 @@ from kdx.model.answers import LogDocument
 from kdx.model.log import KernelLog, audit_records, boot_epoch, kernel_log
 from kdx.model.system import system_info
 from kdx.render.crash.log import LogOptions, log_lines, render_audit
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 #: Lines written to the output at once: a large log starts showing (and can be piped to
@@ -34,6 +34,8 @@ def _parser():
     return parser
 
 
+@crash_command("log", "the kernel log buffer (-T dates, -t no time, -m levels, -d, -a)",
+               parser=_parser, aliases=("dmesg",))
 def _log(session: Session, args: argparse.Namespace) -> None:
     if args.audit:
         records = audit_records(session.prog)
@@ -70,9 +72,3 @@ def _stream(session: Session, log: KernelLog, options: LogOptions) -> None:
             chunk = []
     if chunk:
         session.write("\n".join(chunk) + "\n")
-
-
-COMMANDS = [
-    CrashCommand("log", "the kernel log buffer (-T dates, -t no time, -m levels, -d, -a)",
-                 _parser, _log, aliases=("dmesg",)),
-]

@@ -10,7 +10,7 @@ from kdx.model.machine import cpu_infos, e820_map, machine_info
 from kdx.model.reading import READ_ERRORS
 from kdx.model.system import system_info
 from kdx.render.crash.machine import render_cpu_infos, render_machine, render_memmap
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("mach", "machine type, memory, CPUs, address layout and stacks; -c cpuinfo; -m e820"
+               " map", parser=_parser)
 def _mach(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     try:
@@ -39,9 +41,3 @@ def _mach(session: Session, args: argparse.Namespace) -> None:
             session.emit("mach", info, lambda: render_machine(info))
     except READ_ERRORS as err:
         raise CommandError(f"cannot read the machine data: {err}") from err
-
-
-COMMANDS = [
-    CrashCommand("mach", "machine type, memory, CPUs, address layout and stacks; "
-                 "-c cpuinfo; -m e820 map", _parser, _mach),
-]

@@ -19,7 +19,7 @@ from kdx.model.answers import ModuleTaints
 from kdx.model.modules import ModuleInfo, find_module, module_list
 from kdx.model.symbols import SymbolEntry, module_sections
 from kdx.render.crash.mod import render_modules, render_taints
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 from kdx.target.debuginfo import index_by_name, module_debug_files, module_search_dirs
 
@@ -71,6 +71,8 @@ def _modules(session: Session) -> list[ModuleInfo]:
     return modules
 
 
+@crash_command("mod", "loaded modules (-t taints, -s/-S load debug info, -g sections)",
+               parser=_parser)
 def _mod(session: Session, args: argparse.Namespace) -> None:
     if args.path and not (args.load or args.load_all):
         raise CommandError("a FILE or DIR goes with -s or -S")
@@ -200,9 +202,3 @@ def _show_loaded(session: Session, names: list[str]) -> None:
     modules = _modules(session)
     shown = [m for m in modules if m.name in names and m.debug_file]
     session.emit("mod", shown, lambda: render_modules(modules, shown))
-
-
-COMMANDS = [
-    CrashCommand("mod", "loaded modules (-t taints, -s/-S load debug info, -g sections)",
-                 _parser, _mod),
-]

@@ -25,7 +25,7 @@ from kdx.model.mounts import (
 )
 from kdx.model.reading import READ_ERRORS
 from kdx.render.crash.mounts import render_details, render_mounts
-from kdx.session.command import CrashCommand, make_parser
+from kdx.session.command import crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -79,6 +79,8 @@ def _details(session: Session, records: list[Mount], args: argparse.Namespace) -
     session.emit("mount", details, lambda: render_details(details))
 
 
+@crash_command("mount", "mounted file systems: mount, super block, type, device, directory; -n "
+               "PID; -f open files; -i dirty inodes", parser=_parser)
 def _mount(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     namespace = None
@@ -96,9 +98,3 @@ def _mount(session: Session, args: argparse.Namespace) -> None:
         _details(session, records, args)
         return
     session.emit("mount", records, lambda: render_mounts(records))
-
-
-COMMANDS = [
-    CrashCommand("mount", "mounted file systems: mount, super block, type, device, "
-                 "directory; -n PID; -f open files; -i dirty inodes", _parser, _mount),
-]

@@ -23,7 +23,7 @@ from kdx.model.net import (
 from kdx.model.reading import READ_ERRORS
 from kdx.render.crash.data import Formatter, struct_text
 from kdx.render.crash.net import render_arp, render_devices, render_sockets
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -105,6 +105,8 @@ def _sockets(session: Session, args: argparse.Namespace) -> None:
     session.emit("net-sockets", records, lambda: "".join(texts))
 
 
+@crash_command("net", "network devices and addresses; -a ARP cache; -s/-S PID sockets (-R REF); -n"
+               " PID namespace; -N ADDR", parser=_parser)
 def _net(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     if args.hex and args.dec:
@@ -139,9 +141,3 @@ def _net(session: Session, args: argparse.Namespace) -> None:
         namespace = net_namespace(task)
     devices = net_devices(prog, namespace, session.warn)
     session.emit("net-devices", devices, lambda: render_devices(devices))
-
-
-COMMANDS = [
-    CrashCommand("net", "network devices and addresses; -a ARP cache; -s/-S PID sockets "
-                 "(-R REF); -n PID namespace; -N ADDR", _parser, _net),
-]

@@ -37,7 +37,7 @@ from kdx.render.crash.ps import (
     render_threads,
     render_times,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 #: crash's scheduling policy names for -y (ISO never reached mainline; EXT is 6.12's).
@@ -168,6 +168,7 @@ def select(table: list[TaskInfo], args: argparse.Namespace,
 # --- the views ---------------------------------------------------------------------------------
 
 
+@crash_command("ps", "process status: every task, or those named", parser=_ps_parser)
 def _ps(session: Session, args: argparse.Namespace) -> None:
     _check(args)
     table = tasks_of(session)
@@ -342,8 +343,3 @@ def _rlimits(session: Session, args: argparse.Namespace, selection: _Selection) 
 _VIEWS = (("p", _parents), ("c", _children), ("l", _last_run), ("m", _last_run),
           ("a", _arguments), ("r", _rlimits), ("g", _threads), ("t", _times),
           ("S", _summary))
-
-
-COMMANDS = [
-    CrashCommand("ps", "process status: every task, or those named", _ps_parser, _ps),
-]

@@ -42,7 +42,7 @@ from kdx.model.memdump import (
 )
 from kdx.render.crash.dis import instruction_line
 from kdx.render.crash.rd import X_SIZES, render_rd, render_strings, render_x
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -110,6 +110,8 @@ def _rd_parser():
     return parser
 
 
+@crash_command("rd", "read memory: hex values and ASCII (-s/-S symbols and slab caches, -a "
+               "strings, -8/-16/-32, -d, -N, -R, -p, -u, -f, -r FILE)", parser=_rd_parser)
 def _rd(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     unit = args.unit or 8
@@ -298,6 +300,8 @@ def _gdb_symbol(session: Session, address: int) -> str | None:
     return f"{best.name}+{offset}" if offset else best.name
 
 
+@crash_command("x", "examine memory as gdb's x /NFU ADDR (x d u o t a c f s i z; b h w g)",
+               parser=_x_parser)
 def _x(session: Session, args: argparse.Namespace) -> None:
     count, fmt, size = _x_format(session, args.format)
     address = _x_address(session.prog, " ".join(args.address))
@@ -346,11 +350,3 @@ def _x_instructions(session: Session, address: int, count: int,
         session.emit("x-i", dis, "\n".join(lines))
     if dis.fault is not None:
         raise CommandError(f"cannot access memory at address {dis.fault.address:#x}")
-
-
-COMMANDS = [
-    CrashCommand("rd", "read memory: hex values and ASCII (-s/-S symbols and slab caches, "
-                 "-a strings, -8/-16/-32, -d, -N, -R, -p, -u, -f, -r FILE)", _rd_parser, _rd),
-    CrashCommand("x", "examine memory as gdb's x /NFU ADDR (x d u o t a c f s i z; b h w g)",
-                 _x_parser, _x),
-]

@@ -21,7 +21,7 @@ from kdx.render.crash.runq import (
     render_runq_groups,
     render_timestamps,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("runq", "tasks on each CPU's run queue (-t -T -m -g -c)", parser=_parser)
 def _runq(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     cpus = cpu_list(session, args.cpus) if args.cpus else None
@@ -67,8 +68,3 @@ def _runq(session: Session, args: argparse.Namespace) -> None:
                      lambda: render_runq_groups(queues, root.value_(), label))
     else:
         session.emit("runq", queues, lambda: render_runq(queues))
-
-
-COMMANDS = [
-    CrashCommand("runq", "tasks on each CPU's run queue (-t -T -m -g -c)", _parser, _runq),
-]

@@ -30,7 +30,7 @@ from kdx.model.search import (
 from kdx.model.tasks import task_list
 from kdx.render.crash.layout import task_header
 from kdx.render.crash.search import render_search
-from kdx.session.command import CommandError, CommandParser, CrashCommand
+from kdx.session.command import CommandError, CommandParser, crash_command
 
 #: Scans longer than this show progress on a terminal.
 _LONG_SCAN = 256 << 20
@@ -236,6 +236,7 @@ def _has_object(prog: drgn.Program, name: str) -> bool:
         return False
 
 
+@crash_command("search", "search memory for a value or a string", parser=_parser)
 def _search(session, args: argparse.Namespace) -> None:  # noqa: ANN001
     prog = session.prog
     around = _context(args)
@@ -260,8 +261,3 @@ def _search(session, args: argparse.Namespace) -> None:  # noqa: ANN001
     if around:
         result = with_context(result, segments, around, request.size)
     session.emit("search", result, lambda: render_search(result))
-
-
-COMMANDS = [
-    CrashCommand("search", "search memory for a value or a string", _parser, _search),
-]

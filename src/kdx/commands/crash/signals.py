@@ -28,7 +28,7 @@ from kdx.render.crash.signals import (
     render_sigset,
     render_thread_group,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -83,6 +83,8 @@ def _thread_group(session: Session, task: drgn.Object, shown_idle: list[bool]
     return ThreadGroupSignals(leader, (leader, *(_signals(t) for t in members)))
 
 
+@crash_command("sig", "signal handlers, blocked and pending signals of a task (-g thread group, -l"
+               " names, -s SIGSET)", parser=_parser)
 def _sig(session: Session, args: argparse.Namespace) -> None:
     if args.list:
         names = signal_names()
@@ -109,9 +111,3 @@ def _sig(session: Session, args: argparse.Namespace) -> None:
 
     for_each_task_argument(session, args.tasks, visit)
     session.emit("sig-group" if args.group else "sig", records, lambda: "".join(texts))
-
-
-COMMANDS = [
-    CrashCommand("sig", "signal handlers, blocked and pending signals of a task (-g "
-                 "thread group, -l names, -s SIGSET)", _parser, _sig),
-]

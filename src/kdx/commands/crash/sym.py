@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from kdx.commands.crash.arguments import symbols
 from kdx.model.symbols import SymbolAnswer, SymbolEntry, SymbolTable, answer, hit
 from kdx.render.crash.sym import answer_lines, entry_lines
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 #: Lines per write when listing: ``sym -l`` prints some 120,000 and must start at once.
@@ -33,6 +33,7 @@ def _parser():
     return parser
 
 
+@crash_command("sym", "address to symbol and back (-l all, -m MODULE, -q search)", parser=_parser)
 def _sym(session: Session, args: argparse.Namespace) -> None:
     if not (args.args or args.all or args.all_modules or args.module or args.search):
         raise CommandError("give an address or a name, or -l, -M, -m MODULE, -q STRING")
@@ -113,9 +114,3 @@ def _list(session: Session, kind: str, entries: Iterable[SymbolEntry]) -> None:
         if not chunk:
             break
         session.write("\n".join(chunk) + "\n")
-
-
-COMMANDS = [
-    CrashCommand("sym", "address to symbol and back (-l all, -m MODULE, -q search)",
-                 _parser, _sym),
-]

@@ -7,7 +7,7 @@ import argparse
 from kdx.model.answers import CommandSummary, HelpText
 from kdx.model.system import system_info
 from kdx.render.crash.sys import render_sys
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -20,6 +20,7 @@ def _sys_parser():
     return parser
 
 
+@crash_command("sys", "system summary: kernel, dump, date, uptime, panic", parser=_sys_parser)
 def _sys(session: Session, args: argparse.Namespace) -> None:
     if args.what == "config":
         _config(session)
@@ -53,6 +54,7 @@ def _help_parser():
     return parser
 
 
+@crash_command("help", "list the commands or describe one", parser=_help_parser)
 def _help(session: Session, args: argparse.Namespace) -> None:
     if args.command:
         command = session.commands.get(args.command)
@@ -66,9 +68,3 @@ def _help(session: Session, args: argparse.Namespace) -> None:
     rows = [f"{n:<{width}}  {session.commands[n].summary}" for n in names]
     summaries = [CommandSummary(n, session.commands[n].summary) for n in names]
     session.emit("help-index", summaries, "\n".join(rows))
-
-
-COMMANDS = [
-    CrashCommand("sys", "system summary: kernel, dump, date, uptime, panic", _sys_parser, _sys),
-    CrashCommand("help", "list the commands or describe one", _help_parser, _help),
-]

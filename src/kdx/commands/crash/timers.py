@@ -10,7 +10,7 @@ from kdx.commands.crash.arguments import cpu_list
 from kdx.model.system import kernel_hz
 from kdx.model.timers import hrtimers, timer_wheel
 from kdx.render.crash.timers import render_hrtimers, render_wheel
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("timer", "pending timers per CPU (wheel); -r hrtimers; -C CPUS", parser=_parser)
 def _timer(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     chosen = set(cpu_list(session, args.cpus)) if args.cpus else None
@@ -38,9 +39,3 @@ def _timer(session: Session, args: argparse.Namespace) -> None:
     if chosen is not None:
         wheel = replace(wheel, bases=tuple(b for b in wheel.bases if b.cpu in chosen))
     session.emit("timer", wheel, lambda: render_wheel(wheel))
-
-
-COMMANDS = [
-    CrashCommand("timer", "pending timers per CPU (wheel); -r hrtimers; -C CPUS",
-                 _parser, _timer),
-]

@@ -29,7 +29,7 @@ from kdx.render.crash.translate import (
     render_ptov,
     render_translation,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 _PAGE_SHIFT = 12
@@ -62,6 +62,7 @@ def _file_line(t: Translation) -> str:
     return f"FILE: {vma.file}  OFFSET: {offset:x}"
 
 
+@crash_command("vtop", "virtual to physical, with the page-table walk", parser=_vtop_parser)
 def _vtop(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     task = session.current_task
@@ -104,6 +105,7 @@ def _ptov_cpus(session: Session, spec: str) -> list[int]:
     return cpu_list(session, spec)
 
 
+@crash_command("ptov", "physical (or per-CPU offset) to kernel virtual", parser=_ptov_parser)
 def _ptov(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     base = page_offset(prog)
@@ -134,6 +136,7 @@ def _pte_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("pte", "decode a page-table entry", parser=_pte_parser)
 def _pte(session: Session, args: argparse.Namespace) -> None:
     try:
         check_x86_64(session.prog)
@@ -149,6 +152,7 @@ def _btop_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("btop", "bytes to page frame number", parser=_btop_parser)
 def _btop(session: Session, args: argparse.Namespace) -> None:
     pairs = [(v, v >> _PAGE_SHIFT) for v in (hex_word(w, _VALUE) for w in args.values)]
     session.emit("btop", [PageFrame(a, p) for a, p in pairs],
@@ -162,18 +166,8 @@ def _ptob_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("ptob", "page frame number to bytes", parser=_ptob_parser)
 def _ptob(session: Session, args: argparse.Namespace) -> None:
     pairs = [(v, v << _PAGE_SHIFT) for v in (crash_number(None, w) for w in args.values)]
     session.emit("ptob", [PageFrame(a, p) for p, a in pairs],
                  lambda: render_pairs(pairs))
-
-
-COMMANDS = [
-    CrashCommand("vtop", "virtual to physical, with the page-table walk", _vtop_parser,
-                 _vtop),
-    CrashCommand("ptov", "physical (or per-CPU offset) to kernel virtual", _ptov_parser,
-                 _ptov),
-    CrashCommand("pte", "decode a page-table entry", _pte_parser, _pte),
-    CrashCommand("btop", "bytes to page frame number", _btop_parser, _btop),
-    CrashCommand("ptob", "page frame number to bytes", _ptob_parser, _ptob),
-]

@@ -39,7 +39,7 @@ from kdx.render.crash.vm import (
     render_vm_flags,
     render_vm_pages,
 )
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("vm", "virtual memory of a task: VMAs (-p/-P pages, -m/-v structs, -R, -f, -M)",
+               parser=_parser)
 def _vm(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     if args.flags is not None:
@@ -213,9 +215,3 @@ def _mm_text(prog: drgn.Program, task: drgn.Object, mm: int, radix: int) -> str:
         return header
     obj = drgn.Object(prog, "struct mm_struct", address=mm)
     return header + "\n" + struct_text(obj, Formatter(prog, radix))
-
-
-COMMANDS = [
-    CrashCommand("vm", "virtual memory of a task: VMAs (-p/-P pages, -m/-v structs, -R, -f, -M)",
-                 _parser, _vm),
-]

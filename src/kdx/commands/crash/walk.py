@@ -35,7 +35,7 @@ from kdx.model.walk import (
 )
 from kdx.render.crash.data import Formatter, struct_text
 from kdx.render.crash.walk import maple_detail, render_walk
-from kdx.session.command import CommandError, CommandParser, CrashCommand
+from kdx.session.command import CommandError, CommandParser, crash_command
 from kdx.session.session import Session
 
 _NUMBER = re.compile(r"^(0[xX])?[0-9a-fA-F]+$")
@@ -334,6 +334,8 @@ def _list_spec(prog: drgn.Program, args: argparse.Namespace) -> ListSpec | None:
                     head_format=True)
 
 
+@crash_command("list", "walk a linked list and print each entry (-s: its contents)",
+               parser=_list_parser)
 def _list(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     radix = _radix(args)
@@ -411,6 +413,8 @@ def _tree_start(prog: drgn.Program, words: list[str]) -> int:
     return address
 
 
+@crash_command("tree", "walk a red-black tree, radix tree, XArray or maple tree (-s: contents)",
+               parser=_tree_parser)
 def _tree(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     kind = _tree_kind(args.type)
@@ -482,11 +486,3 @@ def _xarray_entries(prog: drgn.Program, start: int, args: argparse.Namespace,
         shown = f"  index: {index}  position: {path}/{index & mask}" if args.position \
             else None
         yield WalkEntry(entry, shown, text(entry))
-
-
-COMMANDS = [
-    CrashCommand("list", "walk a linked list and print each entry (-s: its contents)",
-                 _list_parser, _list),
-    CrashCommand("tree", "walk a red-black tree, radix tree, XArray or maple tree (-s: contents)",
-                 _tree_parser, _tree),
-]
