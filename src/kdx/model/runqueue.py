@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import drgn
-from drgn.helpers.linux.cpumask import for_each_present_cpu
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
@@ -27,6 +26,7 @@ from drgn.helpers.linux.sched import cpu_rq, task_cpu
 
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
+from kdx.model.tasks import crash_cpus
 from kdx.textsafe import decode
 
 #: A corrupt tree or list must not loop forever.
@@ -201,9 +201,9 @@ def root_task_group(prog: drgn.Program) -> tuple[drgn.Object, str]:
 
 def run_queues(prog: drgn.Program, cpus: Sequence[int] | None = None, *,
                groups: bool = False) -> list[CpuRunqueue]:
-    """Every present CPU's run queue (or those of ``cpus``), in CPU order."""
+    """The run queue of every CPU crash knows (or those of ``cpus``), in CPU order."""
     out = []
-    for cpu in list(for_each_present_cpu(prog)) if cpus is None else cpus:
+    for cpu in crash_cpus(prog) if cpus is None else cpus:
         out.append(_cpu_runqueue(prog, cpu, groups))
     return out
 

@@ -21,7 +21,7 @@ from typing import Callable, Container, Sequence
 import drgn
 from drgn.helpers.linux.pid import find_task
 
-from kdx.model.memdump import symbol_or_hex
+from kdx.model.memdump import parse_address, symbol_or_hex
 from kdx.model.modules import module_list
 from kdx.model.symbols import SymbolTable, symbol_table
 from kdx.model.tasks import TaskInfo, crash_cpus, idle_tasks, task_addresses, task_list
@@ -35,6 +35,7 @@ __all__ = [
     "add_display_options",
     "address_word",
     "cpu_list",
+    "expression_address",
     "for_each_task_argument",
     "hex_word",
     "parse_cpu_spec",
@@ -356,6 +357,17 @@ def symbols(session: Session) -> SymbolTable:
     def build() -> SymbolTable:
         return symbol_table(session.prog, session.target.vmlinux, module_list(session.prog))
     return session.cached("symbols", build)
+
+
+def expression_address(prog: drgn.Program, text: str) -> int:
+    """An address written as crash's ``rd``/``dis`` take one: a symbol, a hexadecimal
+    address, or symbols and numbers joined by ``+``/``-`` (the model's parse_address)."""
+    try:
+        return parse_address(prog, text)
+    except LookupError as err:
+        raise CommandError(str(err)) from err
+    except ValueError as err:
+        raise CommandError(f"invalid address: {text}") from err
 
 
 def physical_width(prog: drgn.Program) -> int:

@@ -15,6 +15,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from kdx.commands.crash.arguments import expression_address
 from kdx.model.answers import BugBytes
 from kdx.model.disasm import (
     Disassembly,
@@ -24,7 +25,7 @@ from kdx.model.disasm import (
     source_dirs,
     source_listing,
 )
-from kdx.model.memdump import USER_SPACE_END, Symbolizer, parse_address
+from kdx.model.memdump import USER_SPACE_END, Symbolizer
 from kdx.render.crash.dis import render_disassembly, render_listing
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
@@ -108,12 +109,7 @@ def _dis(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     count = _count(args.count)
     symbols: Symbolizer = session.cached("symbolizer", lambda: Symbolizer(prog))
-    try:
-        address = parse_address(prog, args.address)
-    except LookupError as err:
-        raise CommandError(str(err)) from err
-    except ValueError as err:
-        raise CommandError(f"invalid expression: {args.address}") from err
+    address = expression_address(prog, args.address)
     near = session.target.path.parent if session.target.path else None
     dirs = session.cached("source-dirs", lambda: source_dirs(prog, near))
     radix = args.radix or 10

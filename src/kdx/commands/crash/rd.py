@@ -21,6 +21,7 @@ import re
 
 import drgn
 
+from kdx.commands.crash.arguments import expression_address, hex_word
 from kdx.model.answers import RawDumpFile
 from kdx.model.disasm import disassemble
 from kdx.model.memdump import (
@@ -33,7 +34,6 @@ from kdx.model.memdump import (
     extent_symbols,
     make_reader,
     network_order,
-    parse_address,
     read_memory,
     read_span,
     read_strings,
@@ -182,12 +182,7 @@ def _rd_to_file(session: Session, args: argparse.Namespace, address: int) -> Non
 
 
 def _address(prog: drgn.Program, text: str, *, physical: bool = False) -> int:
-    try:
-        return parse_address(prog, text) if not physical else int(text, 16)
-    except LookupError as err:
-        raise CommandError(str(err)) from err
-    except ValueError as err:
-        raise CommandError(f"invalid address: {text}") from err
+    return hex_word(text) if physical else expression_address(prog, text)
 
 
 def _rd_count(args: argparse.Namespace, address: int, unit: int) -> int | None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from drgn.helpers.linux.cpumask import for_each_present_cpu
-
 from kdx.commands.crash.arguments import cpu_list
 from kdx.model.reading import READ_ERRORS
 from kdx.model.runqueue import root_task_group, run_queues
+from kdx.model.tasks import crash_cpus
 from kdx.render.crash.runq import (
     render_lag,
     render_milliseconds,
@@ -45,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 def _runq(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     cpus = cpu_list(session, args.cpus) if args.cpus else None
-    cpu_count = len(list(for_each_present_cpu(prog)))
+    cpu_count = len(crash_cpus(prog))
     try:
         queues = run_queues(prog, None if args.lag else cpus, groups=args.groups)
     except READ_ERRORS as err:

@@ -15,8 +15,8 @@ from contextlib import nullcontext
 
 import drgn
 
+from kdx.commands.crash.arguments import address_word
 from kdx.model.answers import TaskSearch
-from kdx.model.memdump import symbol_or_hex
 from kdx.model.search import (
     PAGE,
     SearchRequest,
@@ -72,13 +72,6 @@ def _parser() -> CommandParser:
     parser.add_argument("--help", action="help", help="show this help")
     parser.add_argument("values", nargs="*", metavar="VALUE")
     return parser
-
-
-def _address(prog: drgn.Program, word: str) -> int:
-    address = symbol_or_hex(prog, word)
-    if address is None:
-        raise CommandError(f"invalid address: {word}")
-    return address
 
 
 #: The operators whose presence makes crash evaluate a word (tools.c can_eval).
@@ -158,12 +151,12 @@ def _range(session, args: argparse.Namespace, segments) -> tuple[int, int]:  # n
     prog = session.prog
     if args.end and args.length:
         raise CommandError("-e and -l are mutually exclusive")
-    start = _address(prog, args.start) if args.start else min(s.start for s in segments)
+    start = address_word(prog, args.start) if args.start else min(s.start for s in segments)
     if args.length:
         end = start + int(args.length, 0) if args.length.startswith("0x") \
             else start + (int(args.length) if args.length.isdigit() else int(args.length, 16))
     elif args.end:
-        end = _address(prog, args.end)
+        end = address_word(prog, args.end)
     else:
         end = max(s.end for s in segments)
     if end < start:
