@@ -4,23 +4,29 @@ selectors read as crash reads them, and command modules that never import each o
 from __future__ import annotations
 
 import ast
+import io
 import re
 from pathlib import Path
 
 import pytest
+from crash_script import crash_sections, kdx_outputs
 
 import kdx.commands.crash as crash_package
 from kdx.commands.crash import INDEX
 from kdx.commands.crash.arguments import (
     TaskFilter,
+    cpu_list,
     hex_word,
     parse_cpu_spec,
     parse_selectors,
     parse_task_filter,
     task_word,
+    tasks_for_argument,
 )
-from kdx.model.tasks import TaskInfo
+from kdx.model.tasks import TaskInfo, all_tasks, crash_cpus, task_list
 from kdx.session.command import CommandError
+from kdx.session.session import Session
+from kdx.target.open import open_dump
 
 # --- CPU lists (crash's make_cpumask) ---------------------------------------------------------
 
@@ -180,3 +186,50 @@ def test_no_command_module_imports_another() -> None:
     assert wrong == []
     data = (package / "data.py").read_text()
     assert all(re.search(rf"^(def|class) {name}\b", data, re.M) for name in tolerated)
+
+
+# --- on real dumps: one task order and one CPU set, as crash has them -----------------------
+
+#: Commands whose task headers show crash's CPU set and idle tasks.
+ORACLE = ["bt -c all", "bt -c 1,0", "bt 0", "bt -a"]
+
+
+@pytest.fixture(scope="module")
+def opened(null_deref_each):  # noqa: ANN001, ANN201 (fixtures)
+    return open_dump(null_deref_each.vmcore, null_deref_each.vmlinux)
+
+
+def _headers(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("PID:")]
+
+
+@pytest.mark.oracle
+def test_cpu_lists_and_idle_tasks_match_crash(null_deref_each, opened, crash) -> None:  # noqa: ANN001
+    """``bt -c all`` and ``bt -a`` cover crash's CPU set, ``bt -c 1,0`` comes in CPU
+    order, ``bt 0`` names every idle task: the task headers equal crash's."""
+    theirs = crash_sections(crash, null_deref_each, ORACLE)
+    ours = kdx_outputs(opened, ORACLE)
+    for command in ORACLE:
+        assert _headers(ours[command]) == _headers(theirs[command]), command
+    cpus = crash_cpus(opened.prog)
+    assert len(_headers(ours["bt -c all"])) == len(cpus) == len(_headers(ours["bt 0"])) > 1
+    assert [line.split()[5] for line in _headers(ours["bt -c 1,0"])] == ["0", "1"]
+
+
+def test_one_task_order_for_every_command(null_deref_each, opened) -> None:  # noqa: ANN001
+    """ps's table, the task objects bt -g and fuser walk, and PID 0 all follow the one
+    order of the model: idle tasks by CPU, then by PID."""
+    prog = opened.prog
+    table = task_list(prog)
+    assert [t.value_() for t in all_tasks(prog)] == [t.task for t in table]
+    idle = [t for t in table if t.pid == 0]
+    assert [t.cpu for t in idle] == crash_cpus(prog)
+    session = Session(opened, out=io.StringIO(), err=io.StringIO())
+    form, tasks = tasks_for_argument(session, "0")
+    assert form == "pid" and [t.value_() for t in tasks] == [t.task for t in idle]
+    pid = null_deref_each.truth["pid"]
+    panic = next(t for t in table if t.pid == pid)
+    assert tasks_for_argument(session, str(pid))[1][0].value_() == panic.task
+    form, tasks = tasks_for_argument(session, f"{panic.task:x}")
+    assert (form, [t.value_() for t in tasks]) == ("task", [panic.task])
+    assert cpu_list(session, "all") == crash_cpus(prog)
