@@ -148,6 +148,21 @@ def test_panic_line_of_an_oops_captured_by_kdump(null_deref, kdx) -> None:  # no
     assert data["tainted"] is True and "O" in data["taint_flags"].split()[-1]
 
 
+@pytest.mark.oracle
+@pytest.mark.parametrize("scenario", ["gpf", "stack-overflow"])
+def test_panic_line_of_an_oops_crash_misses(scenario: str, lab, kdx, crash) -> None:  # noqa: ANN001
+    """kdump took over in oops_end(), so no "Kernel panic" line exists, and 6.1 words
+    these oopses in a way crash 8.0.6's lists miss: crash shows PANIC: "", kdx the oops
+    line the console shows (the lab's truth). Every other banner field still agrees."""
+    dump = lab(scenario)
+    ours = parse_sys(kdx_sys(kdx, dump.vmcore, dump.vmlinux))
+    theirs = crash_banner(crash, dump)
+    assert theirs["PANIC"] == '""'  # the documented difference
+    assert ours["PANIC"] == f'"{dump.truth["panic_message"]}"'
+    assert {k: v for k, v in ours.items() if k != "PANIC"} == \
+        {k: v for k, v in theirs.items() if k != "PANIC"}
+
+
 # --- JSON ---------------------------------------------------------------------------------------
 
 
@@ -262,6 +277,37 @@ def test_panic_line_choice_follows_crash_priorities() -> None:
     assert choose_panic_line(["foo", "an Oops without colon here"]) == \
         "an Oops without colon here"
     assert choose_panic_line(["nothing", "to see"]) == ""
+
+
+#: Oops reports of 6.1 as the lab's guests logged them, when kdump took over before
+#: panic() (panic_on_oops) so no "Kernel panic" line follows.
+_GPF_61 = ["crashlab_gpf: removed entry 3, now reading its successor",
+           "general protection fault, probably for non-canonical address "
+           "0xdead000000000110: 0000 [#1] PREEMPT SMP NOPTI",
+           "CPU: 1 PID: 235 Comm: insmod Tainted: G           O       6.1.0-57-cloud-amd64",
+           "RIP: 0010:crashlab_gpf_init+0x5a/0x1000 [crashlab_gpf]"]
+_GUARD_61 = ["NX (Execute Disable) protection: active",
+             "BUG: TASK stack guard page was hit at 00000000d515ff1d (stack is "
+             "00000000f80db8da..00000000647ead91)",
+             "stack guard page: 0000 [#1] PREEMPT SMP NOPTI",
+             "RIP: 0010:crashlab_recurse+0x1b/0x60 [crashlab_stack]"]
+
+
+def test_panic_line_of_oopses_crash_8_misses() -> None:
+    """crash 8.0.6 finds nothing in these logs; kdx shows the line that opens the oops,
+    the guard page report before its die() header."""
+    assert choose_panic_line(_GPF_61) == _GPF_61[1]
+    assert choose_panic_line(_GUARD_61) == _GUARD_61[1]
+    assert choose_panic_line(["#DF stack guard page: 0000 [#2] SMP"]) == \
+        "#DF stack guard page: 0000 [#2] SMP"
+    # crash's own rules still win wherever they find a line.
+    assert choose_panic_line([*_GPF_61, "Kernel panic - not syncing: Fatal exception"]) == \
+        "Kernel panic - not syncing: Fatal exception"
+    assert choose_panic_line(["Oops: general protection fault, probably for non-canonical "
+                              "address 0xdead000000000110: 0000 [#1] PREEMPT SMP NOPTI"]) \
+        .startswith("Oops: general protection fault")
+    # A plain colon and a number is not an oops header.
+    assert choose_panic_line(["usb 1-1: 0000 devices", "x: 12ab [#] y"]) == ""
 
 
 def test_formats_follow_crash() -> None:

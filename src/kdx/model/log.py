@@ -81,6 +81,19 @@ def kernel_log(prog: drgn.Program) -> KernelLog:
     return KernelLog(out, _caller_width(prog, lockless), lockless, warnings)
 
 
+def text_lines(log: KernelLog) -> list[str]:
+    """The log's text one line at a time, without timestamps: records split at their
+    newlines, a data-less record as an empty line (as crash's ``log -t`` prints it).
+    What the panic-line and oops rules search."""
+    return [line for record in log.records for line in (record.lines or [""])]
+
+
+def dmesg_timestamp(timestamp_ns: int) -> str:
+    """A record's time as dmesg and crash's ``log`` print it: ``[   12.345678]``."""
+    seconds, nanos = divmod(timestamp_ns, 1_000_000_000)
+    return f"[{seconds:5d}.{nanos // 1000:06d}]"
+
+
 def _has_symbol(prog: drgn.Program, name: str) -> bool:
     try:
         prog[name]

@@ -13,6 +13,7 @@ sequences here, once, so no renderer can forget to.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
@@ -25,7 +26,6 @@ from drgn.helpers.linux.cpumask import (
 from drgn.helpers.linux.kconfig import get_kconfig
 from drgn.helpers.linux.mmzone import for_each_online_pgdat
 from drgn.helpers.linux.panic import panic_task, tainted
-from drgn.helpers.linux.printk import get_dmesg
 from drgn.helpers.linux.sched import idle_task, loadavg, task_cpu, task_on_cpu, task_thread_info
 from drgn.helpers.linux.timekeeping import (
     ktime_get_coarse_ns,
@@ -33,6 +33,7 @@ from drgn.helpers.linux.timekeeping import (
     uptime,
 )
 
+from kdx.model.log import KernelLog, kernel_log, text_lines
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.target.open import Target
@@ -297,11 +298,26 @@ PANIC_KEYWORDS = ("Unable to handle kernel", "BUG: unable to handle kernel", "Ke
                   "kernel BUG at", "Bad mode in", "Oops", "Kernel panic")
 
 
+#: Oops openers in the wording of Linux 5.x and 6.x that crash 8.0.6's lists predate:
+#: the stack-guard-page report, then any die() header ("<what>: <error code> [#<n>]"),
+#: which a general protection fault prints as "general protection fault, probably for
+#: non-canonical address 0x...: 0000 [#1]" and a guard page hit as "stack guard page:
+#: 0000 [#1]". Only 6.7+ prefix these with "Oops: ", which crash's own rules catch.
+OOPS_OPENERS = (
+    re.compile(r"BUG: \S+ stack guard page was hit at "),
+    re.compile(r": [0-9a-f]{4} \[#\d+\]"),
+)
+
+
 def choose_panic_line(lines: list[str]) -> str:
-    """The panic message crash shows for a log of ``lines`` (text without timestamps).
+    """The panic message for a log of ``lines`` (text without timestamps): the line
+    crash shows, or, where crash shows none, the first line that opens an oops.
 
     drgn's panic_message() ranks differently and returns only the matched part; kdx
-    follows crash so that the two tools agree on the PANIC line.
+    follows crash so that the two tools agree on the PANIC line. When kdump took over
+    in oops_end() (panic_on_oops) no "Kernel panic" line was logged, and crash 8.0.6
+    finds nothing in a 6.1 general protection fault or stack overflow report; kdx then
+    shows the oops line rather than an empty message (docs/crash-differences.md).
     """
     for pattern in PANIC_PATTERNS:
         for line in lines:
@@ -310,12 +326,16 @@ def choose_panic_line(lines: list[str]) -> str:
     for line in lines:
         if any(word in line for word in PANIC_KEYWORDS):
             return line
+    for opener in OOPS_OPENERS:
+        for line in lines:
+            if opener.search(line):
+                return line
     return ""
 
 
-def panic_line(prog: drgn.Program) -> str:
-    text = decode(get_dmesg(prog, timestamps=False))
-    return choose_panic_line(text.splitlines())
+def panic_line(prog: drgn.Program, log: KernelLog | None = None) -> str:
+    """The panic message of the dump's kernel log (``log`` when already read)."""
+    return choose_panic_line(text_lines(log if log is not None else kernel_log(prog)))
 
 
 @dataclass(frozen=True)
