@@ -177,3 +177,34 @@ def test_verdict_is_the_same_for_other_capture_methods(lab, null_deref, capture,
                                                                 dump.truth["source_line"])
     assert verdict.context.pid == dump.truth["pid"]
     assert verdict.signature == reference.signature
+
+
+def test_verdict_memory_is_kmem_i(null_deref):
+    """The report's memory figures come from the model that ``kmem -i`` prints, so the
+    two agree to the page; the lab guest had 79,041 pages, 65,445 of them free."""
+    from kdx.model.memory import memory_figures
+
+    target = open_dump(null_deref.vmcore, null_deref.vmlinux)
+    memory = analyze(target).details["memory"]
+    figures = memory_figures(target.prog)
+    kib = figures.page_size // 1024
+    assert memory["total"] == figures.total_pages * kib == 79041 * 4
+    assert memory["free"] == figures.free_pages * kib == 65445 * 4
+    assert memory["cached"] == figures.cached_pages * kib
+    assert memory["buffers"] == figures.buffer_pages * kib
+    assert memory["slab"] == figures.slab_pages * kib
+    assert sum(v for k, v in memory.items() if k != "total") == memory["total"]
+
+
+def test_verdict_panic_message_is_the_sys_panic_line(lab):
+    """A 6.1 general protection fault taken by kdump before panic(): the verdict and
+    ``sys`` name the same oops line (crash 8.0.6 would show none)."""
+    from kdx.model.system import system_info
+
+    dump = lab("gpf")
+    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    verdict = analyze(target)
+    assert verdict.context.panic_message == system_info(target).panic == \
+        dump.truth["panic_message"]
+    assert verdict.context.panic_message.startswith("general protection fault, probably")
+    assert "O: out-of-tree module" in verdict.context.taint_flags

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from kdx.model.log import KernelLog, LogRecord, printable, text_block
+from kdx.diagnosis.evidence import log_text
+from kdx.model.log import KernelLog, LogRecord, printable, text_block, text_lines
 from kdx.render.crash.log import LogOptions, render_log
 from kdx.session.session import Session
 from kdx.target.open import open_dump
@@ -191,6 +192,21 @@ def test_continuation_lines_and_dictionary_line_up_under_the_text() -> None:
         "[    9.121619] [    C1] <6>",
     ]
     assert render_log(log, LogOptions(timestamps="none")).split("\n")[:2] == ["first", "second"]
+
+
+def test_one_reader_gives_the_rules_and_the_report_the_same_lines() -> None:
+    """``sys``'s panic line and the diagnosis search the lines of the model's log: a
+    record's continuation lines carry no timestamp, a data-less record is empty."""
+    log = KernelLog([_record("first", "second"), _record(dataless=True),
+                     _record("Oops: 0002 [#1]", timestamp_ns=12_000_001_000)],
+                    caller_width=6, lockless=True)
+    assert text_lines(log) == ["first", "second", "", "Oops: 0002 [#1]"]
+    text = log_text(log)
+    assert text.bare == text_lines(log)
+    assert text.lines == ["[    9.121619] first", "second", "[    9.121619] ",
+                          "[   12.000001] Oops: 0002 [#1]"]
+    assert render_log(log, LogOptions()).split("\n") == [
+        "[    9.121619] first", "               second", "", "[   12.000001] Oops: 0002 [#1]"]
 
 
 def test_log_text_from_the_dump_cannot_reach_the_terminal(dumps) -> None:  # noqa: ANN001

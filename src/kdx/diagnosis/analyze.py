@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import drgn
-from drgn.helpers.linux.panic import panic_task, tainted
+from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.pid import find_task
 from drgn.helpers.linux.sched import cpu_curr
 
 from kdx.diagnosis import rules
 from kdx.diagnosis.code import disassemble_around, effective_addresses, read_source
 from kdx.diagnosis.evidence import (
-    FrameInfo,
     LogText,
+    TaskStack,
+    frame_label,
+    log_text,
     oops_block,
     ran_in_interrupt,
-    read_log,
     task_frames,
 )
 from kdx.diagnosis.signature import is_generic, make_signature
@@ -37,30 +38,23 @@ from kdx.diagnosis.verdict import (
     StackSummary,
     Verdict,
 )
-from kdx.model.stack import StackReader
+from kdx.model.log import KernelLog, kernel_log
+from kdx.model.memory import memory_breakdown
+from kdx.model.stack import Frame, StackReader
+from kdx.model.system import SystemInfo, system_info
+from kdx.model.taint import KernelTaint, describe_taints, kernel_taint
 from kdx.target.open import Target
 
 Progress = Optional[Callable[[str], None]]
 MAX_FRAMES = 48
-
-#: Kernel taint letters for modules (include/linux/panic.h, TAINT_* order).
-_TAINTS = "PFSRMBUDAWCIOELKXTN"
-_TAINT_NAMES = {
-    "P": "proprietary module", "F": "module force-loaded", "S": "out-of-spec system",
-    "R": "module force-unloaded", "M": "machine check", "B": "bad page", "U": "user request",
-    "D": "kernel died before", "A": "ACPI table overridden", "W": "warning issued",
-    "C": "staging driver", "I": "firmware workaround", "O": "out-of-tree module",
-    "E": "unsigned module", "L": "soft lockup occurred", "K": "live-patched",
-    "X": "auxiliary taint", "T": "randstruct build", "N": "in-kernel test",
-}
-
 
 def analyze(target: Target, progress: Progress = None) -> Verdict:
     say = progress or (lambda _m: None)
     prog = target.prog
     warnings: list[str] = list(target.warnings)
     say("reading the kernel log")
-    log = read_log(prog)
+    kernel = kernel_log(prog)
+    log = log_text(kernel)
     match = rules.first_match(log.bare)
     evidence: list[Evidence] = []
     if match:
@@ -69,24 +63,25 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
     say("unwinding the panic task's stack")
     task = _panic_task(prog, warnings)
     reader = StackReader(prog)
-    frames = _frames(reader, task, warnings) if task is not None else []
-    if frames:
+    stack = _frames(reader, task, warnings) if task is not None else TaskStack([])
+    if stack.frames:
         evidence.append(Evidence("stack-panic-task", "Stack of the panicking task",
-                                 _stack_lines(frames)))
+                                 _stack_lines(stack.frames)))
     strategy = match.rule.culprit if match else rules.CULPRIT_PANIC_CALLER
     say("finding the culprit")
-    culprit_frames, index, details = _culprit_frames(reader, strategy, match, frames, warnings,
-                                                     evidence)
-    culprit = _culprit(prog, target, log, match, culprit_frames, index, evidence, warnings)
-    context = _context(prog, target, log, match, task, culprit_frames, index, evidence)
+    culprit_stack, index, details = _culprit_frames(reader, strategy, match, stack, warnings,
+                                                    evidence)
+    culprit = _culprit(prog, target, log, match, culprit_stack, index, evidence, warnings)
+    context = _context(prog, target, log, match, task, culprit_stack, index, evidence,
+                       _system(target, kernel))
     category = match.rule.category if match else "unknown"
     title = _title(match, culprit, context)
-    callers = [f.function or "" for f in culprit_frames[index:] if not f.inline] if (
-        index is not None) else [f.function or "" for f in frames]
+    callers = [f.function or "" for f in culprit_stack.frames[index:] if not f.inline] if (
+        index is not None) else [f.function or "" for f in stack.frames]
     signature = make_signature(category, title, callers, culprit.module)
     say("reading the other CPUs' stacks")
-    stacks = _cpu_stacks(reader, task, frames)
-    details = {**details, "memory": memory_usage(prog)}
+    stacks = _cpu_stacks(reader, task, stack.frames)
+    details = {**details, "memory": memory_breakdown(prog)}
     evidence += [Evidence(f"stack-cpu{s.cpu}", f"CPU {s.cpu}: {s.comm} (PID {s.pid})", s.frames)
                  for s in stacks if s.pid != context.pid]
     return Verdict(
@@ -108,46 +103,48 @@ def _panic_task(prog: drgn.Program, warnings: list[str]) -> drgn.Object | None:
         return None
 
 
-def _frames(reader: StackReader, task: drgn.Object, warnings: list[str]) -> list[FrameInfo]:
+def _frames(reader: StackReader, task: drgn.Object, warnings: list[str]) -> TaskStack:
     """The task's frames as ``bt`` shows them; what the unwinder could not read becomes
     a warning naming the task."""
     try:
-        frames, problems = task_frames(reader, task)
+        stack, problems = task_frames(reader, task)
     except (LookupError, ValueError, drgn.FaultError) as err:
-        frames, problems = [], [str(err)]
+        stack, problems = TaskStack([]), [str(err)]
     pid = int(task.pid)
     warnings += [f"stack of PID {pid}: {p}" for p in problems]
-    if not frames:
+    if not stack.frames:
         warnings.append(f"could not unwind the stack of PID {pid}")
-    return frames[:MAX_FRAMES]
+    return stack.head(MAX_FRAMES)
 
 
-def _stack_lines(frames: list[FrameInfo]) -> list[str]:
+def _stack_lines(frames: list[Frame]) -> list[str]:
     """Frame labels, with runs of one recursing frame folded into one line."""
+    labels = [frame_label(f) for f in frames]
     out: list[str] = []
     i = 0
     while i < len(frames):
         j = i
-        while j + 1 < len(frames) and frames[j + 1].label() == frames[i].label():
+        while j + 1 < len(frames) and labels[j + 1] == labels[i]:
             j += 1
-        line = f"#{i:<2} {frames[i].label()}"
+        line = f"#{i:<2} {labels[i]}"
         out.append(line if j == i else f"{line}   (x{j - i + 1}, recursion)")
         i = j + 1
     return out
 
 
-def _exception_index(frames: list[FrameInfo]) -> int | None:
+def _exception_index(frames: list[Frame]) -> int | None:
     """The frame the exception interrupted: interrupted, real (not inline), not generic."""
     for i, f in enumerate(frames):
-        if f.interrupted and not f.inline and f.function and not is_generic(f.function):
+        if (f.is_exception_frame and not f.inline and f.function
+                and not is_generic(f.function)):
             return i
     for i, f in enumerate(frames):  # no debug info for it: any interrupted non-generic pc
-        if f.interrupted and not (f.function and is_generic(f.function)):
+        if f.is_exception_frame and not (f.function and is_generic(f.function)):
             return i
     return None
 
 
-def _panic_caller_index(frames: list[FrameInfo]) -> int | None:
+def _panic_caller_index(frames: list[Frame]) -> int | None:
     seen_panic = False
     for i, f in enumerate(frames):
         if f.function in ("panic", "vpanic", "nmi_panic"):
@@ -158,33 +155,33 @@ def _panic_caller_index(frames: list[FrameInfo]) -> int | None:
 
 
 def _culprit_frames(reader: StackReader, strategy: str, match: rules.Match | None,
-                    frames: list[FrameInfo], warnings: list[str], evidence: list[Evidence]
-                    ) -> tuple[list[FrameInfo], int | None, dict]:
-    """(the frames the culprit is in, the culprit's index, category details)."""
+                    stack: TaskStack, warnings: list[str], evidence: list[Evidence]
+                    ) -> tuple[TaskStack, int | None, dict]:
+    """(the stack the culprit is in, the culprit's frame index, category details)."""
     if strategy == rules.CULPRIT_BLOCKED_TASK and match and "pid" in match.groups:
         return _blocked_task(reader, int(match.groups["pid"]), warnings, evidence)
     if strategy == rules.CULPRIT_PROCESS:
-        return frames, None, _oom_details(reader.prog, evidence)
+        return stack, None, _oom_details(reader.prog, evidence)
     if strategy == rules.CULPRIT_PANIC_CALLER:
-        return frames, _panic_caller_index(frames), {}
-    index = _exception_index(frames)
+        return stack, _panic_caller_index(stack.frames), {}
+    index = _exception_index(stack.frames)
     if index is None:
         warnings.append("no exception frame on the panic task's stack; the culprit comes "
                         "from the log")
-    return frames, index, {}
+    return stack, index, {}
 
 
 def _blocked_task(reader: StackReader, pid: int, warnings: list[str],
-                  evidence: list[Evidence]) -> tuple[list[FrameInfo], int | None, dict]:
+                  evidence: list[Evidence]) -> tuple[TaskStack, int | None, dict]:
     task = find_task(reader.prog, pid)
     if not task:
         warnings.append(f"the blocked task {pid} is no longer in the dump")
-        return [], None, {}
-    frames = _frames(reader, task, warnings)
+        return TaskStack([]), None, {}
+    stack = _frames(reader, task, warnings)
     comm = task.comm.string_().decode(errors="replace")
     evidence.append(Evidence("stack-blocked-task", f"Stack of the blocked task {comm} "
-                             f"(PID {pid})", _stack_lines(frames)))
-    index = next((i for i, f in enumerate(frames)
+                             f"(PID {pid})", _stack_lines(stack.frames)))
+    index = next((i for i, f in enumerate(stack.frames)
                   if f.function and not f.inline and not is_generic(f.function)), None)
     details = {"blocked_task": {"pid": pid, "comm": comm}}
     details.update(_lock_owner(reader, task))
@@ -192,7 +189,7 @@ def _blocked_task(reader: StackReader, pid: int, warnings: list[str],
         owner = details["lock_owner"]
         evidence.append(Evidence("lock-owner", f"Owner of the lock: {owner['comm']} (PID "
                                  f"{owner['pid']})", owner["stack"]))
-    return frames, index, details
+    return stack, index, details
 
 
 def _lock_owner(reader: StackReader, task: drgn.Object) -> dict:
@@ -211,10 +208,10 @@ def _lock_owner(reader: StackReader, task: drgn.Object) -> dict:
                 owner = mutex_owner(lock)
                 out = {"lock": {"address": int(lock.value_()), "symbol": _sym(prog, lock)}}
                 if owner:
-                    owner_frames = _frames(reader, owner, [])
+                    owner_stack = _frames(reader, owner, [])
                     out["lock_owner"] = {"pid": int(owner.pid),
                                          "comm": owner.comm.string_().decode(errors="replace"),
-                                         "stack": _stack_lines(owner_frames)}
+                                         "stack": _stack_lines(owner_stack.frames)}
                 return out
     except (LookupError, ValueError, drgn.FaultError):
         pass
@@ -259,7 +256,7 @@ _RIP_LINE = re.compile(r"RIP: [0-9a-f]{4}:(?P<func>[\w.]+)\+(?P<off>0x[0-9a-f]+)
 
 
 def _culprit(prog: drgn.Program, target: Target, log: LogText, match: rules.Match | None,
-             frames: list[FrameInfo], index: int | None, evidence: list[Evidence],
+             stack: TaskStack, index: int | None, evidence: list[Evidence],
              warnings: list[str]) -> Culprit:
     if match and match.rule.culprit == rules.CULPRIT_PROCESS:
         return Culprit(None, None, None, None, None, None, [], None, [], {},
@@ -267,24 +264,25 @@ def _culprit(prog: drgn.Program, target: Target, log: LogText, match: rules.Matc
                        "none was left", ["log-oops", "oom-top"])
     if index is None:
         return _culprit_from_log(log, match, warnings)
-    frame = frames[index]
+    frame = stack.frames[index]
     ids = ["stack-panic-task"]
     regs: dict[str, int] = {}
     addresses: list[int] = []
     instructions = []
-    if frame.interrupted:
+    if frame.is_exception_frame:
+        saved = stack.registers_at(index)
         ids.append("registers")
-        evidence.append(Evidence("registers", f"Registers at {frame.label()}",
-                                 _register_lines(frame.registers)))
+        evidence.append(Evidence("registers", f"Registers at {frame_label(frame)}",
+                                 _register_lines(saved)))
         instructions = disassemble_around(prog, frame.pc, frame.offset)
-        regs, addresses = effective_addresses(prog, frame.pc, frame.registers)
-    source = read_source(frame.file, frame.line, _source_dirs(target))
+        regs, addresses = effective_addresses(prog, frame.pc, saved)
+    source = read_source(frame.source_file, frame.source_line, _source_dirs(target))
     if source:
         ids.append("source")
     reasoning = _reasoning(frame, instructions, regs, addresses, match)
-    return Culprit(frame.function, frame.offset, frame.module, frame.file, frame.line,
-                   frame.pc, _module_taints(prog, frame.module), source, instructions, regs,
-                   reasoning, ids + (["log-oops"] if match else []))
+    return Culprit(frame.function, frame.offset, frame.module, frame.source_file,
+                   frame.source_line, frame.pc, _module_taints(prog, frame.module), source,
+                   instructions, regs, reasoning, ids + (["log-oops"] if match else []))
 
 
 def _culprit_from_log(log: LogText, match: rules.Match | None, warnings: list[str]) -> Culprit:
@@ -321,19 +319,18 @@ def _module_taints(prog: drgn.Program, module: str | None) -> list[str]:
         mask = int(prog.module(module).object.taints)
     except (LookupError, AttributeError, drgn.FaultError, ValueError):
         return []
-    return [f"{_TAINTS[bit]}: {_TAINT_NAMES[_TAINTS[bit]]}" for bit in range(len(_TAINTS))
-            if mask & (1 << bit)]
+    return describe_taints(mask)
 
 
-def _reasoning(frame: FrameInfo, instructions: list, regs: dict[str, int],
+def _reasoning(frame: Frame, instructions: list, regs: dict[str, int],
                addresses: list[int], match: rules.Match | None) -> str:
     faulting = next((i for i in instructions if i.faulting), None)
     where = f"{frame.function}+{frame.offset:#x}" if frame.offset is not None else (
         frame.function or f"{frame.pc:#x}")
     blocked = bool(match and match.rule.culprit == rules.CULPRIT_BLOCKED_TASK)
     text = f"the task sleeps in {where}" if blocked else f"the CPU stopped at {where}"
-    if frame.file:
-        text += f" ({Path(frame.file).name}:{frame.line})"
+    if frame.source_file:
+        text += f" ({Path(frame.source_file).name}:{frame.source_line})"
     if faulting:
         text += f", on the instruction `{faulting.text.split(': ', 1)[-1]}`"
         if addresses:
@@ -367,36 +364,51 @@ def decode_page_fault(code: int) -> list[str]:
     return out
 
 
-def _context(prog: drgn.Program, target: Target, log: LogText, match: rules.Match | None,
-             task: drgn.Object | None, frames: list[FrameInfo], index: int | None,
-             evidence: list[Evidence]) -> Context:
-    from kdx.model.system import panic_line
+def _system(target: Target, log: KernelLog) -> SystemInfo | None:
+    """The model's system summary, for the panic line, uptime and taint; a dump too
+    damaged to summarise still gets a verdict."""
+    try:
+        return system_info(target, log)
+    except Exception:  # noqa: BLE001 (the summary is context, not the verdict)
+        return None
 
+
+def _context(prog: drgn.Program, target: Target, log: LogText, match: rules.Match | None,
+             task: drgn.Object | None, stack: TaskStack, index: int | None,
+             evidence: list[Evidence], info: SystemInfo | None) -> Context:
     block = next((e.lines for e in evidence if e.id == "log-oops"), [])
     text = "\n".join(block)
     cr2 = _CR2.search(text)
     code = _PF_CODE.search(text)
     error_code = int(code.group(1), 16) if code else None
-    frame = frames[index] if index is not None and frames else None
-    user_mode = bool(frame.registers["cs"] & 3) if frame and "cs" in frame.registers else (
+    frame = stack.frames[index] if index is not None and stack.frames else None
+    saved = stack.registers_at(index) if frame and frame.is_exception_frame else {}
+    user_mode = bool(saved["cs"] & 3) if "cs" in saved else (
         False if frame else None)  # a kernel frame that was not interrupted runs the kernel
-    taint = tainted(prog)
+    taint = _taint(prog)
     return Context(
         pid=int(task.pid) if task is not None else None,
         comm=task.comm.string_().decode(errors="replace") if task is not None else None,
         cpu=_task_cpu(task),
-        interrupt_context=bool(index is not None and ran_in_interrupt(frames, index))
+        interrupt_context=bool(index is not None and ran_in_interrupt(stack.frames, index))
         or "Fatal exception in interrupt" in "\n".join(log.bare[-200:]),
         user_mode=user_mode,
         fault_address=_fault_address(match, cr2),
         error_code=error_code,
         error_code_decoded=decode_page_fault(error_code) if error_code is not None else [],
-        taint=taint,
-        taint_flags=[f"{c}: {_TAINT_NAMES[c]}" for c in taint if c in _TAINT_NAMES],
-        uptime_seconds=_uptime(target),
+        taint=taint.flags,
+        taint_flags=taint.describe(),
+        uptime_seconds=info.uptime_seconds if info else None,
         release=target.release,
-        panic_message=panic_line(prog),
+        panic_message=info.panic or "" if info else "",
         evidence=["log-oops"] if block else [])
+
+
+def _taint(prog: drgn.Program) -> KernelTaint:
+    try:
+        return kernel_taint(prog)
+    except (LookupError, drgn.FaultError, ValueError):
+        return KernelTaint(0, "")
 
 
 def _fault_address(match: rules.Match | None, cr2: re.Match | None) -> int | None:
@@ -421,16 +433,7 @@ def _task_cpu(task: drgn.Object | None) -> int | None:
         return None
 
 
-def _uptime(target: Target) -> float | None:
-    try:
-        from kdx.model.system import system_info
-
-        return system_info(target).uptime_seconds
-    except Exception:  # uptime is a nicety; a dump that lacks it still gets a verdict
-        return None
-
-
-def _cpu_stacks(reader: StackReader, panic: drgn.Object | None, panic_frames: list[FrameInfo]
+def _cpu_stacks(reader: StackReader, panic: drgn.Object | None, panic_frames: list[Frame]
                 ) -> list[StackSummary]:
     from drgn.helpers.linux.cpumask import for_each_online_cpu
 
@@ -442,38 +445,9 @@ def _cpu_stacks(reader: StackReader, panic: drgn.Object | None, panic_frames: li
         except (LookupError, drgn.FaultError):
             continue
         is_panic = panic is not None and task.value_() == panic.value_()
-        frames = panic_frames if is_panic else _frames(reader, task, [])
+        frames = panic_frames if is_panic else _frames(reader, task, []).frames
         out.append(StackSummary(int(task.pid), task.comm.string_().decode(errors="replace"),
                                 cpu, _stack_lines(frames)))
-    return out
-
-
-_NODE_ITEMS = {"file_cache": "NR_FILE_PAGES", "anonymous": "NR_ANON_MAPPED",
-               "slab_reclaimable": "NR_SLAB_RECLAIMABLE_B",
-               "slab_unreclaimable": "NR_SLAB_UNRECLAIMABLE_B", "page_tables": "NR_PAGETABLE"}
-
-
-def memory_usage(prog: drgn.Program) -> dict[str, int]:
-    """Where the memory was at the crash, in KiB, from the kernel's global page counters."""
-    from drgn.helpers.linux.mm import totalram_pages
-
-    kib = prog["PAGE_SIZE"].value_() // 1024 if _has(prog, "PAGE_SIZE") else 4
-    out: dict[str, int] = {}
-    try:
-        out["total"] = int(totalram_pages(prog)) * kib
-        out["free"] = int(prog["vm_zone_stat"][prog.constant("NR_FREE_PAGES")].counter) * kib
-        for name, item in _NODE_ITEMS.items():
-            out[name] = max(0, int(prog["vm_node_stat"][prog.constant(item)].counter)) * kib
-    except (LookupError, drgn.FaultError):
-        return out
-    if _has(prog, "vm_node_stat"):
-        try:
-            stacks = prog["vm_node_stat"][prog.constant("NR_KERNEL_STACK_KB")].counter
-            out["kernel_stacks"] = max(0, int(stacks))
-        except LookupError:
-            pass
-    accounted = sum(v for k, v in out.items() if k != "total")
-    out["other"] = max(0, out["total"] - accounted)
     return out
 
 

@@ -25,7 +25,7 @@ from drgn.helpers.linux.cpumask import (
 )
 from drgn.helpers.linux.kconfig import get_kconfig
 from drgn.helpers.linux.mmzone import for_each_online_pgdat
-from drgn.helpers.linux.panic import panic_task, tainted
+from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.sched import idle_task, loadavg, task_cpu, task_on_cpu, task_thread_info
 from drgn.helpers.linux.timekeeping import (
     ktime_get_coarse_ns,
@@ -36,6 +36,7 @@ from drgn.helpers.linux.timekeeping import (
 from kdx.model.log import KernelLog, kernel_log, text_lines
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
+from kdx.model.taint import KernelTaint, kernel_taint
 from kdx.target.open import Target
 from kdx.textsafe import decode
 
@@ -83,8 +84,9 @@ class SystemInfo:
     warnings: list[str] = field(default_factory=list)
 
 
-def system_info(target: Target) -> SystemInfo:
-    """Compute the summary of ``target``; fields that cannot be read become warnings."""
+def system_info(target: Target, log: KernelLog | None = None) -> SystemInfo:
+    """Compute the summary of ``target``; fields that cannot be read become warnings.
+    ``log`` is the kernel log when the caller has read it already."""
     prog = target.prog
     warnings: list[str] = []
 
@@ -95,12 +97,12 @@ def system_info(target: Target) -> SystemInfo:
             warnings.append(f"cannot read the {what}: {err}")
             return default
 
-    taint_mask = get("taint mask", lambda: prog["tainted_mask"].value_(), 0)
-    taint_letters = get("taint flags", lambda: " ".join(tainted(prog).split()), "")
+    taint = get("taint flags", lambda: kernel_taint(prog), KernelTaint(0, ""))
+    taint_mask, taint_letters = taint.mask, taint.letters
     epoch = get("date", lambda: ktime_get_real_seconds(prog).value_(), 0)
     hz = get("tick rate", lambda: kernel_hz(prog), None)
     tasks = get("task list", lambda: _task_table(prog), _TaskTable([], []))
-    panic = None if target.live else get("panic message", lambda: panic_line(prog), "")
+    panic = None if target.live else get("panic message", lambda: panic_line(prog, log), "")
     context = _NO_CONTEXT if target.live else get(
         "panic task", lambda: _context_fields(prog, _panic_context(prog), tasks, panic or ""),
         _NO_CONTEXT)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kdx.model.log import AuditRecord, KernelLog, LogRecord
+from kdx.model.log import AuditRecord, KernelLog, LogRecord, dmesg_timestamp
 from kdx.render.crash.sys import ctime
 
 
@@ -32,8 +32,7 @@ class LogOptions:
 def _prefix(record: LogRecord, log: KernelLog, options: LogOptions) -> str:
     parts = []
     if options.timestamps == "seconds":
-        seconds, nanos = divmod(record.timestamp_ns, 1_000_000_000)
-        parts.append(f"[{seconds:5d}.{nanos // 1000:06d}] ")
+        parts.append(dmesg_timestamp(record.timestamp_ns) + " ")
     elif options.timestamps == "human":
         epoch = (options.boot_epoch or 0) + record.timestamp_ns // 1_000_000_000
         parts.append(f"[{ctime(epoch)}] ")
