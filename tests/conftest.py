@@ -49,10 +49,12 @@ _made: dict[RunRequest, LabDump] = {}
 
 
 def make_dump(scenario: str, capture: str = "kdump", fmt: str = "kdump-zlib",
-              kernel: str | None = None, vmcoreinfo: bool = True) -> LabDump:
-    """Build (or reuse from the lab cache) the dump of one scenario."""
+              kernel: str | None = None, vmcoreinfo: bool = True,
+              dump_level: int = 31) -> LabDump:
+    """Build (or reuse from the lab cache) the dump of one scenario; ``dump_level`` is
+    makedumpfile's -d for kdump captures (0: every page, unfiltered)."""
     req = RunRequest(scenario=scenario, kernel=kernel, capture=capture, format=fmt,
-                     vmcoreinfo=vmcoreinfo)
+                     vmcoreinfo=vmcoreinfo, dump_level=dump_level)
     if req not in _made:
         out = run(default_cache(), req, _progress)
         truth = json.loads((out / "truth.json").read_text())

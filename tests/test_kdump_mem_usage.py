@@ -10,8 +10,12 @@ exactly.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import struct
+import subprocess
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -53,23 +57,23 @@ def test_classes_match_makedumpfile_page_for_page(null_deref, target61):
     assert pfns == second                         # the very pages makedumpfile kept
     assert sum(counts.values()) == len(first) - len(second)
     usage = mem_usage(target61, str(null_deref.vmcore))
-    assert usage.zero == zero_refs == 3014
-    assert (usage.free, usage.non_pri_cache, usage.pri_cache, usage.user) == \
-        (65473, 6370, 0, 193)
+    assert usage.zero == zero_refs > 1000
+    assert usage.free > 60000 and usage.non_pri_cache > 1000  # a freshly booted guest
     assert usage.kern_data == len(second) - zero_refs
     assert usage.unreadable == 0
 
 
-def test_cli_table_and_json(kdx, null_deref):
+def test_cli_table_and_json(kdx, null_deref, target61):
+    usage = mem_usage(target61, str(null_deref.vmcore))  # checked against makedumpfile
     out = kdx("kdump", "mem-usage", null_deref.vmcore, null_deref.vmlinux, check=True).stdout
     lines = out.splitlines()
     assert "TYPE\t\tPAGES\t\t\tEXCLUDABLE\tDESCRIPTION" in lines
-    assert any(line.startswith("FREE\t\t65473 ") for line in lines)
-    assert any(line.startswith("KERN_DATA\t14923 ") for line in lines)
+    assert any(line.startswith(f"FREE\t\t{usage.free} ") for line in lines)
+    assert any(line.startswith(f"KERN_DATA\t{usage.kern_data} ") for line in lines)
     assert "Total pages on system:\t89973           " in lines
     data = json.loads(kdx("kdump", "mem-usage", null_deref.vmcore, "--json",
                           check=True).stdout)["data"]
-    assert data["total_pages"] == 89973 and data["zero"] == 3014
+    assert data["total_pages"] == 89973 and data["zero"] == usage.zero
 
 
 def test_6_12_totals(lab):
@@ -82,3 +86,57 @@ def test_6_12_totals(lab):
     assert usage.free > usage.total_pages // 2     # a freshly booted 512 MB guest
     assert usage.kern_data + usage.excluded == usage.total_pages
     assert "Total pages on system:" in render_mem_usage(usage)
+
+
+def _segments(vmcore: Path) -> list[tuple[int, int]]:
+    """[first_pfn, end_pfn) of each PT_LOAD of an ELF core; a partial last page is left
+    out, as makedumpfile's cyclic hole count leaves it (below 640 KiB on x86)."""
+    with open(vmcore, "rb") as f:
+        head = f.read(64)
+        phoff, = struct.unpack_from("<Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    out = []
+    for i in range(phnum):
+        kind, _flags, _off, _vaddr, paddr, _filesz, memsz = struct.unpack_from(
+            "<IIQQQQQ", table, i * phentsize)
+        if kind == 1:  # PT_LOAD
+            out.append((paddr >> 12, (paddr + memsz) >> 12))
+    return out
+
+
+def _makedumpfile_report(dump, out: Path) -> dict[str, int]:  # noqa: ANN001
+    """makedumpfile -d 31's page report on ``dump``, which it also writes to ``out``."""
+    proc = subprocess.run(["makedumpfile", "-d", "31", "-x", str(dump.vmlinux),
+                           "--message-level", "31", str(dump.vmcore), str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {name.strip(): int(value, 16) for name, value in re.findall(
+        r"^\s*([A-Z][\w -]+?)\s*: (0x[0-9a-f]+)$", proc.stdout + proc.stderr, re.M)}
+
+
+@pytest.mark.skipif(shutil.which("makedumpfile") is None, reason="needs makedumpfile")
+def test_unfiltered_kdump_elf_against_makedumpfile(lab, tmp_path: Path) -> None:
+    """An unfiltered kdump ELF (makedumpfile -E -d 0 in the capture kernel), filtered
+    again by the host's makedumpfile. Its classes are kdx's; its page totals are not,
+    and its own output file shows kdx's are the pages it keeps: /proc/vmcore maps the
+    kernel image twice (its text mapping and the RAM segment holding it) and
+    makedumpfile counts those pages once per segment (docs/crash-differences.md)."""
+    dump = lab("sysrq", fmt="elf", dump_level=0)
+    report = _makedumpfile_report(dump, tmp_path / "out")
+    usage = mem_usage(open_dump(dump.vmcore, dump.vmlinux), str(dump.vmcore))
+    assert (usage.zero, usage.non_pri_cache, usage.pri_cache, usage.user, usage.free) == (
+        report["Pages filled with zero"], report["Non-private cache pages"],
+        report["Private cache pages"], report["User process data pages"],
+        report["Free pages"])
+    segments = _segments(dump.vmcore)
+    union = {pfn for lo, hi in segments for pfn in range(lo, hi)}
+    twice = sum(hi - lo for lo, hi in segments) - len(union)
+    assert twice > 8192  # the kernel image: 40 MiB on the lab's 6.1 guest
+    assert report["Original pages"] == usage.total_pages + twice
+    assert report["Remaining pages"] == usage.kern_data + twice
+    first, second, zero_refs = _bitmaps(tmp_path / "out")
+    assert len(first) == usage.total_pages == len(union)
+    assert len(second) - zero_refs == usage.kern_data and zero_refs == usage.zero
+    assert report["Total pages"] == max(union) + 1  # the highest pfn, holes included

@@ -11,7 +11,9 @@ The struct pages are read a memory range at a time (one read of up to 2 MiB of m
 unpacked with one ``struct.iter_unpack``) rather than one drgn object per page, so a
 machine's whole mem_map is classified in seconds. The set of pages is the "System RAM"
 of the kernel's resource tree, whole pages only, minus the crashkernel areas: the pages
-``/proc/vmcore`` exports and the real dump's first bitmap marks.
+``/proc/vmcore`` exports and the real dump's first bitmap marks. Each is counted once;
+makedumpfile's own report counts the kernel image twice (``/proc/vmcore`` maps it in two
+segments), so its totals exceed the pages it writes (docs/crash-differences.md).
 """
 
 from __future__ import annotations
