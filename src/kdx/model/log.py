@@ -1,5 +1,8 @@
 """The kernel log of a dump — what crash's ``log`` prints — as data.
 
+This is kdx's one reader of the log: ``log``, ``sys``'s panic line and the diagnosis all
+take their lines from ``kernel_log``, so a repair made here reaches every one of them.
+
 Records come from drgn's printk helper (``get_printk_records``), which reads both the
 lockless ring buffer (5.10+) and the older structured one. drgn 0.3.0 gets two kinds of
 lockless record wrong, and kdx repairs exactly those from the descriptor ring:

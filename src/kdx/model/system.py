@@ -72,7 +72,7 @@ class SystemInfo:
     machine: str
     mhz: int | None
     memory_bytes: int  # present memory of all online nodes, not rounded
-    panic: str | None  # the log line crash picks; "" if none; None for a live kernel
+    panic: str | None  # the line crash picks, else the oops line; "" if none; None if live
     pid: int | None
     command: str | None
     task: Hex | None
