@@ -2,6 +2,13 @@
 
 A vmlinux is accepted only when its build ID (or, lacking one, its release) matches the
 dump's VMCOREINFO, because a wrong vmlinux gives plausible nonsense rather than an error.
+
+Besides the system's standard places, the search looks in extra *debug directories*:
+the ``directories`` argument, then ``$KDX_DEBUG_DIRS`` (paths separated by ``:``). Each
+one is either a root that holds ``usr/lib/debug`` (an unpacked ``-dbg`` package) or a
+directory of such roots named by kernel release (``DIR/6.1.0-57-cloud-amd64/usr/lib/debug``,
+the layout of ``kdx lab``'s kernel cache). Whoever knows where debug info lives (the lab,
+a support bundle, a CI job) names the directory; this module knows none of them.
 """
 
 from __future__ import annotations
@@ -16,16 +23,32 @@ from kdx.errors import KdxError
 from kdx.target.elfinfo import ElfInfo, read_elf_info
 from kdx.target.formats import check_readable
 
-
-def lab_cache_dirs() -> list[Path]:
-    """Unpacked kernels of the lab cache, where ``kdx lab`` leaves debug info."""
-    from kdx.lab.cache import default_cache
-
-    return [default_cache() / "kernels"]
+#: The environment variable naming extra debug directories, ``:``-separated.
+DEBUG_DIRS_ENV = "KDX_DEBUG_DIRS"
 
 
-def vmlinux_candidates(release: str, build_id: str | None, near: Path | None) -> Iterator[Path]:
-    """Places a distro, a developer or the lab puts the vmlinux of ``release``."""
+def extra_debug_dirs(directories: Sequence[Path] = ()) -> list[Path]:
+    """The debug directories to search besides the system's: ``directories`` first, then
+    those of ``$KDX_DEBUG_DIRS``, so a caller's choice wins over the environment's."""
+    from_env = [Path(p) for p in os.environ.get(DEBUG_DIRS_ENV, "").split(os.pathsep) if p]
+    return [*directories, *from_env]
+
+
+def debug_roots(release: str, directories: Sequence[Path] = ()) -> list[Path]:
+    """The existing roots holding ``usr/lib/debug`` for ``release`` among the extra debug
+    directories: each directory itself, or its subdirectory named ``release``."""
+    roots: list[Path] = []
+    for base in extra_debug_dirs(directories):
+        for root in (base / release, base):
+            if (root / "usr/lib/debug").is_dir() and root not in roots:
+                roots.append(root)
+    return roots
+
+
+def vmlinux_candidates(release: str, build_id: str | None, near: Path | None,
+                       directories: Sequence[Path] = ()) -> Iterator[Path]:
+    """Places a distro or a developer puts the vmlinux of ``release``, then the extra
+    debug directories (``directories`` and ``$KDX_DEBUG_DIRS``)."""
     if near is not None:
         yield near / "vmlinux"
         yield near / f"vmlinux-{release}"
@@ -35,8 +58,9 @@ def vmlinux_candidates(release: str, build_id: str | None, near: Path | None) ->
     yield Path(f"/usr/lib/debug/lib/modules/{release}/vmlinux")
     yield Path(f"/boot/vmlinux-{release}")
     yield Path(f"/lib/modules/{release}/build/vmlinux")
-    for base in lab_cache_dirs():
-        yield base / release / "usr/lib/debug/boot" / f"vmlinux-{release}"
+    for root in debug_roots(release, directories):
+        yield root / "usr/lib/debug/boot" / f"vmlinux-{release}"
+        yield root / "usr/lib/debug/lib/modules" / release / "vmlinux"
 
 
 def debuginfod_vmlinux(build_id: str | None) -> Path | None:
@@ -70,10 +94,12 @@ def check_vmlinux(path: Path, release: str, build_id: str | None) -> ElfInfo:
     return info
 
 
-def find_vmlinux(release: str, build_id: str | None, near: Path | None) -> Path:
-    """The first matching vmlinux among the standard places, or a sentence naming them."""
+def find_vmlinux(release: str, build_id: str | None, near: Path | None,
+                 directories: Sequence[Path] = ()) -> Path:
+    """The first matching vmlinux among the standard places and the extra debug
+    directories, or a sentence naming where it looked."""
     looked: list[str] = []
-    for cand in vmlinux_candidates(release, build_id, near):
+    for cand in vmlinux_candidates(release, build_id, near, directories):
         if cand.is_file():
             try:
                 check_vmlinux(cand, release, build_id)
@@ -86,8 +112,8 @@ def find_vmlinux(release: str, build_id: str | None, near: Path | None) -> Path:
     if found:
         return found
     raise KdxError(f"no vmlinux with debug info for {release} found: pass it after the "
-                   f"dump, or install linux-image-{release}-dbg (looked in "
-                   f"{', '.join(looked[:4])}, …)")
+                   f"dump, or install linux-image-{release}-dbg, or name a debug directory in "
+                   f"${DEBUG_DIRS_ENV} (looked in {', '.join(looked[:4])}, …)")
 
 
 def module_debug_files(paths: Sequence[Path]) -> list[Path]:

@@ -24,6 +24,7 @@ from kdx.errors import KdxError
 from kdx.target import flattened, vmcoreinfo
 from kdx.target.debuginfo import (
     check_vmlinux,
+    debug_roots,
     find_vmlinux,
     index_by_name,
     module_debug_files,
@@ -64,11 +65,13 @@ class SymbolProvider(Protocol):
 
 @dataclass
 class DwarfProvider:
-    """Debug info from DWARF: the vmlinux and the modules' .ko files."""
+    """Debug info from DWARF: the vmlinux and the modules' .ko files. ``debug_dirs`` are
+    searched besides the system's places (see ``kdx.target.debuginfo``)."""
 
     vmlinux: Path | None = None
     module_paths: Sequence[Path] = ()
     progress: Progress = None
+    debug_dirs: Sequence[Path] = ()
 
     def load(self, target: Target) -> None:
         near = target.path.parent if target.path else None
@@ -77,7 +80,7 @@ class DwarfProvider:
             check_vmlinux(self.vmlinux, target.release, build_id)
             vmlinux = self.vmlinux
         else:
-            vmlinux = find_vmlinux(target.release, build_id, near)
+            vmlinux = find_vmlinux(target.release, build_id, near, self.debug_dirs)
         target.vmlinux = vmlinux
         if self.progress:
             self.progress(f"loading debug info from {vmlinux}")
@@ -91,7 +94,8 @@ class DwarfProvider:
         prog = target.prog
         named = index_by_name(module_debug_files(self.module_paths))
         prog.debug_info_options.directories = tuple(
-            str(d) for d in _debug_roots(target.release)) + ("/usr/lib/debug",)
+            str(r / "usr/lib/debug") for r in debug_roots(target.release, self.debug_dirs)
+        ) + ("/usr/lib/debug",)
         modules = [m for m, _ in prog.loaded_modules() if m.name != "kernel"]
         cover_init_sections(prog, modules)
         for mod in modules:
@@ -106,7 +110,8 @@ class DwarfProvider:
             if mod.wants_debug_file() and mod.name in beside:
                 mod.try_file(str(beside[mod.name]))
         if any(m.wants_debug_file() for m in modules):
-            # drgn's standard finder: /usr/lib/debug and the lab cache, by name and build ID.
+            # drgn's standard finder: /usr/lib/debug and the debug directories, by name
+            # and build ID.
             # A module still missing is reported below, by name, not as drgn's error.
             with contextlib.suppress(drgn.MissingDebugInfoError):
                 prog.load_debug_info([], default=True)
@@ -168,13 +173,6 @@ def _init_range(prog: drgn.Program, struct: drgn.Object) -> tuple[int, int] | No
     spans = [(int(struct.mem[i].base), int(struct.mem[i].size)) for i in range(first, last + 1)]
     spans = [(b, b + n) for b, n in spans if b and n]
     return (min(b for b, _ in spans), max(e for _, e in spans)) if spans else None
-
-
-def _debug_roots(release: str) -> list[Path]:
-    from kdx.target.debuginfo import lab_cache_dirs
-
-    return [b / release / "usr/lib/debug" for b in lab_cache_dirs()
-            if (b / release / "usr/lib/debug").is_dir()]
 
 
 def reassembled_cache() -> Path:
@@ -304,8 +302,10 @@ def _check_complete(dump: DumpFile, path: Path) -> None:
 
 
 def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
-              *, progress: Progress = None, provider: SymbolProvider | None = None) -> Target:
-    """Open the vmcore ``core`` with its debug info; KdxError explains any failure."""
+              *, progress: Progress = None, provider: SymbolProvider | None = None,
+              debug_dirs: Sequence[Path] = ()) -> Target:
+    """Open the vmcore ``core`` with its debug info; KdxError explains any failure.
+    ``debug_dirs`` are searched for debug info besides the system's places."""
     logging.getLogger("drgn").setLevel(logging.ERROR)
     dump = identify(core)
     read_path = core
@@ -318,7 +318,7 @@ def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Pa
     prog = _set_core(read_path, dump, progress)
     info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core))
     target = Target(prog, core, dump, read_path, info, None)
-    (provider or DwarfProvider(vmlinux, module_paths, progress)).load(target)
+    (provider or DwarfProvider(vmlinux, module_paths, progress, debug_dirs)).load(target)
     return target
 
 
