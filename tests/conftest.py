@@ -2,6 +2,8 @@
 
 Every dump a test reads is a real one: a Debian cloud kernel crashed under QEMU and
 captured by kdump or QEMU. The lab caches finished dumps, so only the first run pays.
+Each lab dump is opened once per test run (``LabDump.opened``, a ``kdx.Dump``) and shared
+by every test file, since opening one loads its whole vmlinux debug info.
 """
 
 from __future__ import annotations
@@ -11,14 +13,40 @@ import json
 import os
 import subprocess
 import sys
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from kdx.api import Dump, open_dump
 from kdx.lab.cache import default_cache
 from kdx.lab.run import RunRequest, dump_name, run
+from kdx.target.debuginfo import DEBUG_DIRS_ENV
+
+# Whoever knows where debug info lives names it: here, the lab's unpacked kernels, so
+# tests (and the kdx processes they start) find a lab dump's vmlinux without naming it.
+os.environ[DEBUG_DIRS_ENV] = os.pathsep.join(
+    p for p in (str(default_cache() / "kernels"), os.environ.get(DEBUG_DIRS_ENV)) if p)
+
+#: Opened dumps kept at once. One holds about 250 MB (its vmlinux's debug info), and test
+#: files use their dumps together, so a few recent ones cover nearly every reuse.
+_OPEN_LIMIT = 8
+_opened: OrderedDict[Path, Dump] = OrderedDict()
+
+
+def opened(vmcore: Path, vmlinux: Path, modules: Path) -> Dump:
+    """The shared ``kdx.Dump`` of a lab dump: opened on first use, then reused by every
+    test file (least recently used ones are dropped beyond ``_OPEN_LIMIT``)."""
+    if vmcore in _opened:
+        _opened.move_to_end(vmcore)
+        return _opened[vmcore]
+    dump = open_dump(vmcore, vmlinux, [modules])
+    _opened[vmcore] = dump
+    while len(_opened) > _OPEN_LIMIT:
+        _opened.popitem(last=False)
+    return dump
 
 
 @dataclass(frozen=True)
@@ -39,6 +67,16 @@ class LabDump:
     @property
     def modules(self) -> Path:
         return Path(self.truth["modules_dir"])
+
+    @property
+    def opened(self) -> Dump:
+        """This dump opened with its vmlinux and modules, shared by all tests."""
+        return opened(self.vmcore, self.vmlinux, self.modules)
+
+    @property
+    def target(self):  # noqa: ANN201 (kdx.target.open.Target)
+        """The opened target (program, paths, warnings) of the shared ``opened`` dump."""
+        return self.opened.target
 
 
 def _progress(msg: str) -> None:

@@ -99,3 +99,14 @@ class Verdict:
     next_steps: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dump: str = ""
+
+    def to_dict(self) -> dict:
+        """The verdict as JSON-ready values, exactly the ``data`` of ``kdx analyze --json``.
+
+        >>> kdx.open_dump("vmcore").analyze().to_dict()["culprit"]["line"]  # doctest: +SKIP
+        21
+        """
+        from kdx.render.json_out import plain  # the renderer --json uses, imported late:
+        # render/ builds on the records, not the other way round
+
+        return plain(self)
