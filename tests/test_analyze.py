@@ -22,7 +22,7 @@ from kdx.target.open import open_dump
 def test_verdict_matches_ground_truth(lab, name, kernel):
     dump = lab(name, kernel=kernel)
     truth = dump.truth
-    verdict = analyze(open_dump(dump.vmcore, dump.vmlinux, [dump.modules]))
+    verdict = analyze(dump.target)
     assert verdict.category == truth["category"]
     assert verdict.category in CATEGORIES
     assert verdict.culprit.function == truth["function"]
@@ -39,7 +39,7 @@ def test_verdict_matches_ground_truth(lab, name, kernel):
 
 
 def test_null_deref_reasoning(null_deref):
-    verdict = analyze(open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules]))
+    verdict = analyze(null_deref.target)
     assert verdict.signature.title == (
         "BUG: kernel NULL pointer dereference in hello_init [hello_crash]")
     assert verdict.context.fault_address == 0
@@ -55,20 +55,20 @@ def test_null_deref_reasoning(null_deref):
 
 
 def test_irq_context_is_recognised(lab):
-    verdict = analyze(open_dump(lab("irq-context").vmcore))
+    verdict = analyze(lab("irq-context").target)
     assert verdict.context.interrupt_context
     assert verdict.culprit.function == "crashlab_timer_fn"
 
 
 def test_hung_task_names_the_lock_and_its_owner(lab):
-    verdict = analyze(open_dump(lab("hung-task").vmcore))
+    verdict = analyze(lab("hung-task").target)
     assert verdict.details["blocked_task"]["comm"] == "crashlab_wait"
     assert verdict.details["lock_owner"]["comm"] == "crashlab_hold"
     assert verdict.details["lock"]["symbol"] == "crashlab_mutex"
 
 
 def test_hung_task_reasoning_says_where_the_task_sleeps(lab):
-    verdict = analyze(open_dump(lab("hung-task").vmcore))
+    verdict = analyze(lab("hung-task").target)
     assert verdict.culprit.reasoning.startswith("the task sleeps in crashlab_wait_fn+0x")
     assert verdict.context.user_mode is False
 
@@ -93,17 +93,17 @@ def test_verdict_stack_is_the_bt_stack(null_deref, kdx, tmp_path):
 
 
 def test_oom_lists_the_memory_hog(lab):
-    verdict = analyze(open_dump(lab("oom").vmcore))
+    verdict = analyze(lab("oom").target)
     assert verdict.details["top_memory_users"][0]["comm"] == "memhog"
 
 
 def test_signature_is_stable_across_boots_and_formats(lab):
     # Two separate boots (different KASLR offsets), two capture formats: one bug.
-    first = analyze(open_dump(lab("sysrq").vmcore))
-    second = analyze(open_dump(lab("sysrq", fmt="kdump-lzo").vmcore))
-    third = analyze(open_dump(lab("sysrq", capture="qemu", fmt="elf").vmcore))
+    first = analyze(lab("sysrq").target)
+    second = analyze(lab("sysrq", fmt="kdump-lzo").target)
+    third = analyze(lab("sysrq", capture="qemu", fmt="elf").target)
     assert first.signature == second.signature == third.signature
-    other = analyze(open_dump(lab("gpf").vmcore))
+    other = analyze(lab("gpf").target)
     assert other.signature.hash != first.signature.hash
 
 
@@ -160,7 +160,7 @@ def test_without_module_debug_info_same_culprit_and_signature(null_deref, tmp_pa
     alone = tmp_path / "vmcore"  # no modules/ directory beside it
     alone.symlink_to(null_deref.vmcore)
     bare = analyze(open_dump(alone, null_deref.vmlinux))
-    full = analyze(open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules]))
+    full = analyze(null_deref.target)
     assert bare.culprit.function == "hello_init" and bare.culprit.module == "hello_crash"
     assert bare.culprit.line is None
     assert bare.signature == full.signature

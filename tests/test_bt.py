@@ -20,7 +20,6 @@ import pytest
 
 from kdx.model.stack import StackReader
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 SEPARATOR = "!echo ==KDX-NEXT=="
 #: The commands crash runs on each dump, in this order (one cached crash run per dump).
@@ -58,7 +57,7 @@ _sessions: dict[tuple[str, bool], Session] = {}
 def session_for(dump, *, json_mode: bool = False) -> Session:  # noqa: ANN001
     key = (str(dump.vmcore), json_mode)
     if key not in _sessions:
-        target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+        target = dump.target
         _sessions[key] = Session(target, json=json_mode)
     return _sessions[key]
 

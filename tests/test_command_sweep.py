@@ -17,7 +17,6 @@ from json_schemas import schema_problems
 
 from kdx.commands.crash import INDEX
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 #: Command lines run on every swept dump, text and JSON.
 SWEEP = [
@@ -67,7 +66,7 @@ def target(request, lab):  # noqa: ANN001, ANN201 (fixtures)
     fmt = "elf" if capture == "qemu" else "kdump-zlib"
     dump = lab("null-deref-module", kernel=None if kernel == "6.1" else kernel,
                capture=capture, fmt=fmt)
-    return open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    return dump.target
 
 
 @pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])

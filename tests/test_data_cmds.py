@@ -20,7 +20,6 @@ from drgn.helpers.linux.pid import for_each_task
 from kdx.commands.crash.data import crash_number
 from kdx.render.crash.data import ascii_chart, ascii_text, char_literal, eval_text, string_literal
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 MARK = "echo ==kdx-section {}=="
 _MARK_LINE = re.compile(r"^==kdx-section (\d+)==$")
@@ -28,7 +27,7 @@ _MARK_LINE = re.compile(r"^==kdx-section (\d+)==$")
 
 @pytest.fixture(scope="module")
 def target(null_deref):  # noqa: ANN001, ANN201 (fixture)
-    return open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+    return null_deref.target
 
 
 def _commands(target) -> list[str]:  # noqa: ANN001
@@ -270,7 +269,7 @@ def test_struct_options_match_crash_61(target, null_deref, crash) -> None:  # no
 @pytest.mark.oracle
 def test_struct_options_match_crash_612(lab, crash) -> None:  # noqa: ANN001
     dump = lab("null-deref-module", kernel="6.12")
-    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    target = dump.target
     ours = _compare_struct_options(target, dump, crash)
     by_command = dict(zip(_struct_option_commands(target), ours))
     # the dump file's first bytes: the kdump header's signature, "KDUMP   "
@@ -296,7 +295,7 @@ def test_struct_user_memory_matches_crash(lab, crash) -> None:  # noqa: ANN001
     """``-u`` reads the current task's user memory: a QEMU dump keeps user pages (the
     command line of ``sh -c "echo c > /proc/sysrq-trigger"`` is at its arg_start)."""
     dump = lab("sysrq", capture="qemu", fmt="elf")
-    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    target = dump.target
     session = Session(target, out=io.StringIO(), err=io.StringIO())
     start = session.current_task.mm.arg_start.value_()
     commands = [f"struct list_head -u {start:x}", f"struct list_head -u {start:x} 2",
@@ -330,7 +329,7 @@ def test_struct_options_in_json(target) -> None:  # noqa: ANN001
 def test_print_formats_and_hex_chars_match_crash(null_deref, crash) -> None:  # noqa: ANN001
     from crash_script import crash_sections, kdx_sections
 
-    target = open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+    target = null_deref.target
     sock = f"{target.prog['init_net'].address_:x}"  # any struct with char members will do
     commands = ["p/x jiffies", "p/d jiffies", "p -x jiffies", "p/x init_task.pid",
                 "struct -x task_struct.prio,comm init_task",

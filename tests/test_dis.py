@@ -20,7 +20,6 @@ from crash_script import crash_sections
 
 from kdx.model.disasm import decode, find_source, spell
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 _INSN = re.compile(r"^(0x[0-9a-f]+) <([^>]+)>:\t(.*)$")
 
@@ -35,7 +34,7 @@ def _frames(dump) -> dict:  # noqa: ANN001
     addresses, its user RIP, and (null-deref dumps) the faulting RIP."""
     from drgn.helpers.linux.panic import panic_task
 
-    target = open_dump(dump.vmcore, dump.vmlinux)
+    target = dump.target
     trace = target.prog.stack_trace(panic_task(target.prog))
     kernel = [f.pc for f in trace if f.pc >= 0xFFFF_8000_0000_0000]
     # a return address in the kernel image, not the saved pc itself: crash's gdb marks
@@ -64,7 +63,7 @@ def commands(dump, frames: dict) -> list[str]:  # noqa: ANN001
 
 def kdx_sections(dump, wanted: list[str]) -> dict[str, tuple[str, str]]:  # noqa: ANN001
     """(stdout, stderr) of each command in one kdx session on the dump."""
-    target = open_dump(dump.vmcore, dump.vmlinux)
+    target = dump.target
     out, err = io.StringIO(), io.StringIO()
     session = Session(target, out=out, err=err)
     sections = {}
@@ -249,7 +248,7 @@ def test_module_dis_l_names_file_and_line_without_the_source(null_deref, tmp_pat
     from kdx.model.disasm import disassemble, source_dirs
     from kdx.render.crash.dis import render_disassembly
 
-    target = open_dump(null_deref.vmcore, null_deref.vmlinux)
+    target = null_deref.target
     assert Path(null_deref.modules) in source_dirs(target.prog, null_deref.vmcore.parent)
     start = target.prog.symbol(null_deref.truth["function"]).address
     dis = disassemble(target.prog, start, end=start + 0x20, source_dirs=[tmp_path])
@@ -357,7 +356,7 @@ def test_dis_bug_bytes_match_crash(kernel, lab, crash) -> None:  # noqa: ANN001
     from crash_script import crash_sections
 
     dump = lab("null-deref-module", kernel=None if kernel == "6.1" else kernel)
-    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    target = dump.target
     wanted = _bug_commands(target)
     theirs = crash_sections(crash, dump, wanted)
     out = io.StringIO()

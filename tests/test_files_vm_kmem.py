@@ -23,7 +23,6 @@ from kdx.model.memory import memory_figures
 from kdx.render.crash.kmem import pages_to_size
 from kdx.render.crash.layout import field
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 MARK = "echo ==kdx-section {}=="
 _MARK_LINE = re.compile(r"^==kdx-section (\d+)==$")
@@ -34,12 +33,12 @@ pytestmark = pytest.mark.oracle
 # -- plumbing ---------------------------------------------------------------------------
 
 
-class Dump:
-    """One lab dump opened for kdx, with the PIDs the tests look at."""
+class Scene:
+    """A lab dump (opened once for all test files) and the PIDs these tests look at."""
 
     def __init__(self, lab_dump) -> None:  # noqa: ANN001 (LabDump)
         self.lab = lab_dump
-        self.target = open_dump(lab_dump.vmcore, lab_dump.vmlinux, [lab_dump.modules])
+        self.target = lab_dump.target
         by_comm: dict[str, list[int]] = {}
         for task in for_each_task(self.target.prog):
             comm = task.comm.string_().decode()
@@ -56,7 +55,7 @@ class Dump:
                 "kmem -s dentry", "kmem -s task_struct", f"vm -m {fh}"]
 
 
-def crash_sections(crash, dump: Dump) -> dict[str, str]:  # noqa: ANN001 (fixture)
+def crash_sections(crash, dump: Scene) -> dict[str, str]:  # noqa: ANN001 (fixture)
     wanted = dump.commands()
     script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
     sections: dict[int, list[str]] = {}
@@ -72,7 +71,7 @@ def crash_sections(crash, dump: Dump) -> dict[str, str]:  # noqa: ANN001 (fixtur
     return {wanted[i]: "\n".join(lines).strip("\n") for i, lines in sections.items()}
 
 
-def kdx_sections(dump: Dump) -> dict[str, str]:
+def kdx_sections(dump: Scene) -> dict[str, str]:
     out, err = io.StringIO(), io.StringIO()
     session = Session(dump.target, out=out, err=err)
     result = {}
@@ -85,14 +84,14 @@ def kdx_sections(dump: Dump) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", params=["6.1", "6.12"])
-def dump(request, null_deref, lab) -> Dump:  # noqa: ANN001 (fixtures)
+def dump(request, null_deref, lab) -> Scene:  # noqa: ANN001 (fixtures)
     lab_dump = null_deref if request.param == "6.1" else lab("null-deref-module",
                                                              kernel="6.12")
-    return Dump(lab_dump)
+    return Scene(lab_dump)
 
 
 @pytest.fixture(scope="module")
-def both(dump, crash) -> tuple[Dump, dict[str, str], dict[str, str]]:  # noqa: ANN001
+def both(dump, crash) -> tuple[Scene, dict[str, str], dict[str, str]]:  # noqa: ANN001
     return dump, kdx_sections(dump), crash_sections(crash, dump)
 
 
@@ -385,7 +384,7 @@ def test_field_justification_follows_crash() -> None:
 # -- files -c, -R, -p ---------------------------------------------------------------------
 
 
-def _compare(dump: Dump, crash, wanted: list[str]) -> dict[str, str]:  # noqa: ANN001
+def _compare(dump: Scene, crash, wanted: list[str]) -> dict[str, str]:  # noqa: ANN001
     """Run ``wanted`` in both tools; each command's output, compared line by line
     (blank lines included, trailing blanks aside). Returns kdx's."""
     script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
@@ -414,7 +413,7 @@ def _compare(dump: Dump, crash, wanted: list[str]) -> dict[str, str]:  # noqa: A
     return ours
 
 
-def _fileholder_file(dump: Dump, fd: int):  # noqa: ANN202
+def _fileholder_file(dump: Scene, fd: int):  # noqa: ANN202
     from drgn.helpers.linux.pid import find_task
 
     return find_task(dump.target.prog, dump.fileholder).files.fdt.fd[fd]

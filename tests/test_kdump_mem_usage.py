@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from kdx.capture.memusage import classify, mem_usage, render_mem_usage
-from kdx.target.open import open_dump
 
 
 def _bitmaps(vmcore):
@@ -46,7 +45,7 @@ def _bitmaps(vmcore):
 
 @pytest.fixture(scope="module")
 def target61(null_deref):
-    return open_dump(null_deref.vmcore, null_deref.vmlinux)
+    return null_deref.target
 
 
 def test_classes_match_makedumpfile_page_for_page(null_deref, target61):
@@ -81,7 +80,7 @@ def test_6_12_totals(lab):
     supported"), so only the page total is comparable; the classes still add up."""
     dump = lab("null-deref-module", kernel="6.12")
     first, _, _ = _bitmaps(dump.vmcore)
-    usage = mem_usage(open_dump(dump.vmcore, dump.vmlinux), str(dump.vmcore))
+    usage = mem_usage(dump.target, str(dump.vmcore))
     assert usage.total_pages == len(first)
     assert usage.free > usage.total_pages // 2     # a freshly booted 512 MB guest
     assert usage.kern_data + usage.excluded == usage.total_pages

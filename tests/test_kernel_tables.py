@@ -20,17 +20,16 @@ from drgn.helpers.linux.fs import for_each_file
 from drgn.helpers.linux.pid import find_task, for_each_task
 
 from kdx.model.files import task_files
-from kdx.target.open import open_dump
 
 pytestmark = pytest.mark.oracle
 
 
-class Dump:
-    """One lab dump opened for kdx, with the PIDs the commands name."""
+class Scene:
+    """A lab dump (opened once for all test files) and the PIDs the commands name."""
 
     def __init__(self, lab_dump) -> None:  # noqa: ANN001 (LabDump)
         self.lab = lab_dump
-        self.target = open_dump(lab_dump.vmcore, lab_dump.vmlinux, [lab_dump.modules])
+        self.target = lab_dump.target
         by_comm: dict[str, list[int]] = {}
         for task in for_each_task(self.target.prog):
             by_comm.setdefault(task.comm.string_().decode(), []).append(task.pid.value_())
@@ -75,7 +74,7 @@ def _lines(texts: dict[str, str]) -> dict[str, list[str]]:
 def both(request, lab, crash):  # noqa: ANN001, ANN201 (fixtures)
     """(dump, crash's sections, kdx's sections) for one kernel."""
     lab_dump = lab("null-deref-module", kernel=None if request.param == "6.1" else "6.12")
-    dump = Dump(lab_dump)
+    dump = Scene(lab_dump)
     wanted = dump.commands() + dump.more_commands()
     theirs = _lines(crash_sections(crash, lab_dump, dump.commands()))
     theirs.update(_lines(crash_sections(crash, lab_dump, dump.more_commands())))
@@ -338,7 +337,7 @@ def _sig_commands(pid: int) -> list[str]:
 
 def test_sig_names_sigsets_and_thread_groups_match_crash(null_deref_each, crash) -> None:  # noqa: ANN001, E501
     lab_dump = null_deref_each
-    target = open_dump(lab_dump.vmcore, lab_dump.vmlinux, [lab_dump.modules])
+    target = lab_dump.target
     pid = lab_dump.truth["pid"]
     commands = _sig_commands(pid)
     theirs = _lines(crash_sections(crash, lab_dump, commands))

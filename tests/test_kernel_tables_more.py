@@ -19,17 +19,17 @@ from drgn.helpers.linux.pid import find_task, for_each_task
 
 from kdx.model.files import task_files
 from kdx.model.net import task_sockets
-from kdx.target.open import open_dump
 
 pytestmark = pytest.mark.oracle
 
 
-class Dump:
-    """One lab dump opened for kdx, with the PIDs and sockets the commands name."""
+class Scene:
+    """A lab dump (opened once for all test files) and the PIDs and sockets the
+    commands name."""
 
     def __init__(self, lab_dump) -> None:  # noqa: ANN001 (LabDump)
         self.lab = lab_dump
-        self.target = open_dump(lab_dump.vmcore, lab_dump.vmlinux, [lab_dump.modules])
+        self.target = lab_dump.target
         prog = self.target.prog
         by_comm: dict[str, list[int]] = {}
         for task in for_each_task(prog):
@@ -66,7 +66,7 @@ def _lines(texts: dict[str, str]) -> dict[str, list[str]]:
 def both(request, lab, crash):  # noqa: ANN001, ANN201 (fixtures)
     """(dump, crash's sections, kdx's run) for one kernel."""
     lab_dump = lab("null-deref-module", kernel=None if request.param == "6.1" else "6.12")
-    dump = Dump(lab_dump)
+    dump = Scene(lab_dump)
     theirs = _lines(crash_sections(crash, lab_dump, dump.commands()))
     run = kdx_sections(dump.target, dump.commands())
     return dump, theirs, _lines(run.sections), run

@@ -5,11 +5,9 @@ from __future__ import annotations
 from drgn.helpers.linux.fs import for_each_file
 from drgn.helpers.linux.pid import find_task, for_each_task
 
-from kdx.target.open import open_dump
-
 
 def test_guest_is_lived_in(null_deref):
-    target = open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+    target = null_deref.target
     prog = target.prog
     assert prog["init_uts_ns"].name.nodename.string_() == b"kdx-lab"
     comms = [t.comm.string_().decode() for t in for_each_task(prog)]

@@ -13,7 +13,6 @@ import pytest
 from drgn.helpers.linux.panic import panic_task
 
 from kdx.lab import scenarios
-from kdx.target.open import open_dump
 
 KERNELS = ["6.1", "6.12"]
 
@@ -32,7 +31,7 @@ def test_scenario_crashes_as_described(lab, name, kernel):
         line = (dump.modules / scenario.source_file).read_text().splitlines()[
             truth["source_line"] - 1]
         assert "KDX-CRASH-LINE" in line
-    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    target = dump.target
     task = panic_task(target.prog)
     assert int(task.pid) == truth["pid"]
     assert task.comm.string_().decode() == truth["comm"]

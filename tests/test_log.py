@@ -20,7 +20,6 @@ from kdx.diagnosis.evidence import log_text
 from kdx.model.log import KernelLog, LogRecord, printable, text_block, text_lines
 from kdx.render.crash.log import LogOptions, render_log
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 OPTIONS = ["log", "log -t", "log -m", "log -T", "log -d", "log -c", "log -a", "log -t -m"]
 MARK = "eval 0x10ab{:02x}"
@@ -42,7 +41,7 @@ def dumps(request) -> dict:  # noqa: ANN001 (fixture)
     """Each dump with its opened target, built once for the module."""
     def load(name: str):  # noqa: ANN202
         dump = request.getfixturevalue(name)
-        return dump, open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+        return dump, dump.target
     return {name: load(name) for name in _DUMPS}
 
 

@@ -34,7 +34,7 @@ _DUMPS = ["null_deref", "sysrq", "null_deref_612"]
 def dumps(request) -> dict:  # noqa: ANN001 (fixture)
     def load(name: str):  # noqa: ANN202
         dump = request.getfixturevalue(name)
-        return dump, open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+        return dump, dump.target
     return {name: load(name) for name in _DUMPS}
 
 
@@ -408,7 +408,7 @@ def test_mod_g_section_symbols_match_crash(kernel, lab, crash) -> None:  # noqa:
     wanted = _section_commands(dump)
     script = [line for i, c in enumerate(wanted) for line in (f"echo ==mod-section {i}==", c)]
     theirs = _sections(crash(dump, script), len(wanted))
-    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    target = dump.target
     out = io.StringIO()
     session = Session(target, out=out, err=io.StringIO())
     ours = []

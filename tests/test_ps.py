@@ -19,7 +19,6 @@ import pytest
 from kdx.model.tasks import TaskContext, TaskInfo, state_code
 from kdx.render.crash.ps import center, info_header, ps_line, render_context, render_ps
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 MARK = "eval 0x5ca1ab{:02x}"
 _MARK_LINE = re.compile(r"^hexadecimal: 5ca1ab([0-9a-f]{2})\b")
@@ -61,7 +60,7 @@ def crash_sections(crash, dump) -> dict[str, str]:  # noqa: ANN001 (fixtures)
 
 
 def kdx_sections(dump) -> dict[str, str]:  # noqa: ANN001
-    target = open_dump(dump.vmcore, dump.vmlinux)
+    target = dump.target
     out, err = io.StringIO(), io.StringIO()
     session = Session(target, out=out, err=err)
     sections = {}
@@ -153,7 +152,7 @@ def test_ps_matches_crash_on_busy_dumps(scenario: str, kernel: str | None, lab, 
     dump = lab(scenario, kernel=kernel)
     theirs = crash(dump, ["ps", "ps -S"])
     table_end = theirs.index("  RU: ")
-    session = Session(open_dump(dump.vmcore, dump.vmlinux), out=io.StringIO(),
+    session = Session(dump.target, out=io.StringIO(),
                       err=io.StringIO())
     assert session.execute("ps") and session.execute("ps -S")
     ours = "\n".join(line.rstrip() for line in session.out.getvalue().splitlines())
@@ -339,7 +338,7 @@ def test_policy_header_and_cpu_options_match_crash(kernel, lab, crash) -> None: 
     script = [line for i, c in enumerate(_POLICY_COMMANDS)
               for line in (f"echo ==ps-section {i}==", c)]
     theirs = _echo_sections(crash(dump, script), len(_POLICY_COMMANDS))
-    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    target = dump.target
     out = io.StringIO()
     session = Session(target, out=out, err=io.StringIO())
     ours = []

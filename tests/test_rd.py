@@ -19,7 +19,6 @@ from crash_script import crash_sections
 from kdx.model.memdump import read_memory
 from kdx.render.crash.rd import c_string, render_rd, x_value
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 
 def _addresses(dump) -> dict:  # noqa: ANN001
@@ -30,7 +29,7 @@ def _addresses(dump) -> dict:  # noqa: ANN001
     from drgn.helpers.linux.module import find_module
     from drgn.helpers.linux.panic import panic_task
 
-    prog = open_dump(dump.vmcore, dump.vmlinux).prog
+    prog = dump.target.prog
     trace = prog.stack_trace(panic_task(prog))
     banner = prog.symbol("linux_banner").address
     out = {"sp": trace[0].sp, "user_sp": trace[-1].sp, "banner": banner, "end": banner + 0x20}
@@ -84,7 +83,7 @@ def kdx_command(command: str) -> str:
 def kdx_sections(dump, wanted: list[str]) -> dict[str, tuple[str, str]]:  # noqa: ANN001
     """(stdout, stderr) of each command in one kdx session on the dump."""
     out, err = io.StringIO(), io.StringIO()
-    session = Session(open_dump(dump.vmcore, dump.vmlinux), out=out, err=err)
+    session = Session(dump.target, out=out, err=err)
     sections = {}
     for command in wanted:
         o, e = len(out.getvalue()), len(err.getvalue())
@@ -188,7 +187,7 @@ def test_user_memory_matches_crash(lab, crash) -> None:  # noqa: ANN001
     from drgn.helpers.linux.panic import panic_task
 
     dump = lab("sysrq", capture="qemu", fmt="elf")
-    prog = open_dump(dump.vmcore, dump.vmlinux).prog
+    prog = dump.target.prog
     sp = prog.stack_trace(panic_task(prog))[-1].sp
     wanted = [f"rd -u {sp:x} 4", f"rd {sp:x} 2", f"rd -a -u {sp:x} 16"]
     theirs = crash_sections(crash, dump, wanted)
@@ -211,7 +210,7 @@ def test_json_parses(null_deref, kdx) -> None:  # noqa: ANN001
 
 def test_values_and_ascii_agree(null_deref) -> None:  # noqa: ANN001
     """The values, the hex of the bytes and the ASCII column are one reading."""
-    prog = open_dump(null_deref.vmcore, null_deref.vmlinux).prog
+    prog = null_deref.target.prog
     banner = prog["linux_banner"].address_
     display = read_memory(prog, banner, unit=4, count=6)
     raw = display.raw
@@ -249,7 +248,7 @@ def _option_commands(target) -> list[str]:  # noqa: ANN001
 @pytest.mark.parametrize("kernel", ["6.1", "6.12"])
 def test_rd_options_match_crash(kernel, lab, crash) -> None:  # noqa: ANN001
     dump = lab("null-deref-module", kernel=None if kernel == "6.1" else kernel)
-    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    target = dump.target
     wanted = _option_commands(target)
     theirs = crash_sections(crash, dump, wanted)
     out = io.StringIO()
@@ -273,7 +272,7 @@ def test_rd_options_match_crash(kernel, lab, crash) -> None:  # noqa: ANN001
 
 
 def test_rd_copies_raw_bytes_to_a_file(null_deref, tmp_path) -> None:  # noqa: ANN001
-    target = open_dump(null_deref.vmcore, null_deref.vmlinux)
+    target = null_deref.target
     out = io.StringIO()
     session = Session(target, out=out, err=io.StringIO())
     path = tmp_path / "banner.bin"

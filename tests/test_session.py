@@ -8,12 +8,11 @@ import json
 import pytest
 
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 
 @pytest.fixture(scope="module")
 def target(null_deref):
-    return open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+    return null_deref.target
 
 
 def _session(target, json_mode: bool = False) -> tuple[Session, io.StringIO, io.StringIO]:

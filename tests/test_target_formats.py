@@ -55,7 +55,7 @@ def test_filtered_kdump_records_dump_level(sysrq):
 
 
 def test_explicit_module_dir_gives_module_debug_info(null_deref):
-    target = open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+    target = null_deref.target
     assert "hello_crash" not in target.missing_modules
     mod = target.prog.module("hello_crash")
     assert mod.debug_file_path is not None
@@ -88,7 +88,7 @@ _FIRST_LOOK = ["sys", "bt", "ps", "log", "mod", "kmem -i", "files", "vm",
 def test_commands_work_on_every_format(lab, capture, fmt, note, kind, compression):
     dump = lab("sysrq", capture=capture, fmt=fmt, vmcoreinfo=note)
     out, err = io.StringIO(), io.StringIO()
-    session = Session(open_dump(dump.vmcore), json=True, out=out, err=err)
+    session = Session(dump.target, json=True, out=out, err=err)
     docs = {}
     for command in _FIRST_LOOK:
         out.seek(0)

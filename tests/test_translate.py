@@ -18,15 +18,16 @@ from drgn.helpers.linux.mm import follow_phys, virt_to_phys
 from drgn.helpers.linux.panic import panic_task
 
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 pytestmark = pytest.mark.oracle
 
 
-class Dump:
+class Scene:
+    """A lab dump (opened once for all test files) and what these tests name in it."""
+
     def __init__(self, lab_dump) -> None:  # noqa: ANN001 (LabDump)
         self.lab = lab_dump
-        self.target = open_dump(lab_dump.vmcore, lab_dump.vmlinux, [lab_dump.modules])
+        self.target = lab_dump.target
         prog = self.prog = self.target.prog
         task = panic_task(prog)
         self.task = task.value_()
@@ -46,11 +47,11 @@ class Dump:
 
 
 @pytest.fixture(scope="module")
-def dump(null_deref_each) -> Dump:  # noqa: ANN001 (fixture)
-    return Dump(null_deref_each)
+def dump(null_deref_each) -> Scene:  # noqa: ANN001 (fixture)
+    return Scene(null_deref_each)
 
 
-def ours(dump: Dump, commands: list[str]) -> dict[str, str]:
+def ours(dump: Scene, commands: list[str]) -> dict[str, str]:
     return kdx_outputs(dump.target, commands)
 
 

@@ -13,8 +13,6 @@ from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.pid import for_each_task
 
-from kdx.target.open import open_dump
-
 pytestmark = pytest.mark.oracle
 
 
@@ -65,20 +63,22 @@ def maple_commands(prog) -> list[str]:  # noqa: ANN001 (drgn.Program)
     return commands
 
 
-class Dump:
+class Scene:
+    """A lab dump (opened once for all test files) and what these tests name in it."""
+
     def __init__(self, lab_dump) -> None:  # noqa: ANN001 (LabDump)
         self.lab = lab_dump
-        self.target = open_dump(lab_dump.vmcore, lab_dump.vmlinux, [lab_dump.modules])
+        self.target = lab_dump.target
         self.prog = self.target.prog
         self.commands = walk_commands(self.prog)
 
 
 @pytest.fixture(scope="module")
-def dump(null_deref_each) -> Dump:  # noqa: ANN001 (fixture)
-    return Dump(null_deref_each)
+def dump(null_deref_each) -> Scene:  # noqa: ANN001 (fixture)
+    return Scene(null_deref_each)
 
 
-def run_kdx(dump: Dump, commands: list[str]) -> tuple[dict[str, str], str]:
+def run_kdx(dump: Scene, commands: list[str]) -> tuple[dict[str, str], str]:
     run = kdx_sections(dump.target, commands)
     return run.sections, run.stderr
 
