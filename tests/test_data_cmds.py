@@ -2,7 +2,7 @@
 
 crash answers these through gdb; kdx through drgn with gdb's layout. Both run the same
 commands in the same order (so gdb's ``$N`` value numbers line up) on the null-deref dump,
-each section cut out by an ``echo`` marker, and are compared line for line. The commands
+each section cut out by crash_script's markers, and are compared line for line. The commands
 cover type declarations with and without offsets (anonymous unions, bit fields),
 structures in memory with nested members, anonymous unions, arrays, function and symbol
 pointers, chars and strings, a per-CPU symbol, and crash's number rules.
@@ -15,14 +15,12 @@ import json
 import re
 
 import pytest
+from crash_script import crash_parts, kdx_sections
 from drgn.helpers.linux.pid import for_each_task
 
 from kdx.commands.crash.data import crash_number
 from kdx.render.crash.data import ascii_chart, ascii_text, char_literal, eval_text, string_literal
 from kdx.session.session import Session
-
-MARK = "echo ==kdx-section {}=="
-_MARK_LINE = re.compile(r"^==kdx-section (\d+)==$")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +56,7 @@ def _commands(target) -> list[str]:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def sections(target, null_deref, crash) -> tuple[dict[str, str], dict[str, str]]:  # noqa: ANN001
     wanted = _commands(target)
-    theirs, (ours, err) = _crash_sections(crash, null_deref, wanted), _kdx_sections(target, wanted)
+    theirs, (ours, err) = crash_parts(crash, null_deref, wanted), _kdx_sections(target, wanted)
     assert "Traceback" not in err and "unexpected" not in err
     return dict(zip(wanted, ours)), dict(zip(wanted, theirs))
 
@@ -174,32 +172,10 @@ def test_ascii_and_chars() -> None:
 # -- struct/union options: -c, -l, -r, -p, -u, -f, members, :cpuspec -------------------
 
 
-def _crash_sections(crash, dump, commands: list[str]) -> list[str]:  # noqa: ANN001
-    """crash's output of each command, cut out by echo markers (the shared eval markers
-    of crash_script would eat the output of this file's own ``eval`` commands)."""
-    script = [line for i, c in enumerate(commands) for line in (MARK.format(i), c)]
-    parts: dict[int, list[str]] = {}
-    current = None
-    for line in crash(dump, script).splitlines():
-        found = _MARK_LINE.match(line)
-        if found:
-            current = int(found.group(1))
-            parts[current] = []
-        elif current is not None:
-            parts[current].append(line.rstrip())
-    return ["\n".join(parts.get(i, [])).strip("\n") for i in range(len(commands))]
-
-
 def _kdx_sections(target, commands: list[str]) -> tuple[list[str], str]:  # noqa: ANN001
-    out, err = io.StringIO(), io.StringIO()
-    session = Session(target, out=out, err=err)
-    texts = []
-    for command in commands:
-        start = out.tell()
-        session.execute(command)
-        texts.append("\n".join(line.rstrip() for line in
-                               out.getvalue()[start:].strip("\n").splitlines()))
-    return texts, err.getvalue()
+    """kdx's outputs in order (repeats kept) and its stderr."""
+    run = kdx_sections(target, commands)
+    return run.parts, run.stderr
 
 
 def _struct_option_commands(target) -> list[str]:  # noqa: ANN001
@@ -241,7 +217,7 @@ def drgn_offset(prog, member: str) -> int:  # noqa: ANN001
 
 def _compare_struct_options(target, dump, crash) -> list[str]:  # noqa: ANN001
     commands = _struct_option_commands(target)
-    theirs = _crash_sections(crash, dump, commands)
+    theirs = crash_parts(crash, dump, commands)
     ours, err = _kdx_sections(target, commands)
     assert "Traceback" not in err
     differ = [f"{c}:\n--- crash\n{t[:3000]}\n--- kdx\n{o[:3000]}"
@@ -300,7 +276,7 @@ def test_struct_user_memory_matches_crash(lab, crash) -> None:  # noqa: ANN001
     start = session.current_task.mm.arg_start.value_()
     commands = [f"struct list_head -u {start:x}", f"struct list_head -u {start:x} 2",
                 f"struct list_head -u -r {start:x}"]
-    theirs = _crash_sections(crash, dump, commands)
+    theirs = crash_parts(crash, dump, commands)
     ours, err = _kdx_sections(target, commands)
     assert ours == theirs, err
     assert ours[2].endswith("sh.-c.echo c > /")

@@ -2,8 +2,8 @@
 
 The lab guest runs ``fileholder`` (a tmpfs file, /proc/version, /dev/null, both ends of
 a pipe, a file on a second tmpfs mount, cwd /tmp) and two ``nc`` processes joined by a
-TCP connection. crash runs once per dump on every command below, each preceded by an
-``echo`` marker so its output can be cut out; kdx runs the same commands in one session.
+TCP connection. crash runs once per dump on every command below, each preceded by a
+marker (crash_script) so its output can be cut out; kdx runs the same commands in one session.
 Sections are compared field by field (every fd, address, type and path; every VMA and
 page translation; every page count; every slab cache). Trailing blanks are ignored:
 kdx never prints them (docs/crash-differences.md).
@@ -16,6 +16,7 @@ import json
 import re
 
 import pytest
+from crash_script import crash_parts, crash_sections, kdx_sections
 from drgn.helpers.linux.mm import vm_memory_committed
 from drgn.helpers.linux.pid import for_each_task
 
@@ -23,9 +24,6 @@ from kdx.model.memory import memory_figures
 from kdx.render.crash.kmem import pages_to_size
 from kdx.render.crash.layout import field
 from kdx.session.session import Session
-
-MARK = "echo ==kdx-section {}=="
-_MARK_LINE = re.compile(r"^==kdx-section (\d+)==$")
 
 pytestmark = pytest.mark.oracle
 
@@ -55,32 +53,10 @@ class Scene:
                 "kmem -s dentry", "kmem -s task_struct", f"vm -m {fh}"]
 
 
-def crash_sections(crash, dump: Scene) -> dict[str, str]:  # noqa: ANN001 (fixture)
-    wanted = dump.commands()
-    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
-    sections: dict[int, list[str]] = {}
-    current = None
-    for line in crash(dump.lab, script).splitlines():
-        found = _MARK_LINE.match(line)
-        if found:
-            current = int(found.group(1))
-            sections[current] = []
-        elif current is not None:
-            sections[current].append(line.rstrip())
-    assert len(sections) == len(wanted), "crash's output could not be split by command"
-    return {wanted[i]: "\n".join(lines).strip("\n") for i, lines in sections.items()}
-
-
-def kdx_sections(dump: Scene) -> dict[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    session = Session(dump.target, out=out, err=err)
-    result = {}
-    for command in dump.commands():
-        start = out.tell()
-        assert session.execute(command), err.getvalue()
-        result[command] = out.getvalue()[start:].strip("\n")
-    assert "Traceback" not in err.getvalue()
-    return result
+def kdx_outputs(dump: Scene) -> dict[str, str]:
+    run = kdx_sections(dump.target, dump.commands())
+    assert not run.failed, run.stderr
+    return run.sections
 
 
 @pytest.fixture(scope="module", params=["6.1", "6.12"])
@@ -92,7 +68,7 @@ def dump(request, null_deref, lab) -> Scene:  # noqa: ANN001 (fixtures)
 
 @pytest.fixture(scope="module")
 def both(dump, crash) -> tuple[Scene, dict[str, str], dict[str, str]]:  # noqa: ANN001
-    return dump, kdx_sections(dump), crash_sections(crash, dump)
+    return dump, kdx_outputs(dump), crash_sections(crash, dump.lab, dump.commands())
 
 
 # -- files ------------------------------------------------------------------------------
@@ -156,16 +132,12 @@ def test_files_dentry_matches_crash(dump, crash) -> None:  # noqa: ANN001
                 dentries.append(entry["dentry"][2:])
     dentries = sorted(set(dentries))
     commands = [f"files -d {d}" for d in dentries]
-    script = [line for i, c in enumerate(commands) for line in (MARK.format(i), c)]
-    theirs = crash(dump.lab, script)
-    text = io.StringIO()
-    session = Session(dump.target, out=text)
-    for i, command in enumerate(commands):
-        text.write(MARK.format(i).split(" ", 1)[1] + "\n")
-        assert session.execute(command)
-    assert text.getvalue().strip() == "\n".join(
-        line.rstrip() for line in theirs.splitlines()).strip()
-    assert "SOCK TCP" in text.getvalue() and " FIFO" in text.getvalue()
+    theirs = crash_parts(crash, dump.lab, commands)
+    run = kdx_sections(dump.target, commands)
+    assert not run.failed, run.stderr
+    assert run.parts == theirs
+    text = "\n".join(run.parts)
+    assert "SOCK TCP" in text and " FIFO" in text
 
 
 # -- vm ---------------------------------------------------------------------------------
@@ -321,17 +293,12 @@ def test_kmem_address_of_a_task_matches_crash(dump, crash) -> None:  # noqa: ANN
     task = next(t for t in for_each_task(prog) if t.pid.value_() == dump.fileholder)
     mm = task.mm.value_()
     commands = [f"kmem {task.value_():x}", f"kmem {mm:x}"]
-    script = [line for i, c in enumerate(commands) for line in (MARK.format(i), c)]
-    theirs = crash(dump.lab, script)
-    out = io.StringIO()
-    session = Session(dump.target, out=out)
-    for i, command in enumerate(commands):
-        out.write(MARK.format(i).split(" ", 1)[1] + "\n")
-        assert session.execute(command)
-    assert out.getvalue().strip() == "\n".join(
-        line.rstrip() for line in theirs.splitlines()).strip()
-    assert f"[{task.value_():x}]" in out.getvalue()
-    assert 'COMMAND: "fileholder"' in out.getvalue()
+    theirs = crash_parts(crash, dump.lab, commands)
+    ours = kdx_sections(dump.target, commands)
+    assert not ours.failed, ours.stderr
+    assert ours.parts == theirs
+    assert f"[{task.value_():x}]" in ours.parts[0]
+    assert 'COMMAND: "fileholder"' in ours.parts[0]
 
 
 def test_kmem_address_outside_memory_is_one_line(dump) -> None:  # noqa: ANN001
@@ -387,27 +354,9 @@ def test_field_justification_follows_crash() -> None:
 def _compare(dump: Scene, crash, wanted: list[str]) -> dict[str, str]:  # noqa: ANN001
     """Run ``wanted`` in both tools; each command's output, compared line by line
     (blank lines included, trailing blanks aside). Returns kdx's."""
-    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
-    theirs: dict[int, list[str]] = {}
-    current = None
-    for line in crash(dump.lab, script).splitlines():
-        found = _MARK_LINE.match(line)
-        if found:
-            current = int(found.group(1))
-            theirs[current] = []
-        elif current is not None:
-            theirs[current].append(line.rstrip())
-    out, err = io.StringIO(), io.StringIO()
-    session = Session(dump.target, out=out, err=err)
-    ours = {}
-    for command in wanted:
-        start = out.tell()
-        session.execute(command)
-        ours[command] = "\n".join(line.rstrip() for line in
-                                  out.getvalue()[start:].strip("\n").splitlines())
-    assert "Traceback" not in err.getvalue()
-    for i, command in enumerate(wanted):
-        oracle = "\n".join(theirs.get(i, [])).strip("\n")
+    theirs = crash_parts(crash, dump.lab, wanted)
+    ours = kdx_sections(dump.target, wanted).sections
+    for command, oracle in zip(wanted, theirs):
         assert ours[command] == oracle, f"{command}:\n--- crash\n{oracle}\n--- kdx\n" \
             f"{ours[command]}"
     return ours

@@ -15,6 +15,7 @@ import re
 import time
 
 import pytest
+from crash_script import crash_parts
 
 from kdx.diagnosis.evidence import log_text
 from kdx.model.log import KernelLog, LogRecord, printable, text_block, text_lines
@@ -22,9 +23,6 @@ from kdx.render.crash.log import LogOptions, render_log
 from kdx.session.session import Session
 
 OPTIONS = ["log", "log -t", "log -m", "log -T", "log -d", "log -c", "log -a", "log -t -m"]
-MARK = "eval 0x10ab{:02x}"
-_MARK_LINE = re.compile(r"^hexadecimal: 10ab([0-9a-f]{2})\b")
-_EVAL_LINES = re.compile(r"^\s*(decimal|octal|binary):")
 #: makedumpfile prints the caller id after the time when the kernel records it (6.12).
 _CALLER_FIELD = re.compile(r"^(\[[ 0-9.]+\]) \[ *[TC][0-9]+\] ")
 _DUMPS = ["null_deref", "sysrq", "null_deref_612"]
@@ -54,20 +52,9 @@ def kdx_output(target, line: str, json_mode: bool = False) -> str:  # noqa: ANN0
 
 
 def crash_sections(crash, dump) -> dict[str, list[str]]:  # noqa: ANN001 (fixtures)
-    script = [line for i, c in enumerate(OPTIONS) for line in (MARK.format(i), c)]
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in crash(dump, script).splitlines():
-        found = _MARK_LINE.match(line)
-        if found:
-            current = OPTIONS[int(found.group(1), 16)]
-            sections[current] = []
-        elif current is not None and not _EVAL_LINES.match(line):
-            sections[current].append(line.rstrip())
-    for lines in sections.values():
-        while lines and not lines[-1]:
-            lines.pop()  # crash's blank line before the next command or at exit
-    return sections
+    """crash's lines for each of OPTIONS on ``dump``."""
+    parts = crash_parts(crash, dump, OPTIONS)
+    return {option: part.split("\n") if part else [] for option, part in zip(OPTIONS, parts)}
 
 
 # --- against crash ------------------------------------------------------------------------

@@ -15,15 +15,13 @@ import re
 from pathlib import Path
 
 import pytest
+from crash_script import crash_parts
 from drgn.helpers.linux.panic import panic_task
 
 from kdx.model.modules import module_list
 from kdx.session.session import Session
 from kdx.target.open import Target, open_dump
 
-MARK = "eval 0x5e1b{:02x}"
-_MARK_LINE = re.compile(r"^hexadecimal: 5e1b([0-9a-f]{2})\b")
-_EVAL_LINES = re.compile(r"^\s*(decimal|octal|binary):")
 #: ``ADDRESS (T) NAME[+OFF] [MODULE] [FILE: LINE]`` as crash's sym prints a symbol.
 _SYM = re.compile(r"^(?P<head>[0-9a-f]+ \((?P<type>.)\) (?P<name>\S+?)(?:\+(?P<off>\d+))?"
                   r"(?: \[(?P<module>\w+)\])?)(?: (?P<file>\S+): (?P<line>\d+))?$")
@@ -58,20 +56,10 @@ def run(target: Target, *lines: str, json_mode: bool = False) -> tuple[str, str]
 
 
 def crash_sections(crash, dump, commands: list[str]) -> list[list[str]]:  # noqa: ANN001
-    script = [line for i, c in enumerate(commands)
-              for line in (MARK.format(i), c.replace(" (loaded)", ""))]
-    sections: list[list[str]] = [[] for _ in commands]
-    current = None
-    for line in crash(dump, script).splitlines():
-        found = _MARK_LINE.match(line)
-        if found:
-            current = int(found.group(1), 16)
-        elif current is not None and not _EVAL_LINES.match(line):
-            sections[current].append(line.rstrip())
-    for lines in sections:
-        while lines and not lines[-1]:
-            lines.pop()
-    return sections
+    """crash's lines for each command; ``(loaded)`` in a command is a note for kdx's
+    side (the module's .ko is loaded), not part of what crash runs."""
+    parts = crash_parts(crash, dump, [c.replace(" (loaded)", "") for c in commands])
+    return [part.split("\n") if part else [] for part in parts]
 
 
 def panic_pc(target: Target) -> int:

@@ -11,7 +11,6 @@ hit twice when the range starts in the kernel image; kdx prints each address onc
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from crash_script import crash_sections
@@ -55,14 +54,13 @@ def dump(null_deref_each) -> Scene:  # noqa: ANN001 (fixture)
 def both(dump, crash):  # noqa: ANN001, ANN201
     out, err = io.StringIO(), io.StringIO()
     session = Session(dump.target, out=out, err=err)
-    ours, seconds = {}, {}
+    ours = {}
     for command in dump.commands:
-        start, began = out.tell(), time.monotonic()
+        start = out.tell()
         assert session.execute(command), err.getvalue()
-        seconds[command] = time.monotonic() - began
         ours[command] = out.getvalue()[start:].strip("\n")
     assert err.getvalue() == ""  # no progress lines off a terminal
-    return dump, ours, crash_sections(crash, dump.lab, dump.commands), seconds
+    return dump, ours, crash_sections(crash, dump.lab, dump.commands)
 
 
 def _hits(text: str) -> list[str]:
@@ -70,7 +68,7 @@ def _hits(text: str) -> list[str]:
 
 
 def test_search_hits_equal_crash(both) -> None:  # noqa: ANN001
-    dump, ours, theirs, _ = both
+    dump, ours, theirs = both
     for command in dump.commands[:-1]:
         mine = _hits(ours[command])
         assert mine, command
@@ -80,7 +78,7 @@ def test_search_hits_equal_crash(both) -> None:  # noqa: ANN001
 
 def test_search_kernel_stacks_match_crash(both) -> None:  # noqa: ANN001
     """``search -t``: a task header above each stack with hits, blocks apart."""
-    dump, ours, theirs, _ = both
+    dump, ours, theirs = both
     command = f"search -t {dump.task:x}"
     assert "PID: " in theirs[command]
     assert ours[command].splitlines() == [line.rstrip() for line in
@@ -88,7 +86,7 @@ def test_search_kernel_stacks_match_crash(both) -> None:  # noqa: ANN001
 
 
 def test_search_finds_the_known_values(both) -> None:  # noqa: ANN001
-    dump, ours, _, _ = both
+    dump, ours, _ = both
     task = dump.task
     pointer = ours[f"search -s {task:x} -l 0x3000 {task:x}"]
     # The task is its own group_leader: its address is inside the task_struct.
@@ -99,11 +97,6 @@ def test_search_finds_the_known_values(both) -> None:  # noqa: ANN001
     everywhere = _hits(ours[f"search -k {task:x}"])
     assert len(everywhere) >= 5
     assert all(line.endswith(f": {task:x}") for line in everywhere)
-
-
-def test_full_kernel_search_is_bounded(both) -> None:  # noqa: ANN001
-    dump, _, _, seconds = both
-    assert seconds[f"search -k {dump.task:x}"] < 120
 
 
 def test_search_errors_are_one_line(dump) -> None:  # noqa: ANN001
