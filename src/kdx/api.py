@@ -137,6 +137,7 @@ class Dump:
     def __init__(self, target: Target) -> None:
         self.target = target
         self._session: Session | None = None
+        self._warnings: list[str] = []
         self._out = io.StringIO()
         self._err = io.StringIO()
 
@@ -159,8 +160,9 @@ class Dump:
 
     @property
     def warnings(self) -> list[str]:
-        """What opening the dump could not do (modules left without debug info...)."""
-        return list(self.target.warnings)
+        """What opening the dump could not do (modules left without debug info...) and
+        what the records could not read (a damaged task...), in order."""
+        return [*self.target.warnings, *self._warnings]
 
     @property
     def session(self) -> Session:
@@ -172,6 +174,10 @@ class Dump:
 
     def _cached(self, key: str, build: Callable[[], Any]) -> Any:
         return self.session.cached(key, build)
+
+    def _warned(self) -> _Warnings:
+        """A list a model function appends its warnings to, kept once each."""
+        return _Warnings(self._warnings)
 
     def sys(self) -> SystemInfo:
         """The machine when it crashed, as crash's ``sys`` shows it.
@@ -191,7 +197,7 @@ class Dump:
         """
         from kdx.model.tasks import task_list
 
-        return self._cached("tasks", lambda: task_list(self.prog, []))
+        return self._cached("tasks", lambda: task_list(self.prog, self._warned()))
 
     def task(self, pid: int) -> TaskInfo:
         """The task with PID ``pid`` (for PID 0, the boot CPU's idle task); LookupError
@@ -236,7 +242,8 @@ class Dump:
         """
         from kdx.model.modules import module_list
 
-        return self._cached("api-modules", lambda: module_list(self.prog, []))
+        # read afresh, as ``mod`` does: ``run("mod -s ...")`` changes the debug files
+        return module_list(self.prog, self._warned())
 
     def analyze(self) -> Verdict:
         """Why the kernel died: category, culprit, context and evidence (``kdx analyze``).
@@ -287,6 +294,19 @@ class Dump:
         if not task:
             raise LookupError(f"no task with PID {pid} in the dump")
         return task
+
+
+class _Warnings(list):
+    """Appends to ``into`` what it does not hold yet: records read again (``modules``)
+    repeat their warnings."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__()
+        self._into = into
+
+    def append(self, message: str) -> None:
+        if message not in self._into:
+            self._into.append(message)
 
 
 def _stack_frame(frame: Frame) -> StackFrame:
