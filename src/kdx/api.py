@@ -22,13 +22,19 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
+# Record fields must resolve at run time (the JSON renderer reads their type hints);
+# this module is imported only when a kdx.* name is first used, so ``import kdx`` stays
+# cheap all the same.
+from kdx.model.records import Hex
+from kdx.model.stack import Backtrace
+
 if TYPE_CHECKING:
     import drgn
 
     from kdx.diagnosis.verdict import Verdict
     from kdx.model.log import KernelLog
     from kdx.model.modules import ModuleInfo
-    from kdx.model.stack import Backtrace, Frame, StackReader
+    from kdx.model.stack import Frame, StackReader
     from kdx.model.system import SystemInfo
     from kdx.model.tasks import TaskInfo
     from kdx.session.session import Session
@@ -62,7 +68,7 @@ class StackFrame:
     function: str | None
     offset: int | None
     module: str | None  # None for the kernel itself
-    address: int  # the return address, or the interrupted instruction
+    address: Hex  # the return address, or the interrupted instruction
     file: str | None
     line: int | None
     inline: bool = False
@@ -80,7 +86,7 @@ class Stack:
     pid: int
     comm: str
     cpu: int
-    task: int  # the task_struct address
+    task: Hex  # the task_struct address
     panic: bool  # the task that panicked
     frames: list[StackFrame]
     record: Backtrace = field(repr=False)
@@ -91,7 +97,7 @@ class Stack:
         return [f.function or "?" for f in self.frames]
 
     def to_dict(self) -> Any:
-        """The model record as ``bt --json`` writes it."""
+        """The model record as ``bt --json`` writes it (its frames' full detail)."""
         return to_dict(self.record)
 
 
