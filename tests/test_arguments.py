@@ -26,7 +26,6 @@ from kdx.commands.crash.arguments import (
 from kdx.model.tasks import TaskInfo, all_tasks, crash_cpus, task_list
 from kdx.session.command import CommandError
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 
 # --- CPU lists (crash's make_cpumask) ---------------------------------------------------------
 
@@ -196,7 +195,7 @@ ORACLE = ["bt -c all", "bt -c 1,0", "bt 0", "bt -a"]
 
 @pytest.fixture(scope="module")
 def opened(null_deref_each):  # noqa: ANN001, ANN201 (fixtures)
-    return open_dump(null_deref_each.vmcore, null_deref_each.vmlinux)
+    return null_deref_each.target
 
 
 def _headers(text: str) -> list[str]:

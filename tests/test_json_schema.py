@@ -25,7 +25,6 @@ from kdx.render.json_out import SCHEMA_VERSION, hex_text, plain, to_json
 from kdx.render.json_schema import SCHEMA_DIR, generate, kind_schema
 from kdx.render.kinds import KINDS
 from kdx.session.session import Session
-from kdx.target.open import open_dump
 from kdx.textsafe import decode
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "kdx"
@@ -146,7 +145,7 @@ def test_control_characters_survive_in_json_and_not_in_text() -> None:
 
 @pytest.fixture(scope="module")
 def null_deref_target(null_deref):  # noqa: ANN001, ANN201 (fixtures)
-    return open_dump(null_deref.vmcore, null_deref.vmlinux, [null_deref.modules])
+    return null_deref.target
 
 
 def test_ps_task_address_is_the_one_crash_prints(null_deref, null_deref_target,

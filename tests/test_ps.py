@@ -15,14 +15,12 @@ import re
 from dataclasses import replace
 
 import pytest
+from crash_script import crash_parts
+from crash_script import kdx_sections as kdx_run
 
 from kdx.model.tasks import TaskContext, TaskInfo, state_code
 from kdx.render.crash.ps import center, info_header, ps_line, render_context, render_ps
 from kdx.session.session import Session
-
-MARK = "eval 0x5ca1ab{:02x}"
-_MARK_LINE = re.compile(r"^hexadecimal: 5ca1ab([0-9a-f]{2})\b")
-_EVAL_LINES = re.compile(r"^\s*(decimal|octal|binary):")
 
 
 def commands(pid: int) -> list[str]:
@@ -45,33 +43,14 @@ def _keys(wanted: list[str]) -> list[str]:
 
 def crash_sections(crash, dump) -> dict[str, str]:  # noqa: ANN001 (fixtures)
     wanted = commands(dump.truth["pid"])
-    script = [line for i, c in enumerate(wanted) for line in (MARK.format(i), c)]
-    sections: dict[int, list[str]] = {}
-    current = None
-    for line in crash(dump, script).splitlines():
-        found = _MARK_LINE.match(line)
-        if found:
-            current = int(found.group(1), 16)
-            sections[current] = []
-        elif current is not None and not _EVAL_LINES.match(line):
-            sections[current].append(line.rstrip())
-    keys = _keys(wanted)
-    return {keys[i]: "\n".join(lines).strip("\n") for i, lines in sections.items()}
+    return dict(zip(_keys(wanted), crash_parts(crash, dump, wanted)))
 
 
 def kdx_sections(dump) -> dict[str, str]:  # noqa: ANN001
-    target = dump.target
-    out, err = io.StringIO(), io.StringIO()
-    session = Session(target, out=out, err=err)
-    sections = {}
     wanted = commands(dump.truth["pid"])
-    for key, command in zip(_keys(wanted), wanted):
-        start = len(out.getvalue())
-        assert session.execute(command), err.getvalue()
-        text = out.getvalue()[start:]
-        sections[key] = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
-    assert "Traceback" not in err.getvalue()
-    return sections
+    run = kdx_run(dump.target, wanted)
+    assert not run.failed, run.stderr
+    return dict(zip(_keys(wanted), run.parts))
 
 
 @pytest.fixture(scope="module", params=["6.1", "6.12"])
