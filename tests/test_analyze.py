@@ -184,7 +184,7 @@ def test_verdict_memory_is_kmem_i(null_deref):
     two agree to the page; the lab guest had 79,041 pages, 65,445 of them free."""
     from kdx.model.memory import memory_figures
 
-    target = open_dump(null_deref.vmcore, null_deref.vmlinux)
+    target = null_deref.target
     memory = analyze(target).details["memory"]
     figures = memory_figures(target.prog)
     kib = figures.page_size // 1024
@@ -202,7 +202,7 @@ def test_verdict_panic_message_is_the_sys_panic_line(lab):
     from kdx.model.system import system_info
 
     dump = lab("gpf")
-    target = open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    target = dump.target
     verdict = analyze(target)
     assert verdict.context.panic_message == system_info(target).panic == \
         dump.truth["panic_message"]

@@ -124,7 +124,7 @@ def test_unfiltered_kdump_elf_against_makedumpfile(lab, tmp_path: Path) -> None:
     makedumpfile counts those pages once per segment (docs/crash-differences.md)."""
     dump = lab("sysrq", fmt="elf", dump_level=0)
     report = _makedumpfile_report(dump, tmp_path / "out")
-    usage = mem_usage(open_dump(dump.vmcore, dump.vmlinux), str(dump.vmcore))
+    usage = mem_usage(dump.target, str(dump.vmcore))
     assert (usage.zero, usage.non_pri_cache, usage.pri_cache, usage.user, usage.free) == (
         report["Pages filled with zero"], report["Non-private cache pages"],
         report["Private cache pages"], report["User process data pages"],

@@ -168,10 +168,9 @@ def test_panic_line_of_the_real_log_with_and_without_panic(scenario: str, lab) -
     """The dump's own log, read by the model: as kdump left it (no "Kernel panic" line)
     the oops line is chosen; had panic() run first, its line would win, as in crash."""
     from kdx.model.log import kernel_log, text_lines
-    from kdx.target.open import open_dump
 
     dump = lab(scenario)
-    lines = text_lines(kernel_log(open_dump(dump.vmcore, dump.vmlinux).prog))
+    lines = text_lines(kernel_log(dump.target.prog))
     assert not any("Kernel panic" in line for line in lines)
     assert choose_panic_line(lines) == dump.truth["panic_message"]
     panicked = [*lines, "Kernel panic - not syncing: Fatal exception"]
