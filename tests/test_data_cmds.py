@@ -18,7 +18,7 @@ import pytest
 from crash_script import crash_parts, kdx_sections
 from drgn.helpers.linux.pid import for_each_task
 
-from kdx.commands.crash.data import crash_number
+from kdx.model.expr import crash_number
 from kdx.render.crash.data import ascii_chart, ascii_text, char_literal, eval_text, string_literal
 from kdx.session.session import Session
 

@@ -22,7 +22,7 @@ from kdx.model.tasks import TaskInfo, TaskRlimit
 from kdx.model.vm import TaskVm, Vma, VmaPages
 
 __all__ = [
-    "AsciiValues", "BugBytes", "CommandSummary", "CpuInfoAddress", "DeviceTables",
+    "AsciiValues", "BugBytes", "CommandSummary", "DeviceTables",
     "EvalResult", "FileUsers", "HelpText", "InodePageCache", "LogDocument", "ModuleTaints",
     "PageFrame", "PercpuOffset", "PhysicalToVirtual", "RawDumpFile", "TaskChildren",
     "TaskFilesPageCache", "TaskFilesReference", "TaskLastRun", "TaskRlimits", "TaskSearch",
@@ -71,14 +71,6 @@ class ModuleTaints:
 
     name: str
     taints: str
-
-
-@dataclass(frozen=True)
-class CpuInfoAddress:
-    """``mach -c``: where each CPU's ``cpuinfo_x86`` is (None for an offline CPU)."""
-
-    cpu: int
-    cpuinfo: Hex | None
 
 
 # -- numbers and memory ----------------------------------------------------------------

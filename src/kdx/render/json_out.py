@@ -74,6 +74,8 @@ def plain(record: Any) -> Any:
         return [plain(v) for v in record]
     if isinstance(record, (str, int, float, bool)) or record is None:
         return record
+    if isinstance(record, bytes):  # raw memory: one character per byte, none lost
+        return record.decode("latin-1")
     if isinstance(record, enum.Enum):
         return plain(record.value)
     return str(record)

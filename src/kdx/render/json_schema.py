@@ -52,7 +52,8 @@ class _Builder:
             return {}
         if hint is type(None):
             return {"type": "null"}
-        simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+        simple = {bool: "boolean", int: "integer", float: "number", str: "string",
+                  bytes: "string"}  # bytes: one character per byte (U+0000-U+00FF)
         if hint in simple:
             return {"type": simple[hint]}
         if isinstance(hint, type) and issubclass(hint, Path):

@@ -5,9 +5,9 @@ One table, so a reader (and the schema generator) finds a kind's shape in one pl
 ``python -m kdx.render.json_schema`` then writes the kind's schema file, and the tests
 validate the command's JSON against it and fail on a kind missing from this table.
 
-A few answers are still plain dicts (the struct-like text of ``struct``, ``task -R``,
-``vm -m``, ``whatis``); their shapes are written down here as ``TypedDict``s until they
-become records, so they are described and validated like every other kind.
+A few answers are still plain dicts (``task``); their shapes are written down here as
+``TypedDict``s until they become records, so they are described and validated like every
+other kind.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from kdx.model.answers import (
     AsciiValues,
     BugBytes,
     CommandSummary,
-    CpuInfoAddress,
     DeviceTables,
     EvalResult,
     FileUsers,
@@ -79,6 +78,14 @@ from kdx.model.system import SystemInfo
 from kdx.model.tasks import TaskArgs, TaskContext, TaskInfo, TaskTimes
 from kdx.model.timers import CpuHrtimers, TimerWheel
 from kdx.model.translate import PteInfo, Translation
+from kdx.model.values import (
+    CpuInfoValue,
+    Declaration,
+    PercpuSymbol,
+    PrintedValue,
+    StructView,
+    TaskValues,
+)
 from kdx.model.vm import TaskVm, VmaPages
 from kdx.model.walk import WalkResult
 
@@ -87,42 +94,8 @@ __all__ = ["KINDS", "kind_names"]
 
 # -- answers that are still dicts of text (struct-like output) --------------------------
 
-class PrintedValue(TypedDict):
-    """``p``: the expression, its history number, type, address, text and value."""
-
-    expression: str
-    history: int
-    type: str
-    address: Hex | None
-    text: str
-    value: int | bool | None
 
 
-class PercpuSymbol(TypedDict):
-    """``p -c``/``p`` of a per-CPU symbol: its address on each CPU (keys: CPU numbers)."""
-
-    symbol: str
-    type: str
-    addresses: dict[str, Hex]
-
-
-class StructText(TypedDict, total=False):
-    """``struct``/``union``: the type, and for an object in memory its address and count;
-    for a declaration its size; the text as crash prints it."""
-
-    type: str
-    address: Hex
-    count: int
-    size: int
-    text: str
-
-
-class WhatisText(TypedDict):
-    """``whatis``: a name, whether it is a type, symbol or enumerator, and its text."""
-
-    name: str
-    kind: str
-    text: str
 
 
 class TaskStructText(TypedDict, total=False):
@@ -136,13 +109,6 @@ class TaskStructText(TypedDict, total=False):
     members: dict[str, Any]
 
 
-class VmStructsText(TypedDict):
-    """``vm -v``: a task's vm_area_structs as text."""
-
-    task: TaskId
-    vmas: list[Hex]
-    text: str
-
 
 class SingleVma(TypedDict):
     """``vm -P VMA``: one area of a task's map and its pages (None: no such area)."""
@@ -151,20 +117,6 @@ class SingleVma(TypedDict):
     vma: VmaPages | None
 
 
-class MmStructText(TypedDict):
-    """``vm -m``: a task's mm_struct as text."""
-
-    task: TaskId
-    mm: Hex
-    text: str
-
-
-class ForeachMmStructText(TypedDict):
-    """``foreach vm -m``: a task's mm_struct as text (``task`` is its address)."""
-
-    task: Hex
-    mm: Hex
-    text: str
 
 
 #: kind -> the type of the document's ``data``.
@@ -176,7 +128,7 @@ KINDS: dict[str, Any] = {
     "sys-config": dict[str, str],
     "syscalls": list[SyscallEntry],
     "mach": MachineInfo,
-    "mach-cpus": list[CpuInfoAddress],
+    "mach-cpus": list[CpuInfoValue],
     "mach-memmap": list[MemoryRange],
     "log": LogDocument,
     "log-audit": Optional[list[AuditRecord]],
@@ -194,10 +146,10 @@ KINDS: dict[str, Any] = {
     "ps-rlimits": list[TaskRlimits],
     "set": TaskContext,
     "task": list[TaskStructText],
-    "foreach-task": list[TaskStructText],
+    "foreach-task": list[TaskValues],
     "foreach-set": list[TaskContext],
     "foreach-files": list[TaskFiles],
-    "foreach-vm": list[Union[TaskVm, TaskVmPages, ForeachMmStructText]],
+    "foreach-vm": list[Union[TaskVm, TaskVmPages, TaskValues]],
     "runq": list[CpuRunqueue],
     "sig": list[TaskSignals],
     "sig-group": list[ThreadGroupSignals],
@@ -232,8 +184,7 @@ KINDS: dict[str, Any] = {
     "kmem-vmstat": VmStats,
     "kmem-n": MemoryLayout,
     "kmem-z": list[ZoneStats],
-    "vm": list[Union[TaskVm, TaskVmPages, VmReference, VmStructsText, SingleVma,
-                     MmStructText]],
+    "vm": list[Union[TaskVm, TaskVmPages, VmReference, TaskValues, SingleVma]],
     "vm-flags": VmFlags,
     "vtop": list[Translation],
     "ptov": list[Union[PhysicalToVirtual, PercpuOffset]],
@@ -243,9 +194,9 @@ KINDS: dict[str, Any] = {
     # data
     "p": PrintedValue,
     "p-percpu": PercpuSymbol,
-    "struct": StructText,
-    "union": StructText,
-    "whatis": WhatisText,
+    "struct": StructView,
+    "union": StructView,
+    "whatis": Declaration,
     "eval": EvalResult,
     "ascii": AsciiValues,
     "list": WalkResult,

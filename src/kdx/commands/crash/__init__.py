@@ -10,13 +10,13 @@ time); a test checks that it lists exactly what the modules declare.
 """
 
 INDEX: dict[str, str] = {
-    "ascii": "data",
+    "ascii": "numbers",
     "bt": "bt",
     "btop": "translate",
     "dev": "devices",
     "dis": "dis",
     "dmesg": "log",
-    "eval": "data",
+    "eval": "numbers",
     "files": "files",
     "foreach": "foreach",
     "fuser": "kernel_tables",

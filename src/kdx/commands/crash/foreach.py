@@ -32,6 +32,7 @@ from kdx.commands.crash.arguments import (
     tasks_of,
 )
 from kdx.model.tasks import TaskInfo
+from kdx.model.values import MemberValue, ValueReader
 from kdx.render.crash.ps import info_header
 from kdx.session.command import CommandError, CommandParser, crash_command, make_parser
 from kdx.session.session import Session
@@ -86,28 +87,38 @@ def _task_parser() -> argparse.ArgumentParser:
 def _task(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
     """crash's ``task`` per task, formatted as its gdb prints structures; with ``-R``
     task prints its own header and foreach none."""
-    from kdx.render.crash.data import Formatter, struct_text
+    from kdx.model.values import TaskValues, session_reader
+    from kdx.render.crash.data import task_values_text
 
-    formatter = Formatter(session.prog, 16 if args.x else 10)
+    reader = session_reader(session.prog, session.cached)
+    radix = 16 if args.x else 10
     members = [m for spec in args.R for m in spec.split(",") if m]
-    records, texts = [], []
+    records = []
     for info in tasks:
         task = _task_object(session, info)[0]
         if members:
-            body = "\n".join(member_text(task, m, formatter) for m in members)
-            texts.append(f"{info_header(info)}\n{body}\n\n")
-            records.append({"pid": info.pid, "task": info.task, "text": body})
+            chosen = tuple(_task_member(reader, task, m) for m in members)
+            records.append(TaskValues(info.pid, info.task, info.cpu, info.comm,
+                                      members=chosen))
             continue
-        try:
-            body = struct_text(task, formatter)
-            if _has_member(task, "thread_info"):  # crash shows it after, as its own
-                body += "\n\n" + struct_text(task.thread_info, formatter)
-        except drgn.FaultError as err:
-            body = f"task_struct not in the dump: {err}"
-        # crash's foreach header comes after a blank line, and task ends with one
-        texts.append(f"{chr(10) if texts else ''}{info_header(info)}\n{body}\n\n")
-        records.append({"pid": info.pid, "task": info.task, "struct": body})
-    session.emit("foreach-task", records, lambda: "".join(texts))
+        values = [reader.read(task)]
+        if _has_member(task, "thread_info"):  # crash shows it after, as its own
+            values.append(reader.read(task.thread_info))
+        records.append(TaskValues(info.pid, info.task, info.cpu, info.comm,
+                                  values=tuple(values)))
+
+    def text() -> str:
+        texts = []
+        for info, record in zip(tasks, records):
+            body = task_values_text(record, radix)
+            if record.members:
+                texts.append(f"{info_header(info)}\n{body}\n\n")
+                continue
+            # crash's foreach header comes after a blank line, and task ends with one
+            texts.append(f"{chr(10) if texts else ''}{info_header(info)}\n{body}\n\n")
+        return "".join(texts)
+
+    session.emit("foreach-task", records, text)
 
 
 def _has_member(obj: drgn.Object, name: str) -> bool:
@@ -118,18 +129,13 @@ def _has_member(obj: drgn.Object, name: str) -> bool:
         return False
 
 
-def member_text(task: drgn.Object, designator: str, formatter: object) -> str:
-    """``  name = value,`` as crash's task -R prints a member (nested lines indented)."""
+def _task_member(reader: ValueReader, task: drgn.Object, designator: str) -> MemberValue:
+    """One ``task -R`` member (a designator such as ``se.on_rq`` or ``comm[0]``)."""
     try:
         value = task.subobject_(designator)
     except (LookupError, ValueError) as err:
-        return f"task: {designator}: not a task_struct member ({err})"
-    try:
-        text = formatter.value(value)  # type: ignore[attr-defined]
-    except drgn.FaultError as err:
-        return f"  {designator}: memory not in the dump: {err}"
-    body = "\n".join("  " + line for line in text.split("\n")).lstrip()
-    return f"  {designator} = {body},"
+        return MemberValue(designator, None, error=str(err))
+    return MemberValue(designator, reader.read(value, designator))
 
 
 # --- files, vm, set -------------------------------------------------------------------------
@@ -207,22 +213,26 @@ def _vm(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> No
     if _vm_delegated(session, tasks, args):
         return
     from kdx.model.answers import TaskVmPages
+    from kdx.model.values import TaskValues, session_reader
     from kdx.model.vm import task_vm, vma_pages
-    from kdx.render.crash.data import Formatter, struct_text
+    from kdx.render.crash.data import task_values_text
     from kdx.render.crash.vm import render_vm, render_vm_pages
 
     prog = session.prog
+    reader = session_reader(prog, session.cached)
     records: list[object] = []
     texts: list[str] = []
     for info in tasks:
         task = _task_object(session, info)
         vm = task_vm(task)
         if args.mm_struct:
+            mm = (reader.read(drgn.Object(prog, "struct mm_struct", address=vm.mm)),) \
+                if vm.mm else ()
+            record = TaskValues(info.pid, info.task, info.cpu, info.comm, values=mm)
             text = info_header(info)
-            if vm.mm:
-                mm = drgn.Object(prog, "struct mm_struct", address=vm.mm)
-                text += "\n" + struct_text(mm, Formatter(prog, args.radix or 10))
-            records.append({"task": info.task, "mm": vm.mm, "text": text})
+            if mm:
+                text += "\n" + task_values_text(record, args.radix or 10)
+            records.append(record)
         elif args.physical:
             areas = [vma_pages(task, v, vm.page_size) for v in vm.vmas] if vm.mm else []
             text = render_vm_pages(vm, areas, physical_width(prog))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from kdx.model.answers import CpuInfoAddress
 from kdx.model.machine import cpu_infos, e820_map, machine_info
 from kdx.model.reading import READ_ERRORS
 from kdx.model.system import system_info
+from kdx.model.values import CpuInfoValue, session_reader
 from kdx.render.crash.machine import render_cpu_infos, render_machine, render_memmap
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
@@ -27,11 +27,11 @@ def _mach(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     try:
         if args.c:
-            infos = cpu_infos(prog)
-            record = [CpuInfoAddress(cpu, None if info is None else info.address_)
-                      for cpu, info in infos]
-            session.emit("mach-cpus", record,
-                         lambda: render_cpu_infos(prog, infos))
+            reader = session_reader(prog, session.cached)
+            record = [CpuInfoValue(cpu, None if info is None else info.address_,
+                                   None if info is None else reader.read(info))
+                      for cpu, info in cpu_infos(prog)]
+            session.emit("mach-cpus", record, lambda: render_cpu_infos(record))
         elif args.m:
             ranges = e820_map(prog)
             session.emit("mach-memmap", ranges, lambda: render_memmap(ranges))

@@ -21,7 +21,8 @@ from kdx.model.net import (
     task_sockets,
 )
 from kdx.model.reading import READ_ERRORS
-from kdx.render.crash.data import Formatter, struct_text
+from kdx.model.values import ValueReader, session_reader
+from kdx.render.crash.data import struct_text
 from kdx.render.crash.net import render_arp, render_devices, render_sockets
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
@@ -57,10 +58,10 @@ def _number(word: str) -> int:
         raise CommandError(f"not a valid number: {word}") from err
 
 
-def _structures(prog: drgn.Program, record: TaskSockets, radix: int) -> dict[int, str]:
+def _structures(reader: ValueReader, record: TaskSockets, radix: int) -> dict[int, str]:
     """``-S``: each socket's ``struct socket`` and, when it has one, its sock as
     ``struct inet_sock`` (crash's choice whatever the family), by descriptor."""
-    formatter = Formatter(prog, radix)
+    prog = reader.prog
     texts = {}
     for entry in record.sockets:
         parts = []
@@ -69,8 +70,8 @@ def _structures(prog: drgn.Program, record: TaskSockets, radix: int) -> dict[int
             if not address:
                 continue
             try:
-                parts.append(struct_text(drgn.Object(prog, type_name, address=address),
-                                         formatter))
+                value = reader.read(drgn.Object(prog, type_name, address=address))
+                parts.append(struct_text(value, radix))
             except drgn.FaultError as err:
                 parts.append(f"{type_name}: cannot read memory at {err.address:x}")
         texts[entry.fd] = "\n".join(parts)
@@ -94,7 +95,8 @@ def _sockets(session: Session, args: argparse.Namespace) -> None:
             if not record.sockets:
                 return
         records.append(record)
-        dumps = _structures(session.prog, record, radix) if args.full else None
+        reader = session_reader(session.prog, session.cached)
+        dumps = _structures(reader, record, radix) if args.full else None
         text = render_sockets(record, dumps, reference=args.ref is not None) + "\n"
         if args.ref is not None:
             texts.append(text + "\n")

@@ -17,6 +17,7 @@ import drgn
 
 from kdx.commands.crash.arguments import address_word
 from kdx.model.answers import TaskSearch
+from kdx.model.expr import EvalParser
 from kdx.model.search import (
     PAGE,
     SearchRequest,
@@ -90,8 +91,6 @@ def can_eval(word: str) -> bool:
 
 def _evaluate(prog: drgn.Program, word: str) -> int:
     # the eval command's evaluator, so that search and eval read an expression alike
-    from kdx.commands.crash.data import EvalParser
-
     return EvalParser(prog, word).parse()
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 from kdx.commands.crash.arguments import cpu_list, hex_word, physical_width, tasks_for_argument
-from kdx.commands.crash.data import crash_number
 from kdx.model.answers import PageFrame, PercpuOffset, PhysicalToVirtual
+from kdx.model.expr import crash_number
 from kdx.model.tasks import crash_cpus
 from kdx.model.translate import (
     TranslateError,

@@ -22,6 +22,7 @@ from kdx.commands.crash.arguments import (
 from kdx.model.answers import TaskVmPages, VmFlags, VmReference
 from kdx.model.files import task_id
 from kdx.model.memdump import USER_SPACE_END
+from kdx.model.values import TaskValues, session_reader
 from kdx.model.vm import (
     TaskVm,
     VmaPages,
@@ -30,8 +31,7 @@ from kdx.model.vm import (
     vm_flag_names,
     vma_pages,
 )
-from kdx.render.crash.data import Formatter, struct_text
-from kdx.render.crash.layout import task_header
+from kdx.render.crash.data import task_values_block
 from kdx.render.crash.vm import (
     render_reference,
     render_single_vma,
@@ -109,8 +109,9 @@ def _vm(session: Session, args: argparse.Namespace) -> None:
             texts.append(task_chunk(text, form, first=not texts, pid_blank=False))
             return
         if args.mm_struct:
-            text = _mm_text(prog, task, vm.mm, args.radix or 10)
-            records.append({"task": vm.task, "mm": vm.mm, "text": text})
+            record = _mm_struct(session, task, vm.mm)
+            records.append(record)
+            text = task_values_block(record, args.radix or 10)
         elif args.physical:
             areas = [vma_pages(task, v, vm.page_size, vm.forced_mm) for v in vm.vmas]
             missing[0] += sum(p.kind == "unreadable" for a in areas for p in a.pages)
@@ -131,16 +132,16 @@ def _vm(session: Session, args: argparse.Namespace) -> None:
 
 
 def _vma_view(session: Session, task: drgn.Object, vm: TaskVm,
-              args: argparse.Namespace) -> tuple[dict, str]:
+              args: argparse.Namespace) -> tuple[object, str]:
     """``vm -v`` (every vm_area_struct as gdb prints it) and ``vm -P VMA``."""
     prog = session.prog
     t = vm.task
     if args.vma_structs:
-        formatter = Formatter(prog, args.radix or 10)
-        texts = [struct_text(drgn.Object(prog, "struct vm_area_struct", address=v.address),
-                             formatter) for v in vm.vmas]
-        text = "\n".join([task_header(t.pid, t.task, t.cpu, t.command), *texts])
-        return {"task": vm.task, "vmas": [v.address for v in vm.vmas], "text": text}, text
+        reader = session_reader(prog, session.cached)
+        vmas = tuple(reader.read(drgn.Object(prog, "struct vm_area_struct", address=v.address))
+                     for v in vm.vmas)
+        record = TaskValues(t.pid, t.task, t.cpu, t.command, values=vmas)
+        return record, task_values_block(record, args.radix or 10)
     wanted = hex_word(args.single_vma, "VMA address")
     vma = next((v for v in vm.vmas if v.address == wanted), None)
     area = vma_pages(task, vma, vm.page_size, vm.forced_mm) if vma is not None else None
@@ -207,11 +208,12 @@ def _note_excluded_user_pages(session: Session) -> None:
                      "pages' contents are not in it")
 
 
-def _mm_text(prog: drgn.Program, task: drgn.Object, mm: int, radix: int) -> str:
-    """``vm -m``: the task header, then the mm_struct (nothing for a kernel thread)."""
+def _mm_struct(session: Session, task: drgn.Object, mm: int) -> TaskValues:
+    """``vm -m``: the task and its mm_struct (none for a kernel thread)."""
     t = task_id(task)
-    header = task_header(t.pid, t.task, t.cpu, t.command)
-    if not mm:
-        return header
-    obj = drgn.Object(prog, "struct mm_struct", address=mm)
-    return header + "\n" + struct_text(obj, Formatter(prog, radix))
+    values = ()
+    if mm:
+        obj = drgn.Object(session.prog, "struct mm_struct", address=mm)
+        values = (session_reader(session.prog, session.cached).read(obj),)
+    return TaskValues(t.pid, t.task, t.cpu, t.command, values=values)
+

@@ -17,8 +17,9 @@ from typing import Callable, Iterator
 
 import drgn
 
-from kdx.commands.crash.data import crash_number, member_text
+from kdx.model.expr import crash_number
 from kdx.model.reading import read_c_string
+from kdx.model.values import ValueReader, session_reader
 from kdx.model.walk import (
     ListSpec,
     WalkEntry,
@@ -33,7 +34,7 @@ from kdx.model.walk import (
     walk_rbtree,
     walk_xarray,
 )
-from kdx.render.crash.data import Formatter, struct_text
+from kdx.render.crash.data import member_text, struct_text
 from kdx.render.crash.walk import maple_detail, render_walk
 from kdx.session.command import CommandError, CommandParser, crash_command
 from kdx.session.session import Session
@@ -93,9 +94,10 @@ class StructPrinter:
     """Prints crash's ``-s`` text for each address: the whole structure when a name has
     no member, else ``  member = value,`` lines."""
 
-    def __init__(self, prog: drgn.Program, specs: list[str], radix: int) -> None:
-        self.prog = prog
-        self.formatter = Formatter(prog, radix)
+    def __init__(self, reader: ValueReader, specs: list[str], radix: int) -> None:
+        prog = self.prog = reader.prog
+        self.reader = reader
+        self.radix = radix
         self.items: list[tuple[drgn.Type, list[str]]] = []
         for spec in specs:
             name, _, members = spec.partition(".")
@@ -111,9 +113,10 @@ class StructPrinter:
             obj = drgn.Object(self.prog, type_, address=address)
             try:
                 if not paths:
-                    out.append(struct_text(obj, self.formatter))
+                    out.append(struct_text(self.reader.read(obj), self.radix))
                 else:
-                    out.extend(_indented(type_, p, member_text(obj, p, self.formatter))
+                    out.extend(_indented(type_, p, member_text(self.reader.member(obj, p),
+                                                              self.radix))
                                for p in paths)
             except drgn.FaultError as err:
                 out.append(f"  <error: Cannot access memory at address {err.address:#x}>")
@@ -148,7 +151,7 @@ class FastPrinter(StructPrinter):
             _is_char(type_.type)
         name = path.split(".")[-1]
         if not (0 < width <= 8 or string):
-            return member_text(obj, path, self.formatter)
+            return member_text(self.reader.member(obj, path), self.radix)
         try:
             raw = self.prog.read(member.address_, width)
         except drgn.FaultError:
@@ -156,7 +159,7 @@ class FastPrinter(StructPrinter):
         value = int.from_bytes(raw, "little")
         line = ""
         if width in (1, 2, 4, 8):
-            hexa = pointer or self.formatter.radix == 16
+            hexa = pointer or self.radix == 16
             line = f"  {name} = " + (f"{value:#x}" if hexa else f"{value}")
         if string and pointer:
             line += f'  "{read_c_string(self.prog, value).decode("latin-1")}"'
@@ -218,13 +221,13 @@ def _radix(args: argparse.Namespace) -> int:
     return 16 if args.hex else 10
 
 
-def _printer(prog: drgn.Program, args: argparse.Namespace, radix: int) \
+def _printer(reader: ValueReader, args: argparse.Namespace, radix: int) \
         -> StructPrinter | None:
     if args.structs and args.fast:
         raise CommandError("-S and -s options are mutually exclusive")
     if args.fast:
-        return FastPrinter(prog, args.fast, radix)
-    return StructPrinter(prog, args.structs, radix) if args.structs else None
+        return FastPrinter(reader, args.fast, radix)
+    return StructPrinter(reader, args.structs, radix) if args.structs else None
 
 
 def _finish(session: Session, kind: str, entries: list[WalkEntry], error: str | None,
@@ -349,7 +352,7 @@ def _list(session: Session, args: argparse.Namespace) -> None:
     if spec is None:
         _finish(session, "list", [], None, empty=True)
         return
-    printer = _printer(prog, args, radix)
+    printer = _printer(session_reader(prog, session.cached), args, radix)
 
     def entries() -> Iterator[WalkEntry]:
         for address in walk_list(prog, spec):
@@ -431,7 +434,7 @@ def _tree(session: Session, args: argparse.Namespace) -> None:
     start = _tree_start(prog, args.words)
     if not args.node and args.root_offset:
         start += _offset(prog, args.root_offset, "-r")
-    printer = _printer(prog, args, radix)
+    printer = _printer(session_reader(prog, session.cached), args, radix)
     text: Callable[[int], str] = printer.text if printer else (lambda _address: "")
     if kind == "rbtree":
         node_offset = _offset(prog, args.node_offset, "-o") if args.node_offset else 0

@@ -5,34 +5,33 @@ know (and what their scripts grep) is gdb's pretty-printed form: two spaces of i
 level, ``name = value,`` lines, anonymous unions as bare ``{``, pointers in hex followed by
 ``<symbol>`` when they point into the kernel image, ``char`` as ``65 'A'``, char arrays as
 escaped strings. crash sets gdb to print at most 256 elements and never to fold repeats.
-drgn reads the values and knows the types; this module only lays them out by gdb's rules
-(valprint.c, c-valprint.c, cp-valprint.c as configured by crash 8.0.6), and lays out type
-declarations like gdb's ``ptype`` with crash's ``-o`` offsets (symbols.c).
+The model reads the values once into trees (kdx.model.values); this module only lays them
+out by gdb's rules (valprint.c, c-valprint.c, cp-valprint.c as configured by crash 8.0.6),
+and lays out type declarations like gdb's ``ptype`` with crash's ``-o`` offsets
+(symbols.c). It reads no memory and looks up no symbol: everything is in the records.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from kdx.model.values import (
+    ELEMENT_LIMIT,
+    CString,
+    Declaration,
+    Followed,
+    MemberValue,
+    PercpuSymbol,
+    PrintedValue,
+    StructView,
+    TaskValues,
+    TypeLayout,
+    Value,
+)
+from kdx.render.crash.layout import task_header
+from kdx.render.crash.rd import render_rd
 
-import drgn
-
-#: crash sets gdb's "print elements" to 256.
-PRINT_MAX = 256
-
-_CHAR_KINDS = {drgn.PrimitiveType.C_CHAR, drgn.PrimitiveType.C_SIGNED_CHAR,
-               drgn.PrimitiveType.C_UNSIGNED_CHAR}
 _ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r",
             27: "\\033"}
-_COMPOUND = (drgn.TypeKind.STRUCT, drgn.TypeKind.UNION, drgn.TypeKind.CLASS)
-_READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError)
-
-
-def is_char_type(type_: drgn.Type) -> bool:
-    """True for char, signed char, unsigned char and their typedefs (u8, __s8...), which
-    gdb prints as characters."""
-    t = type_.unaliased()
-    return t.kind == drgn.TypeKind.INT and t.primitive in _CHAR_KINDS
-
+_COMPOUND = ("struct", "union", "class")
 
 def _char_escape(byte: int, quote: str) -> str:
     if byte in _ESCAPES:
@@ -56,13 +55,26 @@ def string_literal(data: bytes, *, truncated: bool = False) -> str:
     return f'"{body}"' + ("..." if truncated else "")
 
 
-class Formatter:
-    """Formats drgn objects as gdb does inside crash; ``radix`` is 10 or 16."""
 
-    def __init__(self, prog: drgn.Program, radix: int = 10) -> None:
-        self.prog = prog
+
+def _error(value: Value) -> str:
+    if value.fault is None:
+        return "<optimized out>"
+    return f"<error: Cannot access memory at address {value.fault:#x}>"
+
+
+def _c_string(string: CString) -> str:
+    """A string a char pointer points to, or gdb's error text when unreadable."""
+    if string.fault and not string.data:
+        return f"<error: Cannot access memory at address {string.address:#x}>"
+    return string_literal(string.data, truncated=not string.terminated and not string.fault)
+
+
+class Formatter:
+    """Lays out value trees as gdb does inside crash; ``radix`` is 10 or 16."""
+
+    def __init__(self, radix: int = 10) -> None:
         self.radix = radix
-        self._image = _kernel_image(prog)
 
     # -- scalars --------------------------------------------------------------------
 
@@ -71,261 +83,347 @@ class Formatter:
             return hex(value & ((1 << (8 * size)) - 1)) if value < 0 else hex(value)
         return str(value)
 
-    def symbolic(self, address: int) -> str:
+    @staticmethod
+    def symbolic(value: Value) -> str:
         """`` <symbol+offset>`` for an address in the kernel image, else nothing."""
-        if not address or not self._image[0] <= address < self._image[1]:
+        sym = value.symbol
+        if sym is None:
             return ""
-        try:
-            sym = self.prog.symbol(address)
-        except LookupError:
-            return ""
-        offset = address - sym.address
-        return f" <{sym.name}+{offset}>" if offset else f" <{sym.name}>"
+        return f" <{sym.name}+{sym.offset}>" if sym.offset else f" <{sym.name}>"
 
-    def pointer(self, obj: drgn.Object) -> str:
-        address = obj.value_()
-        if not address:
-            return "0x0"
-        text = f"{address:#x}"
-        target = obj.type_.unaliased().type
-        if is_char_type(target):
-            return text + " " + self.c_string(address)
-        return text + self.symbolic(address)
-
-    def c_string(self, address: int) -> str:
-        """The string a char pointer points to, or gdb's error text when unreadable."""
-        data = bytearray()
-        try:
-            while len(data) < PRINT_MAX:
-                chunk = self.prog.read(address + len(data), 1)
-                if chunk == b"\0":
-                    return string_literal(bytes(data))
-                data += chunk
-        except drgn.FaultError:
-            if not data:
-                return f"<error: Cannot access memory at address {address:#x}>"
-            return string_literal(bytes(data))
-        return string_literal(bytes(data), truncated=True)
-
-    def enum(self, obj: drgn.Object) -> str:
-        type_ = obj.type_.unaliased()
-        value = obj.value_()
-        enumerators = type_.enumerators or ()
-        for name, number in enumerators:
-            if number == value:
-                return name
-        values = [number for _, number in enumerators]
-        if value > 0 and values and all(v >= 0 and bin(v).count("1") <= 1 for v in values):
-            parts, rest = [], value
-            for name, number in enumerators:
-                if number and rest & number:
-                    parts.append(name)
-                    rest &= ~number
-            if rest:
-                parts.append(f"unknown: {rest:#x}")
-            return "(" + " | ".join(parts) + ")"
-        return str(value)
-
-    def scalar(self, obj: drgn.Object) -> str:
-        type_ = obj.type_.unaliased()
-        kind = type_.kind
-        if kind == drgn.TypeKind.POINTER:
-            return self.pointer(obj)
-        if kind == drgn.TypeKind.BOOL:
+    def scalar(self, value: Value) -> str:
+        kind = value.kind
+        number = value.value
+        if kind in ("pointer", "char_pointer"):
+            assert isinstance(number, int)
+            if not number:
+                return "0x0"
+            if value.string is not None:
+                return f"{number:#x} " + _c_string(value.string)
+            return f"{number:#x}" + self.symbolic(value)
+        if kind == "bool":
             # gdb's hexadecimal output (crash's -x) prints a bool as a number
             if self.radix == 16:
-                return hex(int(obj.value_()))
-            return "true" if obj.value_() else "false"
-        if kind == drgn.TypeKind.ENUM:
-            return self.enum(obj)
-        if kind == drgn.TypeKind.FLOAT:
-            return repr(obj.value_())
-        value = obj.value_()
-        if is_char_type(type_):
+                return hex(int(bool(number)))
+            return "true" if number else "false"
+        if kind == "enum":
+            return _enum_text(value)
+        if kind == "float":
+            return repr(number)
+        assert isinstance(number, int)
+        if kind == "char":
             # gdb under crash's -x (output-radix 16) prints a char as a bare number
             if self.radix == 16:
-                return self.integer(value, 1)
-            return f"{self.integer(value, 1)} {char_literal(value)}"
-        return self.integer(value, type_.size or 8)
+                return self.integer(number, 1)
+            return f"{self.integer(number, 1)} {char_literal(number)}"
+        return self.integer(number, value.size or 8)
 
     # -- compound values ------------------------------------------------------------
 
-    def value(self, obj: drgn.Object, recurse: int = 0) -> str:
-        """``obj`` as gdb prints it nested ``recurse`` levels deep."""
-        kind = obj.type_.unaliased_kind()
-        try:
-            if kind in _COMPOUND:
-                return self.compound(obj, recurse)
-            if kind == drgn.TypeKind.ARRAY:
-                return self.array(obj, recurse)
-            if kind == drgn.TypeKind.FUNCTION:
-                return f"{{{obj.type_.type_name()}}} {obj.address_:#x}" + \
-                    self.symbolic(obj.address_ or 0)
-            return self.scalar(obj)
-        except _READ_ERRORS as err:
-            address = getattr(err, "address", None)
-            if address is None:
-                return "<optimized out>"
-            return f"<error: Cannot access memory at address {address:#x}>"
+    def value(self, value: Value, recurse: int = 0) -> str:
+        """``value`` as gdb prints it nested ``recurse`` levels deep."""
+        if value.unreadable:
+            return _error(value)
+        if value.kind in _COMPOUND:
+            return self.compound(value, recurse)
+        if value.kind == "array":
+            return self.array(value, recurse)
+        if value.kind == "function":
+            return f"{{{value.type}}} {value.address or 0:#x}" + self.symbolic(value)
+        return self.scalar(value)
 
-    def compound(self, obj: drgn.Object, recurse: int) -> str:
-        members = obj.type_.unaliased().members or ()
+    def compound(self, value: Value, recurse: int) -> str:
+        members = value.members
         if not members:
             return "{<No data fields>}"
         pad = " " * (2 + 2 * recurse)
         lines = []
         for i, member in enumerate(members):
             sep = "," if i < len(members) - 1 else ""
-            try:
-                field = obj.member_(member.name) if member.name else _anonymous(obj, member)
-                text = self.value(field, recurse + 1)
-            except _READ_ERRORS as err:
-                text = self._error(err)
             label = f"{member.name} = " if member.name else ""
-            lines.append(f"{pad}{label}{text}{sep}")
+            lines.append(f"{pad}{label}{self.value(member, recurse + 1)}{sep}")
         return "{\n" + "\n".join(lines) + "\n" + " " * (2 * recurse) + "}"
 
-    def array(self, obj: drgn.Object, recurse: int) -> str:
-        type_ = obj.type_.unaliased()
-        length = type_.length
-        if length is None or (length == 0 and obj.address_ is not None):
-            if obj.address_ is None:
+    def array(self, value: Value, recurse: int) -> str:
+        length = value.length
+        if length is None or (length == 0 and value.address is not None):
+            if value.address is None:
                 return "{}"
-            text = f"{obj.address_:#x}"
-            if is_char_type(type_.type):
-                text += " " + self.c_string(obj.address_)
+            text = f"{value.address:#x}"
+            if value.string is not None:
+                text += " " + _c_string(value.string)
             return text
-        if is_char_type(type_.type):
-            data = obj.to_bytes_()
-            truncated = len(data) > PRINT_MAX
-            data = data[:PRINT_MAX]
+        if value.data is not None:
+            truncated = length > ELEMENT_LIMIT
+            data = value.data[:ELEMENT_LIMIT]
             if not truncated and data.endswith(b"\0"):
                 data = data[:-1]
             return string_literal(data, truncated=truncated)
-        shown = min(length, PRINT_MAX)
-        items = [self.value(obj[i], recurse + 1) for i in range(shown)]
-        tail = "..." if length > PRINT_MAX else ""
+        items = [self.value(element, recurse + 1) for element in value.elements]
+        tail = "..." if length > ELEMENT_LIMIT else ""
         return "{" + ", ".join(items) + tail + "}"
-
-    def _error(self, err: Exception) -> str:
-        address = getattr(err, "address", None)
-        if address is None:
-            return "<optimized out>"
-        return f"<error: Cannot access memory at address {address:#x}>"
 
     # -- top level ------------------------------------------------------------------
 
-    def print_value(self, obj: drgn.Object) -> str:
+    def print_value(self, value: Value) -> str:
         """What follows ``$N = `` in gdb's ``print``: pointers (other than strings) get
         their type in front, functions their signature."""
-        kind = obj.type_.unaliased_kind()
-        if kind == drgn.TypeKind.POINTER and not is_char_type(obj.type_.unaliased().type):
-            return f"({obj.type_.type_name()}) " + self.value(obj)
-        return self.value(obj)
+        if value.kind == "pointer":
+            return f"({value.type}) " + self.value(value)
+        return self.value(value)
 
 
-def _anonymous(obj: drgn.Object, member: drgn.TypeMember) -> drgn.Object:
-    """The unnamed struct or union member of ``obj``, which drgn has no name for: taken
-    at its offset, in memory or from the value's bytes."""
-    if obj.address_ is not None:
-        return drgn.Object(obj.prog_, member.type, address=obj.address_ + member.offset)
-    return drgn.Object.from_bytes_(obj.prog_, member.type, obj.to_bytes_(),
-                                   bit_offset=member.bit_offset)
+def _enum_text(value: Value) -> str:
+    enum = value.enum
+    if enum is None or not enum.names and not enum.flags:
+        return str(value.value)
+    if not enum.flags:
+        return enum.names[0]
+    parts = list(enum.names) + ([f"unknown: {enum.unknown:#x}"] if enum.unknown else [])
+    return "(" + " | ".join(parts) + ")"
 
 
-def _kernel_image(prog: drgn.Program) -> tuple[int, int]:
-    """Where gdb would find symbols: the vmlinux image from _text to _end."""
-    try:
-        return prog.symbol("_text").address, prog.symbol("_end").address
-    except LookupError:
-        return 0, 0
-
-
-def struct_text(obj: drgn.Object, formatter: Formatter) -> str:
+def struct_text(value: Value, radix: int = 10) -> str:
     """crash's ``struct NAME ADDR``: ``struct NAME {`` then gdb's members."""
-    return f"{obj.type_.type_name()} " + formatter.value(obj)
+    return f"{value.type} " + Formatter(radix).value(value)
+
+
+def member_text(member: MemberValue, radix: int = 10) -> str:
+    """One ``struct NAME.member ADDR`` block: the member's line from the struct (a
+    nested member labelled with its whole path, as crash does), with the comma that
+    follows it there."""
+    comma = "" if member.last else ","
+    assert member.value is not None
+    return f"  {member.path} = {Formatter(radix).value(member.value, 1)}{comma}"
+
+
+def task_member_text(member: MemberValue, radix: int = 10) -> str:
+    """``  name = value,`` as crash's ``task -R`` prints a member (nested lines
+    indented), or why the task_struct has no such member."""
+    if member.value is None:
+        return f"task: {member.path}: not a task_struct member ({member.error})"
+    text = Formatter(radix).value(member.value)
+    body = "\n".join("  " + line for line in text.split("\n")).lstrip()
+    return f"  {member.path} = {body},"
+
+
+def task_values_text(record: TaskValues, radix: int = 10, separator: str = "\n\n") -> str:
+    """The structures shown for one task (each as ``struct`` prints it, ``separator``
+    between them), its chosen members, or why its structure is missing; no header."""
+    if record.members:
+        return "\n".join(task_member_text(m, radix) for m in record.members)
+    if record.problem is not None:
+        return record.problem
+    return separator.join(struct_text(v, radix) for v in record.values)
+
+
+def task_values_block(record: TaskValues, radix: int = 10, separator: str = "\n") -> str:
+    """crash's task header (``vm -m``, ``vm -v``) above the task's structures, one line
+    apart."""
+    header = task_header(record.pid, record.task, record.cpu, record.command)
+    body = task_values_text(record, radix, separator)
+    return header + ("\n" + body if body else "")
+
+
+def print_text(printed: PrintedValue, radix: int = 10) -> str:
+    """``p``'s answer: ``[symbol = ]$N = value``; after a symbol gdb's opening brace of
+    a one-line-led structure moves to a line of its own, as crash prints it."""
+    body = Formatter(radix).print_value(printed.value)
+    leader = f"{printed.symbol} = " if printed.symbol else ""
+    first = body.split("\n")[0]
+    if leader and "{" in first and not first.endswith("{"):
+        before, after = body.split("{", 1)
+        body = before + "\n {" + after
+    return "\n".join(line.rstrip()
+                     for line in f"{leader}${printed.history} = {body}".split("\n"))
+
+
+def percpu_text(record: PercpuSymbol) -> str:
+    """crash's answer for a per-CPU symbol: its type, then its address on every CPU."""
+    lines = ["PER-CPU DATA TYPE:", f"  {record.declaration};", "PER-CPU ADDRESSES:"]
+    lines.extend(f"  [{a.cpu}]: {a.address:x}" for a in record.addresses)
+    return "\n".join(lines)
 
 
 # -- types ------------------------------------------------------------------------------
 
 
-def ptype_lines(type_: drgn.Type) -> list[str]:
-    """gdb's ``ptype`` text of a type: drgn's C declaration with gdb's four-space
+def ptype_lines(layout: TypeLayout) -> list[str]:
+    """gdb's ``ptype`` text of a type: the C declaration with gdb's four-space
     indentation."""
-    lines = []
-    for line in str(type_).split("\n"):
-        stripped = line.lstrip("\t")
-        lines.append("    " * (len(line) - len(stripped)) + stripped)
-    return lines
+    return ["    " * line.depth + line.text for line in layout.lines]
 
 
-def declaration(type_: drgn.Type) -> str:
+def declaration(layout: TypeLayout) -> str:
     """crash's ``struct NAME`` / ``whatis NAME`` text of a type, without the SIZE line:
     structs and unions end with ``}``, typedefs with ``} name;`` or ``type name;``."""
-    lines = ptype_lines(type_)
-    if type_.kind == drgn.TypeKind.TYPEDEF:
+    lines = ptype_lines(layout)
+    if layout.typedef:
         lines[-1] += ";"
     return "\n".join(lines)
 
 
-def member_name(line: str) -> str | None:
-    """The member a ptype line declares, by crash's rule (show_member_offset): the word
-    before ``:`` for bit fields, the name inside ``(*...)`` for function pointers, else
-    the last word when it ends the declaration."""
-    words = line.split()
-    if not words:
-        return None
-    target = None
-    if ":" in line:
-        for i, word in enumerate(words):
-            if i and word == ":":
-                target = words[i - 1]
-                break
-    elif "(*" in line:
-        for word in words:
-            for prefix in ("(*", "*(*", "**(*"):
-                if word.startswith(prefix):
-                    target = word[len(prefix):].split(")")[0]
-                    break
-            if target:
-                break
-    if target is None:
-        target = words[-1] if ";" in words[-1] else None
-    if target is None:
-        return None
-    for ch in "*[];()":
-        target = target.replace(ch, " ")
-    target = target.strip().split(" ")[0] if target.strip() else ""
-    return target or None
-
-
-def _member_offset(type_: drgn.Type, name: str) -> int | None:
-    try:
-        return type_.member(name).bit_offset // 8
-    except (LookupError, ValueError):
-        return None
-
-
-def offsets_view(type_: drgn.Type, base: int | None = None) -> str:
+def offsets_view(layout: TypeLayout, base: int | None = None) -> str:
     """crash's ``struct -o``: every member line prefixed with ``[offset]`` (or with the
     member's address when ``base`` is given), right-aligned in a field sized by the
     width of the struct's size."""
-    compound = type_.unaliased()
-    size = compound.size or 0
+    size = layout.size or 0
     width = len(str(size)) + 4
     out = []
-    for line in ptype_lines(compound):
-        if not line[:1].isspace():
-            out.append(line)
+    for line in layout.lines:
+        text = "    " * line.depth + line.text
+        if not line.depth:
+            out.append(text)
             continue
-        name = member_name(line)
-        offset = _member_offset(compound, name) if name else None
-        if offset is None:
-            out.append(" " * (len(str(size)) + 1) + line)
+        if line.offset is None:
+            out.append(" " * (len(str(size)) + 1) + text)
             continue
-        label = f"  [{base + offset:x}]" if base is not None else f"  [{offset}]"
-        out.append(label.rjust(width) + line[3:])
+        label = f"  [{base + line.offset:x}]" if base is not None else f"  [{line.offset}]"
+        out.append(label.rjust(width) + text[3:])
     return "\n".join(out)
+
+
+def member_lines(layout: TypeLayout, members: tuple[str, ...] | list[str],
+                 base: int | None = None) -> str:
+    """``struct NAME.member [-o ADDR]``: the members' declaration lines with their
+    offsets (or addresses) inside the struct's braces."""
+    view = offsets_view(layout, base).splitlines()
+    body = view[1:-1]
+    chosen = [line for member in members for line, decl in zip(body, layout.lines[1:-1])
+              if decl.member == member]
+    return "\n".join([view[0], *chosen, view[-1]])
+
+
+def size_line(size: int, radix: int = 10) -> str:
+    return f"SIZE: {size:#x}" if radix == 16 else f"SIZE: {size}"
+
+
+def whatis_text(found: Declaration) -> str:
+    """``whatis``: a symbol's declaration; an enumerator's enum and value; an enum's
+    list; a struct, union or typedef with crash's SIZE line; a base type as its SIZE
+    line alone (crash has gdb declare only structs, unions and typedefs)."""
+    if found.kind == "symbol":
+        return found.declaration + ";"
+    if found.kind == "enumerator":
+        return f"enum{' ' + found.tag if found.tag else ''} = {found.value}"
+    if found.type_kind == "enum" and not found.typedef:
+        head = f"enum {found.tag} {{" if found.tag else "enum {"
+        body = [f"  {e.name} = {e.value}" for e in found.enumerators]
+        return "\n".join([head, *body, "};"])
+    size = size_line(found.size or 0)
+    if found.layout is not None and (found.type_kind in ("struct", "union") or found.typedef):
+        return declaration(found.layout) + "\n" + size
+    return size
+
+
+# -- struct / union ---------------------------------------------------------------------
+
+
+def struct_view_text(view: StructView, radix: int = 10) -> str:
+    """``struct``/``union`` text: the declaration, or the objects (per CPU under
+    ``[cpu]: address`` lines), separated by blank lines as crash separates them."""
+    if view.address is None:
+        assert view.layout is not None
+        if view.members:
+            return member_lines(view.layout, view.members)
+        text = offsets_view(view.layout) if view.offsets else declaration(view.layout)
+        return text + "\n" + size_line(view.size, radix)
+    if view.cpus:
+        return "\n".join(f"[{c.cpu}]: {c.address:x}\n" + _objects_text(view, c.objects, radix)
+                         for c in view.cpus)
+    return _objects_text(view, view.objects, radix)
+
+
+def _objects_text(view: StructView, objects: tuple, radix: int) -> str:
+    blocks = []
+    for obj in objects:
+        if obj.layout is not None:
+            text = offsets_view(obj.layout, obj.address) if obj.member is None else \
+                member_lines(obj.layout, [obj.member], obj.address)
+            blocks.append(text + "\n" + size_line(view.size, radix))
+        elif obj.raw is not None:
+            blocks.append(render_rd(obj.raw))
+        elif obj.value is not None:
+            blocks.append(struct_deref_text(obj.value, radix) if _has_followed(obj.value)
+                          else struct_text(obj.value, radix))
+        else:
+            blocks.append("\n".join(followed_text(m.value, m.path, radix)
+                                    if m.value.followed is not None
+                                    else member_text(m, radix) for m in obj.members))
+    return "\n\n".join(blocks)
+
+
+def _has_followed(value: Value) -> bool:
+    return any(m.followed is not None for m in value.members)
+
+
+# -- struct -p: pointers followed one level --------------------------------------------
+
+
+def followed_text(value: Value, name: str, radix: int = 10) -> str:
+    """crash's ``struct -p`` lines for one pointer member: its declaration and value,
+    then ``  -> `` and what it points to (the target's symbol in brackets, a string, a
+    structure printed as gdb's ``p *ptr`` with five more spaces of indent)."""
+    f = value.followed
+    assert f is not None
+    target, sym = f.target, f.symbol
+    tag = f"<{sym}> " if sym else ""
+    if f.category == "function":
+        what = f"<{sym}>" if sym else ("(unknown)" if target else "NULL")
+        return f"  {f.declaration} = {target:#x}\n  -> {what}"
+    head = f"  {f.type}{' ' if f.typedef else ''}{name} = {target:#x}\n  -> "
+    if f.category == "char":
+        if not target:
+            return head + tag + "NULL"
+        if not f.readable or f.string is None:
+            return head + tag + "(not accessible)"
+        return head + tag + '"' + f.string.decode("utf-8", "replace") + '"'
+    if f.category == "void":
+        if sym:
+            return head + f"<{sym}>"
+        return head + ("NULL" if not target else "(unknown target type)")
+    if not target or not f.readable:
+        return head + ("NULL" if not target else "(not accessible)")
+    if f.category == "pointer":
+        return head + tag + f"{f.pointer or 0:x}"
+    return _followed_object(f, name, radix)
+
+
+def _followed_object(f: Followed, name: str, radix: int) -> str:
+    star = "" if f.typedef else "*"
+    head = f"  {f.base} {star}{name} = {f.target:#x}\n  -> "
+    if not f.complete or f.value is None:
+        return head + f"({f.base}: no debuginfo data)"
+    tag = f"<{f.symbol}> " if f.symbol else ""
+    lines = Formatter(radix).print_value(f.value).split("\n")
+    if (f.typedef or f.from_symbol) and "(" in lines[0] and ")" in lines[0]:
+        return head + tag
+    return head + "\n".join([tag + lines[0], *(_fgets_chunks(line) for line in lines[1:])])
+
+
+def _fgets_chunks(line: str) -> str:
+    """One line of gdb's output as crash relays it under ``-> ``: read in pieces of
+    1499 characters (its fgets buffer), each piece behind five spaces."""
+    text = line + "\n"
+    pieces = ["     " + text[i:i + 1499] for i in range(0, len(text), 1499)]
+    return "".join(pieces).rstrip("\n")
+
+
+def struct_deref_text(value: Value, radix: int = 10) -> str:
+    """crash's ``struct -p NAME ADDR``: the structure as gdb prints it, each top-level
+    pointer member replaced by its ``-p`` lines (which carry no comma)."""
+    formatter = Formatter(radix)
+    members = value.members
+    lines = [f"{value.type} {{"]
+    for i, member in enumerate(members):
+        sep = "," if i < len(members) - 1 else ""
+        if member.name and member.followed is not None:
+            lines.append(followed_text(member, member.name, radix))
+            continue
+        label = f"{member.name} = " if member.name else ""
+        lines.append(f"  {label}{formatter.value(member, 1)}{sep}")
+    lines.append("}")
+    return "\n".join(lines)
 
 
 # -- numbers ----------------------------------------------------------------------------
@@ -414,142 +512,3 @@ def ascii_chart() -> str:
     return "\n".join(lines) + "\n"
 
 
-# -- struct -p: pointers followed one level --------------------------------------------
-
-
-def _exact_symbol(prog: drgn.Program, address: int) -> str | None:
-    """The symbol that starts exactly at ``address`` (crash's value_symbol)."""
-    if not address:
-        return None
-    try:
-        sym = prog.symbol(address)
-    except LookupError:
-        return None
-    return sym.name if sym.address == address else None
-
-
-def _symbol_value(prog: drgn.Program, name: str) -> drgn.Object | None:
-    """The object of a symbol crash would print instead of the raw target (data of an
-    array, struct, union, integer or pointer type), else None."""
-    try:
-        obj = prog.object(name)
-    except (KeyError, LookupError, ValueError):
-        return None
-    if obj.type_.unaliased_kind() in (drgn.TypeKind.ARRAY, drgn.TypeKind.STRUCT,
-                                      drgn.TypeKind.UNION, drgn.TypeKind.INT,
-                                      drgn.TypeKind.POINTER):
-        return obj
-    return None
-
-
-def _readable(prog: drgn.Program, address: int) -> bool:
-    try:
-        prog.read(address, 8)
-        return True
-    except (drgn.FaultError, ValueError, OverflowError):
-        return False
-
-
-def _raw_string(prog: drgn.Program, address: int) -> str | None:
-    """The C string at ``address`` as crash's read_string returns it (no escaping)."""
-    data = bytearray()
-    try:
-        while len(data) < 1535:
-            byte = prog.read(address + len(data), 1)
-            if byte == b"\0":
-                break
-            data += byte
-    except drgn.FaultError:
-        if not data:
-            return None
-    return data.decode("utf-8", "replace")
-
-
-def pointer_deref_text(formatter: Formatter, field: drgn.Object, name: str,
-                       next_history: Callable[[], int]) -> str | None:
-    """crash's ``struct -p`` lines for one pointer member: its declaration and value,
-    then ``  -> `` and what it points to (the target's symbol in brackets, a string, a
-    structure printed as gdb's ``p *ptr`` with five more spaces of indent), or None when
-    the member is not a pointer. ``next_history`` is called for each value gdb would
-    print (they take $N numbers)."""
-    prog = formatter.prog
-    type_ = field.type_
-    pointer = type_.unaliased()
-    if pointer.kind != drgn.TypeKind.POINTER:
-        return None
-    typedef = type_.kind == drgn.TypeKind.TYPEDEF
-    target = field.value_()
-    target_type = pointer.type
-    target_kind = target_type.unaliased_kind()
-    sym = _exact_symbol(prog, target)
-    if target_kind == drgn.TypeKind.FUNCTION and not typedef:
-        what = f"<{sym}>" if sym else ("(unknown)" if target else "NULL")
-        return f"  {type_.variable_declaration(name)} = {target:#x}\n  -> {what}"
-    typeptr = type_.type_name()
-    ptrptr = target_kind == drgn.TypeKind.POINTER and not typedef
-    charptr = not typedef and not ptrptr and "char *" in typeptr
-    voidptr = not typedef and not ptrptr and "void *" in typeptr
-    symbol_obj = _symbol_value(prog, sym) if sym else None
-    head = f"  {typeptr}{' ' if typedef else ''}{name} = {target:#x}\n  -> "
-    if charptr:
-        tag = f"<{sym}> " if sym else ""
-        if not target:
-            return head + tag + "NULL"
-        text = _raw_string(prog, target) if _readable(prog, target) else None
-        return head + tag + (f'"{text}"' if text is not None else "(not accessible)")
-    if voidptr and symbol_obj is None:
-        if sym:
-            return head + f"<{sym}>"
-        return head + ("NULL" if not target else "(unknown target type)")
-    if not target or not _readable(prog, target):
-        return head + ("NULL" if not target else "(not accessible)")
-    if ptrptr:
-        tag = f"<{sym}> " if sym else ""
-        value = int.from_bytes(prog.read(target, 8), "little")
-        return head + tag + f"{value:x}"
-    base = type_.type_name() if typedef else target_type.type_name()
-    star = "" if typedef else "*"
-    head = f"  {base} {star}{name} = {target:#x}\n  -> "
-    if symbol_obj is None and not target_type.is_complete():
-        return head + f"({base}: no debuginfo data)"
-    obj = symbol_obj if symbol_obj is not None else drgn.Object(prog, target_type,
-                                                                 address=target)
-    next_history()
-    lines = formatter.print_value(obj).split("\n")
-    first = (f"<{sym}> " if sym else "") + lines[0]
-    if (typedef or symbol_obj is not None) and "(" in lines[0] and ")" in lines[0]:
-        return head + (f"<{sym}> " if sym else "")
-    return head + "\n".join([first, *(_fgets_chunks(line) for line in lines[1:])])
-
-
-def _fgets_chunks(line: str) -> str:
-    """One line of gdb's output as crash relays it under ``-> ``: read in pieces of
-    1499 characters (its fgets buffer), each piece behind five spaces."""
-    text = line + "\n"
-    pieces = ["     " + text[i:i + 1499] for i in range(0, len(text), 1499)]
-    return "".join(pieces).rstrip("\n")
-
-
-def struct_deref_text(obj: drgn.Object, formatter: Formatter,
-                      next_history: Callable[[], int]) -> str:
-    """crash's ``struct -p NAME ADDR``: the structure as gdb prints it, each top-level
-    pointer member replaced by its ``-p`` lines (which carry no comma)."""
-    members = obj.type_.unaliased().members or ()
-    lines = [f"{obj.type_.type_name()} {{"]
-    for i, member in enumerate(members):
-        sep = "," if i < len(members) - 1 else ""
-        try:
-            field = obj.member_(member.name) if member.name else _anonymous(obj, member)
-            followed = None
-            if member.name and field.type_.unaliased_kind() == drgn.TypeKind.POINTER:
-                followed = pointer_deref_text(formatter, field, member.name, next_history)
-            if followed is not None:
-                lines.append(followed)
-                continue
-            text = formatter.value(field, 1)
-        except _READ_ERRORS as err:
-            text = formatter._error(err)
-        label = f"{member.name} = " if member.name else ""
-        lines.append(f"  {label}{text}{sep}")
-    lines.append("}")
-    return "\n".join(lines)

@@ -3,10 +3,9 @@ display_memmap): labels right-aligned to column 22, stacks listed per CPU."""
 
 from __future__ import annotations
 
-import drgn
-
 from kdx.model.machine import CpuStack, MachineInfo, MemoryRange
-from kdx.render.crash.data import Formatter, struct_text
+from kdx.model.values import CpuInfoValue
+from kdx.render.crash.data import struct_text
 from kdx.render.crash.layout import rstrip_lines
 from kdx.render.crash.sys import memory_size
 
@@ -53,16 +52,15 @@ def render_machine(info: MachineInfo) -> str:
     return rstrip_lines("\n".join(lines))
 
 
-def render_cpu_infos(prog: drgn.Program, infos: list[tuple[int, drgn.Object | None]]) -> str:
+def render_cpu_infos(infos: list[CpuInfoValue]) -> str:
     """``mach -c``: each CPU's cpuinfo_x86 as crash's ``struct`` prints it."""
-    formatter = Formatter(prog)
     chunks = []
-    for cpu, info in infos:
-        lead = "\n" if cpu else ""
-        if info is None:
-            chunks.append(f"{lead}CPU {cpu}: [OFFLINE]")
+    for info in infos:
+        lead = "\n" if info.cpu else ""
+        if info.value is None:
+            chunks.append(f"{lead}CPU {info.cpu}: [OFFLINE]")
         else:
-            chunks.append(f"{lead}CPU {cpu}:\n" + struct_text(info, formatter))
+            chunks.append(f"{lead}CPU {info.cpu}:\n" + struct_text(info.value))
     return rstrip_lines("\n".join(chunks))
 
 
