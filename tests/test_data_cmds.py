@@ -132,10 +132,18 @@ def test_json_data_commands(target) -> None:  # noqa: ANN001
         pos += len(text[pos:]) - len(text[pos:].lstrip()) + end
         docs.append(doc)
     assert [d["kind"] for d in docs] == ["p", "eval", "struct", "whatis"]
-    assert docs[0]["data"]["type"] == "volatile unsigned long"
+    printed = docs[0]["data"]
+    assert printed["symbol"] == "jiffies" and printed["history"] == 1
+    assert printed["value"]["type"] == "volatile unsigned long"
+    assert printed["value"]["address"] == hex(target.prog["jiffies"].address_)
+    assert printed["value"]["value"] == target.prog["jiffies"].value_()
     assert docs[1]["data"]["value"] == "0x10"
     assert docs[2]["data"]["size"] == 16
-    assert docs[3]["data"]["text"] == "void schedule(void);"
+    assert [line["member"] for line in docs[2]["data"]["layout"]["lines"]] == \
+        [None, "next", "prev", None]
+    assert docs[3]["data"]["kind"] == "symbol"
+    assert docs[3]["data"]["declaration"] == "void schedule(void)"
+    assert "text" not in docs[0]["data"] and "text" not in docs[3]["data"]
 
 
 # -- without a dump: crash's number and character rules -----------------------------------
@@ -297,8 +305,16 @@ def test_struct_options_in_json(target) -> None:  # noqa: ANN001
         pos += len(text[pos:]) - len(text[pos:].lstrip()) + end
         docs.append(doc)
     assert [d["kind"] for d in docs] == ["struct", "struct"]
-    assert docs[0]["data"]["count"] == 2 and docs[0]["data"]["text"].count("{") == 2
-    assert "[1]: " in docs[1]["data"]["text"]
+    heads = docs[0]["data"]
+    assert heads["count"] == 2 and len(heads["objects"]) == 2
+    first = heads["objects"][0]["value"]
+    assert first["address"] == hex(task.tasks.address_)
+    assert [(m["name"], m["value"]) for m in first["members"]] == \
+        [("next", hex(task.tasks.next.value_())), ("prev", hex(task.tasks.prev.value_()))]
+    cpus = docs[1]["data"]["cpus"]
+    assert len(cpus) >= 2
+    assert [c["objects"][0]["members"][0]["value"]["value"] for c in cpus] == \
+        [c["cpu"] for c in cpus]
 
 
 @pytest.mark.oracle
