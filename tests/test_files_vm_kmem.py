@@ -424,3 +424,40 @@ def test_vm_options_match_crash(dump, crash) -> None:  # noqa: ANN001
     hit = ours[f"vm -R {page} 1 {fh}"]
     assert hit.count("VIRTUAL") == 2 and hit.count(f"\n{page} ") == 2
     assert ours[f"vm -R nosuch {fh}"] == ""
+
+
+def test_struct_records_in_json(dump) -> None:  # noqa: ANN001
+    """``vm -m``, ``vm -v``, ``foreach task -R`` and ``mach -c`` answer JSON with value
+    trees that hold the dump's own values, not text."""
+    from drgn.helpers.linux.pid import find_task
+
+    from kdx.model.vm import task_vm
+
+    prog = dump.target.prog
+    task = find_task(prog, dump.fileholder)
+    out = io.StringIO()
+    session = Session(dump.target, out=out, json=True)
+    for command in (f"vm -m {dump.fileholder}", f"vm -v {dump.fileholder}",
+                    f"foreach {dump.fileholder} task -R pid,comm,nothing", "mach -c"):
+        assert session.execute(command), command
+    decoder = json.JSONDecoder()
+    text, docs, pos = out.getvalue(), [], 0
+    while text[pos:].strip():
+        doc, end = decoder.raw_decode(text[pos:].lstrip())
+        pos += len(text[pos:]) - len(text[pos:].lstrip()) + end
+        docs.append(doc["data"])
+    mm, vmas, tasks, cpus = docs
+    assert mm[0]["pid"] == dump.fileholder and mm[0]["task"] == hex(task.value_())
+    tree = mm[0]["values"][0]
+    assert tree["type"] == "struct mm_struct" and tree["address"] == hex(task.mm.value_())
+    assert "text" not in mm[0]
+    expected = [hex(v.address) for v in task_vm(task).vmas]
+    assert len(expected) > 3
+    assert [v["address"] for v in vmas[0]["values"]] == expected
+    assert {v["type"] for v in vmas[0]["values"]} == {"struct vm_area_struct"}
+    members = {m["path"]: m for m in tasks[0]["members"]}
+    assert members["pid"]["value"]["value"] == dump.fileholder
+    assert members["comm"]["value"]["data"].rstrip("\0") == "fileholder"
+    assert members["nothing"]["value"] is None and members["nothing"]["error"]
+    assert [c["cpu"] for c in cpus] == list(range(len(cpus)))
+    assert all(c["value"]["type"] == "struct cpuinfo_x86" for c in cpus if c["value"])
