@@ -309,7 +309,7 @@ def test_struct_options_in_json(target) -> None:  # noqa: ANN001
     assert heads["count"] == 2 and len(heads["objects"]) == 2
     first = heads["objects"][0]["value"]
     assert first["address"] == hex(task.tasks.address_)
-    assert [(m["name"], m["value"]) for m in first["members"]] == \
+    assert [(m["name"], m["pointer"]) for m in first["members"]] == \
         [("next", hex(task.tasks.next.value_())), ("prev", hex(task.tasks.prev.value_()))]
     cpus = docs[1]["data"]["cpus"]
     assert len(cpus) >= 2

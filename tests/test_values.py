@@ -62,6 +62,7 @@ def test_tree_holds_the_values(prog: drgn.Program, reader: ValueReader) -> None:
         (("F_A", "F_C"), True, 4)
     assert _member(value, "name").string == CString(synthetic.NAME, b"hi\tx", True)
     assert _member(value, "buf").data == b"abc\0\0\0\0\0"
+    assert _member(value, "next").pointer == synthetic.HANDLER + 4
     assert _member(value, "next").symbol == SymbolName("handler", 4)
     assert _member(value, "fn").symbol == SymbolName("handler", 0)
     low, high = _member(value, "low"), _member(value, "high")

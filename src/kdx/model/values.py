@@ -143,9 +143,9 @@ class Value:
     """One object of the dump as its type describes it.
 
     ``kind`` says which fields apply: ``int``, ``char``, ``bool``, ``float`` and
-    ``enum`` (``value``; ``enum`` the enumerator names), ``pointer`` (``value`` the
-    address; ``symbol`` what it points at), ``char_pointer`` (``string`` what it points
-    to), ``function`` (``address``, ``symbol``), ``struct``/``union``/``class``
+    ``enum`` (``value``; ``enum`` the enumerator names), ``pointer`` (``pointer`` the
+    address; ``symbol`` what it points at), ``char_pointer`` (``pointer``; ``string``
+    what it points to), ``function`` (``address``, ``symbol``), ``struct``/``union``/``class``
     (``members``), ``array`` (``elements`` or, for chars, ``data``; ``length`` the full
     count, None when the type has none). ``unreadable`` marks a value that could not be
     read; ``fault`` is the address that failed (None: optimized out)."""
@@ -156,6 +156,7 @@ class Value:
     address: Hex | None = None
     size: int = 0
     value: int | float | bool | None = None
+    pointer: Hex | None = None
     symbol: SymbolName | None = None
     enum: EnumValue | None = None
     string: CString | None = None
@@ -232,8 +233,7 @@ class Declaration:
 @dataclass(frozen=True)
 class TaskValues:
     """Structures shown for one task (its mm_struct, its VMAs, its task_struct and
-    thread_info) or chosen members of its task_struct; ``problem`` says why there are
-    none when the task's structure is not in the dump."""
+    thread_info) or chosen members of its task_struct."""
 
     pid: int
     task: Hex
@@ -241,7 +241,6 @@ class TaskValues:
     command: str
     values: tuple[Value, ...] = ()
     members: tuple[MemberValue, ...] = ()
-    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -369,8 +368,8 @@ class ValueReader:
             address = obj.value_()
             if is_char_type(type_.type):
                 string = self.c_string(address) if address else None
-                return Value("char_pointer", value=address, string=string, **common)
-            return Value("pointer", value=address, symbol=self.name(address), **common)
+                return Value("char_pointer", pointer=address, string=string, **common)
+            return Value("pointer", pointer=address, symbol=self.name(address), **common)
         if kind == drgn.TypeKind.ENUM:
             number = obj.value_()
             return Value("enum", value=number, enum=_enum(type_, number), **common)

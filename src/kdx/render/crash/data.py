@@ -19,6 +19,7 @@ from kdx.model.values import (
     Declaration,
     Followed,
     MemberValue,
+    ObjectView,
     PercpuSymbol,
     PrintedValue,
     StructView,
@@ -95,12 +96,12 @@ class Formatter:
         kind = value.kind
         number = value.value
         if kind in ("pointer", "char_pointer"):
-            assert isinstance(number, int)
-            if not number:
+            address = value.pointer or 0
+            if not address:
                 return "0x0"
             if value.string is not None:
-                return f"{number:#x} " + _c_string(value.string)
-            return f"{number:#x}" + self.symbolic(value)
+                return f"{address:#x} " + _c_string(value.string)
+            return f"{address:#x}" + self.symbolic(value)
         if kind == "bool":
             # gdb's hexadecimal output (crash's -x) prints a bool as a number
             if self.radix == 16:
@@ -209,11 +210,9 @@ def task_member_text(member: MemberValue, radix: int = 10) -> str:
 
 def task_values_text(record: TaskValues, radix: int = 10, separator: str = "\n\n") -> str:
     """The structures shown for one task (each as ``struct`` prints it, ``separator``
-    between them), its chosen members, or why its structure is missing; no header."""
+    between them) or its chosen members; no header."""
     if record.members:
         return "\n".join(task_member_text(m, radix) for m in record.members)
-    if record.problem is not None:
-        return record.problem
     return separator.join(struct_text(v, radix) for v in record.values)
 
 
@@ -334,7 +333,7 @@ def struct_view_text(view: StructView, radix: int = 10) -> str:
     return _objects_text(view, view.objects, radix)
 
 
-def _objects_text(view: StructView, objects: tuple, radix: int) -> str:
+def _objects_text(view: StructView, objects: tuple[ObjectView, ...], radix: int) -> str:
     blocks = []
     for obj in objects:
         if obj.layout is not None:
