@@ -77,10 +77,26 @@ def test_envelope_and_answer_records() -> None:
 
 
 def test_dict_answers_follow_their_typed_shape() -> None:
-    """struct's answer is still a dict; its address is written as hex all the same."""
-    doc = json.loads(to_json("struct", {"type": "struct page", "address": 2**64 - 64,
-                                        "count": 1, "text": "x"}))
-    assert doc["data"]["address"] == "0xffffffffffffffc0"
+    """task's answer is still a dict; its address is written as hex all the same."""
+    doc = json.loads(to_json("task", [{"pid": 1, "task": 2**64 - 64, "struct": "x"}]))
+    assert doc["data"][0]["task"] == "0xffffffffffffffc0"
+    assert schema_problems(json.dumps(doc)) == []
+
+
+def test_value_trees_follow_their_schema() -> None:
+    """struct's value tree: addresses and pointers as hex, bytes as text, valid."""
+    from kdx.model.values import ObjectView, StructView, Value
+
+    name = Value("array", "char [4]", "name", 2**64 - 64, 4, data=b"ab\0\x1b", length=4)
+    next_ = Value("pointer", "struct page *", "next", 2**64 - 56, 8, pointer=2**64 - 4096)
+    tree = Value("struct", "struct page", None, 2**64 - 64, 12, members=(name, next_))
+    view = StructView("struct", "struct page", 12, 2**64 - 64,
+                      objects=(ObjectView(2**64 - 64, value=tree),))
+    doc = json.loads(to_json("struct", view))
+    members = doc["data"]["objects"][0]["value"]["members"]
+    assert members[0]["data"] == "ab\u0000\u001b" and members[0]["address"] == \
+        "0xffffffffffffffc0"
+    assert members[1]["pointer"] == "0xfffffffffffff000"
     assert schema_problems(json.dumps(doc)) == []
 
 

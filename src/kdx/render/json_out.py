@@ -20,6 +20,7 @@ import typing
 from typing import Any, Callable, Union
 
 from kdx.model.records import HEX
+from kdx.textsafe import decode
 
 __all__ = ["SCHEMA_VERSION", "fits", "hex_text", "is_hex", "is_union", "kind_data", "plain",
            "record_hints", "to_json"]
@@ -74,8 +75,8 @@ def plain(record: Any) -> Any:
         return [plain(v) for v in record]
     if isinstance(record, (str, int, float, bool)) or record is None:
         return record
-    if isinstance(record, bytes):  # raw memory: one character per byte, none lost
-        return record.decode("latin-1")
+    if isinstance(record, bytes):  # char arrays and strings: as text from the dump is
+        return decode(record)
     if isinstance(record, enum.Enum):
         return plain(record.value)
     return str(record)

@@ -53,7 +53,7 @@ class _Builder:
         if hint is type(None):
             return {"type": "null"}
         simple = {bool: "boolean", int: "integer", float: "number", str: "string",
-                  bytes: "string"}  # bytes: one character per byte (U+0000-U+00FF)
+                  bytes: "string"}  # bytes: decoded as text from the dump is
         if hint in simple:
             return {"type": simple[hint]}
         if isinstance(hint, type) and issubclass(hint, Path):
