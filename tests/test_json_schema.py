@@ -77,9 +77,13 @@ def test_envelope_and_answer_records() -> None:
 
 
 def test_dict_answers_follow_their_typed_shape() -> None:
-    """task's answer is still a dict; its address is written as hex all the same."""
-    doc = json.loads(to_json("task", [{"pid": 1, "task": 2**64 - 64, "struct": "x"}]))
-    assert doc["data"][0]["task"] == "0xffffffffffffffc0"
+    """vm -P's answer is still a dict; its task's address is written as hex all the
+    same."""
+    from kdx.model.files import TaskId
+
+    task = TaskId(pid=1, task=2**64 - 64, cpu=0, command="init")
+    doc = json.loads(to_json("vm", [{"task": task, "vma": None}]))
+    assert doc["data"][0]["task"]["task"] == "0xffffffffffffffc0"
     assert schema_problems(json.dumps(doc)) == []
 
 

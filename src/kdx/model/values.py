@@ -33,6 +33,7 @@ import drgn
 from kdx.model.expr import member_object
 from kdx.model.memdump import MemoryDisplay, Symbolizer
 from kdx.model.records import Hex
+from kdx.model.tasks import TaskInfo
 
 __all__ = [
     "ELEMENT_LIMIT",
@@ -57,6 +58,7 @@ __all__ = [
     "ValueReader",
     "is_char_type",
     "session_reader",
+    "task_values",
     "type_layout",
 ]
 
@@ -656,3 +658,34 @@ def session_reader(prog: drgn.Program,
     namer as ``rd`` and ``dis`` (``cached`` is the session's cache)."""
     return cached("value-reader", lambda: ValueReader(
         prog, cached("symbolizer", lambda: Symbolizer(prog))))
+
+
+def task_values(reader: ValueReader, task: TaskInfo, members: list[str] | None = None,
+                thread_info: bool = False) -> TaskValues:
+    """A task's task_struct as a value tree (and its thread_info after it, as crash's
+    ``foreach task`` shows it, when asked and the kernel has one inside), or the members
+    ``task -R`` names: designators such as ``se.on_rq`` or ``comm[0]``; one the
+    task_struct does not have is kept with the reason, and the others still shown."""
+    obj = drgn.Object(reader.prog, "struct task_struct *", task.task)[0]
+    if not members:
+        values = [reader.read(obj)]
+        if thread_info and _has_member(obj.type_, "thread_info"):
+            values.append(reader.read(obj.thread_info))
+        return TaskValues(task.pid, task.task, task.cpu, task.comm, values=tuple(values))
+    chosen = []
+    for designator in members:
+        try:
+            value = obj.subobject_(designator)
+        except (LookupError, ValueError) as err:
+            chosen.append(MemberValue(designator, None, error=str(err)))
+            continue
+        chosen.append(MemberValue(designator, reader.read(value, designator)))
+    return TaskValues(task.pid, task.task, task.cpu, task.comm, members=tuple(chosen))
+
+
+def _has_member(type_: drgn.Type, name: str) -> bool:
+    try:
+        type_.member(name)
+        return True
+    except LookupError:
+        return False

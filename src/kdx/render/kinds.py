@@ -5,7 +5,7 @@ One table, so a reader (and the schema generator) finds a kind's shape in one pl
 ``python -m kdx.render.json_schema`` then writes the kind's schema file, and the tests
 validate the command's JSON against it and fail on a kind missing from this table.
 
-A few answers are still plain dicts (``task``); their shapes are written down here as
+A few answers are still plain dicts (``vm -P``); their shapes are written down here as
 ``TypedDict``s until they become records, so they are described and validated like every
 other kind.
 """
@@ -67,7 +67,6 @@ from kdx.model.memory import (
 from kdx.model.modules import ModuleInfo
 from kdx.model.mounts import Mount, MountDetail
 from kdx.model.net import Neighbour, NetDevice, TaskSockets
-from kdx.model.records import Hex
 from kdx.model.runqueue import CpuRunqueue
 from kdx.model.search import SearchResult
 from kdx.model.signals import DecodedSigset, SignalName, TaskSignals, ThreadGroupSignals
@@ -92,23 +91,7 @@ from kdx.model.walk import WalkResult
 __all__ = ["KINDS", "kind_names"]
 
 
-# -- answers that are still dicts of text (struct-like output) --------------------------
-
-
-
-
-
-class TaskStructText(TypedDict, total=False):
-    """``task`` and ``foreach task``: the task and its task_struct (or members) as text,
-    or for ``task -R`` the members' values."""
-
-    pid: int
-    task: Hex
-    struct: str
-    text: str
-    members: dict[str, Any]
-
-
+# -- answers that are still dicts ---------------------------------------------------------
 
 class SingleVma(TypedDict):
     """``vm -P VMA``: one area of a task's map and its pages (None: no such area)."""
@@ -145,7 +128,7 @@ KINDS: dict[str, Any] = {
     "ps-args": list[TaskArgs],
     "ps-rlimits": list[TaskRlimits],
     "set": TaskContext,
-    "task": list[TaskStructText],
+    "task": list[TaskValues],
     "foreach-task": list[TaskValues],
     "foreach-set": list[TaskContext],
     "foreach-files": list[TaskFiles],

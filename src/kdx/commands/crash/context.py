@@ -14,13 +14,14 @@ import re
 import drgn
 
 from kdx.commands.crash.arguments import parse_selectors, tasks_of
-from kdx.model.reading import READ_ERRORS
 from kdx.model.tasks import (
     TaskInfo,
     active_tasks,
     panic_task_address,
     task_context,
 )
+from kdx.model.values import session_reader, task_values
+from kdx.render.crash.data import task_values_text
 from kdx.render.crash.ps import render_context, render_task
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
@@ -120,33 +121,6 @@ def _task_parser():
     return parser
 
 
-def _format(obj: drgn.Object, base: int) -> str:
-    """drgn's C-style value made to read like crash's gdb output: no type names, two
-    spaces per level, ``name = value`` without the designator dot."""
-    text = obj.format_(type_name=False, member_type_names=False, integer_base=base)
-    lines: list[str] = []
-    for line in text.split("\n"):
-        stripped = line.lstrip("\t")
-        if stripped.startswith("}") and lines and lines[-1].endswith(","):
-            lines[-1] = lines[-1][:-1]  # gdb puts no comma after the last member
-        indent = "  " * (len(line) - len(stripped))
-        lines.append(indent + re.sub(r"^\.(?=[\w\[])", "", stripped))
-    return "\n".join(lines)
-
-
-def _member(task: drgn.Object, designator: str, base: int) -> str:
-    try:
-        value = task.subobject_(designator)
-    except (LookupError, ValueError) as err:
-        return f"task: {designator}: not a task_struct member ({err})"
-    try:
-        text = _format(value, base)
-    except drgn.FaultError as err:
-        return f"  {designator}: memory not in the dump: {err}"
-    body = "\n".join("  " + line for line in text.split("\n")).lstrip()
-    return f"  {designator} = {body},"
-
-
 @crash_command("task", "show the current or named tasks' task_struct (-R members)",
                parser=_task_parser)
 def _task(session: Session, args: argparse.Namespace) -> None:
@@ -166,22 +140,11 @@ def _task(session: Session, args: argparse.Namespace) -> None:
         chosen = [t for s in selectors for t in table if s.matches(t)]
     else:
         chosen = [_current_info(session)]
-    records, texts = [], []
-    for info in chosen:
-        task = drgn.Object(prog, "struct task_struct *", info.task)[0]
-        if members:
-            values = {m: _value(task, m) for m in members}
-            records.append({"pid": info.pid, "task": info.task, "members": values})
-            texts.append(render_task(info, "\n".join(_member(task, m, base)
-                                                      for m in members)))
-        else:
-            try:
-                body = "struct task_struct " + _format(task, base)
-            except drgn.FaultError as err:
-                body = f"task_struct not in the dump: {err}"
-            records.append({"pid": info.pid, "task": info.task, "struct": body})
-            texts.append(render_task(info, body))
-    session.emit("task", records, lambda: "".join(texts))
+    reader = session_reader(prog, session.cached)
+    records = [task_values(reader, info, members) for info in chosen]
+    session.emit("task", records, lambda: "".join(
+        render_task(info, task_values_text(record, base))
+        for info, record in zip(chosen, records)))
 
 
 def _is_member(type_: drgn.Type, name: str) -> bool:
@@ -192,16 +155,3 @@ def _is_member(type_: drgn.Type, name: str) -> bool:
         return False
 
 
-def _value(task: drgn.Object, designator: str) -> object:
-    """A member as a plain JSON value: integers, strings for char arrays, else its text."""
-    try:
-        value = task.subobject_(designator)
-        kind = value.type_.unaliased_kind()
-        if kind in (drgn.TypeKind.INT, drgn.TypeKind.BOOL, drgn.TypeKind.ENUM,
-                    drgn.TypeKind.POINTER):
-            return value.value_()
-        if kind == drgn.TypeKind.ARRAY and value.type_.unaliased().type.size == 1:
-            return value.string_().decode("utf-8", errors="backslashreplace")
-        return value.format_(type_name=False, member_type_names=False)
-    except READ_ERRORS as err:
-        return f"<{err}>"

@@ -32,7 +32,6 @@ from kdx.commands.crash.arguments import (
     tasks_of,
 )
 from kdx.model.tasks import TaskInfo
-from kdx.model.values import MemberValue, ValueReader
 from kdx.render.crash.ps import info_header
 from kdx.session.command import CommandError, CommandParser, crash_command, make_parser
 from kdx.session.session import Session
@@ -87,25 +86,13 @@ def _task_parser() -> argparse.ArgumentParser:
 def _task(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> None:
     """crash's ``task`` per task, formatted as its gdb prints structures; with ``-R``
     task prints its own header and foreach none."""
-    from kdx.model.values import TaskValues, session_reader
+    from kdx.model.values import session_reader, task_values
     from kdx.render.crash.data import task_values_text
 
     reader = session_reader(session.prog, session.cached)
     radix = 16 if args.x else 10
     members = [m for spec in args.R for m in spec.split(",") if m]
-    records = []
-    for info in tasks:
-        task = _task_object(session, info)[0]
-        if members:
-            chosen = tuple(_task_member(reader, task, m) for m in members)
-            records.append(TaskValues(info.pid, info.task, info.cpu, info.comm,
-                                      members=chosen))
-            continue
-        values = [reader.read(task)]
-        if _has_member(task, "thread_info"):  # crash shows it after, as its own
-            values.append(reader.read(task.thread_info))
-        records.append(TaskValues(info.pid, info.task, info.cpu, info.comm,
-                                  values=tuple(values)))
+    records = [task_values(reader, info, members, thread_info=True) for info in tasks]
 
     def text() -> str:
         texts = []
@@ -119,23 +106,6 @@ def _task(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> 
         return "".join(texts)
 
     session.emit("foreach-task", records, text)
-
-
-def _has_member(obj: drgn.Object, name: str) -> bool:
-    try:
-        obj.type_.member(name)
-        return True
-    except LookupError:
-        return False
-
-
-def _task_member(reader: ValueReader, task: drgn.Object, designator: str) -> MemberValue:
-    """One ``task -R`` member (a designator such as ``se.on_rq`` or ``comm[0]``)."""
-    try:
-        value = task.subobject_(designator)
-    except (LookupError, ValueError) as err:
-        return MemberValue(designator, None, error=str(err))
-    return MemberValue(designator, reader.read(value, designator))
 
 
 # --- files, vm, set -------------------------------------------------------------------------
