@@ -150,3 +150,21 @@ def test_whatis_text(prog: drgn.Program) -> None:
     assert whatis_text(dataclasses.replace(enum, kind="enumerator", value=1)) == \
         "enum state = 1"
     assert whatis_text(Declaration("int", "type", "int", "int", size=4)) == "SIZE: 4"
+
+
+def test_renderers_hold_no_program() -> None:
+    """The value renderers import neither drgn nor a model that reads: everything they
+    print comes from the records."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    for name in ("kdx.render.crash.data", "kdx.render.crash.machine"):
+        source = Path(importlib.import_module(name).__file__ or "").read_text()
+        tree = ast.parse(source)
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}
+        assert not {m for m in imported if m == "drgn" or m.startswith("drgn.")}, name
+        assert "Program" not in source, name
