@@ -15,6 +15,7 @@ from kdx.model.expr import (
     ExpressionError,
     ExpressionParser,
     crash_number,
+    has_member,
     is_symbol,
     member_object,
     tokenize,
@@ -102,3 +103,4 @@ def test_member_paths(prog: drgn.Program) -> None:
                        "struct item.flags.x"):
         member_object(item, "flags.x")
     assert is_symbol(prog, "handler") and not is_symbol(prog, "nothing")
+    assert has_member(item.type_, "flags") and not has_member(item.type_, "ff")

@@ -32,6 +32,7 @@ __all__ = [
     "EvalParser",
     "ExpressionParser",
     "crash_number",
+    "has_member",
     "is_percpu_symbol",
     "is_symbol",
     "member_object",
@@ -394,3 +395,13 @@ def is_percpu_symbol(prog: drgn.Program, word: str) -> bool:
     except LookupError:
         return False
     return start <= address < end
+
+
+def has_member(type_: drgn.Type, name: str) -> bool:
+    """Whether structure type ``type_`` has a member ``name`` (so that a word such as
+    ``stack`` is read as a member, not as a hexadecimal number)."""
+    try:
+        type_.member(name)
+        return True
+    except LookupError:
+        return False

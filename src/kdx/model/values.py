@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import drgn
 
-from kdx.model.expr import member_object
+from kdx.model.expr import has_member, member_object
 from kdx.model.memdump import MemoryDisplay, Symbolizer
 from kdx.model.records import Hex
 from kdx.model.tasks import TaskInfo
@@ -669,7 +669,7 @@ def task_values(reader: ValueReader, task: TaskInfo, members: list[str] | None =
     obj = drgn.Object(reader.prog, "struct task_struct *", task.task)[0]
     if not members:
         values = [reader.read(obj)]
-        if thread_info and _has_member(obj.type_, "thread_info"):
+        if thread_info and has_member(obj.type_, "thread_info"):
             values.append(reader.read(obj.thread_info))
         return TaskValues(task.pid, task.task, task.cpu, task.comm, values=tuple(values))
     chosen = []
@@ -681,11 +681,3 @@ def task_values(reader: ValueReader, task: TaskInfo, members: list[str] | None =
             continue
         chosen.append(MemberValue(designator, reader.read(value, designator)))
     return TaskValues(task.pid, task.task, task.cpu, task.comm, members=tuple(chosen))
-
-
-def _has_member(type_: drgn.Type, name: str) -> bool:
-    try:
-        type_.member(name)
-        return True
-    except LookupError:
-        return False

@@ -14,6 +14,7 @@ import re
 import drgn
 
 from kdx.commands.crash.arguments import parse_selectors, tasks_of
+from kdx.model.expr import has_member
 from kdx.model.tasks import (
     TaskInfo,
     active_tasks,
@@ -131,7 +132,7 @@ def _task(session: Session, args: argparse.Namespace) -> None:
     numbers = []
     task_type = prog.type("struct task_struct")
     for word in args.targets:
-        if re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", word) and not _is_member(task_type, word):
+        if re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", word) and not has_member(task_type, word):
             numbers.append(word)
         else:
             members += [m for m in word.split(",") if m]
@@ -145,13 +146,5 @@ def _task(session: Session, args: argparse.Namespace) -> None:
     session.emit("task", records, lambda: "".join(
         render_task(info, task_values_text(record, base))
         for info, record in zip(chosen, records)))
-
-
-def _is_member(type_: drgn.Type, name: str) -> bool:
-    try:
-        type_.member(name)
-        return True
-    except LookupError:
-        return False
 
 
