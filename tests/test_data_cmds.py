@@ -136,7 +136,7 @@ def test_json_data_commands(target) -> None:  # noqa: ANN001
     assert printed["symbol"] == "jiffies" and printed["history"] == 1
     assert printed["value"]["type"] == "volatile unsigned long"
     assert printed["value"]["address"] == hex(target.prog["jiffies"].address_)
-    assert printed["value"]["value"] == target.prog["jiffies"].value_()
+    assert printed["value"]["word"] == hex(target.prog["jiffies"].value_())
     assert docs[1]["data"]["value"] == "0x10"
     assert docs[2]["data"]["size"] == 16
     assert [line["member"] for line in docs[2]["data"]["layout"]["lines"]] == \

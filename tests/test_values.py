@@ -168,3 +168,17 @@ def test_renderers_hold_no_program() -> None:
                      if isinstance(node, ast.ImportFrom)}
         assert not {m for m in imported if m == "drgn" or m.startswith("drgn.")}, name
         assert "Program" not in source, name
+
+
+def test_64_bit_words(prog: drgn.Program, reader: ValueReader) -> None:
+    """A 64-bit integer is kept in ``word`` (JSON writes it in hex), printed as gdb does."""
+    from kdx.render.json_out import plain
+
+    big = reader.read(drgn.Object(prog, "unsigned long", (1 << 64) - 2))
+    negative = reader.read(drgn.Object(prog, "long", -1))
+    assert (big.kind, big.word, big.value) == ("int", (1 << 64) - 2, None)
+    assert print_text(PrintedValue("x", 1, None, big)) == "$1 = 18446744073709551614"
+    assert print_text(PrintedValue("y", 2, None, negative)) == "$2 = -1"
+    assert print_text(PrintedValue("y", 3, None, negative), 16) == "$3 = 0xffffffffffffffff"
+    assert plain(big)["word"] == "0xfffffffffffffffe"
+    assert plain(negative)["word"] == "0xffffffffffffffff"

@@ -145,7 +145,9 @@ class Value:
     """One object of the dump as its type describes it.
 
     ``kind`` says which fields apply: ``int``, ``char``, ``bool``, ``float`` and
-    ``enum`` (``value``; ``enum`` the enumerator names), ``pointer`` (``pointer`` the
+    ``enum`` (``value``; ``enum`` the enumerator names; a 64-bit integer in ``word``
+    instead, which JSON writes in hexadecimal, as it does addresses, so that no reader
+    rounds it), ``pointer`` (``pointer`` the
     address; ``symbol`` what it points at), ``char_pointer`` (``pointer``; ``string``
     what it points to), ``function`` (``address``, ``symbol``), ``struct``/``union``/``class``
     (``members``), ``array`` (``elements`` or, for chars, ``data``; ``length`` the full
@@ -158,6 +160,7 @@ class Value:
     address: Hex | None = None
     size: int = 0
     value: int | float | bool | None = None
+    word: Hex | None = None
     pointer: Hex | None = None
     symbol: SymbolName | None = None
     enum: EnumValue | None = None
@@ -379,7 +382,11 @@ class ValueReader:
             return Value("bool", value=bool(obj.value_()), **common)
         if kind == drgn.TypeKind.FLOAT:
             return Value("float", value=obj.value_(), **common)
-        return Value("char" if is_char_type(type_) else "int", value=obj.value_(), **common)
+        if is_char_type(type_):
+            return Value("char", value=obj.value_(), **common)
+        if common["size"] == 8:  # a 64-bit word: JSON must not round it (see Value)
+            return Value("int", word=obj.value_(), **common)
+        return Value("int", value=obj.value_(), **common)
 
     def _members(self, obj: drgn.Object) -> tuple[Value, ...]:
         out = []

@@ -111,6 +111,8 @@ class Formatter:
             return _enum_text(value)
         if kind == "float":
             return repr(number)
+        if value.word is not None:
+            number = value.word
         assert isinstance(number, int)
         if kind == "char":
             # gdb under crash's -x (output-radix 16) prints a char as a bare number
