@@ -17,7 +17,9 @@ from typing import Callable
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 from drgn.helpers.linux.percpu import per_cpu_ptr
+from drgn.helpers.linux.sched import task_cpu
 
+from kdx.commands.crash.arguments import cpu_list
 from kdx.model.expr import (
     ExpressionError,
     ExpressionParser,
@@ -52,7 +54,7 @@ from kdx.model.values import (
     type_layout,
 )
 from kdx.render.crash.data import percpu_text, print_text, struct_view_text, whatis_text
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 _MASK64 = (1 << 64) - 1
@@ -84,6 +86,8 @@ def _p_parser() -> argparse.ArgumentParser:
 _PRINT_FORMATS = {"x": 16, "d": 10, "u": 10}
 
 
+@crash_command("p", "print a symbol or C expression as gdb does", parser=_p_parser,
+               aliases=("print",))
 def _p(session: Session, args: argparse.Namespace) -> None:
     fmt = None
     if args.expression and args.expression[0].startswith("/"):  # gdb's p/x, p/d
@@ -260,22 +264,11 @@ def _list_offset(prog: drgn.Program, text: str) -> int:
 
 
 def _cpus(session: Session, spec: str) -> list[int]:
-    """crash's cpuspec: empty for the current task's CPU, ``a``/``all``, or a list of
-    numbers and ranges."""
-    possible = list(for_each_possible_cpu(session.prog))
+    """crash's cpuspec: empty for the current task's CPU, else a CPU list (``a``,
+    ``0,2-3``) read as every command reads one."""
     if spec == "":
-        from drgn.helpers.linux.sched import task_cpu
         return [task_cpu(session.current_task)]
-    if spec in ("a", "all"):
-        return possible
-    cpus: set[int] = set()
-    for part in spec.split(","):
-        first, _, last = part.partition("-")
-        try:
-            cpus.update(range(int(first), int(last or first) + 1))
-        except ValueError as err:
-            raise CommandError(f"invalid cpu specification: {spec}") from err
-    return [cpu for cpu in possible if cpu in cpus]
+    return cpu_list(session, spec)
 
 
 def _percpu_base(session: Session, word: str) -> tuple[int, bool]:
@@ -568,20 +561,12 @@ def _find_declaration(prog: drgn.Program, words: list[str]) -> Declaration:
     raise CommandError(f"cannot resolve: {spelling}")
 
 
+@crash_command("whatis", "show the declaration of a symbol or type", parser=_whatis_parser)
 def _whatis(session: Session, args: argparse.Namespace) -> None:
     found = _find_declaration(session.prog, args.words)
     session.emit("whatis", found, lambda: whatis_text(found))
 
 
-COMMANDS = [
-    CrashCommand("struct", "show a struct type or structs in memory (-o -c -l -r -p -u -f "
-                 "ADDR:cpuspec)",
-                 _struct_parser("struct"), _struct_command("struct")),
-    CrashCommand("union", "show a union type or unions in memory (-o -c -l -r -p -u -f "
-                 "ADDR:cpuspec)",
-                 _struct_parser("union"), _struct_command("union")),
-    CrashCommand("p", "print a symbol or C expression as gdb does", _p_parser, _p,
-                 aliases=("print",)),
-    CrashCommand("whatis", "show the declaration of a symbol or type", _whatis_parser,
-                 _whatis),
-]
+for _kind in ("struct", "union"):
+    crash_command(_kind, f"show a {_kind} type or {_kind}s in memory (-o -c -l -r -p -u -f "
+                  "ADDR:cpuspec)", parser=_struct_parser(_kind))(_struct_command(_kind))

@@ -13,7 +13,7 @@ import argparse
 from kdx.model.answers import AsciiValues, EvalResult
 from kdx.model.expr import EvalParser
 from kdx.render.crash.data import ascii_chart, ascii_text, eval_text
-from kdx.session.command import CommandError, CrashCommand, make_parser
+from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 _MASK64 = (1 << 64) - 1
@@ -28,6 +28,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("eval", "evaluate an expression in hex, decimal, octal and binary",
+               parser=_eval_parser)
 def _eval(session: Session, args: argparse.Namespace) -> None:
     words = list(args.expression)
     bits = args.bits
@@ -47,6 +49,7 @@ def _ascii_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@crash_command("ascii", "show a number's bytes as ASCII characters", parser=_ascii_parser)
 def _ascii(session: Session, args: argparse.Namespace) -> None:
     if not args.numbers:
         session.emit("ascii", AsciiValues(True, []), ascii_chart())
@@ -59,11 +62,3 @@ def _ascii(session: Session, args: argparse.Namespace) -> None:
         except ValueError as err:
             raise CommandError(f"not a hexadecimal number: {word}") from err
     session.emit("ascii", AsciiValues(False, values), "\n".join(ascii_text(v) for v in values))
-
-
-COMMANDS = [
-    CrashCommand("eval", "evaluate an expression in hex, decimal, octal and binary",
-                 _eval_parser, _eval),
-    CrashCommand("ascii", "show a number's bytes as ASCII characters", _ascii_parser,
-                 _ascii),
-]
