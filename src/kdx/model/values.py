@@ -328,7 +328,7 @@ class ValueReader:
                     member.type.unaliased_kind() == drgn.TypeKind.POINTER:
                 read = self.follow_member(obj.member_(member.name), member.name, read)
             out.append(read)
-        return _replace(value, members=tuple(out))
+        return dataclasses.replace(value, members=tuple(out))
 
     def follow_member(self, field: drgn.Object, name: str, read: Value | None = None) \
             -> Value:
@@ -337,7 +337,7 @@ class ValueReader:
         if field.type_.unaliased_kind() != drgn.TypeKind.POINTER or read.unreadable:
             return read
         try:
-            return _replace(read, followed=self._follow(field, name))
+            return dataclasses.replace(read, followed=self._follow(field, name))
         except _READ_ERRORS as err:
             return _unreadable(field.type_, name, err)
 
@@ -476,10 +476,6 @@ class ValueReader:
                                           drgn.TypeKind.POINTER):
             return obj
         return None
-
-
-def _replace(value: Value, **changes: object) -> Value:
-    return dataclasses.replace(value, **changes)  # type: ignore[arg-type]
 
 
 def _size(type_: drgn.Type) -> int:
