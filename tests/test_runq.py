@@ -2,7 +2,8 @@
 run queue and priority array addresses, each CPU's current task, the queued tasks with
 their priorities, the task-group view, the clocks and the current tasks' run times.
 
-crash's outputs come from the cached runs test_bt.py and test_foreach.py also read.
+crash's outputs come from the cached runs test_bt.py and test_foreach.py also read (and
+one ``runq`` run on the 6.12 soft-lockup dump).
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ import json
 import re
 
 import pytest
-from test_bt import ORACLE_MORE, ORACLE_MORE_612, ORACLE_SYSRQ, crash_sections, run
+from drgn import Object
+from drgn.helpers.linux.sched import task_cpu
+from test_bt import (
+    ORACLE_MORE,
+    ORACLE_MORE_612,
+    ORACLE_SYSRQ,
+    crash_sections,
+    run,
+    session_for,
+)
 from test_foreach import ORACLE_HUNG
 
 VIEWS = ["runq", "runq -t", "runq -m", "runq -g", "runq -T"]
@@ -46,26 +56,27 @@ def test_runq_matches_crash(which: str, view: str, lab, null_deref, null_deref_6
 
 
 @pytest.mark.oracle
-def test_612_queues_a_task_behind_the_panic(null_deref_612, crash) -> None:  # noqa: ANN001
-    """On the 6.12 dump the busy loop waits in CPU 1's EEVDF tree behind the panicking
-    insmod: both tools list it with its nice-19 priority, and the panic task as CPU 1's
-    CURRENT (the truth's PID), not as a queued task."""
-    text = run(null_deref_612, "runq")
-    cpu1 = text.split("\n\n")[1]
-    queued = [m.groups() for line in cpu1.splitlines() if (m := _QUEUED.match(line))]
-    assert ("139", str(_pid(null_deref_612, "spinner")), ) == queued[0][:2]
-    assert f"CURRENT: PID: {null_deref_612.truth['pid']} " in cpu1
-    assert str(null_deref_612.truth["pid"]) not in [q[1] for q in queued]
-    theirs = crash_sections(crash, null_deref_612, ORACLE_MORE_612)["runq"]
+def test_612_queues_a_task_behind_the_panic(lab, crash) -> None:  # noqa: ANN001
+    """On the 6.12 soft-lockup dump a kthread spins with preemption off on the panic CPU,
+    so a worker bound to that CPU waits in its EEVDF tree: both tools list it with its
+    priority, and the spinning thread as the CPU's CURRENT (the truth's PID), not as a
+    queued task."""
+    dump = lab("soft-lockup", kernel="6.12")
+    cpu, pid = dump.truth["cpu"], dump.truth["pid"]
+    text = run(dump, "runq")
+    block = text.split("\n\n")[cpu]
+    assert block.startswith(f"CPU {cpu} RUNQUEUE: ")
+    queued = [m.groups() for line in block.splitlines() if (m := _QUEUED.match(line))]
+    assert queued
+    assert f"CURRENT: PID: {pid} " in block
+    assert str(pid) not in [q[1] for q in queued]
+    prog = session_for(dump).prog
+    for prio, qpid, task, _ in queued:
+        waiting = Object(prog, "struct task_struct *", int(task, 16))
+        assert (waiting.pid.value_(), waiting.prio.value_()) == (int(qpid), int(prio))
+        assert task_cpu(waiting) == cpu
+    theirs = crash_sections(crash, dump, ("runq",))["runq"]
     assert text.splitlines() == theirs.rstrip("\n").splitlines()
-
-
-def _pid(dump, comm: str) -> int:  # noqa: ANN001
-    for line in run(dump, "ps").splitlines()[1:]:
-        parts = line.lstrip(">").split()
-        if parts[-1] == comm:
-            return int(parts[0])
-    raise AssertionError(f"no {comm} task")
 
 
 def test_runq_c_and_json(null_deref) -> None:  # noqa: ANN001
