@@ -32,11 +32,11 @@ from capstone import x86 as cs_x86
 from kdx.model.memdump import (
     KERNEL,
     ReadFault,
-    Symbolizer,
     extent_symbols,
     make_reader,
     read_span,
 )
+from kdx.model.names import AddressNamer, address_namer
 from kdx.model.records import Hex
 from kdx.target.elfinfo import section_table
 
@@ -361,10 +361,10 @@ class _BadByte:
 class Disassembler:
     """Turns code in the dump into ``Instruction`` records, naming symbols crash-style."""
 
-    def __init__(self, prog: drgn.Program, symbols: Symbolizer | None = None,
+    def __init__(self, prog: drgn.Program, symbols: AddressNamer | None = None,
                  radix: int = 10, namer: Callable[[int], str | None] | None = None) -> None:
         self.prog = prog
-        self.symbols = symbols or Symbolizer(prog)
+        self.symbols = symbols or address_namer(prog)
         self.radix = radix
         self.namer = namer or (lambda address: self.symbols.name(address, radix))
 
@@ -424,7 +424,7 @@ def disassemble(prog: drgn.Program, start: int, *, end: int | None = None,
                 last: int | None = None, user_task: drgn.Object | None = None,
                 radix: int = 10, with_source: bool = True,
                 source_dirs: Iterable[Path] = (),
-                symbols: Symbolizer | None = None,
+                symbols: AddressNamer | None = None,
                 namer: Callable[[int], str | None] | None = None,
                 bug_bytes: int = 0) -> Disassembly:
     """Decode code from ``start``: up to ``end`` (a whole function), or ``count``
@@ -509,28 +509,28 @@ class FunctionRange:
 
 
 def function_range(prog: drgn.Program, address: int,
-                   symbols: Symbolizer | None = None) -> FunctionRange | None:
+                   symbols: AddressNamer | None = None) -> FunctionRange | None:
     """The function ``address`` falls in, with its end: the symbol crash names for it,
     ending where drgn's symbol of that start says (crash asks gdb for the function's
     block, which ends at the same place), or at the next symbol for a label without a
     size."""
-    symbols = symbols or Symbolizer(prog)
+    symbols = symbols or address_namer(prog)
     loc = symbols.locate(address)
     if loc is None:
         return None
     size = 0
     with contextlib.suppress(LookupError, ValueError, OverflowError):
-        size = max((s.size for s in prog.symbols(loc.address) if s.address == loc.address),
+        size = max((s.size for s in prog.symbols(loc.start) if s.address == loc.start),
                    default=0)
     if not size:
-        following = symbols.next_start(loc.address)
-        size = (following - loc.address) if following else DEFAULT_SPAN
-    return FunctionRange(loc.name, loc.address, loc.address + max(size, 1))
+        following = symbols.next_start(loc.start)
+        size = (following - loc.start) if following else DEFAULT_SPAN
+    return FunctionRange(loc.name, loc.start, loc.start + max(size, 1))
 
 
-def is_text(prog: drgn.Program, address: int, symbols: Symbolizer | None = None) -> bool:
+def is_text(prog: drgn.Program, address: int, symbols: AddressNamer | None = None) -> bool:
     """Whether ``address`` is code (crash's is_symbol_text)."""
-    return (symbols or Symbolizer(prog)).is_text(address)
+    return (symbols or address_namer(prog)).is_text(address)
 
 
 # -- source files -------------------------------------------------------------------------
@@ -626,11 +626,11 @@ CONTEXT_BEFORE = 10
 
 def source_listing(prog: drgn.Program, address: int, *, count: int | None = None,
                    dirs: Iterable[Path] = (),
-                   symbols: Symbolizer | None = None) -> SourceListing:
+                   symbols: AddressNamer | None = None) -> SourceListing:
     """``dis -s``: the lines around ``address``'s source line, by crash's rules: from five
     lines before it to the end of the function (the first line after it that is a bare
     ``}``), or ``count`` lines past it."""
-    name = (symbols or Symbolizer(prog)).name(address)
+    name = (symbols or address_namer(prog)).name(address)
     file, line, _ = _source_of(prog, address)
     if file is None or line is None:
         return SourceListing(address, name, None, None, None)

@@ -1,10 +1,10 @@
-"""Memory of the dump as crash's ``rd`` shows it, and the naming of addresses it relies on.
+"""Memory of the dump as crash's ``rd`` shows it. Addresses are named by
+:mod:`kdx.model.names`.
 
-Three things live here because ``rd``, ``x`` and ``dis`` all need them: turning what a
+Two things live here because ``rd``, ``x`` and ``dis`` all need them: turning what a
 user types (``jiffies``, ``hello_init+0x11``, ``ffffffffc05a9011``) into an address by
-crash's rules; naming an address ``symbol+offset`` the way crash does (by the nearest
-symbol at or before it, decimal offsets unless asked otherwise); and reading memory that
-stops at the first unit the dump cannot supply, with the reason in crash's words
+crash's rules, and reading memory that stops at the first unit the dump cannot supply,
+with the reason in crash's words
 (``page excluded``, ``invalid kernel virtual address``), because a partial dump is the
 normal case and the user must see where and why the data ends.
 
@@ -14,7 +14,6 @@ crash-style renderer, ``--json`` and a database alike.
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -22,6 +21,7 @@ from typing import Callable
 
 import drgn
 
+from kdx.model.names import AddressName, AddressNamer
 from kdx.model.records import Hex
 
 #: Where x86_64's user half ends: crash reads lower addresses as user virtual ones.
@@ -44,10 +44,6 @@ _TOKEN = re.compile(r"\s*([+-])\s*")
 _IDENT = re.compile(r"[A-Za-z_.$][\w.$]*\Z")
 _HEX = re.compile(r"(0[xX])?[0-9a-fA-F]+\Z")
 
-#: Name endings of compiler clones that crash (strip_symbol_end) cuts off.
-_CLONE_MARKS = (".isra.", ".part.", ".llvm.")
-#: Assembler-local labels, never in crash's symbol list.
-_LOCAL_LABELS = (".L", "$")
 
 
 # -- addresses from what the user typed ---------------------------------------------------
@@ -118,147 +114,9 @@ def symbol_or_hex(prog: drgn.Program, word: str) -> int | None:
 
 # -- naming addresses ---------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Location:
-    """``name+offset``: the symbol an address falls in, as crash names it."""
-
-    name: str
-    address: Hex  # where the symbol starts
-    offset: int
-
-    def text(self, radix: int = 10) -> str:
-        if not self.offset:
-            return self.name
-        return f"{self.name}+{self.offset:#x}" if radix == 16 else f"{self.name}+{self.offset}"
-
-
-class Symbolizer:
-    """Names addresses ``symbol+offset`` as crash does (symbols.c value_search): by the
-    nearest symbol at or before the address, within the kernel image or the module the
-    address is in, offsets in decimal.
-
-    drgn alone only names addresses a symbol's size covers, which misses crash's names
-    for labels without a size (``__x86_indirect_thunk_rbx`` inside the thunk array, the
-    target of every retpoline call) and for padding; so the kernel's symbols are indexed
-    by address here, once. Among aliases crash names a symbol's first byte by the first
-    name in its order (``__memset``) and the bytes after by the last (``memset+2``),
-    and so does kdx. Module addresses are named from drgn's lookup, which knows which
-    module's symbols apply (a freed init section's old symbols stay in drgn's list).
-    Compiler clone suffixes (``.isra.0``, ``.part.0``) are cut as crash cuts them.
-    Answers are cached: a disassembly or a stack dump asks for the same few targets
-    again and again.
-    """
-
-    def __init__(self, prog: drgn.Program) -> None:
-        self.prog = prog
-        self._cache: dict[int, Location | None] = {}
-        self._starts: list[int] | None = None
-        self._groups: list[list[drgn.Symbol]] = []
-        self._kernel: tuple[int, int] | None = None
-        self._modules: list[tuple[int, int]] = []
-        self._text: tuple[int, int] | None = None
-
-    def locate(self, address: int) -> Location | None:
-        if address not in self._cache:
-            self._cache[address] = self._locate(address)
-        return self._cache[address]
-
-    def name(self, address: int, radix: int = 10) -> str | None:
-        loc = self.locate(address)
-        return None if loc is None else loc.text(radix)
-
-    def next_start(self, address: int) -> int | None:
-        """Where the next kernel symbol after ``address`` starts (for labels without a
-        size)."""
-        self._build()
-        assert self._starts is not None
-        i = bisect.bisect_right(self._starts, address)
-        return self._starts[i] if i < len(self._starts) else None
-
-    def _locate(self, address: int) -> Location | None:
-        self._build()
-        if any(start <= address < end for start, end in self._modules):
-            return self._module_symbol(address)
-        if self._kernel is None or not self._kernel[0] <= address < self._kernel[1]:
-            return None
-        assert self._starts is not None
-        i = bisect.bisect_right(self._starts, address) - 1
-        if i < 0:
-            return None
-        group = self._groups[i]
-        best = _crash_alias(group) if self._starts[i] == address else group[-1]
-        return Location(strip_clone_suffix(best.name), best.address, address - best.address)
-
-    def is_text(self, address: int) -> bool:
-        """Whether ``address`` is code, as crash's is_symbol_text() decides from the nm
-        letter: a function symbol, or anything in the kernel's text section (assembly
-        entry points have no symbol type)."""
-        try:
-            if any(s.kind == drgn.SymbolKind.FUNC for s in self.prog.symbols(address)):
-                return True
-        except (LookupError, ValueError, OverflowError):
-            return False
-        if self._text is None:
-            start = symbol_address(self.prog, "_stext") or symbol_address(self.prog, "_text")
-            end = symbol_address(self.prog, "_etext")
-            self._text = (start or 0, end or 0)
-        return self._text[0] <= address < self._text[1]
-
-    def _module_symbol(self, address: int) -> Location | None:
-        try:
-            symbols = [s for s in self.prog.symbols(address) if s.name]
-        except (LookupError, ValueError, OverflowError):
-            return None
-        if not symbols:
-            return None
-        start = max(s.address for s in symbols)
-        best = next(s for s in symbols if s.address == start)
-        return Location(strip_clone_suffix(best.name), best.address, address - best.address)
-
-    def _build(self) -> None:
-        if self._starts is not None:
-            return
-        by_address: dict[int, list[drgn.Symbol]] = {}
-        try:
-            symbols = self.prog.symbols()
-        except (LookupError, ValueError):
-            symbols = []
-        for sym in symbols:
-            if sym.name and sym.address >= USER_SPACE_END and \
-                    not sym.name.startswith(_LOCAL_LABELS):
-                by_address.setdefault(sym.address, []).append(sym)
-        self._starts = sorted(by_address)
-        # crash sorts its table by address, then (in effect) by name: an address that is
-        # a symbol's start gets the first name, one inside it the last.
-        self._groups = [sorted(by_address[a], key=lambda s: s.name) for a in self._starts]
-        for mod in _modules(self.prog):
-            ranges = [(s, e) for s, e in (mod.address_ranges or ()) if s < e]
-            if isinstance(mod, drgn.MainModule):
-                if ranges:
-                    self._kernel = (min(s for s, _ in ranges), max(e for _, e in ranges))
-            else:
-                self._modules += ranges
-
-
-def _crash_alias(group: list[drgn.Symbol]) -> drgn.Symbol:
-    """The first of several symbols at one address, skipping the names crash skips for
-    the next one (a ``.text.*`` section name, a ``SyS_`` syscall alias, a region's
-    ``*_text_start`` marker)."""
-    for i, sym in enumerate(group):
-        skipped = sym.name.startswith((".text.", "SyS_", "compat_SyS_")) or \
-            "_text_start" in sym.name
-        if not skipped or i == len(group) - 1:
-            return sym
-    return group[0]
-
-
-def strip_clone_suffix(name: str) -> str:
-    """``finish_task_switch.isra.0`` -> ``finish_task_switch``, as crash names clones."""
-    for mark in _CLONE_MARKS:
-        cut = name.find(mark)
-        if cut > 0:
-            return name[:cut]
-    return name
+#: The names ``rd``, ``dis`` and ``sys -c`` used before the one namer (kdx.model.names).
+Symbolizer = AddressNamer
+Location = AddressName
 
 
 def extent_symbols(prog: drgn.Program, address: int) -> list[drgn.Symbol]:
@@ -272,13 +130,6 @@ def extent_symbols(prog: drgn.Program, address: int) -> list[drgn.Symbol]:
         return []
     return [s for s in found if s.name and not s.name.startswith(".L")
             and (s.size or s.address == address)]
-
-
-def _modules(prog: drgn.Program) -> list:
-    try:
-        return list(prog.modules())
-    except (AttributeError, TypeError, LookupError):
-        return []
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -428,7 +279,7 @@ class MemoryDisplay:
 
 def read_memory(prog: drgn.Program, address: int, *, unit: int = 8, count: int | None = 1,
                 space: str = KERNEL, task: drgn.Object | None = None,
-                symbols: Symbolizer | None = None, ascii: bool = False,
+                symbols: AddressNamer | None = None, ascii: bool = False,
                 path: str | os.PathLike | None = None) -> MemoryDisplay:
     """Read ``count`` values of ``unit`` bytes at ``address`` (or, with ``ascii``, the
     printable runs among ``count`` bytes, or one string when ``count`` is None).

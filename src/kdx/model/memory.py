@@ -52,8 +52,10 @@ from drgn.helpers.linux.swap import for_each_swap_info, swap_usage_in_pages, tot
 from drgn.helpers.linux.vmstat import global_node_page_state, global_zone_page_state
 
 from kdx.model.files import TaskId, task_id
+from kdx.model.names import address_namer, symbol_hit
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
+from kdx.model.symbols import SymbolHit
 from kdx.model.system import task_state_string
 from kdx.textsafe import decode
 
@@ -426,7 +428,7 @@ class AddressReport:
     (``slab object: dentry+0x10``...), a kdx addition."""
 
     address: Hex
-    symbol: str | None
+    symbol: SymbolHit | None  # as ``sym ADDR`` names it
     context: TaskContext | None
     vmap: VmapArea | None
     slab: SlabObject | None
@@ -459,55 +461,16 @@ def page_info(prog: drgn.Program, page: drgn.Object,
                     flag_names=tuple(n for mask, n in names if flags & mask))
 
 
-def _symbol_line(prog: drgn.Program, address: int) -> str | None:
-    """crash's ``(T) name+offset [module]`` for an address in the kernel or a module."""
+def _symbol(prog: drgn.Program, address: int) -> SymbolHit | None:
+    """The symbol line crash's ``kmem ADDR`` starts with, for an address in the kernel
+    image or a module: the same as ``sym ADDR``."""
+    namer = address_namer(prog)
     try:
-        symbols = prog.symbols(address)
+        if not namer.in_range(address):
+            return None
+        return symbol_hit(namer, address)
     except _READ_OR_TYPE_ERRORS:
         return None
-    if not symbols:
-        return _module_start(prog, address)
-    best = max(s.address for s in symbols)
-    symbol = sorted((s for s in symbols if s.address == best), key=lambda s: s.name)[0]
-    letter = _symbol_letter(prog, symbol)
-    offset = address - symbol.address
-    text = f"({letter}) {symbol.name}" + (f"+{offset}" if offset else "")
-    try:
-        module = prog.module(address)
-        if module.name != "kernel":
-            text += f" [{module.name}]"
-    except _READ_OR_TYPE_ERRORS:
-        pass
-    return text
-
-
-def _module_start(prog: drgn.Program, address: int) -> str | None:
-    """crash names the first byte of a module ``(m) (NAME module)``."""
-    try:
-        module = prog.module(address)
-    except _READ_OR_TYPE_ERRORS:
-        return None
-    if getattr(module, "address", None) == address and module.name != "kernel":
-        return f"(m) ({module.name} module)"
-    return None
-
-
-def _symbol_letter(prog: drgn.Program, symbol: drgn.Symbol) -> str:
-    """nm's type letter: text, bss, read-only or other data; upper case if global."""
-    if symbol.kind == drgn.SymbolKind.FUNC:
-        letter = "t"
-    else:
-        letter = "d"
-        for start, end, code in (("__bss_start", "__bss_stop", "b"),
-                                 ("__start_rodata", "__end_rodata", "r")):
-            try:
-                if prog.symbol(start).address <= symbol.address < prog.symbol(end).address:
-                    letter = code
-            except LookupError:
-                continue
-    if symbol.binding in (drgn.SymbolBinding.GLOBAL, drgn.SymbolBinding.WEAK):
-        letter = letter.upper()
-    return letter
 
 
 def _task_context(prog: drgn.Program, task: drgn.Object) -> TaskContext:
@@ -635,7 +598,7 @@ def identify(prog: drgn.Program, address: int) -> AddressReport:
             context = _safe(lambda: _task_context(prog, owner), None)
     page = _safe(lambda: page_info(prog, page_obj, names), None) if page_obj is not None \
         else None
-    return AddressReport(address=address, symbol=_symbol_line(prog, address),
+    return AddressReport(address=address, symbol=_symbol(prog, address),
                          context=context, vmap=vmap, slab=slab, page=page,
                          description=_safe(lambda: identify_address(prog, address), None))
 

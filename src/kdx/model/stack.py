@@ -36,12 +36,11 @@ from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
 
 import drgn
-from drgn.helpers.linux.kallsyms import module_kallsyms
 from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.percpu import per_cpu
 from drgn.helpers.linux.sched import cpu_curr, task_cpu
 
-from kdx.model.memdump import Symbolizer
+from kdx.model.names import AddressName, AddressNamer, address_namer
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.textsafe import decode
@@ -76,8 +75,6 @@ _IST_STACKS = (("DOUBLEFAULT", "DF_stack"), ("NMI", "NMI_stack"), ("DEBUG", "DB_
 #: kexec call, and the NMI handler that stopped the other CPUs.
 _PANIC_START = ("machine_kexec", "crash_kexec")
 _NMI_START = ("crash_nmi_callback",)
-#: Aliases the kernel gives a module's init and exit functions; the real names are better.
-_MODULE_ALIASES = ("init_module", "cleanup_module")
 
 
 # --- records ------------------------------------------------------------------------------
@@ -201,14 +198,6 @@ class StackSearch:
 
 
 @dataclass(frozen=True)
-class _Sym:
-    name: str
-    address: int
-    module: str | None
-    is_function: bool
-
-
-@dataclass(frozen=True)
 class _Region:
     kind: str
     start: int
@@ -256,7 +245,6 @@ class StackReader:
 
     def __init__(self, prog: drgn.Program) -> None:
         self.prog = prog
-        self._symbol_cache: dict[int, _Sym | None] = {}
         self.regs_type = prog.type("struct pt_regs")
         self.regs_size = drgn.sizeof(self.regs_type)
         self.thread_size = prog["THREAD_SIZE"].value_()
@@ -268,11 +256,8 @@ class StackReader:
                                prog.symbol("_einittext").address)
         except LookupError:
             self._init_text = (0, 0)
-        self._labels: tuple[list[int], list[str]] | None = None
-        self._kallsyms: dict[str, drgn.SymbolIndex | None] = {}
         self._orc: dict[str, _OrcTable | None] = {}
         self._cpu_regions: dict[int, list[_Region]] = {}
-        self._symbolizer: Symbolizer | None = None
         try:
             task = panic_task(prog)
             self.panic_task = task.value_() if task else 0
@@ -287,11 +272,9 @@ class StackReader:
     # -- symbols ------------------------------------------------------------------------
 
     @property
-    def symbolizer(self) -> Symbolizer:
-        """crash's ``rd -s`` naming of any address (data symbols too), for ``-F``/``-r``."""
-        if self._symbolizer is None:
-            self._symbolizer = Symbolizer(self.prog)
-        return self._symbolizer
+    def namer(self) -> AddressNamer:
+        """The program's address namer: every frame and stack word is named by it."""
+        return address_namer(self.prog)
 
     def module_of(self, address: int) -> drgn.Module | None:
         try:
@@ -299,68 +282,10 @@ class StackReader:
         except LookupError:
             return None
 
-    def symbol(self, address: int) -> _Sym | None:
-        """The symbol crash names for ``address``, looked up once per address: thousands
-        of sleeping tasks share a handful of return addresses, and drgn's search for all
-        symbols at an address costs about a millisecond."""
-        if address not in self._symbol_cache:
-            self._symbol_cache[address] = self._find_symbol(address)
-        return self._symbol_cache[address]
-
-    def _find_symbol(self, address: int) -> _Sym | None:
-        """The ELF symbol containing ``address``, refined by the text labels crash also
-        uses (``entry_SYSCALL_64_after_hwframe``); module kallsyms for modules without
-        debug info."""
-        module = self.module_of(address)
-        is_main = module is None or isinstance(module, drgn.MainModule)
-        try:
-            found = list(self.prog.symbols(address))
-        except READ_ERRORS:
-            found = []
-        if not found and not is_main:
-            found = self._kallsyms_lookup(module, address)
-        if not found:
-            return None
-        best = _best_symbol(found)
-        name, start = _strip_clone_suffix(best.name), best.address
-        if is_main:
-            name, start = self._label(address, name, start)
-        return _Sym(name, start, None if is_main else module.name,
-                    best.kind != drgn.SymbolKind.OBJECT)
-
-    def _label(self, address: int, name: str, start: int) -> tuple[str, int]:
-        if self._labels is None:
-            self._labels = self._load_labels()
-        addresses, names = self._labels
-        i = bisect.bisect_right(addresses, address) - 1
-        if i >= 0 and start < addresses[i] <= address:
-            return names[i], addresses[i]
-        return name, start
-
-    def _load_labels(self) -> tuple[list[int], list[str]]:
-        """Zero-sized text symbols (assembly labels inside entry code), which crash's
-        symbol search finds and drgn's, wanting a containing symbol, does not."""
-        low, high = self._text
-        labels = sorted(
-            (s.address, s.name) for s in self.prog.symbols()
-            if s.size == 0 and low <= s.address < high
-            and s.kind in (drgn.SymbolKind.UNKNOWN, drgn.SymbolKind.FUNC)
-            and not s.name.startswith((".", "__pfx_"))
-            and not s.name.endswith(("_start", "_end")))
-        return [a for a, _ in labels], [n for _, n in labels]
-
-    def _kallsyms_lookup(self, module: drgn.Module, address: int) -> list[drgn.Symbol]:
-        if module.name not in self._kallsyms:
-            try:
-                index: drgn.SymbolIndex | None = drgn.SymbolIndex(
-                    module_kallsyms(module.object))
-            except READ_ERRORS:
-                index = None
-            self._kallsyms[module.name] = index
-        index = self._kallsyms[module.name]
-        if index is None:
-            return []
-        return list(index(self.prog, None, address, False))
+    def symbol(self, address: int) -> AddressName | None:
+        """The name of ``address`` (module functions without debug info included, from
+        the module's kallsyms)."""
+        return self.namer.locate(address)
 
     def is_text(self, value: int) -> bool:
         """Whether ``value`` is a kernel or module text address (crash's is_kernel_text)."""
@@ -373,8 +298,9 @@ class StackReader:
         module = self.module_of(value)
         if module is None or isinstance(module, drgn.MainModule):
             return False
-        sym = self.symbol(value) or self.symbol(value - 1)  # a noreturn call ends a function
-        return sym is not None and sym.is_function
+        # a noreturn call ends a function: its return address is the next one's start
+        return any(sym is not None and sym.is_function
+                   for sym in (self.symbol(value), self.symbol(value - 1)))
 
     # -- stacks ---------------------------------------------------------------------------
 
@@ -559,29 +485,6 @@ class StackReader:
 _ORC_REG_PREV_SP = 1
 _ORC_REG_BP = 4
 _ORC_REG_SP = 5
-
-
-def _best_symbol(found: Sequence[drgn.Symbol]) -> drgn.Symbol:
-    """Among the symbols containing an address, the one crash shows: the nearest start,
-    and among aliases starting there the last by name, as crash's sorted table yields
-    (``__x64_sys_pause`` over ``__do_sys_pause`` and ``__ia32_sys_pause``) -- except the
-    module init/exit aliases, whose real names (``hello_init``) tell more."""
-    named = [s for s in found if s.name and s.kind not in _NOT_CODE] or list(found)
-    return max(named, key=lambda s: (s.name not in _MODULE_ALIASES, s.address, s.name))
-
-
-_NOT_CODE = (drgn.SymbolKind.SECTION, drgn.SymbolKind.FILE)
-#: Suffixes of compiler clones crash drops from names (``.cold`` stays: it is another
-#: part of the function, not a copy of it).
-_CLONE_SUFFIXES = (".isra.", ".part.", ".llvm.")
-
-
-def _strip_clone_suffix(name: str) -> str:
-    for suffix in _CLONE_SUFFIXES:
-        at = name.find(suffix)
-        if at > 0:
-            return name[:at]
-    return name
 
 
 # --- unwinding --------------------------------------------------------------------------------
@@ -894,7 +797,7 @@ def _frame(reader: StackReader, unwind: _Unwind, r: _Raw, level: int | None,
                      reader.classify(sp, unwind.region, unwind.cpu))
     sym = reader.symbol(r.lookup_pc)
     return Frame(level, sp, r.pc, sym.name if sym else frame.function_name,
-                 r.pc - sym.address if sym else None, sym.module if sym else None,
+                 r.pc - sym.start if sym else None, sym.module if sym else None,
                  source_file, source_line, False, exception,
                  reader.classify(sp, unwind.region, unwind.cpu))
 
@@ -917,7 +820,7 @@ def _exception_frame(reader: StackReader, unwind: _Unwind, prev: _Raw | None, ph
     if not user:
         sym = reader.symbol(frame.pc)
         if sym is not None:
-            function, offset, module = sym.name, frame.pc - sym.address, sym.module
+            function, offset, module = sym.name, frame.pc - sym.start, sym.module
         try:
             source = frame.source()
             source_file, source_line = source.filename or None, source.line or None
@@ -1026,7 +929,7 @@ def _text_words(reader: StackReader, start: int, end: int, kind: str) -> list[St
             sym = reader.symbol(value - 1) or sym
         if sym is None:
             continue
-        words.append(StackWord(address, value, sym.name, value - sym.address, sym.module,
+        words.append(StackWord(address, value, sym.name, value - sym.start, sym.module,
                                kind))
     return words
 
@@ -1089,7 +992,7 @@ def search_exception_frames(reader: StackReader, start: int, end: int
             if not user:
                 sym = reader.symbol(regs["RIP"])
                 if sym is not None:
-                    function, offset = sym.name, regs["RIP"] - sym.address
+                    function, offset = sym.name, regs["RIP"] - sym.start
             found.append(FoundExceptionFrame(address, user, function, offset,
                                              {n: regs.get(n) for n in REGISTER_NAMES}))
         address += 8
@@ -1180,12 +1083,12 @@ def label_stack_words(reader: StackReader, values: Sequence[int]) -> dict[int, W
     symbol is named by it (decimal offset), else one inside a slab object by its cache."""
     from drgn.helpers.linux.slab import find_containing_slab_cache
 
-    symbolizer = reader.symbolizer
+    namer = reader.namer
     labels: dict[int, WordLabel] = {}
     for value in set(values):
         if value < _KERNEL_START or not reader._readable(value):
             continue
-        name = symbolizer.name(value)
+        name = namer.name(value)
         if name:
             labels[value] = WordLabel(value, name, None)
             continue
@@ -1229,7 +1132,7 @@ def raw_stack(reader: StackReader, task: drgn.Object, start: int | None = None
     pid, cpu, comm, _ = task_context(reader, task)
     region = reader.task_region(task)
     base = start if start is not None else (region.start if region else 0)
-    symbolizer = reader.symbolizer
+    namer = reader.namer
     words: list[RawWord] = []
     stopped = None
     if base:
@@ -1237,7 +1140,7 @@ def raw_stack(reader: StackReader, task: drgn.Object, start: int | None = None
             if words and address != words[-1].address + 8:
                 stopped = words[-1].address + 8  # crash's rd stops at the first gap
                 break
-            name = symbolizer.name(value) if value >= _KERNEL_START else None
+            name = namer.name(value) if value >= _KERNEL_START else None
             words.append(RawWord(address, value, name))
         if not words:
             stopped = base

@@ -20,7 +20,6 @@ table is built once per session.
 
 from __future__ import annotations
 
-import bisect
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ _SHN_COMMON = 0xFFF2
 _STB_LOCAL, _STB_GLOBAL, _STB_WEAK, _STB_GNU_UNIQUE = 0, 1, 2, 10
 _STT_OBJECT, _STT_SECTION, _STT_GNU_IFUNC = 1, 3, 10
 _ELF64_SYM = struct.Struct("<IBBHQQ")
+#: Kernel addresses have the top bit set on x86_64.
+_KERNEL_HALF = 1 << 63
 
 #: Name suffixes of compiler clones that crash (strip_symbol_end) cuts off.
 _CLONE_MARKS = (".isra.", ".part.", ".llvm.")
@@ -85,82 +86,30 @@ class SymbolAnswer:
 
 
 @dataclass
-class _ModuleSymbols:
+class ModuleSymbols:
+    """One module's symbols from its kallsyms, with each symbol's size (``sizes[i]`` is
+    that of ``entries[i]``)."""
+
     info: ModuleInfo
     entries: list[SymbolEntry]  # address order, kallsyms order among equals
+    sizes: list[int] = field(default_factory=list)
 
 
 class SymbolTable:
-    """crash's symbol table: lookups by address and name, searches and listings."""
+    """crash's symbol table as data: the index the address namer
+    (:mod:`kdx.model.names`) names addresses from, and ``sym``'s listings and searches
+    over the same rows. It holds no naming rule of its own."""
 
-    def __init__(self, kernel: list[SymbolEntry], modules: list[_ModuleSymbols],
-                 first_kernel: int, warnings: list[str]) -> None:
+    def __init__(self, kernel: list[SymbolEntry], modules: list[ModuleSymbols],
+                 first_kernel: int, warnings: list[str],
+                 kernel_sizes: list[int] | None = None) -> None:
         self.kernel = kernel
         self.modules = modules
         self.warnings = warnings
-        self._addresses = [e.address for e in kernel]
-        self._first_kernel = first_kernel
+        self.addresses = [e.address for e in kernel]
+        self.kernel_sizes = kernel_sizes or [0] * len(kernel)
+        self.first_kernel = first_kernel
         self._names: dict[str, list[SymbolEntry]] | None = None
-
-    # -- lookups ---------------------------------------------------------------------------
-
-    def valid_address(self, address: int) -> bool:
-        """crash's in_ksymbol_range: kernel text..last kernel symbol, or a module."""
-        if self.kernel and self._first_kernel <= address <= self.kernel[-1].address:
-            return True
-        return module_at([m.info for m in self.modules], address) is not None
-
-    def lookup(self, address: int) -> tuple[SymbolEntry, int] | None:
-        """The symbol crash names for ``address`` and the offset into it."""
-        if not self.valid_address(address):
-            return None
-        found = module_at([m.info for m in self.modules], address)
-        if found is not None:
-            return self._module_lookup(found[0], found[1], address)
-        return self._kernel_lookup(address)
-
-    def _kernel_lookup(self, address: int) -> tuple[SymbolEntry, int] | None:
-        """By address alone, ignoring sizes: the first (by name) symbol at the address,
-        else the last one before it, with crash's special cases for aliases."""
-        i = bisect.bisect_left(self._addresses, address)
-        if i < len(self.kernel) and self.kernel[i].address == address:
-            return self._preferred_alias(i), 0
-        if i == 0:
-            return None
-        entry = self.kernel[i - 1]
-        return entry, address - entry.address
-
-    def _preferred_alias(self, i: int) -> SymbolEntry:
-        """crash skips a section-like name (``.text.*``), a ``SyS_`` syscall alias and a
-        ``*_text_start`` region marker for the next symbol at the same address."""
-        entry = self.kernel[i]
-        following = self.kernel[i + 1] if i + 1 < len(self.kernel) else None
-        if following is None or following.address != entry.address:
-            return entry
-        if entry.name.startswith((".text.", "SyS_", "compat_SyS_")) or \
-                "_text_start" in entry.name:
-            return following
-        return entry
-
-    def _module_lookup(self, info: ModuleInfo, region: ModuleRegion,
-                       address: int) -> tuple[SymbolEntry, int]:
-        """The nearest symbol at or below ``address`` in the same region; among aliases
-        the first in kallsyms order (the module's own name before ``init_module``, as
-        the kernel's oops shows it). Before the first symbol, crash's region marker."""
-        entries = next(m.entries for m in self.modules if m.info is info)
-        best: SymbolEntry | None = None
-        for entry in entries:
-            if entry.address > address:
-                break
-            if not region.contains(entry.address):
-                continue
-            if best is None or entry.address > best.address or (
-                    best.name.startswith(".") and not entry.name.startswith(".")
-                    and entry.address == best.address):
-                best = entry
-        if best is None:
-            best = SymbolEntry(region.base, "m", _region_pseudo_name(info, region), info.name)
-        return best, address - best.address
 
     def named(self, name: str) -> list[SymbolEntry]:
         """Every symbol called ``name``: kernel ones first, then modules in crash's order."""
@@ -216,13 +165,6 @@ def _region_labels(region: ModuleRegion) -> tuple[str, str]:
     return f"MODULE {kind}START", f"MODULE {kind}END"
 
 
-def _region_pseudo_name(info: ModuleInfo, region: ModuleRegion) -> str:
-    """The name of crash's pseudo-symbol at a region's start (``_MODULE_START_loop``,
-    ``_MODULE_INIT_TEXT_START_hello_crash``), shown for an address before any symbol."""
-    kind = {"CORE": "", "INIT": "INIT_"}.get(region.kind, region.kind + "_")
-    return f"_MODULE_{kind}START_{info.name}"
-
-
 # --- building the table -------------------------------------------------------------------
 
 
@@ -231,18 +173,20 @@ def symbol_table(prog: drgn.Program, vmlinux: Path | None,
     """Build crash's table for ``prog``; module symbols that cannot be read are warned
     about and left out."""
     warnings: list[str] = []
-    kernel, first = ([], 0) if vmlinux is None else _kernel_symbols(prog, vmlinux)
     if vmlinux is None:
-        warnings.append("no vmlinux: kernel symbols are not listed")
+        kernel, sizes, first = _drgn_kernel_symbols(prog, modules)
+        warnings.append("no vmlinux: kernel symbols are drgn's, without nm type letters")
+    else:
+        kernel, sizes, first = _kernel_symbols(prog, vmlinux)
     mods = []
     for info in modules:
         try:
-            entries = module_kallsyms(prog, info)
+            rows = _module_kallsyms_rows(prog, info)
         except (drgn.FaultError, LookupError, AttributeError, ValueError) as err:
             warnings.append(f"cannot read the symbols of module {info.name}: {err}")
-            entries = []
-        mods.append(_ModuleSymbols(info, entries))
-    return SymbolTable(kernel, mods, first, warnings)
+            rows = []
+        mods.append(ModuleSymbols(info, [e for e, _ in rows], [n for _, n in rows]))
+    return SymbolTable(kernel, mods, first, warnings, sizes)
 
 
 def strip_clone_suffix(name: str) -> str:
@@ -303,11 +247,12 @@ class _RawSymbol(NamedTuple):
     name: str
     type: str
     undefined: bool
+    size: int
 
 
-def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int]], list[Section]]:
-    """(name, st_info, section index, value) of every ``.symtab`` symbol of an ELF file
-    but the null one, and its sections."""
+def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int, int]], list[Section]]:
+    """(name, st_info, section index, value, size) of every ``.symtab`` symbol of an ELF
+    file but the null one, and its sections."""
     with open(path, "rb") as f:
         sections = section_table(f)
         symtab = next((s for s in sections if s.type == _SHT_SYMTAB), None)
@@ -319,8 +264,8 @@ def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int]], list[Section]]
         f.seek(strtab.offset)
         strings = f.read(strtab.size)
     rows = [(strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace"),
-             info, shndx, value)
-            for name_off, info, _other, shndx, value, _size in _ELF64_SYM.iter_unpack(data[24:])]
+             info, shndx, value, size)
+            for name_off, info, _other, shndx, value, size in _ELF64_SYM.iter_unpack(data[24:])]
     return rows, sections
 
 
@@ -330,13 +275,13 @@ def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[Section]]:
     rows, sections = _symtab(path)
     letters: dict[tuple[int, int], str] = {}  # the letter depends on st_info and section
     out = []
-    for name, info, shndx, value in rows:
+    for name, info, shndx, value, size in rows:
         letter = letters.get((info, shndx))
         if letter is None:
             letter = letters[info, shndx] = nm_letter(info >> 4, info & 0xF, shndx, sections)
         if not name and info & 0xF == _STT_SECTION and shndx < len(sections):
             name = sections[shndx].name
-        out.append(_RawSymbol(value, name, letter, shndx == _SHN_UNDEF))
+        out.append(_RawSymbol(value, name, letter, shndx == _SHN_UNDEF, size))
     return out, sections
 
 
@@ -346,7 +291,7 @@ def module_sections(path: Path, entries: list[SymbolEntry]) -> list[tuple[str, i
     was loaded is the address of a symbol in it minus the symbol's offset in the file."""
     rows, sections = _symtab(path)
     defined: dict[str, tuple[int, int]] = {}
-    for name, _info, shndx, value in rows:
+    for name, _info, shndx, value, _size in rows:
         if 0 < shndx < len(sections):
             defined.setdefault(name, (shndx, value))
     starts: dict[int, int] = {}
@@ -372,8 +317,10 @@ def _kaslr_offset(prog: drgn.Program) -> int:
         return 0
 
 
-def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[list[SymbolEntry], int]:
-    """crash's kernel table and the address of its first kernel (non per-CPU) symbol.
+def _kernel_symbols(prog: drgn.Program,
+                    vmlinux: Path) -> tuple[list[SymbolEntry], list[int], int]:
+    """crash's kernel table, the size of each symbol and the address of the first kernel
+    (non per-CPU) symbol.
 
     Sorted as BFD sorts minisymbols (undefined first, then address, then name); before
     ``_text`` only per-CPU symbols survive; addresses inside the kernel's sections move
@@ -387,6 +334,7 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[list[SymbolEntry
     low, high = _relocated_span(sections)
     offset = _kaslr_offset(prog)
     out: list[SymbolEntry] = []
+    sizes: list[int] = []
     first: int | None = None
     percpu = False
     for sym in raw:
@@ -403,7 +351,36 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[list[SymbolEntry
                                   or sym.type in "VdD")):
                 continue
         out.append(SymbolEntry(value, sym.type, name))
-    return out, first or 0
+        sizes.append(sym.size)
+    return out, sizes, first or 0
+
+
+def _drgn_kernel_symbols(prog: drgn.Program, modules: list[ModuleInfo]
+                         ) -> tuple[list[SymbolEntry], list[int], int]:
+    """The kernel's symbols as drgn knows them, for a program without a vmlinux file
+    (another symbol provider): crash's order and filters, type letters from the symbol's
+    kind and binding alone (text or data)."""
+    rows = []
+    for sym in _drgn_symbols(prog):
+        if not sym.name or sym.address < _KERNEL_HALF or \
+                module_at(modules, sym.address) is not None:
+            continue
+        letter = "t" if sym.kind == drgn.SymbolKind.FUNC else "d"
+        if sym.binding != drgn.SymbolBinding.LOCAL:
+            letter = letter.upper()
+        rows.append((sym.address, strip_clone_suffix(sym.name), letter, sym.size))
+    rows.sort()
+    first = next((a for a, n, _, _ in rows if n in ("_text", "_stext")), 0)
+    kept = [r for r in rows if r[0] >= first]
+    return ([SymbolEntry(a, letter, n) for a, n, letter, _ in kept],
+            [size for *_, size in kept], first)
+
+
+def _drgn_symbols(prog: drgn.Program) -> list[drgn.Symbol]:
+    try:
+        return list(prog.symbols())
+    except (LookupError, ValueError):
+        return []
 
 
 def _relocated_span(sections: list[Section]) -> tuple[int, int]:
@@ -419,6 +396,12 @@ def module_kallsyms(prog: drgn.Program, info: ModuleInfo) -> list[SymbolEntry]:
     """A module's symbols from its in-memory kallsyms: what the kernel itself knows,
     without debug info. Like crash, only defined, named symbols inside the module's
     regions are kept; their order is the kallsyms order, stably sorted by address."""
+    return [entry for entry, _size in _module_kallsyms_rows(prog, info)]
+
+
+def _module_kallsyms_rows(prog: drgn.Program,
+                          info: ModuleInfo) -> list[tuple[SymbolEntry, int]]:
+    """``module_kallsyms`` with each symbol's size."""
     mod = drgn.Object(prog, "struct module *", info.address)
     try:
         ks = mod.kallsyms
@@ -433,7 +416,7 @@ def module_kallsyms(prog: drgn.Program, info: ModuleInfo) -> list[SymbolEntry]:
     strings = _read_strtab(prog, ks.strtab.value_(), max(r[0] for r in rows))
     out = []
     for i in range(1, count):
-        name_off, st_info, _other, shndx, value, _size = rows[i]
+        name_off, st_info, _other, shndx, value, size = rows[i]
         if shndx == _SHN_UNDEF or info.region_of(value) is None:
             continue
         name = strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace")
@@ -442,8 +425,8 @@ def module_kallsyms(prog: drgn.Program, info: ModuleInfo) -> list[SymbolEntry]:
         letter = types[i] if types is not None else _letter_from_info(st_info)
         if types is not None and st_info >> 4 == _STB_GLOBAL:
             letter = letter.upper()  # the kernel keeps it lower case; nm and crash do not
-        out.append(SymbolEntry(value, letter, strip_clone_suffix(name), info.name))
-    out.sort(key=lambda e: e.address)
+        out.append((SymbolEntry(value, letter, strip_clone_suffix(name), info.name), size))
+    out.sort(key=lambda row: row[0].address)
     return out
 
 
@@ -495,23 +478,18 @@ def hit(prog: drgn.Program, entry: SymbolEntry, offset: int, lines: bool = True)
                      where[0] if where else None, where[1] if where else None)
 
 
+def named_answer(prog: drgn.Program, table: SymbolTable, query: str) -> SymbolAnswer | None:
+    """``sym NAME``: every symbol called ``query``; None when no symbol is (then crash
+    reads the argument as an address, see :func:`kdx.model.names.symbol_answer`)."""
+    named = table.named(query)
+    if not named:
+        return None
+    return SymbolAnswer(query, hits=[hit(prog, e, 0) for e in named])
+
+
 def parse_address(text: str) -> int | None:
     """crash's hexadecimal(): hex digits with an optional ``0x``, no sign."""
     digits = text[2:] if text.lower().startswith("0x") else text
     if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
         return None
     return int(digits, 16)
-
-
-def answer(prog: drgn.Program, table: SymbolTable, query: str) -> SymbolAnswer:
-    """crash's ``sym ARG``: a name if a symbol has it, else a hex address."""
-    named = table.named(query)
-    address = None if named else parse_address(query)
-    if address is not None:
-        found = table.lookup(address)
-        if found is None:
-            return SymbolAnswer(query, error="invalid address")
-        return SymbolAnswer(query, hits=[hit(prog, found[0], found[1])])
-    if named:
-        return SymbolAnswer(query, hits=[hit(prog, e, 0) for e in named])
-    return SymbolAnswer(query, alternatives=list(table.search(query)))

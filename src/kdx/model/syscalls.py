@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import drgn
 
-from kdx.model.memdump import Symbolizer, symbol_address
+from kdx.model.memdump import symbol_address
+from kdx.model.names import address_namer
 from kdx.model.records import Hex
 
 
@@ -40,9 +41,9 @@ def _definition(prog: drgn.Program, start: int, end: int) -> tuple[str | None, i
 def syscall_table(prog: drgn.Program) -> list[SyscallEntry]:
     """Every entry of ``sys_call_table``, named as crash names it (among aliases such as
     ``__x64_sys_pause`` and ``__do_sys_pause`` crash has its own rules; the address
-    index of model.memdump follows them, and costs far less than a lookup per entry in
+    namer of model.names follows them, and costs far less than a lookup per entry in
     drgn's symbol list), with the first source line of each handler."""
-    symbols = Symbolizer(prog)
+    symbols = address_namer(prog)
     table = prog["sys_call_table"]
     count = table.type_.length or 0
     addresses = [int(a) for a in table.read_()] if count else []

@@ -22,8 +22,8 @@ import drgn
 from drgn.helpers.linux.pid import find_task
 
 from kdx.model.memdump import parse_address, symbol_or_hex
-from kdx.model.modules import module_list
-from kdx.model.symbols import SymbolTable, symbol_table
+from kdx.model.names import address_namer
+from kdx.model.symbols import SymbolTable
 from kdx.model.tasks import TaskInfo, crash_cpus, idle_tasks, task_addresses, task_list
 from kdx.session.command import CommandError
 from kdx.session.session import Session
@@ -352,11 +352,9 @@ def address_word(prog: drgn.Program, text: str) -> int:
 
 
 def symbols(session: Session) -> SymbolTable:
-    """crash's symbol table, what symbol words are looked up in: built once per session
-    (about a second)."""
-    def build() -> SymbolTable:
-        return symbol_table(session.prog, session.target.vmlinux, module_list(session.prog))
-    return session.cached("symbols", build)
+    """crash's symbol table, what symbol words are looked up in: the address namer's
+    index (kdx.model.names), built once per program."""
+    return address_namer(session.prog, session.target.vmlinux).table
 
 
 def expression_address(prog: drgn.Program, text: str) -> int:

@@ -25,7 +25,8 @@ from kdx.model.disasm import (
     source_dirs,
     source_listing,
 )
-from kdx.model.memdump import USER_SPACE_END, Symbolizer
+from kdx.model.memdump import USER_SPACE_END
+from kdx.model.names import AddressNamer, address_namer
 from kdx.render.crash.dis import render_disassembly, render_listing
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
@@ -108,7 +109,7 @@ def _dis(session: Session, args: argparse.Namespace) -> None:
         raise CommandError("dis: an address or symbol is required")
     prog = session.prog
     count = _count(args.count)
-    symbols: Symbolizer = session.cached("symbolizer", lambda: Symbolizer(prog))
+    symbols = address_namer(prog)
     address = expression_address(prog, args.address)
     near = session.target.path.parent if session.target.path else None
     dirs = session.cached("source-dirs", lambda: source_dirs(prog, near))
@@ -177,7 +178,7 @@ def _show(session: Session, dis: Disassembly, lines: bool) -> None:
 
 
 def _listing(session: Session, address: int, count: int | None, dirs: list[Path],
-             symbols: Symbolizer, arg: str) -> None:
+             symbols: AddressNamer, arg: str) -> None:
     prog = session.prog
     if not is_text(prog, address, symbols):
         raise CommandError(f"{address:x}: not a kernel text address")

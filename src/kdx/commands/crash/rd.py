@@ -30,7 +30,6 @@ from kdx.model.memdump import (
     USER,
     USER_SPACE_END,
     MemoryDisplay,
-    Symbolizer,
     extent_symbols,
     make_reader,
     network_order,
@@ -40,14 +39,15 @@ from kdx.model.memdump import (
     space_of,
     with_slab_caches,
 )
+from kdx.model.names import AddressNamer, address_namer
 from kdx.render.crash.dis import instruction_line
 from kdx.render.crash.rd import X_SIZES, render_rd, render_strings, render_x
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
 
 
-def _symbols(session: Session) -> Symbolizer:
-    return session.cached("symbolizer", lambda: Symbolizer(session.prog))
+def _symbols(session: Session) -> AddressNamer:
+    return address_namer(session.prog)
 
 
 def _number(text: str, what: str) -> int:

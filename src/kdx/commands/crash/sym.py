@@ -7,7 +7,8 @@ import itertools
 from collections.abc import Iterable, Iterator
 
 from kdx.commands.crash.arguments import symbols
-from kdx.model.symbols import SymbolAnswer, SymbolEntry, SymbolTable, answer, hit
+from kdx.model.names import address_namer, symbol_answer
+from kdx.model.symbols import SymbolAnswer, SymbolEntry, SymbolTable, hit
 from kdx.render.crash.sym import answer_lines, entry_lines
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
@@ -55,7 +56,8 @@ def _sym(session: Session, args: argparse.Namespace) -> None:
                      lambda: "\n".join(entry_lines(found, with_module=True))
                      or "(none found)")
     if args.args:
-        answers = [_with_neighbours(session, table, answer(session.prog, table, a), args)
+        namer = address_namer(session.prog)
+        answers = [_with_neighbours(session, table, symbol_answer(namer, a), args)
                    for a in args.args]
         session.emit("sym", answers, lambda: "\n".join(_answers_text(answers)))
 

@@ -22,6 +22,7 @@ from kdx.model.memory import (
     ZoneStats,
 )
 from kdx.render.crash.layout import VADDR_WIDTH, field, hexaddr, rstrip_lines
+from kdx.render.crash.sym import hit_line
 
 KMEMINFO_HEADER = "                 PAGES        TOTAL      PERCENTAGE"
 CACHE_HEADER = "CACHE" + " " * 12 + " OBJSIZE  ALLOCATED     TOTAL  SLABS  SSIZE  NAME"
@@ -147,8 +148,8 @@ def render_address(report: AddressReport, physical_width: int = 8) -> str:
     """``kmem ADDR``: the sections crash prints for what the address turned out to be,
     each followed by an empty line, the page last."""
     blocks: list[list[str]] = []
-    if report.symbol:
-        blocks.append([f"{report.address:x} {report.symbol}"])
+    if report.symbol is not None:
+        blocks.append([hit_line(report.symbol)])
     context = _context_lines(report) if report.context is not None else None
     if report.vmap is not None:
         if context:

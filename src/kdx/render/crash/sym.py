@@ -14,8 +14,15 @@ from collections.abc import Iterable, Iterator
 
 from kdx.model.symbols import SymbolAnswer, SymbolEntry, SymbolHit
 
+#: crash's pseudo-symbol at the start of a module, printed as ``(NAME module)``.
+_MODULE_START = "_MODULE_START_"
+
 
 def hit_line(found: SymbolHit) -> str:
+    """crash's show_symbol: ``ADDR (T) name+offset [module] file: line``."""
+    if found.name.startswith(_MODULE_START):
+        text = f"{found.address:x} ({found.type}) ({found.name[len(_MODULE_START):]} module)"
+        return text + (f"+{found.offset}" if found.offset else "")
     text = f"{found.address:x} ({found.type}) {found.name}"
     if found.offset:
         text += f"+{found.offset}"
