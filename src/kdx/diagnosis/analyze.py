@@ -40,6 +40,7 @@ from kdx.diagnosis.verdict import (
 )
 from kdx.model.log import KernelLog, kernel_log
 from kdx.model.memory import memory_breakdown
+from kdx.model.names import address_namer
 from kdx.model.stack import Frame, StackReader
 from kdx.model.system import SystemInfo, system_info
 from kdx.model.taint import KernelTaint, describe_taints, kernel_taint
@@ -219,11 +220,8 @@ def _lock_owner(reader: StackReader, task: drgn.Object) -> dict:
 
 
 def _sym(prog: drgn.Program, pointer: drgn.Object) -> str | None:
-    try:
-        sym = prog.symbol(int(pointer.value_()))
-        return sym.name
-    except LookupError:
-        return None
+    found = address_namer(prog).locate(int(pointer.value_()))
+    return found.name if found is not None else None
 
 
 def _oom_details(prog: drgn.Program, evidence: list[Evidence]) -> dict:

@@ -21,6 +21,7 @@ from drgn.helpers.linux.irq import (
     irq_get_nr_irqs,
 )
 
+from kdx.model.names import address_namer
 from kdx.model.reading import READ_ERRORS, c_string
 from kdx.model.records import Hex
 
@@ -108,17 +109,9 @@ def softirqs(prog: drgn.Program) -> list[Softirq]:
         address = entry.action.value_()
         if not address:
             continue
-        symbol = module = None
-        try:
-            sym = prog.symbol(address)
-            symbol = sym.name if sym.address == address else None
-        except LookupError:
-            pass
-        try:
-            mod = prog.module(address)
-            module = mod.name if mod.name != "kernel" else None
-        except (LookupError, AttributeError):
-            module = None
+        found_name = address_namer(prog).locate(address)
+        symbol = found_name.name if found_name and not found_name.offset else None
+        module = found_name.module if found_name else None
         found.append(Softirq(index, address, symbol, module))
     return found
 
@@ -157,9 +150,9 @@ def idt_entries(prog: drgn.Program) -> list[IdtEntry]:
     found = []
     for vector in range(count):
         address = _gate_address(raw[vector * size:(vector + 1) * size])
-        try:
-            sym = prog.symbol(address)
-            found.append(IdtEntry(vector, address, sym.name, address - sym.address))
-        except LookupError:
+        name = address_namer(prog).locate(address)
+        if name is not None:
+            found.append(IdtEntry(vector, address, name.name, name.offset))
+        else:
             found.append(IdtEntry(vector, address, None))
     return found

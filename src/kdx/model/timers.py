@@ -21,6 +21,7 @@ from drgn.helpers.linux.timer import (
     timer_base_names,
 )
 
+from kdx.model.names import address_namer
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 
@@ -85,13 +86,8 @@ class CpuHrtimers:
 
 def symbol_text(prog: drgn.Program, address: int) -> str:
     """``name`` or ``name+offset`` (decimal) as crash's value_to_symstr writes it; empty
-    when no symbol covers the address."""
-    try:
-        sym = prog.symbol(address)
-    except LookupError:
-        return ""
-    offset = address - sym.address
-    return sym.name if not offset else f"{sym.name}+{offset}"
+    when the address has no name."""
+    return address_namer(prog).name(address) or ""
 
 
 def _signed(value: int) -> int:

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import drgn
 
 from kdx.model.expr import crash_number
+from kdx.model.names import address_namer
 from kdx.model.reading import read_c_string
 from kdx.model.values import ValueReader, session_reader
 from kdx.model.walk import (
@@ -186,12 +187,9 @@ def _is_char(type_: drgn.Type | None) -> bool:
 
 def _text_symbol(prog: drgn.Program, value: int) -> str:
     """`` <name>`` when ``value`` is the start of a function, as crash marks code."""
-    try:
-        symbol = prog.symbol(value)
-    except (LookupError, ValueError, OverflowError):
-        return ""
-    if symbol.address == value and symbol.kind == drgn.SymbolKind.FUNC:
-        return f" <{symbol.name}>"
+    found = address_namer(prog).locate(value)
+    if found is not None and not found.offset and found.is_function:
+        return f" <{found.name}>"
     return ""
 
 
