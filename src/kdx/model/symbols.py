@@ -20,11 +20,12 @@ table is built once per session.
 
 from __future__ import annotations
 
+import bisect
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import overload
 
 import drgn
 
@@ -100,13 +101,14 @@ class SymbolTable:
     (:mod:`kdx.model.names`) names addresses from, and ``sym``'s listings and searches
     over the same rows. It holds no naming rule of its own."""
 
-    def __init__(self, kernel: list[SymbolEntry], modules: list[ModuleSymbols],
+    def __init__(self, kernel: Sequence[SymbolEntry], modules: list[ModuleSymbols],
                  first_kernel: int, warnings: list[str],
                  kernel_sizes: list[int] | None = None) -> None:
         self.kernel = kernel
         self.modules = modules
         self.warnings = warnings
-        self.addresses = [e.address for e in kernel]
+        self.addresses = kernel.addresses if isinstance(kernel, KernelRows) else \
+            [e.address for e in kernel]
         self.kernel_sizes = kernel_sizes or [0] * len(kernel)
         self.first_kernel = first_kernel
         self._names: dict[str, list[SymbolEntry]] | None = None
@@ -240,16 +242,6 @@ def nm_letter(bind: int, kind: int, shndx: int, sections: list[Section]) -> str:
     return letter.upper() if bind == _STB_GLOBAL else letter
 
 
-class _RawSymbol(NamedTuple):
-    """One ``.symtab`` row (a tuple: ~120,000 of them are made and sorted per table)."""
-
-    value: int
-    name: str
-    type: str
-    undefined: bool
-    size: int
-
-
 def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int, int]], list[Section]]:
     """(name, st_info, section index, value, size) of every ``.symtab`` symbol of an ELF
     file but the null one, and its sections."""
@@ -263,26 +255,30 @@ def _symtab(path: Path) -> tuple[list[tuple[str, int, int, int, int]], list[Sect
         data = f.read(symtab.size)
         f.seek(strtab.offset)
         strings = f.read(strtab.size)
-    rows = [(strings[name_off:strings.find(b"\0", name_off)].decode(errors="replace"),
-             info, shndx, value, size)
+    text = strings.decode("latin-1")  # one decode: names are ASCII, slices stay cheap
+    rows = [(text[name_off:text.index("\0", name_off)], info, shndx, value, size)
             for name_off, info, _other, shndx, value, size in _ELF64_SYM.iter_unpack(data[24:])]
     return rows, sections
 
 
-def elf_symbols(path: Path) -> tuple[list[_RawSymbol], list[Section]]:
-    """Every ``.symtab`` symbol of an ELF file (the null one excepted), as BFD names
-    them: a section symbol is called after its section."""
+def elf_symbols(path: Path) -> tuple[list[tuple[int, str, str, int]], list[Section]]:
+    """(value, name, nm letter, size) of every defined ``.symtab`` symbol of an ELF file,
+    in BFD's order (address, then name: strcmp, and kernel names are ASCII), named as
+    BFD names them (a section symbol after its section), and its sections."""
     rows, sections = _symtab(path)
-    letters: dict[tuple[int, int], str] = {}  # the letter depends on st_info and section
-    out = []
-    for name, info, shndx, value, size in rows:
-        letter = letters.get((info, shndx))
-        if letter is None:
-            letter = letters[info, shndx] = nm_letter(info >> 4, info & 0xF, shndx, sections)
-        if not name and info & 0xF == _STT_SECTION and shndx < len(sections):
-            name = sections[shndx].name
-        out.append(_RawSymbol(value, name, letter, shndx == _SHN_UNDEF, size))
+    pairs = {(info, shndx) for _name, info, shndx, _value, _size in rows}
+    letters = {pair: nm_letter(pair[0] >> 4, pair[0] & 0xF, pair[1], sections)
+               for pair in pairs}  # the letter depends on st_info and section alone
+    out = [(value, name or _section_name(info, shndx, sections), letters[info, shndx], size)
+           for name, info, shndx, value, size in rows if shndx != _SHN_UNDEF]
+    out.sort()
     return out, sections
+
+
+def _section_name(info: int, shndx: int, sections: list[Section]) -> str:
+    if info & 0xF == _STT_SECTION and shndx < len(sections):
+        return sections[shndx].name
+    return ""
 
 
 def module_sections(path: Path, entries: list[SymbolEntry]) -> list[tuple[str, int, int]]:
@@ -317,42 +313,83 @@ def _kaslr_offset(prog: drgn.Program) -> int:
         return 0
 
 
-def _kernel_symbols(prog: drgn.Program,
-                    vmlinux: Path) -> tuple[list[SymbolEntry], list[int], int]:
+def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, list[int], int]:
     """crash's kernel table, the size of each symbol and the address of the first kernel
     (non per-CPU) symbol.
 
-    Sorted as BFD sorts minisymbols (undefined first, then address, then name); before
-    ``_text`` only per-CPU symbols survive; addresses inside the kernel's sections move
-    by the KASLR offset, absolute and per-CPU ones do not.
+    Sorted as BFD sorts minisymbols (address, then name; the undefined symbols BFD puts
+    first are never kept); before ``_text`` only per-CPU symbols survive; addresses
+    inside the kernel's sections move by the KASLR offset, absolute and per-CPU ones do
+    not.
     """
     raw, sections = elf_symbols(vmlinux)
-    # BFD's order: undefined first, then address, then name (strcmp: kernel symbol
-    # names are ASCII, so str order is byte order); plain tuples sort fastest.
-    order = sorted((not s.undefined, s.value, s.name, i) for i, s in enumerate(raw))
-    raw = [raw[i] for *_key, i in order]
+    start, first = _first_kernel_symbol(raw)
+    kept = _per_cpu_symbols(raw[:start]) + raw[start:]
     low, high = _relocated_span(sections)
     offset = _kaslr_offset(prog)
-    out: list[SymbolEntry] = []
-    sizes: list[int] = []
-    first: int | None = None
-    percpu = False
-    for sym in raw:
-        name = strip_clone_suffix(sym.name)
-        if not name:
-            continue
-        value = sym.value + offset if low <= sym.value <= high else sym.value
-        if first is None:
-            if name in ("_text", "_stext"):
-                first = value
-            elif name == "__per_cpu_start":
-                percpu = True
-            elif not (percpu and (name.startswith("per_cpu") or name == "__per_cpu_end"
-                                  or sym.type in "VdD")):
-                continue
-        out.append(SymbolEntry(value, sym.type, name))
-        sizes.append(sym.size)
-    return out, sizes, first or 0
+    kept = [(value, strip_clone_suffix(name), letter, size)
+            for value, name, letter, size in kept if name]
+    addresses = [value + offset if low <= value <= high else value
+                 for value, _name, _letter, _size in kept]
+    rows = KernelRows(addresses, [r[2] for r in kept], [r[1] for r in kept])
+    first_address = first + offset if low <= first <= high else first
+    return rows, [r[3] for r in kept], first_address
+
+
+def _first_kernel_symbol(raw: list[tuple[int, str, str, int]]) -> tuple[int, int]:
+    """Index and (file) address of ``_text``/``_stext``: crash's first kernel symbol."""
+    for i, (value, name, _letter, _size) in enumerate(raw):
+        if name in ("_text", "_stext"):
+            return i, value
+    return len(raw), 0
+
+
+def _per_cpu_symbols(early: list[tuple[int, str, str, int]]) -> list[tuple[int, str, str, int]]:
+    """The symbols before ``_text`` crash keeps (x86_64_verify_symbol): from
+    ``__per_cpu_start`` on, the per-CPU ones (data, or named ``per_cpu*``)."""
+    at = next((i for i, row in enumerate(early) if row[1] == "__per_cpu_start"), None)
+    if at is None:
+        return []
+    return [early[at]] + [row for row in early[at + 1:]
+                          if row[1].startswith("per_cpu") or row[1] == "__per_cpu_end"
+                          or row[2] in "VdD"]
+
+
+class KernelRows(Sequence[SymbolEntry]):
+    """The kernel's rows of the table, kept as columns: ~120,000 symbols cost a third of
+    a second less than as objects, and ``sym -l`` makes each row only when it prints it."""
+
+    def __init__(self, addresses: list[int], types: list[str], names: list[str]) -> None:
+        self.addresses = addresses
+        self.types = types
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    @overload
+    def __getitem__(self, i: int) -> SymbolEntry: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[SymbolEntry]: ...
+
+    def __getitem__(self, i: int | slice) -> SymbolEntry | list[SymbolEntry]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return SymbolEntry(self.addresses[i], self.types[i], self.names[i])
+
+    def __iter__(self) -> Iterator[SymbolEntry]:
+        return map(SymbolEntry, self.addresses, self.types, self.names)
+
+    def index(self, entry: object, start: int = 0, stop: int | None = None) -> int:
+        """Where ``entry`` is, found by address first."""
+        if isinstance(entry, SymbolEntry) and entry.module is None and entry.marker is None:
+            i = bisect.bisect_left(self.addresses, entry.address)
+            while i < len(self) and self.addresses[i] == entry.address:
+                if self.names[i] == entry.name and self.types[i] == entry.type:
+                    return i
+                i += 1
+        raise ValueError(f"{entry!r} is not in the kernel's symbols")
 
 
 def _drgn_kernel_symbols(prog: drgn.Program, modules: list[ModuleInfo]
