@@ -15,10 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import drgn
 import pytest
 from crash_script import crash_sections, kdx_sections
 
-from kdx.model.names import address_namer
+from kdx.model.modules import ModuleInfo, ModuleRegion
+from kdx.model.names import AddressName, AddressNamer, address_namer
+from kdx.model.symbols import ModuleSymbols, SymbolEntry, SymbolTable
 from kdx.target.open import Target, open_dump
 
 FRAME = re.compile(r"^\s*#\s*\d+ \[([0-9a-f]+)\] (\S+) at ([0-9a-f]+)")
@@ -178,3 +181,54 @@ def test_every_command_gives_an_address_the_same_name(opened, null_deref_each,
     assert sum(1 for s in samples.values() if "rd -s" in s.names) >= 10
     outside_init = [s for s in samples.values() if not _init_region(opened, s.address)]
     assert compared_with_crash >= 2 * len(outside_init)
+
+
+# -- the policy on a synthetic table (no dump needed) -----------------------------------
+
+
+def _synthetic_namer() -> AddressNamer:
+    """A namer over a hand-made table: kernel aliases and a module with init text."""
+    kernel = [SymbolEntry(0x1000, "T", "_stext"), SymbolEntry(0x1000, "T", "_text"),
+              SymbolEntry(0x1000, "T", "startup_64"),
+              SymbolEntry(0x2000, "T", ".text.unlikely"), SymbolEntry(0x2000, "t", "cold_path"),
+              SymbolEntry(0x3000, "T", "SyS_pause"), SymbolEntry(0x3000, "T", "sys_pause"),
+              SymbolEntry(0x4000, "D", "jiffies"), SymbolEntry(0x4000, "D", "jiffies_64"),
+              SymbolEntry(0x5000, "D", "_end")]
+    init = ModuleRegion("INIT_TEXT", 0x9000, 0x1000)
+    info = ModuleInfo("hello", 0x8800, 0x8000, 0x1000, 0x8000, 0x1000, 0x9000, 0x1000,
+                      "coming", "OE", None, "mem",
+                      [ModuleRegion("TEXT", 0x8000, 0x1000), init])
+    entries = [SymbolEntry(0x8100, "t", "helper", "hello"),
+               SymbolEntry(0x9000, "t", "hello_init", "hello"),
+               SymbolEntry(0x9000, "T", "init_module", "hello")]
+    table = SymbolTable(kernel, [ModuleSymbols(info, entries, [16, 32, 32])], 0x1000, [],
+                        [0, 0, 104, 0, 8, 0, 0, 0, 8, 0])
+    return AddressNamer(drgn.Program(), table)
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    (0x1000, "_stext"),  # the first of three aliases at the address
+    (0x1008, "startup_64+8"),  # inside: the last one
+    (0x2000, "cold_path"),  # a section name gives way
+    (0x3000, "sys_pause"),  # so does a SyS_ alias
+    (0x4000, "jiffies"),
+    (0x4004, "jiffies_64+4"),
+    (0x5000, "_end"),
+    (0x8100 + 5, "helper+5"),
+    (0x9000 + 17, "hello_init+17"),  # kallsyms order: the module's own name first
+    (0x8010, "_MODULE_TEXT_START_hello+16"),  # before the region's first symbol
+])
+def test_the_naming_policy(address: int, expected: str) -> None:
+    assert _synthetic_namer().name(address) == expected
+
+
+@pytest.mark.parametrize("address", [0x0, 0xfff, 0x5001, 0x8000 + 0x1000 + 0x2000])
+def test_addresses_outside_the_kernel_and_modules_have_no_name(address: int) -> None:
+    assert _synthetic_namer().locate(address) is None
+
+
+def test_a_name_is_a_record() -> None:
+    found = _synthetic_namer().locate(0x9011)
+    assert found == AddressName("hello_init", 0x9000, 17, "hello", 32, "t")
+    assert found.is_function and found.text(16) == "hello_init+0x11"
+    assert _synthetic_namer().next_start(0x1008) == 0x2000

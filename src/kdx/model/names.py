@@ -239,14 +239,13 @@ class AddressNamer:
         return next(m for m in self.table.modules if m.info is info)
 
     def _text_range(self) -> tuple[int, int]:
+        """The kernel's text, from its first symbol (``_text``/``_stext``) to ``_etext``."""
         if self._text is None:
-            names = {e.name: e.address for e in self.table.kernel[:64]}
-            start = names.get("_stext", names.get("_text", 0))
             try:
                 end = self.prog.symbol("_etext").address
             except LookupError:
                 end = 0
-            self._text = (start, end)
+            self._text = (self.table.first_kernel, end)
         return self._text
 
 
