@@ -239,9 +239,9 @@ class _OrcTable:
 
 
 class StackReader:
-    """What unwinding needs to know about one program, learned once per session: symbols
-    (with module kallsyms and crash's label names), stacks of each CPU, ORC tables of
-    modules without debug info."""
+    """What unwinding needs to know about one program, learned once per session: the
+    address namer (kdx.model.names), stacks of each CPU, ORC tables of modules without
+    debug info."""
 
     def __init__(self, prog: drgn.Program) -> None:
         self.prog = prog
@@ -925,7 +925,7 @@ def _text_words(reader: StackReader, start: int, end: int, kind: str) -> list[St
         if not reader.is_text(value):
             continue
         sym = reader.symbol(value)
-        if sym is None or sym.address != value:
+        if sym is None or sym.start != value:
             sym = reader.symbol(value - 1) or sym
         if sym is None:
             continue
