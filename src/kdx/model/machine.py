@@ -17,6 +17,7 @@ from drgn.helpers.linux.irq import gate_desc_func
 from drgn.helpers.linux.mm import follow_phys
 from drgn.helpers.linux.percpu import per_cpu
 
+from kdx.model.names import address_namer
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 
@@ -119,9 +120,12 @@ def ist_names(prog: drgn.Program) -> list[str]:
         if not ist:
             continue
         try:
-            handler = prog.symbol(gate_desc_func(gate).value_()).name
+            found = address_namer(prog).locate(gate_desc_func(gate).value_())
         except (LookupError, drgn.FaultError):
             continue
+        if found is None:
+            continue
+        handler = found.name
         for fragment, name in _IST_NAMES:
             if fragment in handler:
                 names[ist - 1] = name
