@@ -62,7 +62,6 @@ from kdx.model.records import Hex
 from kdx.model.symbols import (
     ModuleSymbols,
     SymbolAnswer,
-    SymbolEntry,
     SymbolHit,
     SymbolTable,
     named_answer,
@@ -284,11 +283,6 @@ def symbol_answer(namer: AddressNamer, query: str) -> SymbolAnswer:
             return SymbolAnswer(query, error="invalid address")
         return SymbolAnswer(query, hits=[found])
     return SymbolAnswer(query, alternatives=list(table.search(query)))
-
-
-def as_entry(found: AddressName) -> SymbolEntry:
-    """The table row a name comes from (for ``sym -n``/``-p`` neighbours)."""
-    return SymbolEntry(found.start, found.type, found.name, found.module)
 
 
 def _region_pseudo_name(info: ModuleInfo, region: ModuleRegion) -> str:

@@ -1,5 +1,6 @@
-"""The symbol table crash's ``sym`` works on: kernel symbols from the vmlinux, module
-symbols from the modules' in-memory kallsyms.
+"""The symbol table crash's ``sym`` works on, and the index every address name comes
+from (:mod:`kdx.model.names` holds the naming rules): kernel symbols from the vmlinux,
+module symbols from the modules' in-memory kallsyms.
 
 drgn answers "which symbol holds this address" by symbol size and prefers global
 aliases; crash answers by address order alone, and crash users compare the two side by
@@ -15,7 +16,7 @@ sources crash uses:
   Their type letters come from the kernel's own ``typetab``.
 
 Source lines come from drgn's DWARF line tables. Everything here is plain data; the
-table is built once per session.
+table is built once per program, by the address namer that owns it.
 """
 
 from __future__ import annotations
