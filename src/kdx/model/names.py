@@ -74,8 +74,9 @@ from kdx.model.symbols import (
 __all__ = ["AddressName", "AddressNamer", "address_namer", "strip_clone_suffix",
            "symbol_answer", "symbol_hit"]
 
-#: Where the namer of a program is kept in ``prog.cache``.
+#: Where the namer of a program and its index are kept in ``prog.cache``.
 _CACHE_KEY = "kdx.address-namer"
+_TABLE_KEY = "kdx.symbol-table"
 #: nm letters crash counts as code (is_symbol_text); weak symbols only inside the text.
 _TEXT_LETTERS = frozenset("tT")
 _WEAK_LETTERS = frozenset("wW")
@@ -112,10 +113,10 @@ class AddressName:
 class AddressNamer:
     """Names addresses by the module docstring's policy, from one index per program.
 
-    Build it with :func:`address_namer` (cached per program); ``AddressNamer(prog)``
-    builds a fresh one. The index is read on the first question (about a second for a
-    distribution kernel's 120,000 symbols); answers are cached, since a stack or a
-    disassembly asks for the same few addresses again and again.
+    Get it with :func:`address_namer` (one per program). The index is read on the first
+    question (half a second for a distribution kernel's 120,000 symbols) and kept with
+    the program, so another ``AddressNamer(prog)`` shares it; answers are cached, since a
+    stack or a disassembly asks for the same few addresses again and again.
     """
 
     def __init__(self, prog: drgn.Program, table: SymbolTable | None = None,
@@ -130,8 +131,12 @@ class AddressNamer:
     def table(self) -> SymbolTable:
         """The index: crash's symbol table, which ``sym`` also lists."""
         if self._table is None:
-            vmlinux = self._vmlinux or _vmlinux_of(self.prog)
-            self._table = symbol_table(self.prog, vmlinux, module_list(self.prog))
+            table = self.prog.cache.get(_TABLE_KEY)
+            if table is None:
+                vmlinux = self._vmlinux or _vmlinux_of(self.prog)
+                table = symbol_table(self.prog, vmlinux, module_list(self.prog))
+                self.prog.cache[_TABLE_KEY] = table
+            self._table = table
         return self._table
 
     # -- naming ---------------------------------------------------------------------------
