@@ -232,3 +232,11 @@ def test_a_name_is_a_record() -> None:
     assert found == AddressName("hello_init", 0x9000, 17, "hello", 32, "t")
     assert found.is_function and found.text(16) == "hello_init+0x11"
     assert _synthetic_namer().next_start(0x1008) == 0x2000
+
+
+def test_sym_n_passes_over_aliases_as_crash_does() -> None:
+    """crash's next_symbol: the kernel symbol after one is at a higher address."""
+    table = _synthetic_namer().table
+    stext = SymbolEntry(0x1000, "T", "_stext")
+    assert table.neighbour(stext, +1) == SymbolEntry(0x2000, "T", ".text.unlikely")
+    assert table.neighbour(SymbolEntry(0x1000, "T", "_text"), -1) == stext

@@ -133,7 +133,9 @@ class SymbolTable:
             yield from mod.entries
 
     def neighbour(self, entry: SymbolEntry, step: int) -> SymbolEntry | None:
-        """The symbol before (-1) or after (+1) ``entry`` in its own table."""
+        """The symbol before (-1) or after (+1) ``entry`` in its own table. As crash's
+        next_symbol, the kernel symbol after one is the next at a higher address (its
+        aliases are passed over); the one before is simply the previous row."""
         table = self.kernel if entry.module is None else next(
             (m.entries for m in self.modules if m.info.name == entry.module), [])
         try:
@@ -141,6 +143,9 @@ class SymbolTable:
         except ValueError:
             return None
         j = i + step
+        if step > 0 and entry.module is None:
+            while j < len(table) and table[j].address <= entry.address:
+                j += 1
         return table[j] if 0 <= j < len(table) else None
 
     # -- listings --------------------------------------------------------------------------
