@@ -22,7 +22,7 @@ from crash_script import crash_sections, kdx_sections
 from kdx.model.modules import ModuleInfo, ModuleRegion
 from kdx.model.names import AddressName, AddressNamer, address_namer
 from kdx.model.symbols import ModuleSymbols, SymbolEntry, SymbolTable
-from kdx.target.open import Target, open_dump
+from kdx.target.open import Target
 
 FRAME = re.compile(r"^\s*#\s*\d+ \[([0-9a-f]+)\] (\S+) at ([0-9a-f]+)")
 EXCEPTION_RIP = re.compile(r"\[exception RIP: (\S+)\]")
@@ -54,8 +54,8 @@ class Sample:
 
 @pytest.fixture(scope="module")
 def opened(null_deref_each) -> Target:  # noqa: ANN001 (fixture)
-    dump = null_deref_each
-    return open_dump(dump.vmcore, dump.vmlinux, [dump.modules])
+    """The shared opened dump's target (kdx_sections runs sessions on a Target)."""
+    return null_deref_each.target
 
 
 def _frames(text: str) -> tuple[list[tuple[int, str, int]], list[tuple[str, int]]]:
