@@ -21,7 +21,7 @@ from typing import Callable
 
 import drgn
 
-from kdx.model.names import AddressName, AddressNamer
+from kdx.model.names import AddressNamer
 from kdx.model.records import Hex
 
 #: Where x86_64's user half ends: crash reads lower addresses as user virtual ones.
@@ -110,13 +110,6 @@ def symbol_or_hex(prog: drgn.Program, word: str) -> int | None:
         return int(word, 16)
     except ValueError:
         return None
-
-
-# -- naming addresses ---------------------------------------------------------------------
-
-#: The names ``rd``, ``dis`` and ``sys -c`` used before the one namer (kdx.model.names).
-Symbolizer = AddressNamer
-Location = AddressName
 
 
 def extent_symbols(prog: drgn.Program, address: int) -> list[drgn.Symbol]:

@@ -31,7 +31,8 @@ from typing import Any, Callable
 import drgn
 
 from kdx.model.expr import has_member, member_object
-from kdx.model.memdump import MemoryDisplay, Symbolizer
+from kdx.model.memdump import MemoryDisplay
+from kdx.model.names import AddressNamer, address_namer
 from kdx.model.records import Hex
 from kdx.model.tasks import TaskInfo
 
@@ -264,7 +265,7 @@ class ValueReader:
     """Builds :class:`Value` trees from drgn objects of one program, naming addresses
     through one namer (built once: its index covers every kernel symbol)."""
 
-    def __init__(self, prog: drgn.Program, namer: Symbolizer | None = None) -> None:
+    def __init__(self, prog: drgn.Program, namer: AddressNamer | None = None) -> None:
         self.prog = prog
         self._namer = namer
         self._image: tuple[int, int] | None = None
@@ -277,7 +278,7 @@ class ValueReader:
         if not address or not self._in_image(address):
             return None
         if self._namer is None:
-            self._namer = Symbolizer(self.prog)
+            self._namer = address_namer(self.prog)
         found = self._namer.locate(address)
         return None if found is None else SymbolName(found.name, found.offset)
 
@@ -286,7 +287,7 @@ class ValueReader:
         if not address:
             return None
         if self._namer is None:
-            self._namer = Symbolizer(self.prog)
+            self._namer = address_namer(self.prog)
         found = self._namer.locate(address)
         return found.name if found is not None and not found.offset else None
 
@@ -659,8 +660,7 @@ def session_reader(prog: drgn.Program,
                    cached: Callable[[str, Callable[[], Any]], Any]) -> ValueReader:
     """The reader a session shares among its commands, naming addresses with the same
     namer as ``rd`` and ``dis`` (``cached`` is the session's cache)."""
-    return cached("value-reader", lambda: ValueReader(
-        prog, cached("symbolizer", lambda: Symbolizer(prog))))
+    return cached("value-reader", lambda: ValueReader(prog, address_namer(prog)))
 
 
 def task_values(reader: ValueReader, task: TaskInfo, members: list[str] | None = None,
