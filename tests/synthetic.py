@@ -106,7 +106,7 @@ class Namer:
         self.prog = prog
 
     def locate(self, address: int):  # noqa: ANN201 (a Location-shaped answer)
-        from kdx.model.memdump import Location
+        from kdx.model.rawmemory import Location
 
         try:
             sym = self.prog.symbol(address)

@@ -16,7 +16,7 @@ import drgn
 import pytest
 from crash_script import crash_sections
 
-from kdx.model.memdump import read_memory
+from kdx.model.rawmemory import read_memory
 from kdx.render.crash.rd import c_string, render_rd, x_value
 from kdx.session.session import Session
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import drgn
 
-from kdx.model.memdump import symbol_address
 from kdx.model.names import address_namer
+from kdx.model.rawmemory import symbol_address
 from kdx.model.records import Hex
 
 

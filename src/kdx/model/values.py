@@ -31,8 +31,8 @@ from typing import Any, Callable
 import drgn
 
 from kdx.model.expr import has_member, member_object
-from kdx.model.memdump import MemoryDisplay
 from kdx.model.names import AddressNamer, address_namer
+from kdx.model.rawmemory import MemoryDisplay
 from kdx.model.records import Hex
 from kdx.model.tasks import TaskInfo
 

@@ -51,7 +51,6 @@ from kdx.model.irq import IdtEntry, Irq, Softirq
 from kdx.model.kernel_tables import IpcObjects, SwapDevice, WaitQueue
 from kdx.model.log import AuditRecord
 from kdx.model.machine import MachineInfo, MemoryRange
-from kdx.model.memdump import CString, MemoryDisplay
 from kdx.model.memory import (
     AddressReport,
     FreeBlock,
@@ -67,6 +66,7 @@ from kdx.model.memory import (
 from kdx.model.modules import ModuleInfo
 from kdx.model.mounts import Mount, MountDetail
 from kdx.model.net import Neighbour, NetDevice, TaskSockets
+from kdx.model.rawmemory import CString, MemoryDisplay
 from kdx.model.runqueue import CpuRunqueue
 from kdx.model.search import SearchResult
 from kdx.model.signals import DecodedSigset, SignalName, TaskSignals, ThreadGroupSignals

@@ -21,8 +21,8 @@ from typing import Callable, Container, Sequence
 import drgn
 from drgn.helpers.linux.pid import find_task
 
-from kdx.model.memdump import parse_address, symbol_or_hex
 from kdx.model.names import address_namer
+from kdx.model.rawmemory import parse_address, symbol_or_hex
 from kdx.model.symbols import SymbolTable
 from kdx.model.tasks import TaskInfo, crash_cpus, idle_tasks, task_addresses, task_list
 from kdx.session.command import CommandError

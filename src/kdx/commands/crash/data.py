@@ -28,7 +28,7 @@ from kdx.model.expr import (
     member_object,
     symbol_object,
 )
-from kdx.model.memdump import (
+from kdx.model.rawmemory import (
     KERNEL,
     USER,
     MemoryDisplay,

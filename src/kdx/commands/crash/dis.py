@@ -25,8 +25,8 @@ from kdx.model.disasm import (
     source_dirs,
     source_listing,
 )
-from kdx.model.memdump import USER_SPACE_END
 from kdx.model.names import AddressNamer, address_namer
+from kdx.model.rawmemory import USER_SPACE_END
 from kdx.render.crash.dis import render_disassembly, render_listing
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session

@@ -24,7 +24,8 @@ import drgn
 from kdx.commands.crash.arguments import expression_address, hex_word
 from kdx.model.answers import RawDumpFile
 from kdx.model.disasm import disassemble
-from kdx.model.memdump import (
+from kdx.model.names import AddressNamer, address_namer
+from kdx.model.rawmemory import (
     FILE,
     KERNEL,
     USER,
@@ -39,7 +40,6 @@ from kdx.model.memdump import (
     space_of,
     with_slab_caches,
 )
-from kdx.model.names import AddressNamer, address_namer
 from kdx.render.crash.dis import instruction_line
 from kdx.render.crash.rd import X_SIZES, render_rd, render_strings, render_x
 from kdx.session.command import CommandError, crash_command, make_parser

@@ -21,7 +21,7 @@ from kdx.commands.crash.arguments import (
 )
 from kdx.model.answers import TaskVmPages, VmFlags, VmReference
 from kdx.model.files import task_id
-from kdx.model.memdump import USER_SPACE_END
+from kdx.model.rawmemory import USER_SPACE_END
 from kdx.model.values import TaskValues, session_reader
 from kdx.model.vm import (
     TaskVm,

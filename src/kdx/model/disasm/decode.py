@@ -24,8 +24,8 @@ from kdx.model.disasm.source import (
     module_of,
 )
 from kdx.model.disasm.spelling import spell
-from kdx.model.memdump import KERNEL, ReadFault, extent_symbols, make_reader, read_span
 from kdx.model.names import AddressNamer, address_namer
+from kdx.model.rawmemory import KERNEL, ReadFault, extent_symbols, make_reader, read_span
 from kdx.model.records import Hex
 
 __all__ = ["DEFAULT_SPAN", "Disassembler", "Disassembly", "FunctionRange", "Instruction",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 
-from kdx.model.memdump import CString, MemoryDisplay, ascii_column
+from kdx.model.rawmemory import CString, MemoryDisplay, ascii_column
 
 BYTES_PER_LINE = 16
 #: Where crash starts the ASCII column, by value size (memory.c ASCII_START_*).

@@ -8,7 +8,7 @@ address right-aligned in 16 columns, the values after it, then an empty line.
 
 from __future__ import annotations
 
-from kdx.model.memdump import MemoryDisplay, MemoryWord
+from kdx.model.rawmemory import MemoryDisplay, MemoryWord
 from kdx.model.search import SearchHit, SearchResult
 from kdx.render.crash.layout import rstrip_lines
 from kdx.render.crash.rd import render_rd
