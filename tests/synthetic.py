@@ -105,11 +105,11 @@ class Namer:
     def __init__(self, prog: drgn.Program) -> None:
         self.prog = prog
 
-    def locate(self, address: int):  # noqa: ANN201 (a Location-shaped answer)
-        from kdx.model.rawmemory import Location
+    def locate(self, address: int):  # noqa: ANN201 (an AddressName)
+        from kdx.model.names import AddressName
 
         try:
             sym = self.prog.symbol(address)
         except LookupError:
             return None
-        return Location(sym.name, sym.address, address - sym.address)
+        return AddressName(sym.name, sym.address, address - sym.address)
