@@ -66,6 +66,7 @@ from kdx.model.memory import (
 from kdx.model.modules import ModuleInfo
 from kdx.model.mounts import Mount, MountDetail
 from kdx.model.net import Neighbour, NetDevice, TaskSockets
+from kdx.model.paging import PteInfo, Translation
 from kdx.model.rawmemory import CString, MemoryDisplay
 from kdx.model.runqueue import CpuRunqueue
 from kdx.model.search import SearchResult
@@ -76,7 +77,6 @@ from kdx.model.syscalls import SyscallEntry
 from kdx.model.system import SystemInfo
 from kdx.model.tasks import TaskArgs, TaskContext, TaskInfo, TaskTimes
 from kdx.model.timers import CpuHrtimers, TimerWheel
-from kdx.model.translate import PteInfo, Translation
 from kdx.model.values import (
     CpuInfoValue,
     Declaration,

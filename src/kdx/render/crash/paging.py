@@ -8,7 +8,7 @@ entry's physical address; every entry is ``LEVEL: physical address => contents``
 
 from __future__ import annotations
 
-from kdx.model.translate import PteInfo, Translation
+from kdx.model.paging import PteInfo, Translation
 from kdx.render.crash.kmem import page_header, page_line
 from kdx.render.crash.layout import UVADDR_WIDTH, VADDR_WIDTH, field, rstrip_lines
 from kdx.render.crash.vm import VMA_HEADER, vma_line

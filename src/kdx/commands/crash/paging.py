@@ -1,7 +1,7 @@
 """``vtop``, ``ptov``, ``pte``, ``btop`` and ``ptob``: address translation, as crash prints it.
 
 ``vtop [-c PID|TASK] [-u|-k] ADDR...`` walks the page tables entry by entry
-(kdx.model.translate) and adds the PTE's flags, the VMA of a user address and the page's
+(kdx.model.paging) and adds the PTE's flags, the VMA of a user address and the page's
 mem_map line; ``ptov PHYS|OFFSET:CPUS`` gives the direct-map (or per-CPU) address,
 ``pte CONTENTS`` decodes an entry, ``btop``/``ptob`` convert between bytes and pages.
 """
@@ -13,8 +13,7 @@ import argparse
 from kdx.commands.crash.arguments import cpu_list, hex_word, physical_width, tasks_for_argument
 from kdx.model.answers import PageFrame, PercpuOffset, PhysicalToVirtual
 from kdx.model.expr import crash_number
-from kdx.model.tasks import crash_cpus
-from kdx.model.translate import (
+from kdx.model.paging import (
     TranslateError,
     Translation,
     check_x86_64,
@@ -22,7 +21,8 @@ from kdx.model.translate import (
     page_offset,
     translate,
 )
-from kdx.render.crash.translate import (
+from kdx.model.tasks import crash_cpus
+from kdx.render.crash.paging import (
     render_pairs,
     render_percpu,
     render_pte,
