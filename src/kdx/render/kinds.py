@@ -47,8 +47,8 @@ from kdx.model.answers import (
 from kdx.model.devices import DiskIo, PciBus
 from kdx.model.disasm import Disassembly, SourceListing
 from kdx.model.files import DentryInfo, TaskFiles, TaskId
+from kdx.model.ipc import IpcObjects, SwapDevice, WaitQueue
 from kdx.model.irq import IdtEntry, Irq, Softirq
-from kdx.model.kernel_tables import IpcObjects, SwapDevice, WaitQueue
 from kdx.model.log import AuditRecord
 from kdx.model.machine import MachineInfo, MemoryRange
 from kdx.model.memory import (

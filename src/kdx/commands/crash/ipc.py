@@ -10,7 +10,7 @@ import drgn
 
 from kdx.commands.crash.arguments import hex_word, tasks_for_argument
 from kdx.model.answers import FileUsers
-from kdx.model.kernel_tables import (
+from kdx.model.ipc import (
     IpcObjects,
     file_users,
     ipc_objects,
@@ -19,7 +19,7 @@ from kdx.model.kernel_tables import (
 )
 from kdx.model.reading import READ_ERRORS
 from kdx.model.tasks import all_tasks
-from kdx.render.crash.kernel_tables import (
+from kdx.render.crash.ipc import (
     render_fuser,
     render_ipcs,
     render_ipcs_lookup,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from kdx.model.kernel_tables import (
+from kdx.model.ipc import (
     FileUser,
     IpcObjects,
     MessageQueue,
