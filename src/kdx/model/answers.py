@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kdx.model.devices import BlockDevice, CharDevice
 from kdx.model.files import InodePages, TaskFiles, TaskId
-from kdx.model.ipc import FileUser
+from kdx.model.fuser import FileUser
 from kdx.model.log import LogRecord
 from kdx.model.memory import PageInfo
 from kdx.model.records import Hex

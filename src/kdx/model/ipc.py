@@ -1,16 +1,14 @@
-"""Smaller kernel tables crash users look at: swap devices (``swap``), System V IPC
-objects (``ipcs``), the tasks on a wait queue (``waitq``) and the tasks using a file
-(``fuser``).
+"""System V IPC objects as crash's ``ipcs`` lists them: shared memory segments,
+semaphore arrays and message queues.
 
-Each answers one question about a stuck system: is swap full, which shared memory or
-semaphore a process may be waiting on, who sleeps on this wait queue, who holds this
-file. drgn's swap, ipc and wait helpers do the walking.
+A process stuck in ``semop`` or ``msgrcv`` waits on one of these objects, and a
+segment's resident and swapped pages show where its memory went. drgn's ipc helpers
+walk an IPC namespace's id tables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import drgn
 from drgn.helpers.linux.ipc import (
@@ -18,48 +16,14 @@ from drgn.helpers.linux.ipc import (
     for_each_sysv_sem_array,
     for_each_sysv_shm,
 )
-from drgn.helpers.linux.swap import for_each_swap_info, swap_file_path, swap_is_file
-from drgn.helpers.linux.wait import waitqueue_for_each_entry
 
-from kdx.model.files import TaskId, task_files, task_id
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
-from kdx.textsafe import decode
+
+__all__ = ["IpcObjects", "MessageQueue", "SemaphoreArray", "SharedMemory", "ipc_objects"]
 
 _SHM_DEST = 0o1000
 _SHM_LOCKED = 0o2000
-
-
-# -- swap -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SwapDevice:
-    """One swap area: sizes in KiB, ``partition`` False for a swap file."""
-
-    swap_info: Hex
-    partition: bool
-    size_kb: int
-    used_kb: int
-    priority: int
-    filename: str
-
-
-def swap_devices(prog: drgn.Program) -> list[SwapDevice]:
-    page_kb = prog["PAGE_SIZE"].value_() // 1024 if "PAGE_SIZE" in prog else 4
-    found = []
-    for si in for_each_swap_info(prog):
-        try:
-            path = decode(swap_file_path(si)) if si.swap_file else "(unknown)"
-        except READ_ERRORS:
-            path = "(unknown)"
-        found.append(SwapDevice(si.value_(), not swap_is_file(si),
-                                si.pages.value_() * page_kb,
-                                si.inuse_pages.value_() * page_kb, si.prio.value_(), path))
-    return found
-
-
-# -- ipcs -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -175,90 +139,3 @@ def ipc_objects(prog: drgn.Program, namespace: drgn.Object | None = None) -> Ipc
         msgs.append(MessageQueue(msq.value_(), key, ident, uid, mode & 0o777,
                                  msq.q_cbytes.value_(), msq.q_qnum.value_()))
     return IpcObjects(tuple(shms), tuple(sems), tuple(msgs))
-
-
-# -- waitq ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WaitQueue:
-    """The tasks on a wait queue, in queue order. crash stops at the first entry whose
-    ``private`` is not a task (a callback entry), and so does kdx: ``stopped_at`` is
-    that entry's address, or 0."""
-
-    address: Hex
-    name: str | None
-    tasks: tuple[TaskId, ...]
-    stopped_at: Hex = 0
-
-
-def wait_queue(prog: drgn.Program, address: int, name: str | None,
-               is_task: Callable[[int], drgn.Object | None]) -> WaitQueue:
-    """Walk the ``wait_queue_head`` at ``address``; ``is_task(addr)`` returns the task
-    at that address, or None."""
-    head = drgn.Object(prog, "struct wait_queue_head *", address)
-    tasks = []
-    for entry in waitqueue_for_each_entry(head):
-        task = is_task(entry.private.value_())
-        if task is None:
-            return WaitQueue(address, name, tuple(tasks), entry.value_())
-        tasks.append(task_id(task))
-    return WaitQueue(address, name, tuple(tasks))
-
-
-# -- fuser ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileUser:
-    """A task using the file, and how: root, cwd, fd and/or mmap."""
-
-    task: TaskId
-    uses: tuple[str, ...]
-
-
-def _same_path(path: str | None, wanted: str) -> bool:
-    """Paths compared without a trailing ``/``: crash names a mount's root ``/tmp/``."""
-    if not path:
-        return False
-    return (path.rstrip("/") or "/") == (wanted.rstrip("/") or "/")
-
-
-def file_users(tasks: Iterable[drgn.Object], wanted: str,
-               warn: Callable[[str], None] | None = None) -> list[FileUser]:
-    """The tasks whose root, cwd, open files or mappings are ``wanted`` (a path, or a
-    hexadecimal inode or dentry address)."""
-    from kdx.model.vm import task_vm
-
-    try:
-        address = int(wanted, 16) if not wanted.startswith("/") else None
-    except ValueError:
-        address = None
-    found = []
-    for task in tasks:
-        uses = []
-        try:
-            files = task_files(task)
-        except READ_ERRORS as err:
-            if warn is not None:
-                warn(f"PID {task.pid.value_()}: cannot read its files: {err}")
-            continue
-        if address is None:
-            if _same_path(files.root, wanted):
-                uses.append("root")
-            if _same_path(files.cwd, wanted):
-                uses.append("cwd")
-            if any(_same_path(f.path, wanted) for f in files.files):
-                uses.append("fd")
-        elif any(address in (f.inode, f.dentry) for f in files.files):
-            uses.append("fd")
-        if address is None and task.mm:
-            try:
-                if any(_same_path(v.file, wanted) for v in task_vm(task).vmas):
-                    uses.append("mmap")
-            except READ_ERRORS as err:
-                if warn is not None:
-                    warn(f"PID {task.pid.value_()}: cannot read its mappings: {err}")
-        if uses:
-            found.append(FileUser(files.task, tuple(uses)))
-    return found

@@ -47,7 +47,7 @@ from kdx.model.answers import (
 from kdx.model.devices import DiskIo, PciBus
 from kdx.model.disasm import Disassembly, SourceListing
 from kdx.model.files import DentryInfo, TaskFiles, TaskId
-from kdx.model.ipc import IpcObjects, SwapDevice, WaitQueue
+from kdx.model.ipc import IpcObjects
 from kdx.model.irq import IdtEntry, Irq, Softirq
 from kdx.model.log import AuditRecord
 from kdx.model.machine import MachineInfo, MemoryRange
@@ -72,6 +72,7 @@ from kdx.model.runqueue import CpuRunqueue
 from kdx.model.search import SearchResult
 from kdx.model.signals import DecodedSigset, SignalName, TaskSignals, ThreadGroupSignals
 from kdx.model.stack import Backtrace, RawStack, StackOverflow, StackSearch, StackText
+from kdx.model.swap import SwapDevice
 from kdx.model.symbols import SymbolAnswer, SymbolEntry
 from kdx.model.syscalls import SyscallEntry
 from kdx.model.system import SystemInfo
@@ -86,6 +87,7 @@ from kdx.model.values import (
     TaskValues,
 )
 from kdx.model.vm import TaskVm, VmaPages
+from kdx.model.waitq import WaitQueue
 from kdx.model.walk import WalkResult
 
 __all__ = ["KINDS", "kind_names"]
@@ -184,7 +186,7 @@ KINDS: dict[str, Any] = {
     "ascii": AsciiValues,
     "list": WalkResult,
     "tree": WalkResult,
-    # files, devices, networking, kernel tables
+    # files, devices, networking, swap, IPC, wait queues
     "files": list[Union[TaskFiles, TaskFilesPageCache, TaskFilesReference]],
     "files-dentry": DentryInfo,
     "files-pages": InodePageCache,

@@ -1,40 +1,21 @@
-"""crash's layouts for ``swap`` (memory.c dump_swap_info), ``ipcs`` (ipcs.c), ``waitq``
-(kernel.c dump_waitq) and ``fuser`` (filesys.c show_fuser)."""
+"""crash's ``ipcs`` layouts (ipcs.c): a table per facility (shared memory, semaphores,
+message queues), a block per segment with ``-M``, and the lookup of objects by ID or
+address."""
 
 from __future__ import annotations
 
-from kdx.model.ipc import (
-    FileUser,
-    IpcObjects,
-    MessageQueue,
-    SemaphoreArray,
-    SharedMemory,
-    SwapDevice,
-    WaitQueue,
-)
-from kdx.render.crash.layout import VADDR_WIDTH, field, rstrip_lines, task_header
+from kdx.model.ipc import IpcObjects, MessageQueue, SemaphoreArray, SharedMemory
+from kdx.render.crash.layout import rstrip_lines
 
-SWAP_HEADER = "SWAP_INFO_STRUCT    TYPE       SIZE       USED     PCT  PRI  FILENAME"
+__all__ = ["MSG_HEADER", "SEM_HEADER", "SHM_HEADER", "msg_row", "render_ipcs",
+           "render_ipcs_lookup", "sem_row", "shm_block", "shm_row"]
+
 SHM_HEADER = (f"{'SHMID_KERNEL':<16} {'KEY':<8} {'SHMID':<10} {'UID':<5} {'PERMS':<5} "
               f"{'BYTES':<10} {'NATTCH':<6} {'STATUS':<6}")
 SEM_HEADER = (f"{'SEM_ARRAY':<16} {'KEY':<8} {'SEMID':<10} {'UID':<5} {'PERMS':<5} "
               f"{'NSEMS':<10}")
 MSG_HEADER = (f"{'MSG_QUEUE':<16} {'KEY':<8} {'MSQID':<10} {'UID':<5} {'PERMS':<5} "
               f"{'USED-BYTES':<12} {'MESSAGES':<12}")
-FUSER_HEADER = " PID   " + field("TASK", VADDR_WIDTH, center=True) + "  COMM             USAGE"
-
-
-def render_swap(devices: list[SwapDevice]) -> str:
-    lines = [SWAP_HEADER]
-    for d in devices:
-        pct = d.used_kb * 100 // d.size_kb if d.size_kb else 0
-        lines.append(
-            f"{field(f'{d.swap_info:x}', VADDR_WIDTH, center=True)}  "
-            f"{'PARTITION' if d.partition else '  FILE   '} "
-            f"{field(f'{d.size_kb}k', 10, center=True, right=True)} "
-            f"{field(f'{d.used_kb}k', 10, center=True, right=True)} "
-            f"{field(f'{pct:2d}%', 4, center=True, right=True)} {d.priority:>4}  {d.filename}")
-    return rstrip_lines("\n".join(lines))
 
 
 def _section(header: str, rows: list[str]) -> list[str]:
@@ -109,27 +90,3 @@ def render_ipcs_lookup(objects: IpcObjects, wanted: list[tuple[str, int]], *,
             invalid += [f"invalid id or address: {word}", ""]
         found += hits
     return rstrip_lines("\n".join(invalid + found)) + "\n"
-
-
-def render_waitq(queue: WaitQueue) -> str:
-    if not queue.tasks:
-        if queue.name:
-            return f'wait queue "{queue.name}" ({queue.address:x}) is empty'
-        return f"wait queue {queue.address:x} is empty"
-    return rstrip_lines("\n".join(task_header(t.pid, t.task, t.cpu, t.command)
-                                  for t in queue.tasks))
-
-
-def _command(comm: str) -> str:
-    """crash's COMM column: the quoted name cut to 16 columns, its last one blanked."""
-    text = f'"{comm}"\n'[:16]
-    return text[:-1].ljust(16)
-
-
-def render_fuser(users: list[FileUser], wanted: str) -> str:
-    if not users:
-        return f"No users of {wanted} found"
-    lines = [FUSER_HEADER]
-    lines.extend(f"{u.task.pid:>5}  {u.task.task:>16x}  {_command(u.task.command)} "
-                 f"{' '.join(u.uses)}" for u in users)
-    return rstrip_lines("\n".join(lines))
