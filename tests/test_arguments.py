@@ -152,11 +152,6 @@ def test_hex_word_has_one_error() -> None:
 
 # --- no command module imports another -------------------------------------------------------
 
-#: Names command modules may still import from ``data`` while the expression parsers live
-#: there (they belong in the model); each entry must still be needed.
-_EXPRESSION_PARSERS = {"crash_number", "EvalParser", "member_text"}
-
-
 def _imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
     """(module, names) of every import in a module, those inside functions included."""
     found = []
@@ -172,19 +167,14 @@ def test_no_command_module_imports_another() -> None:
     package = Path(crash_package.__file__).parent
     commands = set(INDEX.values())
     assert "arguments" not in commands  # the shared layer declares no command
-    wrong, tolerated = [], set()
+    wrong = []
     for path in sorted(package.glob("*.py")):
         for module, names in _imports(ast.parse(path.read_text())):
             match = re.fullmatch(r"kdx\.commands\.crash\.(\w+)", module)
             if not match or match.group(1) not in commands or match.group(1) == path.stem:
                 continue
-            if match.group(1) == "data" and set(names) <= _EXPRESSION_PARSERS:
-                tolerated.update(names)
-                continue
             wrong.append(f"{path.name} imports {module} {names}")
     assert wrong == []
-    data = (package / "data.py").read_text()
-    assert all(re.search(rf"^(def|class) {name}\b", data, re.M) for name in tolerated)
 
 
 # --- on real dumps: one task order and one CPU set, as crash has them -----------------------
