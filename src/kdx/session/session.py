@@ -18,7 +18,6 @@ from typing import Any, Callable, TextIO
 import drgn
 
 from kdx.errors import KdxError
-from kdx.model.answers import HelpText
 from kdx.render.json_out import to_json
 from kdx.session.command import CommandError, CommandTable, HelpShown, load_commands
 from kdx.target.open import Target
@@ -130,6 +129,8 @@ class Session:
         except HelpShown as shown:
             if shown.args:
                 text = shown.args[0]
+                from kdx.model.answers import HelpText  # most sessions never ask for help
+
                 self.emit("help", HelpText(name, text), text)
             return True
         except KdxError as err:
