@@ -338,7 +338,8 @@ def test_formats_follow_crash() -> None:
 
 
 def test_dumpfile_flags_are_spaced_like_crash() -> None:
-    base = dict(kernel="/v", dumpfile="/d", dump_format="", tainted=False, taint_mask=0,
+    base = dict(kernel="/v", debug_source="dwarf", dumpfile="/d", dump_format="",
+                tainted=False, taint_mask=0,
                 taint_flags="", livepatch=False, livepatch_transition=False, cpus=1,
                 cpus_offline=0, date="", date_epoch=0, uptime_seconds=0.0, hz=250,
                 load_average=[0.0, 0.0, 0.0], tasks=1, nodename="", release="", version="",

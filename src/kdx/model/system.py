@@ -48,6 +48,8 @@ class SystemInfo:
     """One machine at the moment it crashed, field for field as crash's banner shows it."""
 
     kernel: str | None  # the vmlinux as the user named it, or as kdx found it
+    #: "dwarf" (a vmlinux), "dump" (kallsyms, BTF, ORC from the dump), "symbols" (kallsyms)
+    debug_source: str
     dumpfile: str  # the dump as the user named it; /proc/kcore for the live kernel
     dump_kind: str  # "elf", "kdump" or "live": decides how crash flags the file
     dump_format: str  # human description, e.g. "kdump-compressed (zlib)"
@@ -143,6 +145,7 @@ def _file_fields(target: Target) -> dict:
     dump = target.dump
     return {
         "kernel": str(target.vmlinux) if target.vmlinux else None,
+        "debug_source": target.debug_source,
         "dumpfile": "/proc/kcore" if dump is None else str(target.path),
         "dump_kind": "live" if dump is None else dump.kind,
         "dump_format": "live kernel" if dump is None else dump.description,

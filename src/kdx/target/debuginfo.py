@@ -94,6 +94,10 @@ def check_vmlinux(path: Path, release: str, build_id: str | None) -> ElfInfo:
     return info
 
 
+class VmlinuxNotFound(KdxError):
+    """No vmlinux matching the dump was found (the dump's own BTF and kallsyms may do)."""
+
+
 def find_vmlinux(release: str, build_id: str | None, near: Path | None,
                  directories: Sequence[Path] = ()) -> Path:
     """The first matching vmlinux among the standard places and the extra debug
@@ -111,7 +115,7 @@ def find_vmlinux(release: str, build_id: str | None, near: Path | None,
     found = debuginfod_vmlinux(build_id)
     if found:
         return found
-    raise KdxError(f"no vmlinux with debug info for {release} found: pass it after the "
+    raise VmlinuxNotFound(f"no vmlinux with debug info for {release} found: pass it after the "
                    f"dump, or install linux-image-{release}-dbg, or name a debug directory in "
                    f"${DEBUG_DIRS_ENV} (looked in {', '.join(looked[:4])}, …)")
 

@@ -9,7 +9,6 @@ read from the dump) can be added later without touching the callers.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -22,15 +21,9 @@ import drgn
 
 from kdx.errors import KdxError
 from kdx.target import flattened, vmcoreinfo
-from kdx.target.debuginfo import (
-    check_vmlinux,
-    debug_roots,
-    find_vmlinux,
-    index_by_name,
-    module_debug_files,
-    module_search_dirs,
-)
+from kdx.target.debuginfo import VmlinuxNotFound, check_vmlinux, find_vmlinux
 from kdx.target.formats import DumpFile, identify
+from kdx.target.moduleinfo import load_module_debug_info
 
 Progress = Optional[Callable[[str], None]]
 
@@ -47,6 +40,14 @@ class Target:
     vmlinux: Path | None
     warnings: list[str] = field(default_factory=list)
     missing_modules: list[str] = field(default_factory=list)
+    #: where symbols and types come from: "dwarf" (a vmlinux), "dump" (BTF, kallsyms and
+    #: ORC read from the dump), "symbols" (kallsyms only: a kernel built without BTF)
+    debug_source: str = "dwarf"
+
+    @property
+    def has_source_lines(self) -> bool:
+        """Whether kernel addresses map to source lines (only a vmlinux's DWARF does)."""
+        return self.debug_source == "dwarf"
 
     @property
     def live(self) -> bool:
@@ -88,91 +89,16 @@ class DwarfProvider:
         main.try_file(str(vmlinux), force=build_id is None)
         if main.wants_debug_file():
             raise KdxError(f"drgn could not use {vmlinux} as the dump's debug info")
-        self._load_modules(target, near)
-
-    def _load_modules(self, target: Target, near: Path | None) -> None:
-        prog = target.prog
-        named = index_by_name(module_debug_files(self.module_paths))
-        prog.debug_info_options.directories = tuple(
-            str(r / "usr/lib/debug") for r in debug_roots(target.release, self.debug_dirs)
-        ) + ("/usr/lib/debug",)
-        modules = [m for m, _ in prog.loaded_modules() if m.name != "kernel"]
-        cover_init_sections(prog, modules)
-        for mod in modules:
-            path = named.get(mod.name)
-            if path is not None and mod.wants_debug_file():
-                mod.try_file(str(path))
-                if mod.wants_debug_file():
-                    target.warnings.append(
-                        f"{path} does not match the loaded module {mod.name} (build IDs differ)")
-        beside = index_by_name(module_debug_files(module_search_dirs(near)))
-        for mod in modules:
-            if mod.wants_debug_file() and mod.name in beside:
-                mod.try_file(str(beside[mod.name]))
-        if any(m.wants_debug_file() for m in modules):
-            # drgn's standard finder: /usr/lib/debug and the debug directories, by name
-            # and build ID.
-            # A module still missing is reported below, by name, not as drgn's error.
-            with contextlib.suppress(drgn.MissingDebugInfoError):
-                prog.load_debug_info([], default=True)
-        target.missing_modules = sorted(m.name for m in modules if m.wants_debug_file())
-        if target.missing_modules:
-            _add_module_kallsyms(prog)
+        target.debug_source = "dwarf"
+        target.missing_modules, warnings = load_module_debug_info(
+            target.prog, target.release, self.module_paths, self.debug_dirs, near)
+        target.warnings.extend(warnings)
         if target.missing_modules:
             target.warnings.append(
                 "no debug info for module(s) " + ", ".join(target.missing_modules)
                 + ": their functions show as symbol+offset without types or source lines; "
                 "name their .ko files or directories after the dump")
 
-
-def _add_module_kallsyms(prog: drgn.Program) -> None:
-    """Name functions of modules without debug info from their symbol tables in memory,
-    so stacks and verdicts say ``hello_init+0x11`` rather than a bare address."""
-    from drgn.helpers.linux.kallsyms import load_module_kallsyms
-
-    try:
-        index = load_module_kallsyms(prog)
-    except (LookupError, ValueError, drgn.FaultError):
-        return
-    prog.register_symbol_finder("kdx-module-kallsyms", index, enable_index=-1)
-
-
-def cover_init_sections(prog: drgn.Program, modules: list[drgn.Module]) -> None:
-    """Add the init sections of modules still initialising to their address ranges.
-
-    drgn maps a module by its core sections only, so a crash in a module's init function
-    (the classic case) left the faulting address unowned: no symbol, no source line and a
-    stack that ends there. Until init finishes, the kernel keeps the init sections
-    mapped, so they belong to the module and kdx says so.
-    """
-    for mod in modules:
-        try:
-            struct = mod.object
-            if struct.state.value_() != prog.constant("MODULE_STATE_COMING").value_():
-                continue
-            extra = _init_range(prog, struct)
-        except (LookupError, AttributeError, drgn.FaultError, ValueError):
-            continue
-        ranges = list(mod.address_ranges)
-        # Newer drgn and kernels (mem[] layout) already map them: leave those alone.
-        if extra and extra[1] > extra[0] and not any(
-                start < extra[1] and extra[0] < end for start, end in ranges):
-            mod.address_ranges = [*ranges, extra]
-
-
-def _init_range(prog: drgn.Program, struct: drgn.Object) -> tuple[int, int] | None:
-    """Start and end of a module's init sections (6.4+ ``mem[]``, older ``init_layout``)."""
-    try:
-        layout = struct.init_layout
-        base = int(layout.base)
-        return base, base + int(layout.size)
-    except AttributeError:
-        pass
-    first = prog.constant("MOD_INIT_TEXT").value_()
-    last = prog.constant("MOD_INIT_RODATA").value_()
-    spans = [(int(struct.mem[i].base), int(struct.mem[i].size)) for i in range(first, last + 1)]
-    spans = [(b, b + n) for b, n in spans if b and n]
-    return (min(b for b, _ in spans), max(e for _, e in spans)) if spans else None
 
 
 def reassembled_cache() -> Path:
@@ -303,9 +229,13 @@ def _check_complete(dump: DumpFile, path: Path) -> None:
 
 def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
               *, progress: Progress = None, provider: SymbolProvider | None = None,
-              debug_dirs: Sequence[Path] = ()) -> Target:
+              debug_dirs: Sequence[Path] = (), no_vmlinux: bool = False) -> Target:
     """Open the vmcore ``core`` with its debug info; KdxError explains any failure.
-    ``debug_dirs`` are searched for debug info besides the system's places."""
+
+    ``debug_dirs`` are searched for debug info besides the system's places. When no
+    vmlinux is found (or ``no_vmlinux`` is set), symbols, types and unwind tables come
+    from the dump itself (kallsyms, BTF, ORC) and a warning says what is lost.
+    """
     logging.getLogger("drgn").setLevel(logging.ERROR)
     dump = identify(core)
     read_path = core
@@ -318,8 +248,34 @@ def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Pa
     prog = _set_core(read_path, dump, progress)
     info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core))
     target = Target(prog, core, dump, read_path, info, None)
-    (provider or DwarfProvider(vmlinux, module_paths, progress, debug_dirs)).load(target)
+    load_debug_info(target, provider, vmlinux, module_paths, progress=progress,
+                    debug_dirs=debug_dirs, no_vmlinux=no_vmlinux)
     return target
+
+
+def load_debug_info(target: Target, provider: SymbolProvider | None, vmlinux: Path | None,
+                    module_paths: Sequence[Path], *, progress: Progress = None,
+                    debug_dirs: Sequence[Path] = (), no_vmlinux: bool = False) -> None:
+    """Load the debug info: the provider given, else a vmlinux's DWARF, else (none found,
+    or ``no_vmlinux``) what the dump itself carries."""
+    from kdx.target.novmlinux.provider import DumpInfoProvider
+
+    if provider is not None:
+        provider.load(target)
+        return
+    from_dump = DumpInfoProvider(module_paths, progress, debug_dirs)
+    if no_vmlinux:
+        from_dump.load(target)
+        return
+    try:
+        DwarfProvider(vmlinux, module_paths, progress, debug_dirs).load(target)
+    except VmlinuxNotFound as err:
+        try:
+            from_dump.load(target)
+        except KdxError as inner:
+            raise KdxError(f"{err}; and the dump's own debug info cannot stand in: "
+                           f"{inner}") from inner
+        target.warnings.insert(0, f"{str(err).split(':')[0]}: {from_dump.summary(target)}")
 
 
 def _vmcoreinfo_text(prog: drgn.Program, core: Path) -> str:
@@ -342,5 +298,5 @@ def open_live(vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
         raise KdxError(f"cannot open the running kernel: {err}") from err
     info = vmcoreinfo.parse(_vmcoreinfo_text(prog, Path("/proc/kcore")))
     target = Target(prog, None, None, None, info, None)
-    DwarfProvider(vmlinux, module_paths, progress).load(target)
+    load_debug_info(target, None, vmlinux, module_paths, progress=progress)
     return target

@@ -73,7 +73,14 @@ def memory_size(total: int) -> str:
 def kernel_value(info: SystemInfo) -> str:
     flags = [("  [LIVEPATCH]", info.livepatch), ("  [TRANSITION]", info.livepatch_transition),
              ("  [TAINTED]", info.tainted)]
-    return (info.kernel or "") + "".join(text for text, on in flags if on)
+    return (info.kernel or "(none)") + "".join(text for text, on in flags if on)
+
+
+#: The line ``sys`` adds when no vmlinux was used: where symbols and types came from.
+DEBUG_SOURCES = {
+    "dump": "kallsyms, BTF and ORC read from the dump (no source lines)",
+    "symbols": "kallsyms read from the dump (the kernel has no BTF: no types)",
+}
 
 
 def dumpfile_value(info: SystemInfo) -> str:
@@ -113,6 +120,8 @@ def _system_lines(info: SystemInfo) -> list[tuple[str, str]]:
     rows = [
         ("KERNEL", kernel_value(info)),
         ("DUMPFILE", dumpfile_value(info)),
+        *([("DEBUG INFO", DEBUG_SOURCES[info.debug_source])]
+          if info.debug_source in DEBUG_SOURCES else []),
         ("CPUS", cpus_value(info)),
         ("DATE", ctime(info.date_epoch)),
         ("UPTIME", duration(info.uptime_seconds)),

@@ -1,0 +1,116 @@
+"""Debug info for the kernel's loaded modules, whatever describes the kernel itself.
+
+A module's own ``.ko`` (with DWARF) gives its functions source lines and its types;
+without one, its functions are still named from the module's symbol table in memory.
+Both providers, the vmlinux one and the one reading the dump itself, load modules this
+way, so a module's frames look the same whichever describes the kernel.
+
+Example::
+
+    >>> missing, warnings = load_module_debug_info(prog, "6.1.0-57-cloud-amd64",
+    ...                                            [Path("hello_crash.ko")])
+    >>> missing
+    ['dummy', 'loop', ...]
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Sequence
+
+import drgn
+
+from kdx.target.debuginfo import (
+    debug_roots,
+    index_by_name,
+    module_debug_files,
+    module_search_dirs,
+)
+
+__all__ = ["add_module_kallsyms", "cover_init_sections", "load_module_debug_info"]
+
+
+def load_module_debug_info(prog: drgn.Program, release: str, module_paths: Sequence[Path],
+                           debug_dirs: Sequence[Path] = (), near: Path | None = None,
+                           ) -> tuple[list[str], list[str]]:
+    """Load the ``.ko`` files named, found beside the dump (``near``) or in the debug
+    directories; return (modules still without debug info, warnings)."""
+    warnings: list[str] = []
+    named = index_by_name(module_debug_files(module_paths))
+    prog.debug_info_options.directories = tuple(
+        str(r / "usr/lib/debug") for r in debug_roots(release, debug_dirs)
+    ) + ("/usr/lib/debug",)
+    modules = [m for m, _ in prog.loaded_modules() if m.name != "kernel"]
+    cover_init_sections(prog, modules)
+    for mod in modules:
+        path = named.get(mod.name)
+        if path is not None and mod.wants_debug_file():
+            mod.try_file(str(path))
+            if mod.wants_debug_file():
+                warnings.append(
+                    f"{path} does not match the loaded module {mod.name} (build IDs differ)")
+    beside = index_by_name(module_debug_files(module_search_dirs(near)))
+    for mod in modules:
+        if mod.wants_debug_file() and mod.name in beside:
+            mod.try_file(str(beside[mod.name]))
+    if any(m.wants_debug_file() for m in modules):
+        # drgn's standard finder: /usr/lib/debug and the debug directories, by name
+        # and build ID. A module still missing is reported below, by name.
+        with contextlib.suppress(drgn.MissingDebugInfoError):
+            prog.load_debug_info([], default=True)
+    missing = sorted(m.name for m in modules if m.wants_debug_file())
+    if missing:
+        add_module_kallsyms(prog)
+    return missing, warnings
+
+
+def add_module_kallsyms(prog: drgn.Program) -> None:
+    """Name functions of modules without debug info from their symbol tables in memory,
+    so stacks and verdicts say ``hello_init+0x11`` rather than a bare address."""
+    from drgn.helpers.linux.kallsyms import load_module_kallsyms
+
+    try:
+        index = load_module_kallsyms(prog)
+    except (LookupError, ValueError, drgn.FaultError):
+        return
+    if "kdx-module-kallsyms" not in prog.registered_symbol_finders():
+        prog.register_symbol_finder("kdx-module-kallsyms", index, enable_index=-1)
+
+
+def cover_init_sections(prog: drgn.Program, modules: list[drgn.Module]) -> None:
+    """Add the init sections of modules still initialising to their address ranges.
+
+    drgn maps a module by its core sections only, so a crash in a module's init function
+    (the classic case) left the faulting address unowned: no symbol, no source line and a
+    stack that ends there. Until init finishes, the kernel keeps the init sections
+    mapped, so they belong to the module and kdx says so.
+    """
+    for mod in modules:
+        try:
+            struct = mod.object
+            if struct.state.value_() != prog.constant("MODULE_STATE_COMING").value_():
+                continue
+            extra = _init_range(prog, struct)
+        except (LookupError, AttributeError, drgn.FaultError, ValueError):
+            continue
+        ranges = list(mod.address_ranges)
+        # Newer drgn and kernels (mem[] layout) already map them: leave those alone.
+        if extra and extra[1] > extra[0] and not any(
+                start < extra[1] and extra[0] < end for start, end in ranges):
+            mod.address_ranges = [*ranges, extra]
+
+
+def _init_range(prog: drgn.Program, struct: drgn.Object) -> tuple[int, int] | None:
+    """Start and end of a module's init sections (6.4+ ``mem[]``, older ``init_layout``)."""
+    try:
+        layout = struct.init_layout
+        base = int(layout.base)
+        return base, base + int(layout.size)
+    except AttributeError:
+        pass
+    first = prog.constant("MOD_INIT_TEXT").value_()
+    last = prog.constant("MOD_INIT_RODATA").value_()
+    spans = [(int(struct.mem[i].base), int(struct.mem[i].size)) for i in range(first, last + 1)]
+    spans = [(b, b + n) for b, n in spans if b and n]
+    return (min(b for b, _ in spans), max(e for _, e in spans)) if spans else None
