@@ -98,6 +98,14 @@ class StackReader:
         """The program's address namer: every frame and stack word is named by it."""
         return address_namer(self.prog)
 
+    @property
+    def has_dwarf(self) -> bool:
+        """Whether the kernel itself has DWARF (a vmlinux): then drgn's unwind is whole."""
+        try:
+            return self.prog.main_module().debug_file_path is not None
+        except LookupError:
+            return False
+
     def module_of(self, address: int) -> drgn.Module | None:
         try:
             return self.prog.module(address)

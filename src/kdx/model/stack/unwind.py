@@ -15,6 +15,7 @@ import drgn
 from drgn.helpers.linux.sched import cpu_curr, task_cpu
 
 from kdx.model.reading import READ_ERRORS
+from kdx.model.stack.prologue import prologue_step
 from kdx.model.stack.reader import _KERNEL_START, StackReader
 from kdx.model.stack.records import REGISTER_NAMES, Backtrace, ExceptionFrame, Frame
 from kdx.textsafe import decode
@@ -146,6 +147,7 @@ class _Unwind:
                                    call_site=True)
             except READ_ERRORS:
                 continue
+            raw = self._past_gaps(raw)
             if self._joins(raw, plain):
                 self.start = "kdump" if self.panic else "nmi"
                 return raw
@@ -180,6 +182,44 @@ class _Unwind:
             if sym is not None and target_sym is not None and sym.name == target_sym.name:
                 return True
         return False
+
+    # -- kernel code no unwind table covers ---------------------------------------------------
+
+    def _past_gaps(self, raw: list[_Raw]) -> list[_Raw]:
+        """Without a vmlinux, drgn unwinds the kernel by its ORC tables, which leave out
+        some functions (``__crash_kexec`` on 6.1); continue past such a frame by reading
+        its code (``prologue``). With DWARF, nothing is missing and nothing changes."""
+        if not raw or self.reader.has_dwarf:
+            return raw
+        out = list(raw)
+        for _ in range(8):
+            step = self._prologue_step(out[-1])
+            if step is None:
+                break
+            try:
+                more = _stack_trace(self.prog, self.reader.regs_object(step[0] - 1, step[1]),
+                                    call_site=True)
+            except READ_ERRORS:
+                break
+            if not more:
+                break
+            out += more
+        return out
+
+    def _prologue_step(self, last: _Raw) -> tuple[int, int] | None:
+        frame = last.frame
+        if last.frame.is_inline or _is_user(last) or frame.pc < _KERNEL_START:
+            return None
+        if self.region is not None and frame.sp not in self.region:
+            return None
+        sym = self.reader.symbol(last.lookup_pc)
+        if sym is None or sym.module is not None:
+            return None
+        ip = frame.pc if frame.interrupted else last.lookup_pc + 1
+        step = prologue_step(self.prog, sym.start, ip, frame.sp)
+        if step is None or not self.reader.is_text(step[0]) or not self._after_call(step[0]):
+            return None
+        return step
 
     # -- modules without debug info ----------------------------------------------------------
 

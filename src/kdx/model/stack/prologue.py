@@ -1,0 +1,94 @@
+"""Unwind one frame by reading the function's own code, where no table describes it.
+
+The kernel's ORC tables leave some functions out (objtool skips code it cannot follow:
+``__crash_kexec`` on Debian's 6.1, for one), and drgn stops there. With a vmlinux,
+DWARF's call-frame information covers them; without one, the code itself still says how
+much the function pushed on the stack before the call: ``push`` instructions and a ``sub
+$N,%rsp``. That is enough for the ordinary compiled function, which is all that sits
+between ``machine_kexec`` and ``crash_kexec``. Frames with a realigned or variable stack
+are refused, and every result must land on a return address (code right after a call).
+
+Example::
+
+    >>> prologue_step(prog, start=0xffffffff81164640, ip=0xffffffff811646b6,
+    ...               sp=0xffffc90000a3bb58)
+    (0xffffffff81165748, 0xffffc90000a3bc18)
+"""
+
+from __future__ import annotations
+
+import capstone
+import drgn
+
+from kdx.model.reading import READ_ERRORS
+
+__all__ = ["prologue_step", "stack_depth"]
+
+#: Functions longer than this before the call site are not analysed (a guess gets worse).
+_MAX_BYTES = 4096
+
+
+def stack_depth(code: bytes, start: int, ip: int) -> int | None:
+    """Bytes the function at ``start`` has pushed below its return address by ``ip``,
+    following the code in address order; None when the code moves the stack pointer in a
+    way that cannot be followed (realignment, ``leave``, ``mov`` into ``%rsp``)."""
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.syntax = capstone.CS_OPT_SYNTAX_ATT
+    depth = peak = 0
+    for insn in md.disasm(code, start):
+        if insn.address >= ip:
+            return depth
+        change = _rsp_change(insn)
+        if change is None:
+            return None
+        depth += change
+        peak = max(peak, depth)
+        if insn.mnemonic in ("ret", "jmp"):
+            # Code after an exit path (an epilogue's pops, then ret or a tail jump) is
+            # reached by a jump from the body, where the stack was as deep as the body
+            # keeps it: compiled x86-64 code keeps one depth between prologue and exits.
+            depth = peak
+    return None
+
+
+def _rsp_change(insn: capstone.CsInsn) -> int | None:
+    """How far one instruction moves %rsp down (negative: up); None: cannot follow."""
+    name, ops = insn.mnemonic, insn.op_str
+    if name in ("subq", "addq", "pushq", "popq", "cmpq", "testq"):
+        name = name[:-1]  # AT&T's operand-size suffix
+    if name == "push":
+        return 8
+    if name == "pop":
+        return -8
+    if name in ("pushfq", "pushf"):
+        return 8
+    if name in ("popfq", "popf"):
+        return -8
+    if "%rsp" not in ops.split(",")[-1] or not ops.endswith("%rsp"):
+        return 0 if name != "leave" else None
+    if name in ("sub", "add") and ops.startswith("$"):
+        value = int(ops[1:].split(",")[0], 0)
+        return value if name == "sub" else -value
+    if name in ("cmp", "test"):
+        return 0
+    return None  # and, mov, lea into %rsp: a realigned or variable frame
+
+
+def prologue_step(prog: drgn.Program, start: int, ip: int, sp: int) -> tuple[int, int] | None:
+    """The caller's return address and stack pointer for a frame at ``ip`` (inside the
+    function starting at ``start``) with stack pointer ``sp``; None when the code does not
+    allow it."""
+    if not start <= ip < start + _MAX_BYTES:
+        return None
+    try:
+        code = prog.read(start, ip - start + 16)
+    except READ_ERRORS:
+        return None
+    depth = stack_depth(code, start, ip)
+    if depth is None or depth < 0:
+        return None
+    try:
+        ret = int.from_bytes(prog.read(sp + depth, 8), "little")
+    except READ_ERRORS:
+        return None
+    return ret, sp + depth + 8
