@@ -10,9 +10,9 @@ are refused, and every result must land on a return address (code right after a 
 
 Example::
 
-    >>> prologue_step(prog, start=0xffffffff81164640, ip=0xffffffff811646b6,
-    ...               sp=0xffffc90000a3bb58)
-    (0xffffffff81165748, 0xffffc90000a3bc18)
+    >>> prologue_step(prog, start=0xffffffff81164640, ip=0xffffffff811646b7,
+    ...               sp=0xffffc90000a3bb10, bp=0xffffc90000a3bc40)
+    (0xffffffff81dcd06e, 0xffffc90000a3bbd0, 0xffffc90000a3bc40)
 """
 
 from __future__ import annotations
@@ -28,21 +28,25 @@ __all__ = ["prologue_step", "stack_depth"]
 _MAX_BYTES = 4096
 
 
-def stack_depth(code: bytes, start: int, ip: int) -> int | None:
+def stack_depth(code: bytes, start: int, ip: int) -> tuple[int, int | None] | None:
     """Bytes the function at ``start`` has pushed below its return address by ``ip``,
-    following the code in address order; None when the code moves the stack pointer in a
-    way that cannot be followed (realignment, ``leave``, ``mov`` into ``%rsp``)."""
+    and how deep it saved its caller's ``%rbp`` (None if it did not), following the code
+    in address order; None when the code moves the stack pointer in a way that cannot be
+    followed (realignment, ``leave``, ``mov`` into ``%rsp``)."""
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     md.syntax = capstone.CS_OPT_SYNTAX_ATT
     depth = peak = 0
+    saved_bp: int | None = None
     for insn in md.disasm(code, start):
         if insn.address >= ip:
-            return depth
+            return depth, saved_bp
         change = _rsp_change(insn)
         if change is None:
             return None
         depth += change
         peak = max(peak, depth)
+        if saved_bp is None and insn.mnemonic in ("push", "pushq") and insn.op_str == "%rbp":
+            saved_bp = depth
         if insn.mnemonic in ("ret", "jmp"):
             # Code after an exit path (an epilogue's pops, then ret or a tail jump) is
             # reached by a jump from the body, where the stack was as deep as the body
@@ -74,21 +78,25 @@ def _rsp_change(insn: capstone.CsInsn) -> int | None:
     return None  # and, mov, lea into %rsp: a realigned or variable frame
 
 
-def prologue_step(prog: drgn.Program, start: int, ip: int, sp: int) -> tuple[int, int] | None:
-    """The caller's return address and stack pointer for a frame at ``ip`` (inside the
-    function starting at ``start``) with stack pointer ``sp``; None when the code does not
-    allow it."""
+def prologue_step(prog: drgn.Program, start: int, ip: int, sp: int, bp: int | None
+                  ) -> tuple[int, int, int | None] | None:
+    """The caller's return address, stack pointer and frame pointer for a frame at ``ip``
+    (inside the function starting at ``start``) with stack pointer ``sp`` and frame
+    pointer ``bp``; None when the code does not allow it."""
     if not start <= ip < start + _MAX_BYTES:
         return None
     try:
         code = prog.read(start, ip - start + 16)
     except READ_ERRORS:
         return None
-    depth = stack_depth(code, start, ip)
-    if depth is None or depth < 0:
+    layout = stack_depth(code, start, ip)
+    if layout is None or layout[0] < 0:
         return None
+    depth, saved_bp = layout
     try:
         ret = int.from_bytes(prog.read(sp + depth, 8), "little")
+        if saved_bp is not None:
+            bp = int.from_bytes(prog.read(sp + depth - saved_bp, 8), "little")
     except READ_ERRORS:
         return None
-    return ret, sp + depth + 8
+    return ret, sp + depth + 8, bp

@@ -54,7 +54,8 @@ class _Region:
 @dataclass
 class _OrcTable:
     addresses: list[int]
-    entries: drgn.Object
+    entries: drgn.Object | None  # a module's entries, typed
+    raw: bytes = b""  # the kernel image's entries, 6 bytes each (read without types)
 
 
 # --- the reader ------------------------------------------------------------------------------
@@ -273,6 +274,36 @@ class StackReader:
             return None
         addresses = [base + 4 * i + v for i, (v,) in enumerate(struct.iter_unpack("<i", raw))]
         return _OrcTable(addresses, entries)
+
+    def kernel_orc_covers(self, ip: int, function_start: int) -> bool:
+        """Whether the kernel image's own ORC table describes the code at ``ip``: an
+        entry inside the function holding ``ip``, with a known stack-pointer rule.
+        objtool leaves some functions out; drgn then guesses, often wrongly."""
+        if "kernel" not in self._orc:
+            self._orc["kernel"] = self._load_kernel_orc()
+        table = self._orc["kernel"]
+        if table is None:
+            return True  # nothing to check against: trust drgn
+        i = bisect.bisect_right(table.addresses, ip) - 1
+        if i < 0 or table.addresses[i] < function_start:
+            return False
+        flags = int.from_bytes(table.raw[6 * i + 4:6 * i + 6], "little")
+        return flags & 0xF != 0  # sp_reg UNDEFINED: an end or an unknown rule
+
+    def _load_kernel_orc(self) -> _OrcTable | None:
+        try:
+            ips = self.prog.symbol("__start_orc_unwind_ip").address
+            end = self.prog.symbol("__stop_orc_unwind_ip").address
+            units = self.prog.symbol("__start_orc_unwind").address
+            count = (end - ips) // 4
+            if not 0 < count < 1 << 24:
+                return None
+            raw_ips = self.prog.read(ips, 4 * count)
+            raw = self.prog.read(units, 6 * count)
+        except (LookupError, *READ_ERRORS):
+            return None
+        addresses = [ips + 4 * i + v for i, (v,) in enumerate(struct.iter_unpack("<i", raw_ips))]
+        return _OrcTable(addresses, None, raw)
 
     def orc_step(self, module: drgn.Module, ip: int, sp: int, bp: int | None
                  ) -> tuple[int, int, int | None] | None:

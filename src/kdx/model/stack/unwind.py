@@ -187,26 +187,42 @@ class _Unwind:
 
     def _past_gaps(self, raw: list[_Raw]) -> list[_Raw]:
         """Without a vmlinux, drgn unwinds the kernel by its ORC tables, which leave out
-        some functions (``__crash_kexec`` on 6.1); continue past such a frame by reading
-        its code (``prologue``). With DWARF, nothing is missing and nothing changes."""
+        some functions (``__crash_kexec`` on 6.1): drgn then stops, or guesses through a
+        stale frame pointer and skips callers. From such a frame, continue by reading the
+        function's code (``prologue``). With DWARF, nothing is missing and nothing
+        changes."""
         if not raw or self.reader.has_dwarf:
             return raw
-        out = list(raw)
+        out: list[_Raw] = []
+        rest = raw
         for _ in range(8):
-            step = self._prologue_step(out[-1])
+            gap = self._first_gap(rest)
+            if gap is None:
+                return out + rest
+            out += rest[:gap + 1]
+            step = self._prologue_step(rest[gap])
             if step is None:
-                break
+                return out
             try:
-                more = _stack_trace(self.prog, self.reader.regs_object(step[0] - 1, step[1]),
-                                    call_site=True)
+                rest = _stack_trace(self.prog, self.reader.regs_object(
+                    step[0] - 1, step[1], step[2] or 0), call_site=True)
             except READ_ERRORS:
-                break
-            if not more:
-                break
-            out += more
-        return out
+                return out
+        return out + rest
 
-    def _prologue_step(self, last: _Raw) -> tuple[int, int] | None:
+    def _first_gap(self, raw: list[_Raw]) -> int | None:
+        """The first kernel-image frame whose code the ORC tables do not describe."""
+        for i, r in enumerate(raw):
+            if r.frame.is_inline or _is_user(r):
+                continue
+            sym = self.reader.symbol(r.lookup_pc)
+            if sym is None or sym.module is not None:
+                continue
+            if not self.reader.kernel_orc_covers(r.lookup_pc, sym.start):
+                return i
+        return None
+
+    def _prologue_step(self, last: _Raw) -> tuple[int, int, int | None] | None:
         frame = last.frame
         if last.frame.is_inline or _is_user(last) or frame.pc < _KERNEL_START:
             return None
@@ -216,7 +232,11 @@ class _Unwind:
         if sym is None or sym.module is not None:
             return None
         ip = frame.pc if frame.interrupted else last.lookup_pc + 1
-        step = prologue_step(self.prog, sym.start, ip, frame.sp)
+        try:
+            bp: int | None = frame.register("rbp")
+        except LookupError:
+            bp = None
+        step = prologue_step(self.prog, sym.start, ip, frame.sp, bp)
         if step is None or not self.reader.is_text(step[0]) or not self._after_call(step[0]):
             return None
         return step

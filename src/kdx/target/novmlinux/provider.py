@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 import drgn
 
@@ -109,7 +109,8 @@ def _load_btf(prog: drgn.Program, target: Target) -> BtfTypes | None:
     if types is None:
         return None
     declared = Declarations(prog, constant=types.constant_value, vmcoreinfo=target.vmcoreinfo)
-    prog.register_object_finder("kdx-variables", _object_finder(types, declared),
+    prog.register_object_finder("kdx-variables",
+                                _object_finder(types, declared, target.vmcoreinfo),
                                 enable_index=0)
     try:
         btftypes.add_module_btf(prog, types)
@@ -118,11 +119,15 @@ def _load_btf(prog: drgn.Program, target: Target) -> BtfTypes | None:
     return types
 
 
-def _object_finder(types: BtfTypes, declared: Declarations) -> Callable[..., drgn.Object | None]:
-    """drgn object finder: declared globals, per-CPU variables and enumerators."""
+def _object_finder(types: BtfTypes, declared: Declarations, vmcoreinfo: Mapping[str, str]
+                   ) -> Callable[..., drgn.Object | None]:
+    """drgn object finder: declared globals, per-CPU variables and enumerators, and the
+    ``vmemmap`` array (drgn derives it from DWARF; VMCOREINFO names it too)."""
 
     def find(prog: drgn.Program, name: str, flags: drgn.FindObjectFlags,
              filename: str | None) -> drgn.Object | None:
+        if name == "vmemmap":
+            return _vmemmap(prog, vmcoreinfo)
         if flags & drgn.FindObjectFlags.VARIABLE:
             found = _variable(prog, types, declared, name)
             if found is not None:
@@ -132,6 +137,18 @@ def _object_finder(types: BtfTypes, declared: Declarations) -> Callable[..., drg
         return None
 
     return find
+
+
+def _vmemmap(prog: drgn.Program, vmcoreinfo: Mapping[str, str]) -> drgn.Object | None:
+    """The page array: VMCOREINFO names it since 6.x; x86-64 keeps its (randomised)
+    start in ``vmemmap_base``."""
+    page = prog.pointer_type(prog.type("struct page"))
+    if "SYMBOL(vmemmap)" in vmcoreinfo:
+        return drgn.Object(prog, page, int(vmcoreinfo["SYMBOL(vmemmap)"], 16))
+    try:
+        return drgn.Object(prog, page, prog["vmemmap_base"].value_())
+    except (LookupError, drgn.FaultError):
+        return None
 
 
 def _variable(prog: drgn.Program, types: BtfTypes, declared: Declarations,
