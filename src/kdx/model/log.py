@@ -4,7 +4,10 @@ This is kdx's one reader of the log: ``log``, ``sys``'s panic line and the diagn
 take their lines from ``kernel_log``, so a repair made here reaches every one of them.
 
 Records come from drgn's printk helper (``get_printk_records``), which reads both the
-lockless ring buffer (5.10+) and the older structured one. drgn 0.3.0 gets two kinds of
+lockless ring buffer (5.10+) and the older structured one through the kernel's types.
+When there are none (a kernel built without BTF, a dump opened without its vmlinux
+before types are found), :mod:`kdx.model.logring` reads the same records through the
+layout VMCOREINFO publishes; both give the same records. drgn 0.3.0 gets two kinds of
 lockless record wrong, and kdx repairs exactly those from the descriptor ring:
 
 - a record whose text wraps past the end of the text ring: drgn reads it from the ring's
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 
 import drgn
 from drgn.helpers.linux.printk import get_printk_records
+
+from kdx.model.logring import untyped_records
 
 #: pid_max limits and the caller-id width crash uses for each (printk.c); wider PIDs get
 #: crash's default of 8 characters, as does the pre-5.10 ring.
@@ -70,9 +75,14 @@ class AuditRecord:
 
 
 def kernel_log(prog: drgn.Program) -> KernelLog:
-    """Read the log buffer; repairs drgn cannot make cost a warning, not the log."""
+    """Read the log buffer; repairs drgn cannot make cost a warning, not the log.
+    Without the printk types the records come from VMCOREINFO's layout instead; a
+    LookupError then names the line it lacks."""
     warnings: list[str] = []
-    records = get_printk_records(prog)
+    try:
+        records = get_printk_records(prog)
+    except LookupError as typed_error:
+        return _untyped_log(prog, typed_error)
     lockless = _has_symbol(prog, "prb")
     repairs: dict[int, bytes | None] = {}
     if lockless:
@@ -81,6 +91,17 @@ def kernel_log(prog: drgn.Program) -> KernelLog:
         except (drgn.FaultError, LookupError, AttributeError, ValueError) as err:
             warnings.append(f"cannot check the log's descriptor ring: {err}")
     out = [_record(r, repairs) for r in records]
+    return KernelLog(out, _caller_width(prog, lockless), lockless, warnings)
+
+
+def _untyped_log(prog: drgn.Program, typed_error: LookupError) -> KernelLog:
+    """The log read through VMCOREINFO alone, for a program without printk types."""
+    try:
+        records, lockless, warnings = untyped_records(prog)
+    except LookupError as err:
+        raise LookupError(f"cannot read the log: no printk types ({typed_error}) and "
+                          f"{err}") from err
+    out = [_record(r, {}) for r in records]
     return KernelLog(out, _caller_width(prog, lockless), lockless, warnings)
 
 
@@ -106,6 +127,7 @@ def _has_symbol(prog: drgn.Program, name: str) -> bool:
 
 
 def _record(rec, repairs: dict[int, bytes | None]) -> LogRecord:  # noqa: ANN001 (PrintkRecord)
+    """A drgn ``PrintkRecord`` or a :class:`~kdx.model.logring.RawRecord` as a record."""
     text: bytes | None = repairs.get(rec.seq, rec.text)  # None: data-less
     return LogRecord(
         seq=rec.seq,
@@ -173,11 +195,23 @@ def text_block(begin: int, end: int, ring_size: int, long_size: int,
 def _caller_width(prog: drgn.Program, lockless: bool) -> int:
     if not lockless:
         return _DEFAULT_CALLER_WIDTH
-    try:
-        pid_max = prog["pid_max"].value_()
-    except (KeyError, drgn.FaultError):
+    pid_max = _pid_max(prog)
+    if pid_max is None:
         return _DEFAULT_CALLER_WIDTH
     return next((w for limit, w in _CALLER_WIDTHS if pid_max <= limit), _DEFAULT_CALLER_WIDTH)
+
+
+def _pid_max(prog: drgn.Program) -> int | None:
+    """``pid_max`` (an int): typed, or from the symbol table alone when there are no
+    types; None when neither knows it."""
+    try:
+        return prog["pid_max"].value_()
+    except (KeyError, drgn.FaultError):
+        pass
+    try:
+        return prog.read_u32(prog.symbol("pid_max").address)
+    except (LookupError, drgn.FaultError):
+        return None
 
 
 def printable(raw: bytes) -> str:
