@@ -134,7 +134,10 @@ class AddressNamer:
             table = self.prog.cache.get(_TABLE_KEY)
             if table is None:
                 vmlinux = self._vmlinux or _vmlinux_of(self.prog)
-                table = symbol_table(self.prog, vmlinux, module_list(self.prog))
+                modules, why = _modules(self.prog)
+                table = symbol_table(self.prog, vmlinux, modules)
+                if why:
+                    table.warnings.append(why)
                 self.prog.cache[_TABLE_KEY] = table
             self._table = table
         return self._table
@@ -295,6 +298,15 @@ def _region_pseudo_name(info: ModuleInfo, region: ModuleRegion) -> str:
     ``_MODULE_INIT_TEXT_START_hello_crash``), shown for an address before any symbol."""
     kind = {"CORE": "", "INIT": "INIT_"}.get(region.kind, region.kind + "_")
     return f"_MODULE_{kind}START_{info.name}"
+
+
+def _modules(prog: drgn.Program) -> tuple[list[ModuleInfo], str | None]:
+    """The loaded modules, and why there are none when the kernel's types are missing
+    (a kernel without BTF: kernel symbols come from kallsyms, module ones cannot)."""
+    try:
+        return module_list(prog), None
+    except LookupError as err:
+        return [], f"modules are not named: no struct module type ({err})"
 
 
 def _vmlinux_of(prog: drgn.Program) -> Path | None:

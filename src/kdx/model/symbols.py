@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,10 @@ from typing import overload
 
 import drgn
 
+from kdx.model.logring import vmcoreinfo_lines
 from kdx.model.modules import ModuleInfo, ModuleRegion, module_at
 from kdx.model.records import Hex
+from kdx.model.symtypes import kallsyms_letters, kallsyms_tables
 from kdx.target.elfinfo import Section, section_table
 
 _SHT_SYMTAB = 2
@@ -45,8 +48,6 @@ _SHN_COMMON = 0xFFF2
 _STB_LOCAL, _STB_GLOBAL, _STB_WEAK, _STB_GNU_UNIQUE = 0, 1, 2, 10
 _STT_OBJECT, _STT_SECTION, _STT_GNU_IFUNC = 1, 3, 10
 _ELF64_SYM = struct.Struct("<IBBHQQ")
-#: Kernel addresses have the top bit set on x86_64.
-_KERNEL_HALF = 1 << 63
 
 #: Name suffixes of compiler clones that crash (strip_symbol_end) cuts off.
 _CLONE_MARKS = (".isra.", ".part.", ".llvm.")
@@ -182,8 +183,7 @@ def symbol_table(prog: drgn.Program, vmlinux: Path | None,
     about and left out."""
     warnings: list[str] = []
     if vmlinux is None:
-        kernel, sizes, first = _drgn_kernel_symbols(prog, modules)
-        warnings.append("no vmlinux: kernel symbols are drgn's, without nm type letters")
+        kernel, sizes, first = _kallsyms_kernel_symbols(prog, modules, warnings)
     else:
         kernel, sizes, first = _kernel_symbols(prog, vmlinux)
     mods = []
@@ -398,25 +398,69 @@ class KernelRows(Sequence[SymbolEntry]):
         raise ValueError(f"{entry!r} is not in the kernel's symbols")
 
 
-def _drgn_kernel_symbols(prog: drgn.Program, modules: list[ModuleInfo]
-                         ) -> tuple[list[SymbolEntry], list[int], int]:
-    """The kernel's symbols as drgn knows them, for a program without a vmlinux file
-    (another symbol provider): crash's order and filters, type letters from the symbol's
-    kind and binding alone (text or data)."""
-    rows = []
-    for sym in _drgn_symbols(prog):
-        if not sym.name or sym.address < _KERNEL_HALF or \
-                module_at(modules, sym.address) is not None:
-            continue
-        letter = "t" if sym.kind == drgn.SymbolKind.FUNC else "d"
-        if sym.binding != drgn.SymbolBinding.LOCAL:
-            letter = letter.upper()
-        rows.append((sym.address, strip_clone_suffix(sym.name), letter, sym.size))
-    rows.sort()
-    first = next((a for a, n, _, _ in rows if n in ("_text", "_stext")), 0)
-    kept = [r for r in rows if r[0] >= first]
-    return ([SymbolEntry(a, letter, n) for a, n, letter, _ in kept],
-            [size for *_, size in kept], first)
+def _kallsyms_kernel_symbols(prog: drgn.Program, modules: list[ModuleInfo],
+                             warnings: list[str]) -> tuple[KernelRows, list[int], int]:
+    """The kernel's symbols from the program's symbol finder, for a program without a
+    vmlinux file (kallsyms, from the dump provider): crash's order (address, then name,
+    as the vmlinux path sorts them) and filters, letters from the kallsyms tables.
+
+    What kallsyms cannot give: sizes (drgn guesses them from the next symbol), the
+    absolute and section symbols and the compiler's ``.L`` labels scripts/kallsyms
+    leaves out, and the letters of per-CPU symbols, which x86_64 kernels up to 6.14
+    mark ``A`` (absolute) whatever they were.
+    """
+    symbols = [s for s in _drgn_symbols(prog)
+               if s.name and module_at(modules, s.address) is None]
+    letters = _kallsyms_letters(prog, warnings)
+    raw = []
+    for sym in symbols:
+        queue = letters.get(sym.name) if letters else None
+        letter = queue.popleft() if queue else _letter_from_symbol(sym)
+        raw.append((sym.address, sym.name, letter, sym.size))
+    raw.sort()
+    start, first = _first_kernel_symbol(raw)
+    low, high = _per_cpu_bounds(raw[:start])
+    kept = [row for row in raw[:start] if low <= row[0] <= high] + raw[start:]
+    rows = KernelRows([r[0] for r in kept], [r[2] for r in kept],
+                      [strip_clone_suffix(r[1]) for r in kept])
+    return rows, [r[3] for r in kept], first
+
+
+def _per_cpu_bounds(early: list[tuple[int, str, str, int]]) -> tuple[int, int]:
+    """``__per_cpu_start`` and ``__per_cpu_end`` among the symbols below the kernel: the
+    per-CPU offsets crash keeps before ``_text``; (1, 0) when there are none."""
+    bounds = {n: a for a, n, _, _ in early if n in ("__per_cpu_start", "__per_cpu_end")}
+    return bounds.get("__per_cpu_start", 1), bounds.get("__per_cpu_end", 0)
+
+
+def _kallsyms_letters(prog: drgn.Program, warnings: list[str]
+                      ) -> dict[str, deque[str]] | None:
+    """Each kernel symbol name's letters in address order (a name can be several
+    symbols), read from the kallsyms tables VMCOREINFO names; None, with a warning,
+    when they cannot be read."""
+    tables = kallsyms_tables(vmcoreinfo_lines(prog))
+    if tables is None:
+        warnings.append("no kallsyms tables in VMCOREINFO: kernel symbol types are "
+                        "guessed from drgn's symbol kinds")
+        return None
+    try:
+        pairs = kallsyms_letters(prog, tables)
+    except (drgn.FaultError, ValueError, IndexError) as err:
+        warnings.append(f"cannot read the kernel's symbol types from kallsyms: {err}")
+        return None
+    out: dict[str, deque[str]] = {}
+    for name, letter in pairs:
+        out.setdefault(name, deque()).append(letter)
+    return out
+
+
+def _letter_from_symbol(sym: drgn.Symbol) -> str:
+    """A letter from drgn's kind and binding alone: text or data, local or global."""
+    weak = sym.binding == drgn.SymbolBinding.WEAK
+    if weak:
+        return "V" if sym.kind == drgn.SymbolKind.OBJECT else "W"
+    letter = "t" if sym.kind == drgn.SymbolKind.FUNC else "d"
+    return letter.upper() if sym.binding == drgn.SymbolBinding.GLOBAL else letter
 
 
 def _drgn_symbols(prog: drgn.Program) -> list[drgn.Symbol]:
