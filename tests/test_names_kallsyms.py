@@ -144,3 +144,19 @@ def test_a_program_without_types_names_kernel_addresses(null_deref) -> None:  # 
     assert namer.locate(prog.symbol("schedule").address).type == "T"
     assert namer.table.modules == []
     assert any("no struct module type" in w for w in namer.table.warnings)
+
+
+def test_letters_guessed_without_the_tables() -> None:
+    """Without readable kallsyms tables, letters come from drgn's kind and binding
+    (kallsyms' lower-case letters have binding UNKNOWN in drgn: local)."""
+    from kdx.model.symbols import _letter_from_symbol
+
+    def letter(binding: drgn.SymbolBinding, kind: drgn.SymbolKind) -> str:
+        return _letter_from_symbol(drgn.Symbol("x", 1 << 63, 8, binding, kind))
+
+    assert letter(drgn.SymbolBinding.GLOBAL, drgn.SymbolKind.FUNC) == "T"
+    assert letter(drgn.SymbolBinding.UNKNOWN, drgn.SymbolKind.FUNC) == "t"
+    assert letter(drgn.SymbolBinding.UNKNOWN, drgn.SymbolKind.OBJECT) == "d"
+    assert letter(drgn.SymbolBinding.GLOBAL, drgn.SymbolKind.OBJECT) == "D"
+    assert letter(drgn.SymbolBinding.WEAK, drgn.SymbolKind.UNKNOWN) == "W"
+    assert letter(drgn.SymbolBinding.WEAK, drgn.SymbolKind.OBJECT) == "V"

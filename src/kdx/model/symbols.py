@@ -411,12 +411,8 @@ def _kallsyms_kernel_symbols(prog: drgn.Program, modules: list[ModuleInfo],
     """
     symbols = [s for s in _drgn_symbols(prog)
                if s.name and module_at(modules, s.address) is None]
-    letters = _kallsyms_letters(prog, warnings)
-    raw = []
-    for sym in symbols:
-        queue = letters.get(sym.name) if letters else None
-        letter = queue.popleft() if queue else _letter_from_symbol(sym)
-        raw.append((sym.address, sym.name, letter, sym.size))
+    raw = [(s.address, s.name, letter, s.size)
+           for s, letter in zip(symbols, _symbol_letters(prog, symbols, warnings))]
     raw.sort()
     start, first = _first_kernel_symbol(raw)
     low, high = _per_cpu_bounds(raw[:start])
@@ -433,25 +429,29 @@ def _per_cpu_bounds(early: list[tuple[int, str, str, int]]) -> tuple[int, int]:
     return bounds.get("__per_cpu_start", 1), bounds.get("__per_cpu_end", 0)
 
 
-def _kallsyms_letters(prog: drgn.Program, warnings: list[str]
-                      ) -> dict[str, deque[str]] | None:
-    """Each kernel symbol name's letters in address order (a name can be several
-    symbols), read from the kallsyms tables VMCOREINFO names; None, with a warning,
-    when they cannot be read."""
+def _symbol_letters(prog: drgn.Program, symbols: list[drgn.Symbol],
+                    warnings: list[str]) -> list[str]:
+    """The letter of each of ``symbols``, read from the kallsyms tables VMCOREINFO
+    names; guessed from drgn's kind and binding, with a warning, when they cannot be
+    read. drgn lists kallsyms symbols in the tables' order, which pairs them at once;
+    any other order is paired by name (a name's symbols in address order)."""
     tables = kallsyms_tables(vmcoreinfo_lines(prog))
     if tables is None:
         warnings.append("no kallsyms tables in VMCOREINFO: kernel symbol types are "
                         "guessed from drgn's symbol kinds")
-        return None
+        return [_letter_from_symbol(s) for s in symbols]
     try:
         pairs = kallsyms_letters(prog, tables)
     except (drgn.FaultError, ValueError, IndexError) as err:
         warnings.append(f"cannot read the kernel's symbol types from kallsyms: {err}")
-        return None
-    out: dict[str, deque[str]] = {}
+        return [_letter_from_symbol(s) for s in symbols]
+    if [s.name for s in symbols] == [name for name, _ in pairs]:
+        return [letter for _, letter in pairs]
+    by_name: dict[str, deque[str]] = {}
     for name, letter in pairs:
-        out.setdefault(name, deque()).append(letter)
-    return out
+        by_name.setdefault(name, deque()).append(letter)
+    return [queue.popleft() if (queue := by_name.get(s.name)) else _letter_from_symbol(s)
+            for s in symbols]
 
 
 def _letter_from_symbol(sym: drgn.Symbol) -> str:

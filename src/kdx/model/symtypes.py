@@ -53,11 +53,11 @@ def kallsyms_letters(prog: drgn.Program, tables: KallsymsTables) -> list[tuple[s
     when they do not decode.
     """
     count = prog.read_u32(tables.num_syms)
-    tokens = _tokens(prog, tables)
+    token = _tokens(prog, tables).__getitem__
     names = _NameReader(prog, tables)
     out = []
     for _ in range(count):
-        expanded = "".join([tokens[b] for b in names.next_name()])
+        expanded = "".join(map(token, names.next_name()))
         if not expanded:
             raise ValueError("an empty kallsyms name: the tables do not decode")
         out.append((expanded[1:], expanded[0]))
@@ -89,17 +89,19 @@ class _NameReader:
         self.at = 0
 
     def next_name(self) -> bytes:
-        self._need(2)
-        length = self.data[self.at]
-        if length & 0x80:
-            length = (length & 0x7F) | (self.data[self.at + 1] << 7)
-            self.at += 1
-        self.at += 1
-        self._need(length)
-        name = self.data[self.at:self.at + length]
-        self.at += length
-        return name
+        data, at = self.data, self.at
+        if at + 2 > len(data):
+            data = self._more()
+        length = data[at]
+        if length & 0x80:  # a "big" name: two bytes of length
+            length = (length & 0x7F) | (data[at + 1] << 7)
+            at += 1
+        at += 1
+        if at + length > len(data):
+            data = self._more()
+        self.at = at + length
+        return data[at:at + length]
 
-    def _need(self, count: int) -> None:
-        if self.at + count > len(self.data):
-            self.data += self.prog.read(self.address + len(self.data), _CHUNK)
+    def _more(self) -> bytes:
+        self.data += self.prog.read(self.address + len(self.data), _CHUNK)
+        return self.data
