@@ -160,3 +160,31 @@ def test_letters_guessed_without_the_tables() -> None:
     assert letter(drgn.SymbolBinding.GLOBAL, drgn.SymbolKind.OBJECT) == "D"
     assert letter(drgn.SymbolBinding.WEAK, drgn.SymbolKind.UNKNOWN) == "W"
     assert letter(drgn.SymbolBinding.WEAK, drgn.SymbolKind.OBJECT) == "V"
+
+
+def test_tables_left_by_a_provider_are_used(null_deref) -> None:  # noqa: ANN001
+    """A provider that found the kallsyms tables by scanning memory (a kernel before
+    6.0) leaves them in the program's cache; the letters are then read all the same."""
+    from kdx.model.symtypes import TABLES_CACHE_KEY, program_tables
+
+    typed = null_deref.target.prog
+    note = b"\n".join(line for line in typed["VMCOREINFO"].string_().splitlines()
+                      if not line.startswith(b"SYMBOL(kallsyms_")) + b"\n"
+    prog = drgn.Program(typed.platform, vmcoreinfo=note)
+    prog.set_core_dump(str(null_deref.target.read_path))
+    assert program_tables(prog) is None
+    prog.register_symbol_finder("kallsyms", load_vmlinux_kallsyms(typed), enable_index=0)
+    guessed = AddressNamer(prog)
+    assert guessed.locate(prog.symbol("init_task").address).type == "D"
+    assert guessed.locate(prog.symbol("saved_command_line").address).type == "D"  # is B
+    assert any("guessed" in w for w in guessed.table.warnings)
+    vmcoreinfo = typed["VMCOREINFO"].string_().decode()
+    lines = dict(line.split("=", 1) for line in vmcoreinfo.splitlines() if "=" in line)
+    prog.cache.clear()
+    prog.cache[TABLES_CACHE_KEY] = {
+        field: int(lines[f"SYMBOL(kallsyms_{field})"], 16)
+        for field in ("num_syms", "names", "token_table", "token_index")}
+    read = AddressNamer(prog)
+    assert read.locate(prog.symbol("saved_command_line").address).type == "B"
+    assert read.locate(prog.symbol("jiffies_64").address + 4).type == "D"
+    assert not any("guessed" in w for w in read.table.warnings)

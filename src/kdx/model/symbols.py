@@ -31,10 +31,9 @@ from typing import overload
 
 import drgn
 
-from kdx.model.logring import vmcoreinfo_lines
 from kdx.model.modules import ModuleInfo, ModuleRegion, module_at
 from kdx.model.records import Hex
-from kdx.model.symtypes import kallsyms_letters, kallsyms_tables
+from kdx.model.symtypes import kallsyms_letters, program_tables
 from kdx.target.elfinfo import Section, section_table
 
 _SHT_SYMTAB = 2
@@ -431,13 +430,14 @@ def _per_cpu_bounds(early: list[tuple[int, str, str, int]]) -> tuple[int, int]:
 
 def _symbol_letters(prog: drgn.Program, symbols: list[drgn.Symbol],
                     warnings: list[str]) -> list[str]:
-    """The letter of each of ``symbols``, read from the kallsyms tables VMCOREINFO
-    names; guessed from drgn's kind and binding, with a warning, when they cannot be
-    read. drgn lists kallsyms symbols in the tables' order, which pairs them at once;
-    any other order is paired by name (a name's symbols in address order)."""
-    tables = kallsyms_tables(vmcoreinfo_lines(prog))
+    """The letter of each of ``symbols``, read from the kallsyms tables (found through
+    VMCOREINFO or the provider: :func:`kdx.model.symtypes.program_tables`); guessed
+    from drgn's kind and binding, with a warning, when they cannot be read. drgn lists
+    kallsyms symbols in the tables' order, which pairs them at once; any other order
+    is paired by name (a name's symbols in address order)."""
+    tables = program_tables(prog)
     if tables is None:
-        warnings.append("no kallsyms tables in VMCOREINFO: kernel symbol types are "
+        warnings.append("the kallsyms tables are not known: kernel symbol types are "
                         "guessed from drgn's symbol kinds")
         return [_letter_from_symbol(s) for s in symbols]
     try:

@@ -8,7 +8,9 @@ the name (scripts/kallsyms), so the letters are read from the same tables, by th
 token decoding the kernel's ``kallsyms_expand_symbol`` does.
 
 Where the tables are comes from VMCOREINFO (``SYMBOL(kallsyms_names)`` and friends,
-Linux 6.0+); a provider that found them another way passes a :class:`KallsymsTables`.
+Linux 6.0+). A symbol provider that found them another way (by scanning memory, for
+older kernels) leaves their addresses in ``prog.cache[TABLES_CACHE_KEY]``, a mapping
+with :class:`KallsymsTables`' field names; :func:`program_tables` looks in both places.
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ from dataclasses import dataclass
 
 import drgn
 
-__all__ = ["KallsymsTables", "kallsyms_letters", "kallsyms_tables"]
+from kdx.model.logring import vmcoreinfo_lines
+
+__all__ = ["TABLES_CACHE_KEY", "KallsymsTables", "kallsyms_letters", "kallsyms_tables",
+           "program_tables"]
+
+#: Where a provider that located the tables itself leaves their addresses.
+TABLES_CACHE_KEY = "kdx.kallsyms-tables"
 
 #: The tables' entries in VMCOREINFO, in :class:`KallsymsTables` field order.
 _LINES = ("SYMBOL(kallsyms_num_syms)", "SYMBOL(kallsyms_names)",
           "SYMBOL(kallsyms_token_table)", "SYMBOL(kallsyms_token_index)")
+_FIELDS = ("num_syms", "names", "token_table", "token_index")
 #: Read ahead while the names' end is unknown (the names run to ``kallsyms_markers``).
 _CHUNK = 1 << 20
 
@@ -43,6 +52,23 @@ def kallsyms_tables(lines: Mapping[str, str]) -> KallsymsTables | None:
     if not all(key in lines for key in _LINES):
         return None
     return KallsymsTables(*(int(lines[key], 16) for key in _LINES))
+
+
+def program_tables(prog: drgn.Program) -> KallsymsTables | None:
+    """The tables of ``prog``: from VMCOREINFO, else from what the symbol provider
+    left in ``prog.cache``; None when neither knows them."""
+    found = kallsyms_tables(vmcoreinfo_lines(prog))
+    if found is not None:
+        return found
+    cached = prog.cache.get(TABLES_CACHE_KEY)
+    if isinstance(cached, KallsymsTables):
+        return cached
+    if isinstance(cached, Mapping):
+        try:
+            return KallsymsTables(*(int(cached[f]) for f in _FIELDS))
+        except (KeyError, TypeError, ValueError):
+            return None
+    return None
 
 
 def kallsyms_letters(prog: drgn.Program, tables: KallsymsTables) -> list[tuple[str, str]]:
