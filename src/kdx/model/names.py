@@ -16,7 +16,11 @@ The policy
   functions, objects, zero-sized assembly labels (``entry_SYSCALL_64_after_hwframe``),
   section symbols named after their section (``.bss``) and the compiler's string-literal
   labels (``.LC0``); sorted by address, then name; per-CPU offsets before ``_text``
-  left out; moved by the KASLR offset. Without a vmlinux, drgn's own symbols stand in.
+  left out; moved by the KASLR offset. Without a vmlinux, the kernel's symbols come
+  from kallsyms in the dump (the program's symbol finder), with their nm letters read
+  from the kallsyms tables and sorted the same way: the same names, except for the
+  symbols kallsyms never holds (``.LC`` labels, section and absolute symbols,
+  ``__crc_``/``__kstrtab_`` names), and the per-CPU symbols lettered ``A``.
 - module symbols from each module's kallsyms in memory, core and init regions alike, so
   a module without debug info is named and a module still initialising has its init
   text named (``hello_init+17``, where crash 8.0.6 says

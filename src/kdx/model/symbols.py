@@ -10,7 +10,8 @@ sources crash uses:
 - kernel symbols from the vmlinux ``.symtab``, with the nm(1) type letter BFD gives them
   (drgn's Symbol has no section, hence no letter), sorted by address then name, filtered
   the way crash's x86_64_verify_symbol filters them (per-CPU symbols before ``_text``)
-  and moved by the KASLR offset;
+  and moved by the KASLR offset; without a vmlinux, from kallsyms in the dump, with
+  the letters the kallsyms tables keep (:mod:`kdx.model.symtypes`);
 - module symbols from each module's kallsyms in memory (``mod->kallsyms``), which needs
   no debug info and still holds a module's init symbols while its init function runs.
   Their type letters come from the kernel's own ``typetab``.
