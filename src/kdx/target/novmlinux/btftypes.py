@@ -8,6 +8,12 @@ reaches through pointers. ``register`` plugs it into a program as the type finde
 finder for, are offered as ``find_constant`` and ``per_cpu_variable`` for the provider
 that owns the object finder.
 
+Register the finder before anything reads ``prog["VMCOREINFO"]`` (kdx's open and
+drgn's ``load_vmlinux_kallsyms`` both do): that read makes drgn look up ``char`` and keep
+the answer for good, and drgn's own default is a signed char, while kernels since 6.2
+build with ``-funsigned-char``. Members typed ``char`` come from BTF either way; only
+the name ``char`` typed in an expression depends on the order.
+
 This module also reads the BTF out of a dump: the kernel's between the symbols
 ``__start_BTF`` and ``__stop_BTF`` (a symbol finder, kallsyms, must be registered), the
 modules' from the kernel's ``btf_modules`` list, walked through the kernel's own types.
