@@ -18,6 +18,8 @@ from drgn.helpers.linux.list import list_for_each_entry
 from kdx.target.novmlinux.btf import Btf, BtfError, Kind, parse_btf
 from kdx.target.novmlinux.btftypes import (
     BtfTypes,
+    add_module_btf,
+    load,
     load_btf_types,
     register,
     vmlinux_btf_bytes,
@@ -170,6 +172,25 @@ def test_module_type_found_by_name_and_by_module(lab) -> None:  # noqa: ANN001
     entry = module.type(module.find("crashlab_entry")[0])
     assert entry.members[0].type_id in types.vmlinux.find("list_head", [Kind.STRUCT])
     assert not module.owns(entry.members[0].type_id)
+
+
+def test_load_registers_kernel_types_then_module_types(lab) -> None:  # noqa: ANN001
+    """The provider's sequence: ``load`` (kernel BTF, finder registered), then
+    ``add_module_btf``; constants by value for the globals table."""
+    dump = lab("gpf", kernel="6.12")
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump.vmcore))
+    prog.register_symbol_finder("kallsyms", load_vmlinux_kallsyms(prog), enable_index=0)
+    types = load(prog)
+    assert types is not None
+    assert prog.type("struct module").size == dump.target.prog.type("struct module").size
+    assert types.constant_value("MODULE_STATE_GOING") == 2
+    assert types.constant_value("__NR_CPUMASK_BITS_NOT_AN_ENUMERATOR") is None
+    with pytest.raises(LookupError):
+        prog.type("struct crashlab_entry")
+    add_module_btf(prog, types)
+    assert prog.type("struct crashlab_entry").size == 24
+    assert set(types.modules) == set(bare(dump)[1].modules)
 
 
 def test_vmlinux_btf_is_the_section_between_its_symbols(kernel_dump) -> None:  # noqa: ANN001

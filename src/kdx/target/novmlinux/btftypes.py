@@ -33,6 +33,9 @@ from kdx.target.novmlinux.btf import Btf, BtfError, BtfType, Kind, Member, parse
 __all__ = [
     "FINDER_NAME",
     "BtfTypes",
+    "has_btf",
+    "add_module_btf",
+    "load",
     "load_btf_types",
     "module_btfs",
     "register",
@@ -282,6 +285,14 @@ class BtfTypes:
                 return drgn.Object(self.prog, self.type(btf, found[0]), found[1])
         return None
 
+    def constant_value(self, name: str) -> int | None:
+        """The value of the enumerator ``name`` (no drgn object needed)."""
+        for btf in self._search_order(None):
+            found = btf.enumerators().get(name)
+            if found is not None:
+                return found[1]
+        return None
+
     def per_cpu_variable(self, name: str) -> drgn.Type | None:
         """The type of the per-CPU variable ``name`` (the only variables BTF types)."""
         if self._per_cpu is None:
@@ -370,23 +381,46 @@ def module_btfs(prog: drgn.Program, types: BtfTypes) -> dict[str, bytes]:
     return result
 
 
-def load_btf_types(prog: drgn.Program) -> BtfTypes:
-    """The kernel's and every module's BTF from the dump, ready for ``register``.
-    A module whose BTF is damaged is left out and named in ``skipped``; a damaged
-    kernel BTF raises ``BtfError``."""
-    vmlinux = parse_btf(vmlinux_btf_bytes(prog))
-    types = BtfTypes(prog, vmlinux)
-    modules: dict[str, Btf] = {}
+def has_btf(prog: drgn.Program) -> bool:
+    """Whether kallsyms knows the kernel's BTF section (``CONFIG_DEBUG_INFO_BTF``)."""
     try:
-        blobs = module_btfs(prog, types)
-    except BtfError as err:
-        types.skipped["*"] = str(err)
-        blobs = {}
-    for name, data in blobs.items():
+        prog.symbol("__start_BTF")
+        prog.symbol("__stop_BTF")
+    except LookupError:
+        return False
+    return True
+
+
+def load(prog: drgn.Program) -> BtfTypes | None:
+    """The kernel's BTF from the dump, registered as the program's first type finder;
+    None when the kernel has none. Damaged BTF raises ``BtfError``. Module types are
+    added by ``add_module_btf``."""
+    if not has_btf(prog):
+        return None
+    types = BtfTypes(prog, parse_btf(vmlinux_btf_bytes(prog)))
+    register(prog, types)
+    return types
+
+
+def add_module_btf(prog: drgn.Program, types: BtfTypes) -> None:
+    """Add every loaded module's split BTF to ``types``. A module whose BTF is damaged
+    is left out and named in ``types.skipped``; a list that cannot be walked raises
+    ``BtfError``."""
+    for name, data in module_btfs(prog, types).items():
         try:
-            modules[name] = parse_btf(data, vmlinux, name=name)
+            types.add_module(name, parse_btf(data, types.vmlinux, name=name))
         except BtfError as err:
             types.skipped[name] = str(err)
-    for name, btf in modules.items():
-        types.add_module(name, btf)
+
+
+def load_btf_types(prog: drgn.Program) -> BtfTypes:
+    """The kernel's and every module's BTF from the dump, not yet registered (the
+    standalone form of ``load`` + ``add_module_btf``). A kernel without BTF, or damaged
+    kernel BTF, raises ``BtfError``; a module list that cannot be walked is noted in
+    ``skipped`` under ``"*"``."""
+    types = BtfTypes(prog, parse_btf(vmlinux_btf_bytes(prog)))
+    try:
+        add_module_btf(prog, types)
+    except BtfError as err:
+        types.skipped["*"] = str(err)
     return types
