@@ -366,19 +366,31 @@ def _btf_module_entries(prog: drgn.Program, types: BtfTypes) -> Iterator[drgn.Ob
     raise BtfError("the kernel's btf_modules list does not end (damaged)")
 
 
-def module_btfs(prog: drgn.Program, types: BtfTypes) -> dict[str, bytes]:
-    """Each loaded module's split BTF, by module name, as the kernel keeps it
-    (``btf_modules``: ``mod->btf_data`` itself is freed once the module is live)."""
-    result: dict[str, bytes] = {}
+def _module_blobs(prog: drgn.Program,
+                  types: BtfTypes) -> Iterator[tuple[str, bytes | BtfError]]:
+    """Each module on ``btf_modules`` with its BTF, or why that BTF cannot be read
+    (a filtered dump may lack one module's pages and still hold the others')."""
     for entry in _btf_module_entries(prog, types):
         try:
             name = entry.module.name.string_().decode(errors="replace")
-            btf = entry.btf
-            result[name] = _read(prog, btf.data.value_(), btf.data_size.value_(),
-                                 f"the BTF of module {name}")
         except drgn.FaultError as err:
             raise BtfError(f"the btf_modules list is not readable ({err})") from err
-    return result
+        try:
+            btf = entry.btf
+            yield name, _read(prog, btf.data.value_(), btf.data_size.value_(),
+                              f"the BTF of module {name}")
+        except drgn.FaultError as err:
+            yield name, BtfError(f"the BTF of module {name} is not in the dump ({err})")
+        except BtfError as err:
+            yield name, err
+
+
+def module_btfs(prog: drgn.Program, types: BtfTypes) -> dict[str, bytes]:
+    """Each loaded module's split BTF that the dump holds, by module name, as the
+    kernel keeps it (``btf_modules``: ``mod->btf_data`` is freed once the module is
+    live)."""
+    return {name: blob for name, blob in _module_blobs(prog, types)
+            if isinstance(blob, bytes)}
 
 
 def has_btf(prog: drgn.Program) -> bool:
@@ -404,10 +416,12 @@ def load(prog: drgn.Program) -> BtfTypes | None:
 
 def add_module_btf(prog: drgn.Program, types: BtfTypes) -> None:
     """Add every loaded module's split BTF to ``types``. A module whose BTF is damaged
-    is left out and named in ``types.skipped``; a list that cannot be walked raises
-    ``BtfError``."""
-    for name, data in module_btfs(prog, types).items():
+    or missing from the dump is left out and named in ``types.skipped``; a list that
+    cannot be walked raises ``BtfError``."""
+    for name, data in _module_blobs(prog, types):
         try:
+            if isinstance(data, BtfError):
+                raise data
             types.add_module(name, parse_btf(data, types.vmlinux, name=name))
         except BtfError as err:
             types.skipped[name] = str(err)
