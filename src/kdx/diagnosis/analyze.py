@@ -77,8 +77,10 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
                        _system(target, kernel))
     category = match.rule.category if match else "unknown"
     title = _title(match, culprit, context)
-    callers = [f.function or "" for f in culprit_stack.frames[index:] if not f.inline] if (
-        index is not None) else [f.function or "" for f in stack.frames]
+    # Physical frames only: inline frames exist only where DWARF describes them, and the
+    # same bug must land in one bucket with and without the vmlinux.
+    frames = culprit_stack.frames[index:] if index is not None else stack.frames
+    callers = [f.function or "" for f in frames if not f.inline]
     signature = make_signature(category, title, callers, culprit.module)
     say("reading the other CPUs' stacks")
     stacks = _cpu_stacks(reader, task, stack.frames)
