@@ -52,6 +52,10 @@ _MAX_ENTRY = 2 + 512
 _MARKER_STEP = (2 * 256, 256 * _MAX_ENTRY)
 #: How far before the token table the names and markers are looked for.
 _NAMES_WINDOW = 24 << 20
+#: The tables are aligned to 8 bytes on 64-bit kernels before 7.x, to 4 since (and on
+#: 32-bit ones): the search steps by the smaller.
+_MIN_ALIGN = 4
+_MAX_ALIGN = 8
 #: How many candidate marker arrays are tried, longest first.
 _MARKER_TRIES = 16
 
@@ -266,13 +270,13 @@ class _Image:
 def _scan(prog: drgn.Program, info: Mapping[str, str],
           stext: int) -> tuple[drgn.SymbolIndex, KallsymsTables]:
     """Locate the tables in the kernel image and load them; KdxError when nothing fits."""
-    align = 8 if prog.platform is None or (
+    word = 8 if prog.platform is None or (
         prog.platform.flags & drgn.PlatformFlags.IS_64_BIT) else 4
     image = _Image(prog, stext)
     searched = 0
     while image.grow():
-        for token_table, token_index in _token_tables(image, searched, align):
-            found = _complete(prog, image, info, stext, token_table, token_index, align)
+        for token_table, token_index in _token_tables(image, searched):
+            found = _complete(prog, image, info, stext, token_table, token_index, word)
             if found is not None:
                 return found
         # The next search restarts a little back, for an index cut by the chunk's end.
@@ -283,33 +287,33 @@ def _scan(prog: drgn.Program, info: Mapping[str, str],
     raise KdxError(_NOT_FOUND)
 
 
-def _token_tables(image: _Image, start: int, align: int) -> Iterator[tuple[int, int]]:
+def _token_tables(image: _Image, start: int) -> Iterator[tuple[int, int]]:
     """(token_table, token_index) addresses of every token table in the image from
     ``start`` on whose index agrees exactly with its string boundaries."""
     data = image.data
     for match in _TOKEN_INDEX_HEAD.finditer(data, start):
         pos = match.start()
-        if (image.base + pos) % align or pos + 512 > len(data):
+        if (image.base + pos) % _MIN_ALIGN or pos + 512 > len(data):
             continue
         index = struct.unpack_from("<256H", data, pos)
         if any(b - a < 2 for a, b in zip(index, index[1:])):
             continue
-        table = _token_table_before(data, pos, index, align)
+        table = _token_table_before(data, pos, index)
         if table is not None:
             yield image.base + table, image.base + pos
 
 
-def _token_table_before(data: bytearray, index_pos: int, index: tuple[int, ...],
-                        align: int) -> int | None:
+def _token_table_before(data: bytearray, index_pos: int,
+                        index: tuple[int, ...]) -> int | None:
     """Where the token table described by ``index`` starts, if it ends (with its padding)
     right before ``index_pos`` and its strings start exactly at the indexed offsets."""
     last = index_pos - 1
-    while last >= 0 and index_pos - last <= align + 1 and data[last] == 0:
+    while last >= 0 and index_pos - last <= _MAX_ALIGN + 1 and data[last] == 0:
         last -= 1
-    if last < 0 or index_pos - last > align + 1:
+    if last < 0 or index_pos - last > _MAX_ALIGN + 1:
         return None
     start = data.rfind(b"\0", 0, last) + 1 - index[255]
-    if start < 0 or start % align:
+    if start < 0 or start % _MIN_ALIGN:
         return None
     strings = bytes(data[start:last + 1]).split(b"\0")
     if len(strings) != 256 or not all(strings):
@@ -323,17 +327,17 @@ def _token_table_before(data: bytearray, index_pos: int, index: tuple[int, ...],
 
 
 def _complete(prog: drgn.Program, image: _Image, info: Mapping[str, str], stext: int,
-              token_table: int, token_index: int, align: int
+              token_table: int, token_index: int, word: int
               ) -> tuple[drgn.SymbolIndex, KallsymsTables] | None:
     """From a token table, the names, count and addresses around it, loaded and checked."""
-    names = _find_names(image, token_table, align)
+    names = _find_names(image, token_table, word)
     if names is None:
         return None
-    names_at, count, markers_at = names
+    names_at, count, markers_at, align = names
     num_syms = names_at - align
     for offsets, relative_base, addresses in _address_layouts(
-            num_syms, token_index, count, align):
-        if not _plausible(image, stext, relative_base, addresses, count, align):
+            num_syms, token_index, count, align, word):
+        if not _plausible(image, stext, relative_base, addresses, count, word):
             continue
         tables = KallsymsTables(names_at, token_table, token_index, num_syms, offsets,
                                 relative_base, addresses, stext, count, markers_at)
@@ -344,17 +348,17 @@ def _complete(prog: drgn.Program, image: _Image, info: Mapping[str, str], stext:
     return None
 
 
-def _address_layouts(num_syms: int, token_index: int, count: int,
-                     align: int) -> Iterator[tuple[int, int, int]]:
+def _address_layouts(num_syms: int, token_index: int, count: int, align: int,
+                     word: int) -> Iterator[tuple[int, int, int]]:
     """Candidate (offsets, relative_base, addresses) in the link orders kernels used:
     before 6.4 the addresses come first and end right before ``kallsyms_num_syms``; from
     6.4 they follow the token index (and 7.0 dropped ``kallsyms_relative_base``)."""
     def up(value: int) -> int:
         return (value + align - 1) & -align
 
-    relative_base = num_syms - align
+    relative_base = num_syms - word
     yield relative_base - up(4 * count), relative_base, 0
-    yield 0, 0, num_syms - up(align * count)
+    yield 0, 0, num_syms - up(word * count)
     after = up(token_index + 512)
     yield after, up(after + 4 * count), 0
     yield after, 0, 0
@@ -362,36 +366,38 @@ def _address_layouts(num_syms: int, token_index: int, count: int,
 
 
 def _plausible(image: _Image, stext: int, relative_base: int, addresses: int, count: int,
-               align: int) -> bool:
+               word: int) -> bool:
     """A cheap look before drgn decodes every name: the base of relative offsets, or the
     highest absolute address, must lie near the kernel text."""
-    where = relative_base or (addresses + align * (count - 1) if addresses else 0)
+    where = relative_base or (addresses + word * (count - 1) if addresses else 0)
     if not where:
         return True  # place-relative offsets: only decoding tells
     try:
-        value = int.from_bytes(image.read(where, align), "little")
+        value = int.from_bytes(image.read(where, word), "little")
     except drgn.FaultError:
         return False
     return abs(value - stext) < 1 << 32
 
 
 def _find_names(image: _Image, token_table: int,
-                align: int) -> tuple[int, int, int] | None:
-    """(kallsyms_names, symbol count, kallsyms_markers) before the token table: the
-    markers nearest to it whose names walk lands on every marker."""
+                word: int) -> tuple[int, int, int, int] | None:
+    """(kallsyms_names, symbol count, kallsyms_markers, alignment) before the token
+    table: the markers whose names walk lands on every marker (longest run first)."""
     data = image.data
     end = token_table - image.base
     window = max(0, end - _NAMES_WINDOW)
     runs = [(m.start(), _marker_run(data, m.start(), end))
             for m in _MARKERS_HEAD.finditer(data, window, end)
-            if (image.base + m.start()) % align == 0]
+            if (image.base + m.start()) % _MIN_ALIGN == 0]
     # The real markers make by far the longest run; the nearest wins a tie.
     runs.sort(key=lambda run: (len(run[1]), run[0]), reverse=True)
+    aligns = sorted({word, _MIN_ALIGN}, reverse=True)
     for pos, markers in runs[:_MARKER_TRIES]:
         for count_markers in range(len(markers), max(1, len(markers) - 3), -1):
-            found = _names_for(data, pos, markers[:count_markers], align)
-            if found is not None:
-                return image.base + found[0], found[1], image.base + pos
+            for align in aligns:
+                found = _names_for(data, pos, markers[:count_markers], align)
+                if found is not None:
+                    return image.base + found[0], found[1], image.base + pos, align
     return None
 
 
@@ -411,7 +417,8 @@ def _marker_run(data: bytearray, pos: int, end: int) -> list[int]:
 def _names_for(data: bytearray, markers_pos: int, markers: list[int],
                align: int) -> tuple[int, int] | None:
     """(names position, count) of the names table the ``markers`` at ``markers_pos``
-    index: the u32 count precedes the names, and the names end where the markers start."""
+    index, for a kernel aligning its tables to ``align`` bytes: the u32 count (padded to
+    ``align``) precedes the names, which end (padded) where the markers start."""
     if len(markers) < 2:
         return None
     last = markers[-1]
