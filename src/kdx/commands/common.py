@@ -32,6 +32,10 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("debug", type=Path, nargs="*", default=[], metavar="VMLINUX|MODULE",
                         help="the vmlinux with debug info (found automatically when "
                         "omitted), then module .ko files or directories holding them")
+    parser.add_argument("--no-vmlinux", action="store_true",
+                        help="do not look for a vmlinux: read symbols, types and unwind "
+                        "tables from the dump itself (kallsyms, BTF, ORC), as kdx does "
+                        "when none is found")
 
 
 def _elf_type(path: Path) -> int | None:
@@ -87,10 +91,14 @@ def warn(message: str) -> None:
 def open_target_from_args(args: argparse.Namespace) -> Target:
     """Open ``args.vmcore`` with the debug files named after it; progress only on a tty."""
     vmlinux, modules = classify_debug_paths(args.debug)
+    no_vmlinux = bool(getattr(args, "no_vmlinux", False))
+    if no_vmlinux and vmlinux is not None:
+        raise KdxError(f"--no-vmlinux was given with a vmlinux ({vmlinux}): choose one")
     if not sys.stderr.isatty():
-        target = open_dump(args.vmcore, vmlinux, modules)
+        target = open_dump(args.vmcore, vmlinux, modules, no_vmlinux=no_vmlinux)
     else:
         with steps(f"opening {args.vmcore}") as say:
-            target = open_dump(args.vmcore, vmlinux, modules, progress=say)
+            target = open_dump(args.vmcore, vmlinux, modules, progress=say,
+                               no_vmlinux=no_vmlinux)
     check_named_modules(target, modules)
     return target

@@ -54,7 +54,7 @@ class DumpInfoProvider:
     def load(self, target: Target) -> None:
         prog = target.prog
         self._say("reading the kernel's symbol table (kallsyms) from the dump")
-        _load_kallsyms(prog, target)
+        _load_kallsyms(prog, target, self.progress)
         start, end = kernel_text_range(prog)
         main = prog.main_module("kernel", create=True)
         main.address_range = (start, end)
@@ -94,18 +94,30 @@ def kernel_text_range(prog: drgn.Program) -> tuple[int, int]:
                        "kernel's symbol table kdx can use") from err
 
 
-def _load_kallsyms(prog: drgn.Program, target: Target) -> None:
+def _load_kallsyms(prog: drgn.Program, target: Target, progress: Progress) -> None:
+    from kdx.model.symtypes import TABLES_CACHE_KEY
     from kdx.target.novmlinux.kallsyms import load_kernel_symbols
 
-    symbols = load_kernel_symbols(prog, target.vmcoreinfo)
+    symbols = load_kernel_symbols(prog, target.vmcoreinfo, progress)
     prog.register_symbol_finder("kdx-kallsyms", symbols.index, enable_index=0)
+    tables = symbols.tables
+    # sym's type letters are decoded from these tables; VMCOREINFO names them on 6.0+,
+    # a scan found them otherwise.
+    prog.cache[TABLES_CACHE_KEY] = {"num_syms": tables.num_syms, "names": tables.names,
+                                    "token_table": tables.token_table,
+                                    "token_index": tables.token_index}
 
 
 def _load_btf(prog: drgn.Program, target: Target) -> BtfTypes | None:
     """Register the BTF type finder and the variable finder; None without BTF."""
     from kdx.target.novmlinux import btftypes
+    from kdx.target.novmlinux.btf import BtfError
 
-    types = btftypes.load(prog)
+    try:
+        types = btftypes.load(prog)
+    except (BtfError, drgn.FaultError) as err:
+        target.warnings.append(f"the kernel's BTF cannot be used: {err}")
+        return None
     if types is None:
         return None
     declared = Declarations(prog, constant=types.constant_value, vmcoreinfo=target.vmcoreinfo)
@@ -116,6 +128,9 @@ def _load_btf(prog: drgn.Program, target: Target) -> BtfTypes | None:
         btftypes.add_module_btf(prog, types)
     except (drgn.FaultError, LookupError, ValueError) as err:
         target.warnings.append(f"module types (BTF) could not be read: {err}")
+    if types.skipped:
+        target.warnings.append("no types (BTF) for module(s) " + ", ".join(
+            f"{name} ({why})" for name, why in sorted(types.skipped.items())))
     return types
 
 
