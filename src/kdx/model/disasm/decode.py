@@ -26,6 +26,7 @@ from kdx.model.disasm.source import (
 from kdx.model.disasm.spelling import spell
 from kdx.model.names import AddressNamer, address_namer
 from kdx.model.rawmemory import KERNEL, ReadFault, extent_symbols, make_reader, read_span
+from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 
 __all__ = ["DEFAULT_SPAN", "Disassembler", "Disassembly", "FunctionRange", "Instruction",
@@ -284,7 +285,34 @@ def function_range(prog: drgn.Program, address: int,
     if not size:
         following = symbols.next_start(loc.start)
         size = (following - loc.start) if following else DEFAULT_SPAN
-    return FunctionRange(loc.name, loc.start, loc.start + max(size, 1))
+    end = loc.start + max(size, 1)
+    if not _sizes_known(prog, loc.start):
+        end = _without_padding(prog, loc.start, end)
+    return FunctionRange(loc.name, loc.start, end)
+
+
+def _sizes_known(prog: drgn.Program, address: int) -> bool:
+    """Whether symbol sizes come from an ELF symbol table (a vmlinux or .ko): kallsyms
+    keeps none, and its sizes run to the next symbol, alignment padding included."""
+    try:
+        return prog.module(address).debug_file_path is not None
+    except LookupError:
+        return True
+
+
+def _without_padding(prog: drgn.Program, start: int, end: int) -> int:
+    """``end`` moved back over the padding the linker put after a function (``int3``
+    and multi-byte ``nop``), so a function sized from kallsyms ends where it does with a
+    vmlinux."""
+    try:
+        code = prog.read(start, end - start)
+    except READ_ERRORS:
+        return end
+    last_real = start
+    for insn in _decoder().disasm(code, start):
+        if not (insn.mnemonic.startswith("nop") or insn.mnemonic == "int3"):
+            last_real = insn.address + insn.size
+    return last_real if last_real > start else end
 
 
 def is_text(prog: drgn.Program, address: int, symbols: AddressNamer | None = None) -> bool:
