@@ -104,6 +104,7 @@ DECLARATIONS: Mapping[str, Declaration] = {
     "klp_transition_patch": _d("struct klp_patch *"),
     # time
     "tk_core": _d("struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; }"),
+    "timekeeper_data": _d("struct tk_data []", "symbol"),  # 6.17+
     "jiffies": _d("volatile unsigned long"),
     "jiffies_64": _d("u64"),
     "loops_per_jiffy": _d("unsigned long"),

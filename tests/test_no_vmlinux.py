@@ -1,0 +1,94 @@
+"""Without a vmlinux, kdx gives the answers it gives with one.
+
+On every lab dump in the cache (every scenario, capture, format and kernel), the dump is
+opened twice: with its vmlinux (the oracle) and with ``no_vmlinux`` (kallsyms, BTF and ORC
+read from the dump). ``ps``, ``log``, ``mod``, ``sys``, the panic task's ``task_struct``,
+every ``bt -a`` frame's function and the ``analyze`` verdict must be identical; only the
+fields docs/no-vmlinux.md lists (the KERNEL file, source lines) may differ.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import LabDump
+
+import kdx
+from kdx.lab.cache import default_cache
+
+#: Every finished lab run in the cache, all kernels.
+_RUNS = sorted(p.parent for p in (default_cache() / "runs").glob("*/*/truth.json"))
+#: Commands whose whole text must match.
+_SAME_TEXT = ["ps", "ps -l", "log", "mod", "task", "runq", "files", "vm", "kmem -i"]
+_FRAME = re.compile(r"^\s*#\d+ \[[0-9a-f]+\] (\S+) at [0-9a-f]+", re.MULTILINE)
+
+
+def _lab_dump(run: Path) -> LabDump:
+    truth = json.loads((run / "truth.json").read_text())
+    truth.setdefault("vmcore", str(run / "vmcore"))
+    return LabDump(run, truth)
+
+
+def _sys_lines(text: str) -> list[str]:
+    """sys without the lines that name where debug info came from."""
+    return [line for line in text.splitlines()
+            if not line.lstrip().startswith(("KERNEL:", "DEBUG INFO:"))]
+
+
+def _verdict(dump: kdx.Dump) -> dict:
+    data = dump.analyze().to_dict()
+    culprit = data["culprit"]
+    return {"category": data["category"], "summary": data["summary"],
+            "function": culprit.get("function"), "offset": culprit.get("offset"),
+            "module": culprit.get("module"), "signature": data["signature"],
+            "pid": data["context"].get("pid"), "comm": data["context"].get("comm")}
+
+
+@pytest.fixture(scope="module", params=_RUNS, ids=[f"{p.parent.name[:4]}-{p.name}"
+                                                   for p in _RUNS])
+def pair(request: pytest.FixtureRequest) -> tuple[kdx.Dump, kdx.Dump]:
+    """(with the vmlinux, without it) for one lab dump."""
+    dump = _lab_dump(request.param)
+    without = kdx.open_dump(dump.vmcore, no_vmlinux=True)
+    return dump.opened, without
+
+
+@pytest.mark.skipif(not _RUNS, reason="no lab dumps in the cache")
+def test_debug_info_came_from_the_dump(pair: tuple[kdx.Dump, kdx.Dump]) -> None:
+    oracle, without = pair
+    assert oracle.target.debug_source == "dwarf"
+    assert without.target.debug_source == "dump"
+    assert without.target.vmlinux is None
+    sys_text = without.run("sys").text
+    assert "DEBUG INFO: kallsyms, BTF and ORC read from the dump" in sys_text
+    assert _sys_lines(sys_text) == _sys_lines(oracle.run("sys").text)
+
+
+@pytest.mark.skipif(not _RUNS, reason="no lab dumps in the cache")
+@pytest.mark.parametrize("command", _SAME_TEXT)
+def test_command_output_is_identical(pair: tuple[kdx.Dump, kdx.Dump], command: str) -> None:
+    oracle, without = pair
+    expected = oracle.run(command)
+    got = without.run(command)
+    assert got.ok == expected.ok
+    assert got.text == expected.text
+
+
+@pytest.mark.skipif(not _RUNS, reason="no lab dumps in the cache")
+def test_every_bt_frame_has_the_same_function(pair: tuple[kdx.Dump, kdx.Dump]) -> None:
+    oracle, without = pair
+    expected = _FRAME.findall(oracle.run("bt -a").text)
+    assert len(expected) > 5
+    assert _FRAME.findall(without.run("bt -a").text) == expected
+
+
+@pytest.mark.skipif(not _RUNS, reason="no lab dumps in the cache")
+def test_the_verdict_and_its_signature_are_identical(pair: tuple[kdx.Dump, kdx.Dump]
+                                                     ) -> None:
+    oracle, without = pair
+    expected = _verdict(oracle)
+    assert expected["category"]
+    assert _verdict(without) == expected
