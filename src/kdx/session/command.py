@@ -71,6 +71,9 @@ class CrashCommand:
     run: Callable[[Session, argparse.Namespace], None]
     aliases: tuple[str, ...] = ()
     for_tasks: Callable[[Session, list[drgn.Object], argparse.Namespace], None] | None = None
+    #: False for the commands that work from symbols and raw memory alone, on a kernel
+    #: without BTF opened without its vmlinux
+    needs_types: bool = True
 
 
 #: The run function of a command, as :func:`crash_command` receives and returns it.
@@ -83,15 +86,17 @@ _DECLARED: dict[str, list[CrashCommand]] = {}
 def crash_command(name: str, summary: str, *, parser: Callable[[], CommandParser],
                   aliases: tuple[str, ...] = (),
                   for_tasks: Callable[[Session, list[drgn.Object], argparse.Namespace], None]
-                  | None = None) -> Callable[[Run], Run]:
+                  | None = None, needs_types: bool = True) -> Callable[[Run], Run]:
     """Declare the decorated ``run(session, args)`` as the crash command ``name``.
 
     ``summary`` is its line in ``help``, ``parser`` builds its option parser, ``aliases``
     are other words for it, and ``for_tasks`` (see CrashCommand) lets ``foreach`` run it
-    on tasks it chose. The function itself is returned unchanged.
+    on tasks it chose; ``needs_types=False`` marks a command that works without types
+    (symbols and raw memory). The function itself is returned unchanged.
     """
     def declare(run: Run) -> Run:
-        command = CrashCommand(name, summary, parser, run, tuple(aliases), for_tasks)
+        command = CrashCommand(name, summary, parser, run, tuple(aliases), for_tasks,
+                               needs_types)
         _DECLARED.setdefault(run.__module__, []).append(command)
         return run
     return declare

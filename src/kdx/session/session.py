@@ -121,6 +121,10 @@ class Session:
         if command is None:
             self.err.write(f"kdx: error: {clean(name)}: no such command (try 'help')\n")
             return False
+        if command.needs_types and self.target.debug_source == "symbols":
+            self.err.write(f"{name}: error: needs the kernel's types: this kernel has no BTF "
+                           "and no vmlinux was given (log, sym, rd, dis, eval work)\n")
+            return False
         parser = command.parser()
         try:
             args = parser.parse_args(argv)

@@ -91,7 +91,8 @@ def _bug_bytes(session: Session) -> list[int]:
     return session.cached("dis-bug-bytes", lambda: [0])
 
 
-@crash_command("dis", "disassemble a function or address (with -l/-s source lines)", parser=_parser)
+@crash_command("dis", "disassemble a function or address (with -l/-s source lines)", parser=_parser,
+               needs_types=False)
 def _dis(session: Session, args: argparse.Namespace) -> None:
     _check_options(args)
     if args.bug_bytes == "":

@@ -35,7 +35,8 @@ def _parser():
 
 
 @crash_command("log", "the kernel log buffer (-T dates, -t no time, -m levels, -d, -a)",
-               parser=_parser, aliases=("dmesg",))
+               parser=_parser, aliases=("dmesg",),
+               needs_types=False)
 def _log(session: Session, args: argparse.Namespace) -> None:
     if args.audit:
         records = audit_records(session.prog)

@@ -29,7 +29,8 @@ def _eval_parser() -> argparse.ArgumentParser:
 
 
 @crash_command("eval", "evaluate an expression in hex, decimal, octal and binary",
-               parser=_eval_parser)
+               parser=_eval_parser,
+               needs_types=False)
 def _eval(session: Session, args: argparse.Namespace) -> None:
     words = list(args.expression)
     bits = args.bits
@@ -49,7 +50,8 @@ def _ascii_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@crash_command("ascii", "show a number's bytes as ASCII characters", parser=_ascii_parser)
+@crash_command("ascii", "show a number's bytes as ASCII characters", parser=_ascii_parser,
+               needs_types=False)
 def _ascii(session: Session, args: argparse.Namespace) -> None:
     if not args.numbers:
         session.emit("ascii", AsciiValues(True, []), ascii_chart())

@@ -111,7 +111,8 @@ def _rd_parser():
 
 
 @crash_command("rd", "read memory: hex values and ASCII (-s/-S symbols and slab caches, -a "
-               "strings, -8/-16/-32, -d, -N, -R, -p, -u, -f, -r FILE)", parser=_rd_parser)
+               "strings, -8/-16/-32, -d, -N, -R, -p, -u, -f, -r FILE)", parser=_rd_parser,
+               needs_types=False)
 def _rd(session: Session, args: argparse.Namespace) -> None:
     prog = session.prog
     unit = args.unit or 8

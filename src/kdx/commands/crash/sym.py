@@ -34,7 +34,8 @@ def _parser():
     return parser
 
 
-@crash_command("sym", "address to symbol and back (-l all, -m MODULE, -q search)", parser=_parser)
+@crash_command("sym", "address to symbol and back (-l all, -m MODULE, -q search)", parser=_parser,
+               needs_types=False)
 def _sym(session: Session, args: argparse.Namespace) -> None:
     if not (args.args or args.all or args.all_modules or args.module or args.search):
         raise CommandError("give an address or a name, or -l, -M, -m MODULE, -q STRING")

@@ -54,7 +54,8 @@ def _help_parser():
     return parser
 
 
-@crash_command("help", "list the commands or describe one", parser=_help_parser)
+@crash_command("help", "list the commands or describe one", parser=_help_parser,
+               needs_types=False)
 def _help(session: Session, args: argparse.Namespace) -> None:
     if args.command:
         command = session.commands.get(args.command)

@@ -50,6 +50,8 @@ class DumpInfoProvider:
     module_paths: Sequence[Path] = ()
     progress: Progress = None
     debug_dirs: Sequence[Path] = ()
+    #: read BTF when the kernel has it (False opens a dump as a kernel without BTF is)
+    use_btf: bool = True
 
     def load(self, target: Target) -> None:
         prog = target.prog
@@ -59,7 +61,7 @@ class DumpInfoProvider:
         main = prog.main_module("kernel", create=True)
         main.address_range = (start, end)
         self._say("reading the kernel's types (BTF) from the dump")
-        types = _load_btf(prog, target)
+        types = _load_btf(prog, target) if self.use_btf else None
         if types is None:
             target.debug_source = "symbols"
             target.warnings.append(
