@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "kdx.commands.analyze",
     "kdx.lab.cli",
     "kdx.capture.cli",
+    "kdx.fleet.serve_cli",
+    "kdx.fleet.client_cli",
 )
 
 
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: The sub-command names, known without importing them, so that ``kdx VMCORE`` (a
 #: session) starts without loading every sub-command's code.
-SUBCOMMANDS = ("sys", "analyze", "lab", "kdump")
+SUBCOMMANDS = ("sys", "analyze", "lab", "kdump", "serve", "submit", "dumps", "problems")
 
 
 def _is_session(argv: list[str]) -> bool:
