@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DumpRecord", "DumpState", "JobRecord", "ProblemEvent", "ProblemRecord",
-           "DUMP_STATES"]
+__all__ = ["DebugInfoRecord", "DumpRecord", "DumpState", "JobRecord", "ProblemEvent",
+           "ProblemRecord", "DUMP_STATES"]
 
 #: A dump's life: received -> fast (fast pass stored) -> analysed, or failed (with reason).
 DumpState = str
@@ -90,3 +90,14 @@ class ProblemRecord:
     per_day: list[tuple[str, int]] = field(default_factory=list)  # (YYYY-MM-DD, count)
     events: list[ProblemEvent] = field(default_factory=list)
     merged_into: int | None = None
+
+
+@dataclass(frozen=True)
+class DebugInfoRecord:
+    """One kernel build the fleet has seen: is its vmlinux in the debug-info store?"""
+
+    build_id: str
+    release: str | None
+    vmlinux: bool  # the store (or debuginfod) has the matching vmlinux
+    dumps: int  # dumps of this build
+    without: int  # of those, analysed without a vmlinux (can be re-analysed)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from kdx.fleet.records import DumpRecord, JobRecord, ProblemRecord
+from kdx.fleet.records import DebugInfoRecord, DumpRecord, JobRecord, ProblemRecord
 
 __all__ = ["Fleet", "FleetConfig", "ProblemFilter"]
 
@@ -70,6 +70,9 @@ class Fleet(Protocol):
 
     def dump(self, dump_id: int) -> DumpRecord | None: ...
 
+    def dump_by_sha256(self, sha256: str) -> DumpRecord | None:
+        """The dump with these contents, if stored (clients skip re-uploading it)."""
+
     def dumps(self, *, state: str | None = None, problem_id: int | None = None,
               limit: int = 100, offset: int = 0) -> list[DumpRecord]: ...
 
@@ -92,6 +95,14 @@ class Fleet(Protocol):
 
     def retry(self, dump_id: int) -> DumpRecord:
         """Queue a failed (or finished) dump's analysis again."""
+
+    def debug_info(self) -> list[DebugInfoRecord]:
+        """The kernel builds seen, whether their vmlinux is at hand, and how many dumps
+        were analysed without it."""
+
+    def reanalyse_build(self, build_id: str) -> int:
+        """Queue again every dump of ``build_id`` analysed without its vmlinux (it has
+        arrived); returns how many."""
 
     def metrics(self) -> dict[str, float | dict[str, float] | list[float]]:
         """Queue length, jobs by state, analysis seconds (for a histogram), seconds from
