@@ -338,15 +338,17 @@ def _recording_session_class() -> type[Session]:
 
 
 def open_dump(path: StrPath, vmlinux: StrPath | None = None, modules: Sequence[StrPath] = (),
-              *, debug_dirs: Sequence[StrPath] = (), no_vmlinux: bool = False) -> Dump:
+              *, debug_dirs: Sequence[StrPath] = (), no_vmlinux: bool = False,
+              btf: bool = True) -> Dump:
     """Open the vmcore at ``path`` with its debug info.
 
     ``vmlinux`` is found when omitted (beside the dump, the distro's debug paths, the
     directories in ``debug_dirs`` and ``$KDX_DEBUG_DIRS``, debuginfod); ``modules`` are
     ``.ko`` files or directories holding them. When no vmlinux is found, or with
     ``no_vmlinux``, symbols, types and unwind tables come from the dump itself (kallsyms,
-    BTF, ORC; ``dump.warnings`` says so). A failure raises ``kdx.errors.KdxError`` with a
-    one-sentence reason.
+    BTF, ORC; ``dump.warnings`` says so); ``btf=False`` also ignores the dump's BTF, as on
+    a kernel built without it (symbols and raw memory only). A failure raises
+    ``kdx.errors.KdxError`` with a one-sentence reason.
 
     >>> dump = kdx.open_dump("/var/crash/vmcore", modules=["/lib/modules"])  # doctest: +SKIP
     >>> dump.sys().panic                          # doctest: +SKIP
@@ -356,5 +358,6 @@ def open_dump(path: StrPath, vmlinux: StrPath | None = None, modules: Sequence[S
 
     target = open_target(Path(path), Path(vmlinux) if vmlinux is not None else None,
                          [Path(m) for m in modules],
-                         debug_dirs=[Path(d) for d in debug_dirs], no_vmlinux=no_vmlinux)
+                         debug_dirs=[Path(d) for d in debug_dirs], no_vmlinux=no_vmlinux,
+                         btf=btf)
     return Dump(target)

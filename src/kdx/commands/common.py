@@ -36,6 +36,10 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not look for a vmlinux: read symbols, types and unwind "
                         "tables from the dump itself (kallsyms, BTF, ORC), as kdx does "
                         "when none is found")
+    parser.add_argument("--no-btf", action="store_true",
+                        help="with --no-vmlinux (implied): ignore the dump's BTF too and "
+                        "read only kallsyms and raw memory, as on a kernel built without "
+                        "BTF")
 
 
 def _elf_type(path: Path) -> int | None:
@@ -91,14 +95,16 @@ def warn(message: str) -> None:
 def open_target_from_args(args: argparse.Namespace) -> Target:
     """Open ``args.vmcore`` with the debug files named after it; progress only on a tty."""
     vmlinux, modules = classify_debug_paths(args.debug)
-    no_vmlinux = bool(getattr(args, "no_vmlinux", False))
+    btf = not getattr(args, "no_btf", False)
+    no_vmlinux = bool(getattr(args, "no_vmlinux", False)) or not btf
     if no_vmlinux and vmlinux is not None:
-        raise KdxError(f"--no-vmlinux was given with a vmlinux ({vmlinux}): choose one")
+        flag = "--no-vmlinux" if btf else "--no-btf"
+        raise KdxError(f"{flag} was given with a vmlinux ({vmlinux}): choose one")
     if not sys.stderr.isatty():
-        target = open_dump(args.vmcore, vmlinux, modules, no_vmlinux=no_vmlinux)
+        target = open_dump(args.vmcore, vmlinux, modules, no_vmlinux=no_vmlinux, btf=btf)
     else:
         with steps(f"opening {args.vmcore}") as say:
             target = open_dump(args.vmcore, vmlinux, modules, progress=say,
-                               no_vmlinux=no_vmlinux)
+                               no_vmlinux=no_vmlinux, btf=btf)
     check_named_modules(target, modules)
     return target

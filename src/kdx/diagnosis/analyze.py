@@ -38,6 +38,7 @@ from kdx.diagnosis.verdict import (
     StackSummary,
     Verdict,
 )
+from kdx.errors import KdxError
 from kdx.model.log import KernelLog, kernel_log
 from kdx.model.memory import memory_breakdown
 from kdx.model.names import address_namer
@@ -50,6 +51,10 @@ Progress = Optional[Callable[[str], None]]
 MAX_FRAMES = 48
 
 def analyze(target: Target, progress: Progress = None) -> Verdict:
+    if target.debug_source == "symbols":
+        raise KdxError("analyze needs the kernel's types: this kernel has no BTF and no "
+                       "vmlinux was given (the panic report is in 'kdx VMCORE --no-vmlinux "
+                       "-c log')")
     say = progress or (lambda _m: None)
     prog = target.prog
     warnings: list[str] = list(target.warnings)

@@ -229,12 +229,14 @@ def _check_complete(dump: DumpFile, path: Path) -> None:
 
 def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
               *, progress: Progress = None, provider: SymbolProvider | None = None,
-              debug_dirs: Sequence[Path] = (), no_vmlinux: bool = False) -> Target:
+              debug_dirs: Sequence[Path] = (), no_vmlinux: bool = False,
+              btf: bool = True) -> Target:
     """Open the vmcore ``core`` with its debug info; KdxError explains any failure.
 
     ``debug_dirs`` are searched for debug info besides the system's places. When no
     vmlinux is found (or ``no_vmlinux`` is set), symbols, types and unwind tables come
     from the dump itself (kallsyms, BTF, ORC) and a warning says what is lost.
+    ``btf=False`` ignores the dump's BTF, as if the kernel had been built without it.
     """
     logging.getLogger("drgn").setLevel(logging.ERROR)
     dump = identify(core)
@@ -249,22 +251,23 @@ def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Pa
     info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core))
     target = Target(prog, core, dump, read_path, info, None)
     load_debug_info(target, provider, vmlinux, module_paths, progress=progress,
-                    debug_dirs=debug_dirs, no_vmlinux=no_vmlinux)
+                    debug_dirs=debug_dirs, no_vmlinux=no_vmlinux, btf=btf)
     return target
 
 
 def load_debug_info(target: Target, provider: SymbolProvider | None, vmlinux: Path | None,
                     module_paths: Sequence[Path], *, progress: Progress = None,
-                    debug_dirs: Sequence[Path] = (), no_vmlinux: bool = False) -> None:
+                    debug_dirs: Sequence[Path] = (), no_vmlinux: bool = False,
+                    btf: bool = True) -> None:
     """Load the debug info: the provider given, else a vmlinux's DWARF, else (none found,
-    or ``no_vmlinux``) what the dump itself carries."""
+    or ``no_vmlinux``) what the dump itself carries (its BTF unless ``btf`` is False)."""
     from kdx.target.novmlinux.provider import DumpInfoProvider
 
     if provider is not None:
         provider.load(target)
         return
-    from_dump = DumpInfoProvider(module_paths, progress, debug_dirs)
-    if no_vmlinux:
+    from_dump = DumpInfoProvider(module_paths, progress, debug_dirs, use_btf=btf)
+    if no_vmlinux or not btf:
         from_dump.load(target)
         return
     try:
