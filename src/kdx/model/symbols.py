@@ -409,8 +409,10 @@ def _kallsyms_kernel_symbols(prog: drgn.Program, modules: list[ModuleInfo],
     leaves out, and the letters of per-CPU symbols, which x86_64 kernels up to 6.14
     mark ``A`` (absolute) whatever they were.
     """
+    low, high = _module_span(modules)
     symbols = [s for s in _drgn_symbols(prog)
-               if s.name and module_at(modules, s.address) is None]
+               if s.name and (not low <= s.address < high
+                              or module_at(modules, s.address) is None)]
     raw = [(s.address, s.name, letter, s.size)
            for s, letter in zip(symbols, _symbol_letters(prog, symbols, warnings))]
     raw.sort()
@@ -420,6 +422,15 @@ def _kallsyms_kernel_symbols(prog: drgn.Program, modules: list[ModuleInfo],
     rows = KernelRows([r[0] for r in kept], [r[2] for r in kept],
                       [strip_clone_suffix(r[1]) for r in kept])
     return rows, [r[3] for r in kept], first
+
+
+def _module_span(modules: list[ModuleInfo]) -> tuple[int, int]:
+    """The lowest and highest address of any module region, so that the kernel's ~100,000
+    symbols (all outside it) skip the per-module lookup."""
+    spans = [(r.base, r.base + r.size) for m in modules for r in m.regions if r.size]
+    if not spans:
+        return 0, 0
+    return min(s for s, _ in spans), max(e for _, e in spans)
 
 
 def _per_cpu_bounds(early: list[tuple[int, str, str, int]]) -> tuple[int, int]:
