@@ -12,6 +12,7 @@ import json
 
 import pytest
 from conftest import LabDump, run_kdx
+from test_no_vmlinux import open_without_debug_package
 
 import kdx
 from kdx.errors import KdxError
@@ -23,7 +24,7 @@ _NO_TYPES = ["sym jiffies", "rd -64 jiffies", "dis -r panic 6", "eval 0x10+3",
 
 @pytest.fixture(scope="module")
 def no_btf(null_deref: LabDump) -> kdx.Dump:
-    return kdx.open_dump(null_deref.vmcore, no_vmlinux=True, btf=False)
+    return open_without_debug_package(null_deref.vmcore, btf=False)
 
 
 def test_the_dump_says_it_has_symbols_only(no_btf: kdx.Dump) -> None:
@@ -86,3 +87,12 @@ def test_a_module_with_dwarf_gives_source_lines_without_the_vmlinux(null_deref: 
                                                                            "hello_crash")
     assert culprit["file"].endswith("hello-crash.c")
     assert culprit["line"] == null_deref.truth["source_line"]
+
+
+def test_source_lines_asked_without_the_vmlinux_get_one_warning(null_deref: LabDump) -> None:
+    dump = open_without_debug_package(null_deref.vmcore)
+    for command in ("bt -l", "dis -l panic 2"):
+        result = dump.run(command)
+        assert result.ok
+        assert "kernel source lines need the vmlinux's DWARF" in result.error
+        assert "panic.c" not in result.text

@@ -10,6 +10,7 @@ fields docs/no-vmlinux.md lists (the KERNEL file, source lines) may differ.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -18,11 +19,12 @@ from conftest import LabDump
 
 import kdx
 from kdx.lab.cache import default_cache
+from kdx.target.debuginfo import DEBUG_DIRS_ENV
 
 #: Every finished lab run in the cache, all kernels.
 _RUNS = sorted(p.parent for p in (default_cache() / "runs").glob("*/*/truth.json"))
 #: Commands whose whole text must match.
-_SAME_TEXT = ["ps", "ps -l", "log", "mod", "task", "runq", "files", "vm", "kmem -i"]
+_SAME_TEXT = ["ps", "ps -l", "log", "task", "runq", "files", "vm", "kmem -i"]
 _FRAME = re.compile(r"^\s*#\d+ \[[0-9a-f]+\] (\S+) at [0-9a-f]+", re.MULTILINE)
 
 
@@ -52,8 +54,19 @@ def _verdict(dump: kdx.Dump) -> dict:
 def pair(request: pytest.FixtureRequest) -> tuple[kdx.Dump, kdx.Dump]:
     """(with the vmlinux, without it) for one lab dump."""
     dump = _lab_dump(request.param)
-    without = kdx.open_dump(dump.vmcore, no_vmlinux=True)
-    return dump.opened, without
+    return dump.opened, open_without_debug_package(dump.vmcore)
+
+
+def open_without_debug_package(vmcore: Path, **options: bool) -> kdx.Dump:
+    """Open ``vmcore`` with no vmlinux, as a user without the kernel's debug package does:
+    the lab's debug directories (set for the whole test run) are hidden meanwhile, so no
+    module DWARF from the debug package stands in for BTF."""
+    saved = os.environ.pop(DEBUG_DIRS_ENV, None)
+    try:
+        return kdx.open_dump(vmcore, no_vmlinux=True, **options)
+    finally:
+        if saved is not None:
+            os.environ[DEBUG_DIRS_ENV] = saved
 
 
 @pytest.mark.skipif(not _RUNS, reason="no lab dumps in the cache")
@@ -62,6 +75,7 @@ def test_debug_info_came_from_the_dump(pair: tuple[kdx.Dump, kdx.Dump]) -> None:
     assert oracle.target.debug_source == "dwarf"
     assert without.target.debug_source == "dump"
     assert without.target.vmlinux is None
+    assert without.target.prog.main_module().debug_file_path is None
     sys_text = without.run("sys").text
     assert "DEBUG INFO: kallsyms, BTF and ORC read from the dump" in sys_text
     assert _sys_lines(sys_text) == _sys_lines(oracle.run("sys").text)
@@ -75,6 +89,23 @@ def test_command_output_is_identical(pair: tuple[kdx.Dump, kdx.Dump], command: s
     got = without.run(command)
     assert got.ok == expected.ok
     assert got.text == expected.text
+
+
+@pytest.mark.skipif(not _RUNS, reason="no lab dumps in the cache")
+def test_mod_is_identical_but_for_the_debug_files(pair: tuple[kdx.Dump, kdx.Dump]) -> None:
+    """``mod``'s OBJECT FILE column names the debug file found: the oracle has the
+    kernel's debug package, the other side only the lab's own modules."""
+    oracle, without = pair
+
+    def columns(text: str) -> list[list[str]]:
+        return [line.split()[:4] for line in text.splitlines()]
+
+    expected = oracle.run("mod").text
+    got = without.run("mod").text
+    assert len(expected.splitlines()) > 3
+    assert columns(got) == columns(expected)
+    lab_modules = [line for line in expected.splitlines() if "/runs/" in line]
+    assert all(line in got.splitlines() for line in lab_modules)
 
 
 @pytest.mark.skipif(not _RUNS, reason="no lab dumps in the cache")

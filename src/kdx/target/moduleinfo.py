@@ -54,11 +54,14 @@ def load_module_debug_info(prog: drgn.Program, release: str, module_paths: Seque
     for mod in modules:
         if mod.wants_debug_file() and mod.name in beside:
             mod.try_file(str(beside[mod.name]))
-    if any(m.wants_debug_file() for m in modules):
+    wanting = [m for m in modules if m.wants_debug_file()]
+    if wanting:
         # drgn's standard finder: /usr/lib/debug and the debug directories, by name
-        # and build ID. A module still missing is reported below, by name.
+        # and build ID, for these modules only (never the kernel's vmlinux here: a dump
+        # opened without it must not pick it up from a debug directory).
+        # A module still missing is reported below, by name.
         with contextlib.suppress(drgn.MissingDebugInfoError):
-            prog.load_debug_info([], default=True)
+            prog.load_module_debug_info(*wanting)
     missing = sorted(m.name for m in modules if m.wants_debug_file())
     if missing:
         add_module_kallsyms(prog)

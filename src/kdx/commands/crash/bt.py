@@ -185,6 +185,9 @@ def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace)
     """Show ``tasks`` as the display options in ``args`` ask (bt and foreach bt)."""
     reader = reader_for(session)
     options = options_from(args)
+    if options.lines and not session.target.has_source_lines:
+        session.warn("kernel source lines need the vmlinux's DWARF (this dump was opened "
+                     "without it): only modules named with their .ko files show lines")
     if args.raw:
         start = getattr(args, "start_sp", None)
         raws = [raw_stack(reader, task, None if start is None

@@ -164,6 +164,9 @@ def _show(session: Session, dis: Disassembly, lines: bool) -> None:
     if dis.module is not None and dis.module in session.target.missing_modules:
         dis.warnings.append(f"module {dis.module} has no debug info: no symbols inside it "
                             "or source lines (name its .ko file after the dump)")
+    elif lines and dis.module is None and not session.target.has_source_lines:
+        dis.warnings.append("kernel source lines need the vmlinux's DWARF (this dump was "
+                            "opened without it)")
     elif lines and dis.module is not None:
         for src in dis.sources:
             if src.path is None:

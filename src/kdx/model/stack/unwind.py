@@ -226,7 +226,7 @@ class _Unwind:
         frame = last.frame
         if last.frame.is_inline or _is_user(last) or frame.pc < _KERNEL_START:
             return None
-        if self.region is not None and frame.sp not in self.region:
+        if self.region is not None and not self._on_own_stacks(frame.sp):
             return None
         sym = self.reader.symbol(last.lookup_pc)
         if sym is None or sym.module is not None:
@@ -240,6 +240,12 @@ class _Unwind:
         if step is None or not self.reader.is_text(step[0]) or not self._after_call(step[0]):
             return None
         return step
+
+    def _on_own_stacks(self, sp: int) -> bool:
+        """Whether ``sp`` is on the task's stack or on its CPU's IRQ and exception stacks
+        (a panic in an interrupt runs on those)."""
+        regions = [self.region, *self.reader.cpu_regions(self.cpu)]
+        return any(region is not None and sp in region for region in regions)
 
     # -- modules without debug info ----------------------------------------------------------
 

@@ -60,6 +60,8 @@ class DumpInfoProvider:
         start, end = kernel_text_range(prog)
         main = prog.main_module("kernel", create=True)
         main.address_range = (start, end)
+        # the point of this provider: no vmlinux, even if a debug directory holds one
+        main.debug_file_status = drgn.ModuleFileStatus.DONT_WANT
         self._say("reading the kernel's types (BTF) from the dump")
         types = _load_btf(prog, target) if self.use_btf else None
         if types is None:
