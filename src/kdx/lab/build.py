@@ -51,9 +51,9 @@ def _build_modules(cache: Path, kernel: Kernel) -> Path:
     if shutil.which(kernel.compiler):
         proc = subprocess.run(argv, capture_output=True, text=True)
     else:
-        from kdx.lab.trixie import ensure_trixie_root, run_in_root
+        from kdx.lab.roots import ensure_root, run_in_root
 
-        root = ensure_trixie_root(cache)
+        root = ensure_root(cache, "trixie")
         done = run_in_root(root, argv, binds=[cache])
         proc = subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(),
                                            done.stderr.decode())

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from kdx.errors import KdxError
-from kdx.lab.trixie import ensure_trixie_root, run_in_root
+from kdx.lab.roots import ensure_root, run_in_root
 
 
 def _dirs_to_bind(*files: Path) -> list[Path]:
@@ -76,7 +76,7 @@ def run_crash(
     for command in commands:
         if "\n" in command:
             raise KdxError(f"crash commands are one line each, not {command!r}")
-    root = ensure_trixie_root(cache)
+    root = ensure_root(cache, "trixie")
     # Without the final "q" crash would exit with status 1 at end of input.
     script = "".join(f"{command}\n" for command in commands) + "q\n"
     proc = run_in_root(

@@ -183,9 +183,9 @@ def _tools_root(cache: Path, kernel: Kernel, fmt: str) -> Path:
     which 1.7.2 lacks."""
     if kernel.series == "6.1" and fmt != "kdump-zstd":
         return Path("/")
-    from kdx.lab.trixie import ensure_trixie_root
+    from kdx.lab.roots import ensure_root
 
-    return ensure_trixie_root(cache)
+    return ensure_root(cache, "trixie")
 
 
 def _libs_in(root: Path) -> initramfs.LibResolver:
@@ -193,7 +193,7 @@ def _libs_in(root: Path) -> initramfs.LibResolver:
         return initramfs.host_libraries
 
     def resolve(binary: Path) -> list[Path]:
-        from kdx.lab.trixie import run_in_root
+        from kdx.lab.roots import run_in_root
 
         out = run_in_root(root, ["ldd", str(binary)]).stdout.decode()
         return [Path(p) for p in dict.fromkeys(re.findall(r"(/\S+\.so[\w.\-]*)", out))]

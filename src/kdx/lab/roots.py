@@ -1,9 +1,11 @@
-"""A Debian trixie chroot that gives the lab tools bookworm's versions cannot replace.
+"""Debian chroots (trixie, sid) that give the lab tools bookworm's versions cannot replace.
 
 Bookworm's crash 8.0.2 misreads the kernels the lab tests, so trixie's crash 8.0.6 is the
-oracle; trixie's makedumpfile and gcc-14 are needed for 6.12 kernels. Installing them on
-the bookworm host would drag half of trixie with them, so they live in a minimal chroot
-made once with debootstrap and kept in the lab cache.
+oracle; trixie's makedumpfile and gcc-14 are needed for 6.12 kernels. Debian sid's newest
+kernel (7.x) needs sid's compiler (gcc-16) for its modules and sid's makedumpfile, since
+trixie's filters it wrongly. Installing them on the bookworm host would drag half of a
+newer suite with them, so each suite's tools live in a minimal chroot made once with
+debootstrap and kept in the lab cache (``trixie-root``, ``sid-root``).
 
 Two properties matter more than speed:
 
@@ -28,38 +30,53 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from kdx.errors import KdxError, MissingToolError
 
+__all__ = ["ROOTS", "RootSpec", "ensure_root", "run_in_root"]
+
 Progress = Optional[Callable[[str], None]]
 
-SUITE = "trixie"
 MIRROR = "http://deb.debian.org/debian"
 
-#: What the lab needs from trixie. ``gcc-14`` is named although ``gcc`` pulls it in, so the
-#: compiler 6.12 kernels were built with stays in the root even if trixie's default moves.
-PACKAGES: tuple[str, ...] = (
-    "crash",
-    "makedumpfile",
-    "gcc",
-    "gcc-14",
-    "make",
-    "libc6-dev",
-    "libelf-dev",
-    "bc",
-    "kmod",
-    "binutils",
-    "pahole",  # BTF for modules built against 6.12 headers (CONFIG_DEBUG_INFO_BTF_MODULES)
-    "file",
-    "ca-certificates",
-)
 
-ROOT_NAME = "trixie-root"
-#: Inside the root, so the stamp appears in the same rename that publishes the root.
-STAMP_NAME = ".kdx-trixie-stamp.json"
-#: Bumped when the way the root is made changes in a way the package list does not show.
+@dataclass(frozen=True)
+class RootSpec:
+    """One suite's root: what debootstrap installs and the file that proves it did."""
+
+    suite: str
+    packages: tuple[str, ...]
+    #: A file inside the root that a finished build has (the tool the root exists for).
+    marker: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.suite}-root"
+
+    @property
+    def stamp_name(self) -> str:
+        """Inside the root, so the stamp appears in the same rename that publishes it."""
+        return f".kdx-{self.suite}-stamp.json"
+
+
+#: The build tools both roots carry (modules against the suite's kernel headers; pahole
+#: gives them BTF, as CONFIG_DEBUG_INFO_BTF_MODULES asks).
+_BUILD_TOOLS = ("makedumpfile", "gcc", "make", "libc6-dev", "libelf-dev", "bc", "kmod",
+                "binutils", "pahole", "file", "ca-certificates")
+
+ROOTS: dict[str, RootSpec] = {
+    # crash is trixie's reason to exist. ``gcc-14`` is named although ``gcc`` pulls it in,
+    # so the compiler 6.12 kernels were built with stays even if trixie's default moves.
+    "trixie": RootSpec("trixie", ("crash", "gcc-14", *_BUILD_TOOLS), "usr/bin/crash"),
+    # No crash: sid's crash 9.0.2 refuses 7.x dumps ("invalid structure member offset:
+    # module_num_gpl_syms"), so there the lab's truth and drgn are the oracle.
+    "sid": RootSpec("sid", _BUILD_TOOLS, "usr/bin/makedumpfile"),
+}
+
+#: Bumped when the way the roots are made changes in a way the package list does not show.
 STAMP_FORMAT = 1
 
 #: PATH and environment inside the root: the host's environment (PYTHONPATH, LD_PRELOAD,
@@ -89,40 +106,40 @@ exec chroot "$root" /bin/sh -c 'cd "$1" || exit 125; shift; exec "$@"' kdx-run "
 """
 
 
-def _stamp(packages: Sequence[str]) -> dict[str, object]:
+def _stamp(spec: RootSpec) -> dict[str, object]:
     """What a finished root records about how it was made."""
     return {
         "format": STAMP_FORMAT,
-        "suite": SUITE,
+        "suite": spec.suite,
         "mirror": MIRROR,
         "variant": "minbase",
-        "packages": sorted(packages),
+        "packages": sorted(spec.packages),
     }
 
 
-def _is_current(root: Path, packages: Sequence[str]) -> bool:
-    """True if ``root`` is a finished root built from ``packages``."""
+def _is_current(root: Path, spec: RootSpec) -> bool:
+    """True if ``root`` is a finished root built as ``spec`` says."""
     try:
-        recorded = json.loads((root / STAMP_NAME).read_text())
+        recorded = json.loads((root / spec.stamp_name).read_text())
     except (OSError, ValueError):
         return False
-    return recorded == _stamp(packages) and (root / "usr/bin/crash").exists()
+    return recorded == _stamp(spec) and (root / spec.marker).exists()
 
 
-def _check_debootstrap() -> None:
-    """Fail early, with the fix, if this host cannot debootstrap trixie."""
+def _check_debootstrap(suite: str) -> None:
+    """Fail early, with the fix, if this host cannot debootstrap ``suite``."""
     # A root shell without the sbin directories in PATH (``su`` without ``-``) is common.
     if shutil.which("debootstrap", path=_ROOT_ENV["PATH"]) is None:
         raise MissingToolError("debootstrap is not installed: run 'apt-get install debootstrap'")
     scripts = Path(os.environ.get("DEBOOTSTRAP_DIR") or "/usr/share/debootstrap") / "scripts"
-    if not (scripts / SUITE).exists():
+    if not (scripts / suite).exists():
         raise MissingToolError(
-            f"this debootstrap does not know {SUITE} (no {scripts / SUITE}): "
+            f"this debootstrap does not know {suite} (no {scripts / suite}): "
             "run 'apt-get install --only-upgrade debootstrap'"
         )
     if shutil.which("gpgv") is None:
         raise MissingToolError(
-            "gpgv is not installed, so debootstrap cannot check the trixie archive: "
+            f"gpgv is not installed, so debootstrap cannot check the {suite} archive: "
             "run 'apt-get install gpgv'"
         )
 
@@ -183,7 +200,7 @@ def _is_phase_line(line: str, seen_verbs: set[str]) -> bool:
     return True
 
 
-def _debootstrap(target: Path, packages: Sequence[str], log: Path, progress: Progress) -> None:
+def _debootstrap(target: Path, spec: RootSpec, log: Path, progress: Progress) -> None:
     """Run debootstrap into ``target``, logging everything and reporting each phase.
 
     debootstrap prints ``I: Retrieving pkg version`` and ``I: Unpacking pkg...`` lines for
@@ -193,8 +210,8 @@ def _debootstrap(target: Path, packages: Sequence[str], log: Path, progress: Pro
     """
     argv = [
         "unshare", "--mount", "--propagation", "private", "--",
-        "debootstrap", "--variant=minbase", "--include=" + ",".join(packages),
-        SUITE, str(target), MIRROR,
+        "debootstrap", "--variant=minbase", "--include=" + ",".join(spec.packages),
+        spec.suite, str(target), MIRROR,
     ]  # fmt: skip
     seen_verbs: set[str] = set()
     with open(log, "w", encoding="utf-8", errors="replace") as out:
@@ -223,66 +240,72 @@ def _debootstrap(target: Path, packages: Sequence[str], log: Path, progress: Pro
     if code != 0:
         tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
         raise KdxError(
-            f"debootstrap of {SUITE} failed (exit {code}): {' | '.join(tail)} (full log: {log})"
+            f"debootstrap of {spec.suite} failed (exit {code}): {' | '.join(tail)} "
+            f"(full log: {log})"
         )
 
 
-def ensure_trixie_root(cache: Path, progress: Progress = None) -> Path:
-    """Return ``cache/trixie-root``, building it with debootstrap if it is missing or stale.
+def ensure_root(cache: Path, suite: str = "trixie", progress: Progress = None) -> Path:
+    """Return ``cache/SUITE-root``, building it with debootstrap if it is missing or stale.
 
     Cheap when the root is already there: one small JSON read. Building takes minutes and
     needs network access to deb.debian.org. A lock file serialises concurrent callers, so
     two kdx processes never debootstrap the same root at once.
     """
+    spec = ROOTS.get(suite)
+    if spec is None:
+        raise KdxError(f"the lab has no {suite!r} root: use one of {', '.join(ROOTS)}")
     cache = Path(cache)
-    root = cache / ROOT_NAME
-    packages = PACKAGES
-    if _is_current(root, packages):
+    root = cache / spec.name
+    if _is_current(root, spec):
         return root
-    _require_root("the lab's trixie root")
-    _check_debootstrap()
+    _require_root(f"the lab's {suite} root")
+    _check_debootstrap(suite)
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / (ROOT_NAME + ".lock"), "w") as lock:
+    with open(cache / (spec.name + ".lock"), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if progress:
-                progress("waiting for another kdx that is building the trixie root")
+                progress(f"waiting for another kdx that is building the {suite} root")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_current(root, packages):
-            return root
-        # Leftovers of interrupted builds: under the lock nobody else can be using them.
-        for stale in cache.glob(ROOT_NAME + ".tmp-*"):
-            if progress:
-                progress(f"removing the unfinished root {stale.name}")
-            _remove_tree(stale)
-        for stale in cache.glob(ROOT_NAME + ".old-*"):
-            _remove_tree(stale)
-
-        if progress:
-            why = "changed package list" if root.exists() else "not built yet"
-            progress(f"building the {SUITE} root in {root} ({why}; takes a few minutes)")
-        tmp = Path(tempfile.mkdtemp(prefix=ROOT_NAME + ".tmp-", dir=cache))
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would become the chroot's / permissions
-        started = time.monotonic()
-        try:
-            _debootstrap(tmp, packages, cache / (ROOT_NAME + ".log"), progress)
-            if not (tmp / "usr/bin/crash").exists():
-                raise KdxError(f"debootstrap finished but {tmp}/usr/bin/crash is missing")
-            (tmp / STAMP_NAME).write_text(json.dumps(_stamp(packages), indent=1) + "\n")
-        except BaseException:
-            _remove_tree(tmp)
-            raise
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=ROOT_NAME + ".old-", dir=cache))
-            root.rename(old / "root")
-            tmp.rename(root)
-            _remove_tree(old)
-        else:
-            tmp.rename(root)
-        if progress:
-            progress(f"{SUITE} root ready after {time.monotonic() - started:.0f} s")
+        if not _is_current(root, spec):
+            _build(cache, root, spec, progress)
     return root
+
+
+def _build(cache: Path, root: Path, spec: RootSpec, progress: Progress) -> None:
+    """Debootstrap ``spec`` beside ``root`` and rename it into place (under the lock)."""
+    # Leftovers of interrupted builds: under the lock nobody else can be using them.
+    for stale in cache.glob(spec.name + ".tmp-*"):
+        if progress:
+            progress(f"removing the unfinished root {stale.name}")
+        _remove_tree(stale)
+    for stale in cache.glob(spec.name + ".old-*"):
+        _remove_tree(stale)
+    if progress:
+        why = "changed package list" if root.exists() else "not built yet"
+        progress(f"building the {spec.suite} root in {root} ({why}; takes a few minutes)")
+    tmp = Path(tempfile.mkdtemp(prefix=spec.name + ".tmp-", dir=cache))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would become the chroot's / permissions
+    started = time.monotonic()
+    try:
+        _debootstrap(tmp, spec, cache / (spec.name + ".log"), progress)
+        if not (tmp / spec.marker).exists():
+            raise KdxError(f"debootstrap finished but {tmp / spec.marker} is missing")
+        (tmp / spec.stamp_name).write_text(json.dumps(_stamp(spec), indent=1) + "\n")
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    if root.exists():
+        old = Path(tempfile.mkdtemp(prefix=spec.name + ".old-", dir=cache))
+        root.rename(old / "root")
+        tmp.rename(root)
+        _remove_tree(old)
+    else:
+        tmp.rename(root)
+    if progress:
+        progress(f"{spec.suite} root ready after {time.monotonic() - started:.0f} s")
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -311,13 +334,14 @@ def _prepare_binds(root: Path, binds: Sequence[Path]) -> list[str]:
     if reaching it inside the root crosses a symlink (an absolute link would lead the
     mkdir out to the host) or if it would hide files of the root itself.
     """
+    where = f"into the lab's {root.name}"
     paths: list[Path] = []
     for bind in binds:
         path = Path(os.path.abspath(bind))
         if not path.exists():
-            raise KdxError(f"cannot bind {path} into the trixie root: it does not exist")
+            raise KdxError(f"cannot bind {path} {where}: it does not exist")
         if path == Path("/"):
-            raise KdxError("cannot bind / into the trixie root: it would hide the root")
+            raise KdxError(f"cannot bind / {where}: it would hide the root")
         paths.append(path)
     paths.sort(key=lambda p: len(p.parts))
     kept: list[Path] = []
@@ -330,18 +354,18 @@ def _prepare_binds(root: Path, binds: Sequence[Path]) -> list[str]:
             inside = inside / part
             if inside.is_symlink():
                 raise KdxError(
-                    f"cannot bind {path} into the trixie root: {inside} is a symlink there"
+                    f"cannot bind {path} {where}: {inside} is a symlink there"
                 )
         if path.is_dir():
             if inside.is_dir() and not _only_mount_points(inside):
                 raise KdxError(
-                    f"cannot bind {path} into the trixie root: it would hide the root's own {path}"
+                    f"cannot bind {path} {where}: it would hide the root's own {path}"
                 )
             inside.mkdir(parents=True, exist_ok=True)
         else:
             if inside.exists() and inside.stat().st_size:
                 raise KdxError(
-                    f"cannot bind {path} into the trixie root: it would hide the root's own {path}"
+                    f"cannot bind {path} {where}: it would hide the root's own {path}"
                 )
             inside.parent.mkdir(parents=True, exist_ok=True)
             inside.touch()
@@ -365,10 +389,10 @@ def run_in_root(
     the command ends, however it ends. The environment inside is a fixed minimal one.
     A non-zero exit is returned, not raised: callers judge what a failure means.
     """
-    _require_root("running tools in the lab's trixie root")
+    _require_root(f"running tools in the lab's {root.name}")
     root = Path(os.path.abspath(root))
     if not (root / "bin/sh").exists():
-        raise KdxError(f"{root} is not a usable root (no /bin/sh): rebuild the trixie root")
+        raise KdxError(f"{root} is not a usable root (no /bin/sh): rebuild it")
     if not argv:
         raise KdxError("run_in_root needs a command to run")
     mounts = _prepare_binds(root, binds)
@@ -390,7 +414,7 @@ def run_in_root(
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise KdxError(
-            f"{argv[0]} in the trixie root did not finish within {timeout:g} seconds"
+            f"{argv[0]} in the lab's {root.name} did not finish within {timeout:g} seconds"
         ) from None
     except BaseException:
         _kill_group(proc)
