@@ -36,7 +36,8 @@ def _build_modules(cache: Path, kernel: Kernel) -> Path:
     """Build every lab module for ``kernel``; return the directory holding the ``.ko`` files.
 
     The kernel's headers name the compiler it was built with; a compiler the host lacks
-    (gcc-14 for trixie's 6.12 on a bookworm host) is taken from the lab's trixie root.
+    (gcc-14 for trixie's 6.12, gcc-16 for sid's 7.x on a bookworm host) is taken from the
+    lab's root of the kernel's suite.
     """
     src = GUEST_DIR / "modules"
     sources = [p for p in src.iterdir() if p.is_file()]
@@ -53,7 +54,7 @@ def _build_modules(cache: Path, kernel: Kernel) -> Path:
     else:
         from kdx.lab.roots import ensure_root, run_in_root
 
-        root = ensure_root(cache, "trixie")
+        root = ensure_root(cache, kernel.tools_suite)
         done = run_in_root(root, argv, binds=[cache])
         proc = subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(),
                                            done.stderr.decode())

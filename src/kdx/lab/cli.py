@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("run", help="crash a guest in one scenario and capture its vmcore")
     r.add_argument("scenario", help="scenario name (see 'kdx lab list')")
-    r.add_argument("--kernel", help="6.1 (default), 6.12, bookworm, trixie or a release "
-                   "such as 6.1.0-56-cloud-amd64")
+    r.add_argument("--kernel", help="6.1 (default), 6.12, 7, bookworm, trixie, sid (Debian's "
+                   "newest) or a release such as 6.1.0-56-cloud-amd64")
     r.add_argument("--capture", choices=CAPTURES, default="kdump",
                    help="kdump inside the guest (default) or QEMU's dump-guest-memory")
     r.add_argument("--format", default="kdump-zlib",

@@ -178,14 +178,14 @@ def _work_dir(cache: Path) -> Path:
 
 
 def _tools_root(cache: Path, kernel: Kernel, fmt: str) -> Path:
-    """Where the capture kernel's makedumpfile comes from: the host's for 6.1, trixie's
-    (1.7.6) for newer kernels, which bookworm's 1.7.2 filters wrongly, and for zstd,
-    which 1.7.2 lacks."""
-    if kernel.series == "6.1" and fmt != "kdump-zstd":
+    """Where the capture kernel's makedumpfile comes from: the host's for bookworm's 6.1,
+    trixie's (1.7.6) for 6.12, which bookworm's 1.7.2 filters wrongly, and for zstd,
+    which 1.7.2 lacks; sid's (1.7.8) for sid's 7.x, which 1.7.6 filters wrongly."""
+    if kernel.suite == "bookworm" and fmt != "kdump-zstd":
         return Path("/")
     from kdx.lab.roots import ensure_root
 
-    return ensure_root(cache, "trixie")
+    return ensure_root(cache, kernel.tools_suite)
 
 
 def _libs_in(root: Path) -> initramfs.LibResolver:
