@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 from kdx import __version__
 from kdx.errors import KdxError
-from kdx.lab import build, initramfs, scenarios
+from kdx.lab import build, filterfix, initramfs, scenarios
 from kdx.lab.cache import locked
 from kdx.lab.kernels import Kernel, fetch_kernel
 from kdx.lab.qemu import Guest, GuestConfig, Qmp
@@ -108,7 +108,8 @@ def run(cache: Path, req: RunRequest, progress: Progress = None) -> Path:
 
 def _make(cache: Path, req: RunRequest, scenario: scenarios.Scenario, kernel: Kernel,
           out: Path, say: Callable[[str], None]) -> Path:
-    recipe = lab_recipe(scenario, req.recipe_extra())
+    fix = _filter_fix(cache, kernel, req)
+    recipe = lab_recipe(scenario, req.recipe_extra() + (fix or ""))
     if not req.force and _recipe_of(out) == recipe:
         say(f"reusing the dump in {out}")
         return out
@@ -117,10 +118,11 @@ def _make(cache: Path, req: RunRequest, scenario: scenarios.Scenario, kernel: Ke
     programs = build.build_programs(cache)
     with tempfile.TemporaryDirectory(prefix="kdx-lab-", dir=_work_dir(cache)) as tmp:
         work = Path(tmp)
-        initrd = _first_initrd(cache, kernel, scenario, modules, programs, req, work)
+        initrd = _first_initrd(cache, kernel, scenario, modules, programs, req, work, fix)
         started = time.time()
-        console, dmesg = _boot_and_capture(kernel, initrd, scenario, req, work, say)
-        _finish(out, work, kernel, scenario, modules, req, console, dmesg, started)
+        cmdline = _cmdline(req, scenario, fix is not None)
+        console, dmesg = _boot_and_capture(kernel, initrd, scenario, req, work, say, cmdline)
+        _finish(out, work, kernel, scenario, modules, req, console, dmesg, started, recipe)
     say(f"dump ready in {out}")
     return out
 
@@ -131,12 +133,12 @@ ATTEMPTS = 2
 
 
 def _boot_and_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario,
-                      req: RunRequest, work: Path, say: Callable[[str], None]
+                      req: RunRequest, work: Path, say: Callable[[str], None], cmdline: str
                       ) -> tuple[str, str]:
     capture = _run_kdump if req.capture == "kdump" else _run_qemu_capture
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            console, dmesg = capture(kernel, initrd, scenario, req, work, say)
+            console, dmesg = capture(kernel, initrd, scenario, req, work, say, cmdline)
         except KdxError:
             log = work / "console.log"
             if attempt == ATTEMPTS or "KDX-TRIGGER" in log.read_text(errors="replace"):
@@ -188,6 +190,16 @@ def _tools_root(cache: Path, kernel: Kernel, fmt: str) -> Path:
     return ensure_root(cache, kernel.tools_suite)
 
 
+def _filter_fix(cache: Path, kernel: Kernel, req: RunRequest) -> str | None:
+    """The VMCOREINFO file the capture's makedumpfile needs to filter ``kernel`` right
+    (see :mod:`kdx.lab.filterfix`), or None. The kernel is asked first, so kernels that
+    need no fix never touch a root."""
+    if req.capture != "kdump" or filterfix.compound_info_offset(kernel.vmlinux) is None:
+        return None
+    root = _tools_root(cache, kernel, req.format)
+    return filterfix.compound_head_fix(kernel, root / "usr/bin/makedumpfile")
+
+
 def _libs_in(root: Path) -> initramfs.LibResolver:
     if root == Path("/"):
         return initramfs.host_libraries
@@ -201,18 +213,21 @@ def _libs_in(root: Path) -> initramfs.LibResolver:
     return resolve
 
 
-def _capture_initrd(cache: Path, kernel: Kernel, fmt: str, work: Path) -> Path:
+def _capture_initrd(cache: Path, kernel: Kernel, fmt: str, work: Path,
+                    fix: str | None) -> Path:
     root = _tools_root(cache, kernel, fmt)
     stage = work / "capture-stage"
     initramfs.stage_base(stage, kernel, initramfs.CAPTURE_MODULES,
                          [Path("/usr/bin/makedumpfile")], _libs_in(root), root)
+    if fix:
+        (stage / filterfix.GUEST_PATH.lstrip("/")).write_text(fix)
     out = work / "capture.img"
     initramfs.write_cpio(stage, out)
     return out
 
 
 def _first_initrd(cache: Path, kernel: Kernel, scenario: scenarios.Scenario, modules: Path,
-                  programs: Path, req: RunRequest, work: Path) -> Path:
+                  programs: Path, req: RunRequest, work: Path, fix: str | None) -> Path:
     stage = work / "stage"
     binaries = [Path("/usr/sbin/kexec")] if req.capture == "kdump" else []
     initramfs.stage_base(stage, kernel, initramfs.LIVED_IN_MODULES, binaries,
@@ -228,7 +243,7 @@ def _first_initrd(cache: Path, kernel: Kernel, scenario: scenarios.Scenario, mod
     (lab / "trigger.sh").write_text(_spawn_sleepers(req.tasks) + scenario.trigger + "\n")
     if req.capture == "kdump":
         shutil.copy(kernel.vmlinuz, lab / "capture" / "vmlinuz")
-        capture_img = _capture_initrd(cache, kernel, req.format, work)
+        capture_img = _capture_initrd(cache, kernel, req.format, work, fix)
         shutil.copy(capture_img, lab / "capture" / "initrd.img")
     out = work / "initrd.img"
     initramfs.write_cpio(stage, out)
@@ -243,10 +258,15 @@ def _spawn_sleepers(count: int) -> str:
             f"echo 'KDX-LAB: started {count} sleepers'\n")
 
 
-def _cmdline(req: RunRequest, scenario: scenarios.Scenario) -> str:
+def _cmdline(req: RunRequest, scenario: scenarios.Scenario, fix: bool = False) -> str:
+    """The first kernel's command line; ``fix`` adds ``-i`` with the capture initramfs's
+    VMCOREINFO fix to makedumpfile's flags (the guest turns commas into spaces)."""
     parts = ["console=ttyS0", f"kdx.capture={req.capture}", f"kdx.scenario={req.scenario}"]
     if req.capture == "kdump":
-        flags = KDUMP_FORMATS[req.format]
+        words = [KDUMP_FORMATS[req.format]] if KDUMP_FORMATS[req.format] else []
+        if fix:
+            words += ["-i", filterfix.GUEST_PATH]
+        flags = ",".join(words)
         parts += [f"crashkernel={CRASHKERNEL}", f"kdx.dumpflags={flags}",
                   f"kdx.dumplevel={req.dump_level}"]
     return " ".join(parts + list(scenario.cmdline))
@@ -260,10 +280,10 @@ def _echo_markers(say: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _run_kdump(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario, req: RunRequest,
-               work: Path, say: Callable[[str], None]) -> tuple[str, str]:
+               work: Path, say: Callable[[str], None], cmdline: str) -> tuple[str, str]:
     dump_disk = _blank_disk(work / "dump.img", (req.memory_mb + 512) << 20)
     dmesg_disk = _blank_disk(work / "dmesg.img", 8 << 20)
-    config = GuestConfig(kernel.vmlinuz, initrd, _cmdline(req, scenario), work / "console.log",
+    config = GuestConfig(kernel.vmlinuz, initrd, cmdline, work / "console.log",
                          disks=[_blank_disk(work / STATE_DISK, 8 << 20), dump_disk, dmesg_disk],
                          memory_mb=req.memory_mb)
     say(f"booting {kernel.release} under QEMU (TCG) for {req.scenario}, capture by kdump")
@@ -330,10 +350,10 @@ class _Limited:
 
 
 def _run_qemu_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario,
-                      req: RunRequest, work: Path, say: Callable[[str], None]
+                      req: RunRequest, work: Path, say: Callable[[str], None], cmdline: str
                       ) -> tuple[str, str]:
     qmp_path = work / "qmp.sock"
-    config = GuestConfig(kernel.vmlinuz, initrd, _cmdline(req, scenario), work / "console.log",
+    config = GuestConfig(kernel.vmlinuz, initrd, cmdline, work / "console.log",
                          disks=[_blank_disk(work / STATE_DISK, 8 << 20)],
                          vmcoreinfo_device=req.vmcoreinfo, qmp_socket=qmp_path,
                          memory_mb=req.memory_mb)
@@ -402,7 +422,8 @@ def _ground_truth(console: str, dmesg: str, kernel: Kernel, scenario: scenarios.
 
 
 def _finish(out: Path, work: Path, kernel: Kernel, scenario: scenarios.Scenario,
-            modules: Path, req: RunRequest, console: str, dmesg: str, started: float) -> None:
+            modules: Path, req: RunRequest, console: str, dmesg: str, started: float,
+            recipe: str) -> None:
     """Move the dump and its companions into ``out`` and write ``truth.json`` last, so a
     directory with a truth file is always complete."""
     out.mkdir(parents=True, exist_ok=True)
@@ -426,7 +447,7 @@ def _finish(out: Path, work: Path, kernel: Kernel, scenario: scenarios.Scenario,
     link.unlink(missing_ok=True)
     link.symlink_to(kernel.vmlinux)
     truth = _ground_truth(console, dmesg, kernel, scenario, req)
-    truth.update(recipe=lab_recipe(scenario, req.recipe_extra()), vmcore=str(out / dump_name(req)),
+    truth.update(recipe=recipe, vmcore=str(out / dump_name(req)),
                  vmlinux=str(kernel.vmlinux), modules_dir=str(mod_out),
                  seconds=round(time.time() - started, 1))
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
