@@ -75,6 +75,11 @@ RULES: tuple[Rule, ...] = (
     _rule("warn", r"WARNING: CPU: \d+ PID: \d+ at (?P<file>\S+):(?P<line>\d+) (?P<func>\S+)",
           "WARNING in {function}", CULPRIT_WARN_SITE,
           "a WARN_ON() fired and panic_on_warn turned the warning into a panic", *_EXC_STEPS),
+    # The same line as Linux 7.x prints it: "WARNING: FILE:LINE at FUNC+0x../0x.. [MODULE],
+    # CPU#1: COMM/PID".
+    _rule("warn", r"WARNING: (?P<file>[^\s:]+):(?P<line>\d+) at (?P<func>\S+)",
+          "WARNING in {function}", CULPRIT_WARN_SITE,
+          "a WARN_ON() fired and panic_on_warn turned the warning into a panic", *_EXC_STEPS),
     _rule("soft-lockup", r"watchdog: BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for "
           r"(?P<seconds>\d+)s! \[(?P<comm>.*):(?P<pid>\d+)\]",
           "BUG: soft lockup in {function}", CULPRIT_EXCEPTION,

@@ -231,8 +231,11 @@ _SCENARIO_LIST: tuple[Scenario, ...] = (
         function="crashlab_check_budget",
         module="crashlab_warn",
         source_file="crashlab_warn.c",
+        # Before 7.0 "WARNING: CPU: 1 PID: 252 at FILE:LINE FUNC+0x..", since then
+        # "WARNING: FILE:LINE at FUNC+0x.. [MODULE], CPU#1: insmod/252".
         panic_pattern=(
-            r"WARNING: CPU: \d+ PID: \d+ at \S*crashlab_warn\.c:\d+ crashlab_check_budget\+0x"
+            r"WARNING: (?:CPU: \d+ PID: \d+ at \S*crashlab_warn\.c:\d+ "
+            r"|\S*crashlab_warn\.c:\d+ at )crashlab_check_budget\+0x"
         ),
         comm="insmod",
         timeout_s=90,
