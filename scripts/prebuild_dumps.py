@@ -18,6 +18,8 @@ FORMATS = [("kdump", f, True) for f in ("kdump-lzo", "kdump-zstd", "kdump-raw", 
                                          "flattened")]
 FORMATS += [("qemu", "elf", True), ("qemu", "elf", False), ("qemu", "kdump-zlib", True),
             ("qemu", "kdump-zlib", False)]
+#: The scenarios tests read on Debian sid's newest kernel (tests/test_lab_sid.py).
+SID_SCENARIOS = ("oom", "null-deref-module", "warn", "sysrq")
 
 
 def requests() -> list[RunRequest]:
@@ -27,6 +29,7 @@ def requests() -> list[RunRequest]:
     out += [RunRequest("sysrq", capture=c, format=f, vmcoreinfo=v) for c, f, v in FORMATS]
     out += [RunRequest("null-deref-module", capture="qemu", format="elf"),
             RunRequest("null-deref-module", format="elf")]
+    out += [RunRequest(name, kernel="sid") for name in SID_SCENARIOS]
     return out
 
 
@@ -40,8 +43,9 @@ def main() -> int:
         return req.label()
 
     failed = 0
-    # Unpack each kernel once before the parallel part (both workers would wait anyway).
-    for kernel in ("6.1", "6.12"):
+    # Unpack each kernel (and make the sid root) once before the parallel part (both
+    # workers would wait anyway).
+    for kernel in ("6.1", "6.12", "sid"):
         run(cache, RunRequest("sysrq", kernel=kernel))
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {pool.submit(build, req): req for req in todo}
