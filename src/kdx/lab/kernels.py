@@ -230,8 +230,9 @@ def _download_and_unpack(cache: Path, kernel: Kernel, progress: Progress) -> Non
 
 def _point_headers_at(root: Path, release: str) -> None:
     """Debian's arch headers Makefile includes the common headers by absolute path under
-    /usr/src; point it at the unpacked copy so modules build without installing anything."""
+    /usr/src (sid's also sets ``KBUILD_OUTPUT`` to its own /usr/src directory); point both
+    at the unpacked copy so modules build without installing anything."""
     makefile = root / "usr/src" / f"linux-headers-{release}" / "Makefile"
-    text = re.sub(r"^include .*/usr/src/", f"include {root}/usr/src/",
+    text = re.sub(r"^(include |KBUILD_OUTPUT\s*:?=\s*).*/usr/src/", rf"\g<1>{root}/usr/src/",
                   makefile.read_text(), flags=re.M)
     makefile.write_text(text)
