@@ -7,7 +7,7 @@ import hashlib
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from kdx.errors import KdxError, MissingToolError
 from kdx.lab.cache import locked
@@ -26,13 +26,16 @@ def digest(paths: Sequence[Path], *extra: str) -> str:
     return h.hexdigest()[:12]
 
 
-def build_modules(cache: Path, kernel: Kernel) -> Path:
-    """Build every lab module for ``kernel`` (once, under a lock); return their directory."""
+def build_modules(cache: Path, kernel: Kernel,
+                  progress: Callable[[str], None] | None = None) -> Path:
+    """Build every lab module for ``kernel`` (once, under a lock); return their directory.
+    ``progress`` hears about a lab root being built for the compiler (minutes, once)."""
     with locked(cache / "build" / f".modules-{kernel.release}.lock"):
-        return _build_modules(cache, kernel)
+        return _build_modules(cache, kernel, progress)
 
 
-def _build_modules(cache: Path, kernel: Kernel) -> Path:
+def _build_modules(cache: Path, kernel: Kernel,
+                   progress: Callable[[str], None] | None) -> Path:
     """Build every lab module for ``kernel``; return the directory holding the ``.ko`` files.
 
     The kernel's headers name the compiler it was built with; a compiler the host lacks
@@ -54,7 +57,7 @@ def _build_modules(cache: Path, kernel: Kernel) -> Path:
     else:
         from kdx.lab.roots import ensure_root, run_in_root
 
-        root = ensure_root(cache, kernel.tools_suite)
+        root = ensure_root(cache, kernel.tools_suite, progress)
         done = run_in_root(root, argv, binds=[cache])
         proc = subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(),
                                            done.stderr.decode())

@@ -3,7 +3,7 @@
 Two images: the capture image (busybox, makedumpfile, virtio block modules) that kdump's
 capture kernel boots, and the first image, which holds everything the scenario needs plus
 the capture kernel and its image for ``kexec -p``. Both are built from a staging directory
-so the same code serves 6.1 and 6.12 kernels and tools taken from a trixie root.
+so the same code serves 6.1, 6.12 and 7.x kernels and tools taken from a trixie or sid root.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def stage_base(stage: Path, kernel: Kernel, modules: Sequence[str],
                binaries: Sequence[Path], libs: LibResolver, tools_root: Path) -> None:
     """Busybox, /init, kernel modules with their index, and ``binaries`` with libraries.
 
-    ``tools_root`` is where ``binaries`` live ("/" or a trixie root); their libraries are
+    ``tools_root`` is where ``binaries`` live ("/" or a lab root); their libraries are
     looked up there too and installed at their path inside it.
     """
     busybox = shutil.which("busybox")

@@ -108,13 +108,13 @@ def run(cache: Path, req: RunRequest, progress: Progress = None) -> Path:
 
 def _make(cache: Path, req: RunRequest, scenario: scenarios.Scenario, kernel: Kernel,
           out: Path, say: Callable[[str], None]) -> Path:
-    fix = _filter_fix(cache, kernel, req)
+    fix = _filter_fix(cache, kernel, req, say)
     recipe = lab_recipe(scenario, req.recipe_extra() + (fix or ""))
     if not req.force and _recipe_of(out) == recipe:
         say(f"reusing the dump in {out}")
         return out
     say(f"building the lab modules for {kernel.release}")
-    modules = build.build_modules(cache, kernel)
+    modules = build.build_modules(cache, kernel, say)
     programs = build.build_programs(cache)
     with tempfile.TemporaryDirectory(prefix="kdx-lab-", dir=_work_dir(cache)) as tmp:
         work = Path(tmp)
@@ -179,7 +179,7 @@ def _work_dir(cache: Path) -> Path:
     return path
 
 
-def _tools_root(cache: Path, kernel: Kernel, fmt: str) -> Path:
+def _tools_root(cache: Path, kernel: Kernel, fmt: str, progress: Progress = None) -> Path:
     """Where the capture kernel's makedumpfile comes from: the host's for bookworm's 6.1,
     trixie's (1.7.6) for 6.12, which bookworm's 1.7.2 filters wrongly, and for zstd,
     which 1.7.2 lacks; sid's (1.7.8) for sid's 7.x, which 1.7.6 filters wrongly."""
@@ -187,16 +187,17 @@ def _tools_root(cache: Path, kernel: Kernel, fmt: str) -> Path:
         return Path("/")
     from kdx.lab.roots import ensure_root
 
-    return ensure_root(cache, kernel.tools_suite)
+    return ensure_root(cache, kernel.tools_suite, progress)
 
 
-def _filter_fix(cache: Path, kernel: Kernel, req: RunRequest) -> str | None:
+def _filter_fix(cache: Path, kernel: Kernel, req: RunRequest, progress: Progress = None
+                ) -> str | None:
     """The VMCOREINFO file the capture's makedumpfile needs to filter ``kernel`` right
     (see :mod:`kdx.lab.filterfix`), or None. The kernel is asked first, so kernels that
     need no fix never touch a root."""
     if req.capture != "kdump" or filterfix.compound_info_offset(kernel.vmlinux) is None:
         return None
-    root = _tools_root(cache, kernel, req.format)
+    root = _tools_root(cache, kernel, req.format, progress)
     return filterfix.compound_head_fix(kernel, root / "usr/bin/makedumpfile")
 
 
