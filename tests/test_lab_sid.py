@@ -61,7 +61,7 @@ def test_the_kernel_is_sids(sid: LabDump) -> None:
     release = sid.truth["release"]
     assert suite_of(release) == "sid"
     assert int(release.split(".")[0]) >= 7
-    assert release == resolve_release("sid") == resolve_release("7")
+    assert release == resolve_release("sid")
     kernel = Kernel(release, default_cache() / "kernels" / release)
     # sid's linux-binary package keeps the image beside the modules, not in /boot.
     assert kernel.vmlinuz == kernel.root / "usr/lib/modules" / release / "vmlinuz"
