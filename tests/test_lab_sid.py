@@ -9,17 +9,20 @@ without its vmlinux (kallsyms, BTF and ORC from the dump): same verdict, same si
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 from conftest import LabDump
 from drgn import offsetof
+from test_no_vmlinux import open_without_debug_package
 
-from kdx import Dump, open_dump
+from kdx import Dump
 from kdx.lab import filterfix
 from kdx.lab.cache import default_cache
 from kdx.lab.kernels import SUITE_OF_SPEC, Kernel, resolve_release, suite_of
+from kdx.target.debuginfo import DEBUG_DIRS_ENV
 
 SCENARIOS = ["sysrq", "null-deref-module", "warn", "oom"]
 #: A frame each scenario's panic-task stack must show (``bt`` or ``bt -t`` text).
@@ -42,9 +45,9 @@ def sid(request: pytest.FixtureRequest, lab) -> LabDump:  # noqa: ANN001 (fixtur
 
 
 def _no_vmlinux(dump: LabDump) -> Dump:
-    """``dump`` opened from what it carries itself, once per test run."""
+    """``dump`` opened from what it carries itself (no debug package), once per run."""
     if dump.vmcore not in _without:
-        _without[dump.vmcore] = open_dump(dump.vmcore, no_vmlinux=True)
+        _without[dump.vmcore] = open_without_debug_package(dump.vmcore)
     return _without[dump.vmcore]
 
 
@@ -115,7 +118,12 @@ def test_no_vmlinux_gives_the_same_verdict(sid: LabDump) -> None:
 
 def test_cli_no_vmlinux_verdict_and_signature(lab, kdx) -> None:  # noqa: ANN001
     dump = lab("null-deref-module", kernel="sid")
-    proc = kdx("analyze", dump.vmcore, "--no-vmlinux", "--json", check=True)
+    saved = os.environ.pop(DEBUG_DIRS_ENV, None)  # a user without the debug package
+    try:
+        proc = kdx("analyze", dump.vmcore, "--no-vmlinux", "--json", check=True)
+    finally:
+        if saved is not None:
+            os.environ[DEBUG_DIRS_ENV] = saved
     data = json.loads(proc.stdout)["data"]
     expected = _verdict(dump.opened)
     assert data["category"] == expected["category"] == "null-pointer-dereference"
