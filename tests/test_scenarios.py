@@ -144,6 +144,10 @@ def test_panic_patterns_match_real_console_lines() -> None:
     assert set(samples) == set(SCENARIOS)
     for name, line in samples.items():
         assert re.search(SCENARIOS[name].panic_pattern, line), name
+    # Linux 7.x words a WARNING differently.
+    assert re.search(SCENARIOS["warn"].panic_pattern,
+                     "[ 12.4] WARNING: crashlab_warn.c:27 at crashlab_check_budget+0x13/0xff0 "
+                     "[crashlab_warn], CPU#1: insmod/252")
 
 
 def test_helper_programs_exist_and_are_used_by_name() -> None:
