@@ -19,9 +19,11 @@ from drgn import offsetof
 from test_no_vmlinux import open_without_debug_package
 
 from kdx import Dump
+from kdx.errors import KdxError
 from kdx.lab import filterfix
 from kdx.lab.cache import default_cache
 from kdx.lab.kernels import SUITE_OF_SPEC, Kernel, resolve_release, suite_of
+from kdx.lab.roots import ensure_root
 from kdx.target.debuginfo import DEBUG_DIRS_ENV
 
 SCENARIOS = ["sysrq", "null-deref-module", "warn", "oom"]
@@ -184,3 +186,10 @@ def test_unknown_kernel_is_one_line(kdx) -> None:  # noqa: ANN001
     assert proc.stderr.strip().splitlines() == [
         "kdx: error: unknown kernel '8': give 6.1, 6.12, 7, bookworm, trixie, sid or a "
         "release such as 6.1.0-56-cloud-amd64"]
+
+
+def test_unknown_root_is_one_sentence(tmp_path: Path) -> None:
+    with pytest.raises(KdxError) as err:
+        ensure_root(tmp_path, "buster")
+    assert str(err.value) == "the lab has no 'buster' root: use one of trixie, sid"
+    assert not list(tmp_path.iterdir())
