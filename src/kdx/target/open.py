@@ -238,6 +238,20 @@ def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Pa
     from the dump itself (kallsyms, BTF, ORC) and a warning says what is lost.
     ``btf=False`` ignores the dump's BTF, as if the kernel had been built without it.
     """
+    target = open_core(core, progress=progress)
+    load_debug_info(target, provider, vmlinux, module_paths, progress=progress,
+                    debug_dirs=debug_dirs, no_vmlinux=no_vmlinux, btf=btf)
+    return target
+
+
+def open_core(core: Path, *, progress: Progress = None, truncated_ok: bool = False) -> Target:
+    """The dump ``core`` opened without any debug info: its memory and VMCOREINFO only,
+    which is all a reader needing no types (the fast pass, the untyped log) uses.
+
+    A flattened stream is reassembled (once, cached); a dump cut short raises KdxError
+    unless ``truncated_ok``, when the reason becomes the target's first warning and
+    whatever its saved pages hold can still be read.
+    """
     logging.getLogger("drgn").setLevel(logging.ERROR)
     dump = identify(core)
     read_path = core
@@ -246,13 +260,16 @@ def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Pa
         inner = identify(read_path)
         dump = DumpFile(core, inner.kind, inner.compression, inner.dump_level,
                         inner.incomplete, inner.machine)
-    _check_complete(dump, read_path)
+    warnings: list[str] = []
+    try:
+        _check_complete(dump, read_path)
+    except KdxError as err:
+        if not truncated_ok:
+            raise
+        warnings.append(str(err))
     prog = _set_core(read_path, dump, progress)
     info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core))
-    target = Target(prog, core, dump, read_path, info, None)
-    load_debug_info(target, provider, vmlinux, module_paths, progress=progress,
-                    debug_dirs=debug_dirs, no_vmlinux=no_vmlinux, btf=btf)
-    return target
+    return Target(prog, core, dump, read_path, info, None, warnings)
 
 
 def load_debug_info(target: Target, provider: SymbolProvider | None, vmlinux: Path | None,
