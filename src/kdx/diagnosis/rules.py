@@ -13,6 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Pattern
 
+__all__ = ["CATEGORIES", "CULPRIT_BLOCKED_TASK", "CULPRIT_EXCEPTION", "CULPRIT_PANIC_CALLER",
+           "CULPRIT_PROCESS", "CULPRIT_WARN_SITE", "RULES", "Match", "Rule", "first_match",
+           "title"]
+
 #: Where a rule finds its culprit.
 CULPRIT_EXCEPTION = "exception"  # the function at the faulting instruction (RIP)
 CULPRIT_BLOCKED_TASK = "blocked-task"  # the first meaningful frame of the hung task
@@ -133,3 +137,18 @@ def first_match(lines: Iterable[str]) -> Match | None:
                 groups = {k: v for k, v in found.groupdict().items() if v is not None}
                 return Match(rule, index, line, groups)
     return None
+
+
+def title(match: Match | None, function: str | None, module: str | None,
+          comm: str | None = None, panic_message: str = "") -> str:
+    """The verdict's title (syzbot's style) for a match and its culprit: the full analysis
+    and the fast pass both name a crash through this, so their titles agree."""
+    if match is None:
+        return "unknown crash"
+    fields = {"function": function or "unknown function", "module": module or "",
+              "message": match.groups.get("message", panic_message), **match.groups}
+    fields.setdefault("comm", comm or "?")
+    text = match.rule.title.format(**fields)
+    if module and "{function}" in match.rule.title:
+        text += f" [{module}]"
+    return text
