@@ -34,7 +34,6 @@ from kdx.diagnosis.verdict import (
     Context,
     Culprit,
     Evidence,
-    Signature,
     StackSummary,
     Verdict,
 )
@@ -96,7 +95,7 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
         schema=SCHEMA, category=category,
         summary=match.rule.summary if match else "no known crash report found in the log",
         culprit=culprit, context=context,
-        signature=Signature(signature.title, signature.hash, signature.frames),
+        signature=signature,
         evidence=evidence, stacks=stacks, details=details,
         next_steps=_next_steps(match, culprit, context),
         warnings=warnings, dump=str(target.path or "live"))
@@ -457,15 +456,8 @@ def _cpu_stacks(reader: StackReader, panic: drgn.Object | None, panic_frames: li
 
 
 def _title(match: rules.Match | None, culprit: Culprit, context: Context) -> str:
-    if match is None:
-        return "unknown crash"
-    fields = {"function": culprit.function or "unknown function", "module": culprit.module or "",
-              "message": match.groups.get("message", context.panic_message), **match.groups}
-    fields.setdefault("comm", context.comm or "?")
-    title = match.rule.title.format(**fields)
-    if culprit.module and "{function}" in match.rule.title:
-        title += f" [{culprit.module}]"
-    return title
+    return rules.title(match, culprit.function, culprit.module, context.comm,
+                       context.panic_message)
 
 
 def _next_steps(match: rules.Match | None, culprit: Culprit, context: Context) -> list[str]:

@@ -74,7 +74,8 @@ class Context:
 class Signature:
     title: str
     hash: str
-    frames: list[str]
+    frames: list[str]  # the frames hashed, culprit first
+    version: int  # the signature rules' version (kdx.diagnosis.signature.SIGNATURE_VERSION)
 
 
 @dataclass(frozen=True)
