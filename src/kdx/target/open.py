@@ -267,7 +267,12 @@ def open_core(core: Path, *, progress: Progress = None, truncated_ok: bool = Fal
         if not truncated_ok:
             raise
         warnings.append(str(err))
-    prog = _set_core(read_path, dump, progress)
+    try:
+        prog = _set_core(read_path, dump, progress)
+    except KdxError as err:
+        if warnings:  # the truncation is why: say it first
+            raise KdxError(f"{warnings[0]}; {err}") from None
+        raise
     info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core))
     return Target(prog, core, dump, read_path, info, None, warnings)
 
