@@ -165,7 +165,7 @@ def _dump_log(prog: Any, warnings: list[str]) -> tuple[list[str], list[str]]:
         log = kernel_log(prog)
     except (LookupError, drgn.FaultError, ValueError, OverflowError, struct.error,
             IndexError) as err:
-        warnings.append(f"the kernel log cannot be read: {err}")
+        warnings.append(f"the kernel log cannot be read: {_one_line(err)}")
         return [], []
     warnings.extend(log.warnings)
     text = log_text(log)
@@ -236,7 +236,7 @@ def _host(target: Any, warnings: list[str]) -> str | None:
         header = _header_host(target)
         if header:
             return header
-        warnings.append(f"the host name cannot be read: {err}")
+        warnings.append(f"the host name cannot be read: {_one_line(err)}")
         return None
     header = _header_host(target)
     if header is None:
@@ -285,3 +285,9 @@ def _clean(name: str | None) -> str | None:
         return None
     text = "".join(c for c in name if c.isprintable()).strip()
     return text[:64] or None
+
+
+def _one_line(err: BaseException) -> str:
+    """A library's error message as one line of reasonable length."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -29,7 +29,7 @@ _RIP = re.compile(r"\bRIP: (?P<cs>[0-9a-f]{4}):(?:\[<[0-9a-f]+>\]\s*)?"
                   r"(?P<func>[A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+"
                   r"(?: \[(?P<module>[\w-]+)(?: [0-9a-f]+)?\])?")
 #: Lines a call trace may hold besides frames: context markers and register dumps.
-_TRACE_NOISE = re.compile(r"^\s*(</?(IRQ|TASK|NMI|SOFTIRQ|EOE)>|"
+_TRACE_NOISE = re.compile(r"^\s*(</?(IRQ|TASK|NMI|SOFTIRQ|EOE|EOI)>|"
                           r"(RIP|RSP|RAX|RBX|RCX|RDX|RSI|RDI|RBP|R\d+|Code|FS|GS|CS|CR\d|"
                           r"DR\d|PKRU)\s*:|\?\s+0x[0-9a-f]+\s*$|0x[0-9a-f]+\s*$)")
 _PANIC_LINE = "Kernel panic - not syncing"
