@@ -78,6 +78,26 @@ class LabDump:
         """The opened target (program, paths, warnings) of the shared ``opened`` dump."""
         return self.opened.target
 
+    @property
+    def verdict(self):  # noqa: ANN201 (kdx.diagnosis.verdict.Verdict)
+        """``kdx analyze``'s verdict with the vmlinux, computed once per test run (kept
+        after the opened dump is dropped: an analysis costs seconds, a verdict little)."""
+        if self.vmcore not in _verdicts:
+            _verdicts[self.vmcore] = self.opened.analyze()
+        return _verdicts[self.vmcore]
+
+
+#: Verdicts by dump, for the whole test run.
+_verdicts: dict[Path, object] = {}
+
+
+def lab_run(run: Path) -> LabDump:
+    """The finished lab run in directory ``run`` (any kernel, even one ``lab`` cannot
+    build here, such as a cached 7.x run)."""
+    truth = json.loads((run / "truth.json").read_text())
+    truth.setdefault("vmcore", str(run / "vmcore"))
+    return LabDump(run, truth)
+
 
 def _progress(msg: str) -> None:
     print(f"[lab] {msg}", file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ from kdx.target.open import open_dump
 def test_verdict_matches_ground_truth(lab, name, kernel):
     dump = lab(name, kernel=kernel)
     truth = dump.truth
-    verdict = analyze(dump.target)
+    verdict = dump.verdict
     assert verdict.category == truth["category"]
     assert verdict.category in CATEGORIES
     assert verdict.culprit.function == truth["function"]

@@ -9,13 +9,12 @@ fields docs/no-vmlinux.md lists (the KERNEL file, source lines) may differ.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
 import pytest
-from conftest import LabDump
+from conftest import lab_run
 
 import kdx
 from kdx.lab.cache import default_cache
@@ -26,12 +25,6 @@ _RUNS = sorted(p.parent for p in (default_cache() / "runs").glob("*/*/truth.json
 #: Commands whose whole text must match.
 _SAME_TEXT = ["ps", "ps -l", "log", "task", "runq", "files", "vm", "kmem -i"]
 _FRAME = re.compile(r"^\s*#\d+ \[[0-9a-f]+\] (\S+) at [0-9a-f]+", re.MULTILINE)
-
-
-def _lab_dump(run: Path) -> LabDump:
-    truth = json.loads((run / "truth.json").read_text())
-    truth.setdefault("vmcore", str(run / "vmcore"))
-    return LabDump(run, truth)
 
 
 def _sys_lines(text: str) -> list[str]:
@@ -53,7 +46,7 @@ def _verdict(dump: kdx.Dump) -> dict:
                                                    for p in _RUNS])
 def pair(request: pytest.FixtureRequest) -> tuple[kdx.Dump, kdx.Dump]:
     """(with the vmlinux, without it) for one lab dump."""
-    dump = _lab_dump(request.param)
+    dump = lab_run(request.param)
     return dump.opened, open_without_debug_package(dump.vmcore)
 
 
