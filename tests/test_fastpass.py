@@ -130,9 +130,10 @@ def test_random_bytes_are_refused_in_one_line(tmp_path):
 
 
 def test_text_without_a_report_gives_warnings():
-    report = fast_report_from_text("hello\nworld\n")
+    report = fast_report_from_text("hello\nworld\x1b[2J\n")
     assert report.category is None and report.signature is None
     assert "the log holds no crash report kdx recognises" in report.warnings
+    assert report.log_tail == ["hello", "world.[2J"]  # no escape reaches a page or terminal
 
 
 def test_truncated_dump_gives_what_it_can(null_deref, lab, tmp_path):

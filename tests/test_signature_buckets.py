@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import LabDump, lab_run
+from test_no_vmlinux import open_without_debug_package
 
-import kdx
 from kdx.diagnosis.fastpass import FastReport, fast_report
 from kdx.diagnosis.signature import SIGNATURE_VERSION, make_signature
 from kdx.lab import scenarios
@@ -98,7 +98,7 @@ def test_no_vmlinux_gives_the_same_signature(lab):
     """A timer callback crash on 6.12 read with kallsyms, BTF and ORC only (the
     no-vmlinux tests compare every other dump)."""
     dump = lab("irq-context", kernel="6.12")
-    without = kdx.open_dump(dump.vmcore, no_vmlinux=True).analyze()
+    without = open_without_debug_package(dump.vmcore).analyze()
     assert without.signature == dump.verdict.signature
     assert without.signature.frames == ["crashlab_timer_fn"]
 

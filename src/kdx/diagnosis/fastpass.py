@@ -99,7 +99,12 @@ def fast_report(path: Path) -> FastReport:
 
 
 def fast_report_from_text(text: str) -> FastReport:
-    """The fast verdict on a kernel log's text (dmesg, vmcore-dmesg.txt, a console log)."""
+    """The fast verdict on a kernel log's text (dmesg, vmcore-dmesg.txt, a console log).
+    Its characters are made printable as the dump's log model does (a control character
+    becomes ``.``), since the text is as untrusted as the dump it came from."""
+    from kdx.model.log import printable
+
+    text = printable(text.replace("\r\n", "\n").encode("utf-8", errors="replace"))
     lines = bare_lines(text)
     shown = text.splitlines()[-TAIL_LINES:]
     warnings = [] if any(lines) else ["the text holds no kernel log lines"]
