@@ -166,3 +166,18 @@ def test_flattened_dump(lab):
     assert report.dump_format == "kdump-compressed (zlib)"
     assert report.title == "SysRq triggered crash"
     assert report.culprit == "sysrq_handle_crash"
+
+
+def test_damaged_vmcoreinfo_key_is_refused_not_a_crash(null_deref, kdx, tmp_path):
+    """A VMCOREINFO key starting with '.' (one flipped bit: 'O' -> '.') made libkdumpfile
+    crash the whole process; kdx now refuses the dump in one line before opening it."""
+    data = bytearray(null_deref.vmcore.read_bytes())
+    at = data.index(b"\nOFFSET(prb_data_ring.data)=", 0, 1 << 16) + 1
+    data[at] = ord(".")
+    damaged = tmp_path / "damaged"
+    damaged.write_bytes(bytes(data))
+    proc = kdx(damaged, null_deref.vmlinux, "-c", "sys")  # a separate process: a crash
+    assert proc.returncode == 1, proc.returncode           # would show as -11 here
+    assert "damaged VMCOREINFO note" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(KdxError, match=r"line \d+: key '\.FFSET\(prb_data_ring\.data\)'"):
+        fast_report(damaged)

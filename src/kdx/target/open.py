@@ -137,8 +137,8 @@ def _skip_drgn_plugins() -> None:
 def _try_core(path: Path, platform: drgn.Platform | None = None,
               vmcoreinfo_data: bytes | None = None) -> tuple[drgn.Program | None, str]:
     _skip_drgn_plugins()
-    prog = drgn.Program(platform, vmcoreinfo=vmcoreinfo_data)
-    try:
+    try:  # a damaged VMCOREINFO given here fails already in the constructor
+        prog = drgn.Program(platform, vmcoreinfo=vmcoreinfo_data)
         prog.set_core_dump(str(path))
         return prog, ""
     except Exception as err:  # drgn reports libkdumpfile failures as plain Exception
@@ -150,6 +150,7 @@ def _set_core(path: Path, dump: DumpFile, progress: Progress) -> drgn.Program:
     files name no architecture (libkdumpfile then refuses them), and QEMU dumps of guests
     without the vmcoreinfo device lack VMCOREINFO (recovered from guest memory)."""
     platform = None
+    vmcoreinfo.check_note(path, dump)
     prog, message = _try_core(path)
     if prog is None and "ARCH_NAME" in message and dump.machine in _PLATFORMS:
         platform = _PLATFORMS[dump.machine]

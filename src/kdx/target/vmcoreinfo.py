@@ -93,3 +93,76 @@ def _scan_kdump(path: Path, dump: DumpFile) -> bytes | None:
 def release_of(text: str) -> str | None:
     found = re.search(r"^OSRELEASE=(\S+)", text, re.M)
     return found.group(1) if found else None
+
+
+_PT_NOTE = 4
+_NOTE_LIMIT = 16 << 20
+
+
+def note_text(path: Path, dump: DumpFile) -> bytes | None:
+    """The VMCOREINFO note as the dump file stores it (None when it has none), read
+    without drgn: from the kdump sub-header's offset, or from an ELF note segment."""
+    try:
+        with open(path, "rb") as f:
+            return _kdump_note(f) if dump.kind == "kdump" else _elf_note(f)
+    except (OSError, struct.error, ValueError, OverflowError):
+        return None
+
+
+def _kdump_note(f) -> bytes | None:  # noqa: ANN001 (a binary file)
+    head = f.read(4096)
+    version = struct.unpack_from("<i", head, 8)[0]
+    off = (12 + 6 * 65 + 7) & ~7
+    block = struct.unpack_from("<i", head, off + 20)[0]
+    if version < 3 or not 0 < block <= 1 << 20:
+        return None
+    f.seek(block + 32)  # kdump_sub_header.offset_vmcoreinfo, size_vmcoreinfo
+    offset, size = struct.unpack("<qQ", f.read(16))
+    if offset <= 0 or not 0 < size <= _NOTE_LIMIT:
+        return None
+    f.seek(offset)
+    return f.read(size)
+
+
+def _elf_note(f) -> bytes | None:  # noqa: ANN001 (a binary file)
+    head = f.read(64)
+    phoff = struct.unpack_from("<Q", head, 0x20)[0]
+    phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+    f.seek(phoff)
+    table = f.read(phentsize * min(phnum, 4096))
+    for i in range(len(table) // max(phentsize, 56)):
+        p_type, _flags, offset = struct.unpack_from("<IIQ", table, i * phentsize)
+        size = struct.unpack_from("<Q", table, i * phentsize + 32)[0]
+        if p_type != _PT_NOTE or size > _NOTE_LIMIT:
+            continue
+        f.seek(offset)
+        found = _note_named(f.read(size), b"VMCOREINFO")
+        if found is not None:
+            return found
+    return None
+
+
+def _note_named(notes: bytes, name: bytes) -> bytes | None:
+    at = 0
+    while at + 12 <= len(notes):
+        namesz, descsz, _type = struct.unpack_from("<III", notes, at)
+        start = at + 12 + ((namesz + 3) & ~3)
+        if notes[at + 12:at + 12 + namesz].rstrip(b"\0") == name:
+            return notes[start:start + descsz]
+        at = start + ((descsz + 3) & ~3)
+    return None
+
+
+def check_note(path: Path, dump: DumpFile) -> None:
+    """Refuse a VMCOREINFO note with a key libkdumpfile cannot take: a key with an empty
+    dot-separated part (``.FFSET(...)``, a flipped bit in a damaged dump) crashes the
+    process that opens it, so it is caught here, before any library reads the file."""
+    text = note_text(path, dump)
+    if not text:
+        return
+    for number, line in enumerate(text.split(b"\n"), 1):
+        key = line.split(b"=", 1)[0]
+        if b"=" in line and (key.startswith(b".") or key.endswith(b".") or b".." in key):
+            shown = key[:40].decode("ascii", errors="replace")
+            raise KdxError(f"{dump.path} has a damaged VMCOREINFO note (line {number}: key "
+                           f"{shown!r}); the dump is corrupt")
