@@ -193,13 +193,17 @@ def _kdump_data_end(f) -> int:  # noqa: ANN001 (a binary file)
     the header, sub-header and bitmaps, one per page set in the second bitmap."""
     f.seek(424)
     block_size, sub_hdr_size, bitmap_blocks = struct.unpack("<xxxxiiI", f.read(16))
+    if block_size <= 0 or sub_hdr_size < 0:
+        raise ValueError("impossible kdump header sizes")
     bitmap_off = (1 + sub_hdr_size) * block_size
     half = bitmap_blocks * block_size // 2
+    if bitmap_off + 2 * half > os.fstat(f.fileno()).st_size:  # never read past the end:
+        return bitmap_off + 2 * half  # a damaged header may claim terabytes of bitmap
     f.seek(bitmap_off + half)
     second = f.read(half)
     if len(second) < half:
         return bitmap_off + 2 * half
-    pages = bin(int.from_bytes(second, "little")).count("1")
+    pages = int.from_bytes(second, "little").bit_count()
     descs = bitmap_off + 2 * half
     if pages == 0:
         return descs
