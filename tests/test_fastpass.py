@@ -181,3 +181,15 @@ def test_damaged_vmcoreinfo_key_is_refused_not_a_crash(null_deref, kdx, tmp_path
     assert "damaged VMCOREINFO note" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(KdxError, match=r"line \d+: key '\.FFSET\(prb_data_ring\.data\)'"):
         fast_report(damaged)
+
+
+def test_damaged_kdump_header_is_one_error_line(null_deref, tmp_path):
+    """A header claiming a bitmap of terabytes (bitmap_blocks at byte 436) once made the
+    completeness check read it all (MemoryError)."""
+    data = bytearray(null_deref.vmcore.read_bytes())
+    data[436:440] = (0xF0000000).to_bytes(4, "little")
+    damaged = tmp_path / "damaged"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(KdxError, match="is truncated") as err:
+        fast_report(damaged)
+    assert "\n" not in str(err.value)

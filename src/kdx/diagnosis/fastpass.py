@@ -146,7 +146,7 @@ def _from_dump(path: Path) -> FastReport:
         if "not a crash dump kdx knows" in message:
             raise KdxError(f"{path.name} is neither a crash dump kdx knows (ELF, "
                            "kdump-compressed, makedumpfile flattened) nor a kernel log") from None
-        raise
+        raise KdxError(_one_line(err)) from None
     info = target.vmcoreinfo
     warnings = list(target.warnings)
     lines, shown = _dump_log(target.prog, warnings)
@@ -295,4 +295,4 @@ def _clean(name: str | None) -> str | None:
 def _one_line(err: BaseException) -> str:
     """A library's error message as one line of reasonable length."""
     text = " ".join(str(err).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= 500 else text[:497] + "..."
