@@ -1,0 +1,229 @@
+"""The fleet's database: tables, opening (with migrations) and record conversion.
+
+SQLAlchemy keeps the SQL portable, so the embedded SQLite file and a PostgreSQL server run
+the same schema, created and upgraded by the Alembic revisions in ``migrations/`` when the
+database is opened. SQLite runs in WAL mode with a busy timeout because the server, its
+watcher and every worker process write to it at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from kdx.fleet.records import DumpRecord, JobRecord
+
+__all__ = ["Base", "Database", "Dump", "Job", "Label", "Output", "Problem", "ProblemEventRow",
+           "SignatureRow", "Watched", "dump_record", "iso", "job_record", "open_database",
+           "utcnow"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> dt.datetime:
+    """Now in UTC, naive (how the columns hold time on every database)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 with a ``Z``, the form every record carries."""
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Dump(Base):
+    __tablename__ = "dumps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    received: Mapped[dt.datetime] = mapped_column(DateTime)
+    companion: Mapped[str | None] = mapped_column(String(64))  # vmcore-dmesg.txt's sha256
+    host: Mapped[str | None] = mapped_column(String(255))
+    release: Mapped[str | None] = mapped_column(String(255))
+    build_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    captured: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    problem_id: Mapped[int | None] = mapped_column(ForeignKey("problems.id"), index=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)  # placed by a person
+    signature: Mapped[str | None] = mapped_column(String(64))
+    signature_version: Mapped[int | None] = mapped_column(Integer)
+    failure: Mapped[str | None] = mapped_column(Text)
+    debug_source: Mapped[str | None] = mapped_column(String(16))
+    fast: Mapped[dict | None] = mapped_column(JSON)
+    verdict: Mapped[dict | None] = mapped_column(JSON)
+    first_result: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    analysed: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Label(Base):
+    __tablename__ = "labels"
+
+    dump_id: Mapped[int] = mapped_column(ForeignKey("dumps.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class Output(Base):
+    __tablename__ = "outputs"
+
+    dump_id: Mapped[int] = mapped_column(ForeignKey("dumps.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dump_id: Mapped[int] = mapped_column(ForeignKey("dumps.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(8), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease: Mapped[str | None] = mapped_column(String(32))
+    created: Mapped[dt.datetime] = mapped_column(DateTime)
+    started: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    failure: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    completions: Mapped[int] = mapped_column(Integer, default=0)  # results stored: 0 or 1
+
+
+class Problem(Base):
+    __tablename__ = "problems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64))
+    signature_version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(64))
+    culprit: Mapped[str | None] = mapped_column(String(255))
+    module: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[dt.datetime] = mapped_column(DateTime)
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("problems.id"))
+
+
+class SignatureRow(Base):
+    """Which problem a signature's dumps land in (a merge re-points it)."""
+
+    __tablename__ = "signatures"
+    __table_args__ = (UniqueConstraint("hash", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    problem_id: Mapped[int] = mapped_column(ForeignKey("problems.id"))
+
+
+class ProblemEventRow(Base):
+    __tablename__ = "problem_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    problem_id: Mapped[int] = mapped_column(ForeignKey("problems.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    who: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Watched(Base):
+    """A file ``--watch`` ingested, so a restart does not ingest it again."""
+
+    __tablename__ = "watched"
+
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    dump_id: Mapped[int | None] = mapped_column(ForeignKey("dumps.id"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Database:
+    """An engine and its session factory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.session = sessionmaker(engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    """Connect to ``url`` and bring its schema to the newest revision."""
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if migrate:
+        upgrade(engine)
+    return Database(engine)
+
+
+def upgrade(engine: Engine) -> None:
+    """``alembic upgrade head`` on ``engine``, without a config file."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def dump_record(session: Session, row: Dump, *, outputs: bool = False) -> DumpRecord:
+    """The record of ``row`` (its command outputs only when asked: they are large)."""
+    from sqlalchemy import select
+
+    labels = dict(session.execute(
+        select(Label.key, Label.value).where(Label.dump_id == row.id)).all())
+    texts: dict[str, str] = {}
+    if outputs:
+        texts = dict(session.execute(
+            select(Output.name, Output.text).where(Output.dump_id == row.id)).all())
+    return DumpRecord(
+        id=row.id, sha256=row.sha256, filename=row.filename, size=row.size, kind=row.kind,
+        state=row.state, received=iso(row.received) or "", labels=labels, host=row.host,
+        release=row.release, build_id=row.build_id, captured=iso(row.captured),
+        problem_id=row.problem_id, failure=row.failure, debug_source=row.debug_source,
+        fast=row.fast, verdict=row.verdict, outputs=texts)
+
+
+def job_record(row: Job) -> JobRecord:
+    return JobRecord(id=row.id, dump_id=row.dump_id, stage=row.stage, state=row.state,
+                     attempts=row.attempts, created=iso(row.created) or "",
+                     started=iso(row.started), finished=iso(row.finished),
+                     failure=row.failure, seconds=row.seconds)

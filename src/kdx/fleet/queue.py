@@ -1,0 +1,282 @@
+"""The durable job queue on the ``jobs`` table, and the local workers that drain it.
+
+A job is claimed by one atomic UPDATE (queued -> running, a fresh lease token, attempts+1)
+that only one claimer can win, on SQLite as on PostgreSQL. Results are stored in the same
+transaction as an UPDATE that requires the lease to still match, so a job whose worker was
+given up on (killed, or the server restarted) can never complete twice. Fast jobs are
+claimed before full ones: the first result of every dump comes before anyone's deep dive.
+
+``WorkerPool`` runs N local workers. Each job runs in its own child process
+(``python -m kdx.fleet.worker``) with a hard time limit (the process group is killed) and
+a memory limit (RLIMIT_AS, set by the child), so a dump that crashes or hangs the analysis
+fails with its reason and never blocks the queue. ``JobQueue`` is the interface a
+distributed queue (Celery) implements instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from kdx.fleet.db import Database, Dump, Job, utcnow
+
+__all__ = ["MAX_ATTEMPTS", "Claim", "JobQueue", "SqlJobQueue", "WorkerPool", "WorkerSettings",
+           "describe_exit"]
+
+#: A job interrupted this many times (the server died under it each time) fails.
+MAX_ATTEMPTS = 3
+STAGES = ("fast", "full")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker holds: valid as long as its lease matches the table's."""
+
+    job_id: int
+    dump_id: int
+    stage: str
+    lease: str
+    attempts: int
+
+
+class JobQueue(Protocol):
+    """Durable jobs: queue, claim, finish (under the lease), recover after a crash."""
+
+    def enqueue(self, session: Session, dump_id: int, stage: str) -> int: ...
+
+    def claim(self) -> Claim | None: ...
+
+    def complete(self, claim: Claim, seconds: float,
+                 store: Callable[[Session], None]) -> bool: ...
+
+    def fail(self, claim: Claim, reason: str, seconds: float | None = None) -> bool: ...
+
+    def requeue(self, claim: Claim) -> bool: ...
+
+    def recover(self) -> int: ...
+
+
+class SqlJobQueue:
+    """The embedded queue: the ``jobs`` table of the fleet database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def enqueue(self, session: Session, dump_id: int, stage: str) -> int:
+        """Queue ``stage`` of ``dump_id`` in the caller's transaction."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        job = Job(dump_id=dump_id, stage=stage, state="queued", attempts=0, created=utcnow(),
+                  completions=0)
+        session.add(job)
+        session.flush()
+        return job.id
+
+    def claim(self) -> Claim | None:
+        """Take the oldest queued job, fast stage first; None when the queue is empty."""
+        order = (case((Job.stage == "fast", 0), else_=1), Job.id)
+        for _ in range(20):
+            with self.db.session() as s, s.begin():
+                row = s.execute(select(Job.id, Job.dump_id, Job.stage, Job.attempts)
+                                .where(Job.state == "queued").order_by(*order).limit(1)).first()
+                if row is None:
+                    return None
+                lease = secrets.token_hex(16)
+                won = s.execute(update(Job).where(Job.id == row.id, Job.state == "queued")
+                                .values(state="running", lease=lease, started=utcnow(),
+                                        attempts=Job.attempts + 1)).rowcount
+                if won == 1:
+                    return Claim(row.id, row.dump_id, row.stage, lease, row.attempts + 1)
+        return None
+
+    def _finish(self, s: Session, claim: Claim, **values: object) -> bool:
+        return s.execute(update(Job).where(Job.id == claim.job_id, Job.lease == claim.lease,
+                                           Job.state == "running")
+                         .values(finished=utcnow(), **values)).rowcount == 1
+
+    def complete(self, claim: Claim, seconds: float, store: Callable[[Session], None]) -> bool:
+        """Mark the job done and run ``store`` (the results) in one transaction, only if
+        the lease still holds; False (nothing stored) otherwise."""
+        with self.db.session() as s, s.begin():
+            if not self._finish(s, claim, state="done", seconds=seconds,
+                                completions=Job.completions + 1):
+                return False
+            store(s)
+        return True
+
+    def fail(self, claim: Claim, reason: str, seconds: float | None = None) -> bool:
+        """Mark the job and its dump failed with ``reason``, if the lease still holds."""
+        with self.db.session() as s, s.begin():
+            if not self._finish(s, claim, state="failed", failure=reason, seconds=seconds):
+                return False
+            dump = s.get(Dump, claim.dump_id)
+            if dump is not None:
+                dump.state, dump.failure = "failed", reason
+        return True
+
+    def requeue(self, claim: Claim) -> bool:
+        """Give a claimed job back (the server is stopping); it runs again later."""
+        with self.db.session() as s, s.begin():
+            return s.execute(update(Job).where(Job.id == claim.job_id,
+                                               Job.lease == claim.lease,
+                                               Job.state == "running")
+                             .values(state="queued", lease=None, started=None)).rowcount == 1
+
+    def recover(self) -> int:
+        """After a server died: its running jobs are queued again (their old leases are
+        void); one interrupted ``MAX_ATTEMPTS`` times fails instead. Returns how many."""
+        with self.db.session() as s, s.begin():
+            running = list(s.scalars(select(Job).where(Job.state == "running")))
+            for job in running:
+                job.lease, job.started = None, None
+                if job.attempts >= MAX_ATTEMPTS:
+                    job.state, job.finished = "failed", utcnow()
+                    job.failure = (f"the analysis was interrupted {job.attempts} times "
+                                   "(the server stopped while it ran)")
+                    dump = s.get(Dump, job.dump_id)
+                    if dump is not None:
+                        dump.state, dump.failure = "failed", job.failure
+                else:
+                    job.state = "queued"
+            return len(running)
+
+    def counts(self) -> dict[str, int]:
+        with self.db.session() as s:
+            return dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker child needs to find everything (passed to it as JSON)."""
+
+    database: str
+    store: str
+    data: str
+    debuginfo: str | None
+    seconds: dict[str, float]  # per stage
+    memory: dict[str, int]  # per stage, bytes
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def describe_exit(returncode: int, stderr: str, memory: int) -> str:
+    """One sentence for a worker child that died without storing a result."""
+    if "MemoryError" in stderr or "bad_alloc" in stderr or "Cannot allocate memory" in stderr:
+        return f"ran out of memory (limit {_gib(memory)})"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the analysis crashed ({name})"
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    return f"the analysis failed (exit status {returncode}{': ' + last[:300] if last else ''})"
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.3g} GiB"
+
+
+class WorkerPool:
+    """N threads, each running one job at a time in a child process it supervises."""
+
+    def __init__(self, queue: SqlJobQueue, settings: WorkerSettings, count: int,
+                 tmp: Path) -> None:
+        self.queue = queue
+        self.settings = settings
+        self.count = count
+        self.tmp = tmp
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._children: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        for i in range(self.count):
+            thread = threading.Thread(target=self._loop, name=f"kdx-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """A job was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming, kill running children; their jobs are queued again."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            children = list(self._children.values())
+        for child in children:
+            _kill_group(child)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            claim = self.queue.claim()
+            if claim is None:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            self._run(claim)
+
+    def _run(self, claim: Claim) -> None:
+        limit = self.settings.seconds[claim.stage]
+        memory = self.settings.memory[claim.stage]
+        cmd = [sys.executable, "-m", "kdx.fleet.worker", str(claim.job_id), "--lease",
+               claim.lease, "--parent", str(os.getpid()), "--memory", str(memory),
+               "--settings", self.settings.to_json()]
+        start = time.monotonic()
+        with tempfile.TemporaryFile(dir=self.tmp) as err:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=err, start_new_session=True)
+            with self._lock:
+                self._children[child.pid] = child
+            try:
+                child.wait(timeout=limit)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                _kill_group(child)
+                timed_out = True
+            finally:
+                with self._lock:
+                    self._children.pop(child.pid, None)
+            seconds = time.monotonic() - start
+            if self._stop.is_set() and (timed_out or child.returncode != 0):
+                self.queue.requeue(claim)
+                return
+            if timed_out:
+                self.queue.fail(claim, f"analysis took longer than {limit:g} s", seconds)
+                return
+            if child.returncode != 0:
+                err.seek(0, os.SEEK_END)
+                err.seek(max(0, err.tell() - 4096))
+                text = err.read().decode(errors="replace")
+                self.queue.fail(claim, describe_exit(child.returncode, text, memory), seconds)
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """Kill the child and anything it started; reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=10)
