@@ -35,7 +35,8 @@ from sqlalchemy.orm import Session
 from kdx.fleet.db import Database, Dump, Job, utcnow
 
 __all__ = ["MAX_ATTEMPTS", "Claim", "JobQueue", "SqlJobQueue", "WorkerPool", "WorkerSettings",
-           "describe_exit"]
+           "describe_exit",
+           "memory_message", "out_of_memory"]
 
 #: A job interrupted this many times (the server died under it each time) fails.
 MAX_ATTEMPTS = 3
@@ -174,10 +175,26 @@ class WorkerSettings:
         return json.dumps(self.__dict__)
 
 
+_OOM_WORDS = ("memoryerror", "bad_alloc", "cannot allocate memory", "out of memory",
+              "failed to map segment")
+
+
+def out_of_memory(text: str) -> bool:
+    """Whether an error text says an allocation failed (drgn, libelf, the loader...)."""
+    lowered = text.lower()
+    return any(word in lowered for word in _OOM_WORDS)
+
+
+def memory_message(limit: int) -> str:
+    size = (f"{limit / (1 << 30):g} GiB" if limit >= 1 << 30
+            else f"{limit / (1 << 20):g} MiB")
+    return f"ran out of memory (limit {size})"
+
+
 def describe_exit(returncode: int, stderr: str, memory: int) -> str:
     """One sentence for a worker child that died without storing a result."""
-    if "MemoryError" in stderr or "bad_alloc" in stderr or "Cannot allocate memory" in stderr:
-        return f"ran out of memory (limit {_gib(memory)})"
+    if out_of_memory(stderr):
+        return memory_message(memory)
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -186,10 +203,6 @@ def describe_exit(returncode: int, stderr: str, memory: int) -> str:
         return f"the analysis crashed ({name})"
     last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
     return f"the analysis failed (exit status {returncode}{': ' + last[:300] if last else ''})"
-
-
-def _gib(size: int) -> str:
-    return f"{size / (1 << 30):.3g} GiB"
 
 
 class WorkerPool:

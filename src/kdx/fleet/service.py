@@ -36,8 +36,8 @@ class FleetConfig:
     broker: str | None = None  # None: local workers; redis://... for Celery
     workers: int = 0  # local worker processes (0: the number of cores)
     debuginfo: Path | None = None  # build-ID keyed debug-info store
-    job_seconds: int = 600  # hard time limit of one analysis
-    job_memory: int = 4 << 30  # hard memory limit of one analysis, bytes
+    job_seconds: float = 600  # hard time limit of one analysis (the full stage), seconds
+    job_memory: int = 4 << 30  # hard memory limit of one analysis (the full stage), bytes
     max_upload: int = 64 << 30  # bytes
 
 

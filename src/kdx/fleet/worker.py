@@ -44,16 +44,13 @@ def _limit_memory(limit: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _gib(size: int) -> str:
-    return f"{size / (1 << 30):.3g} GiB"
-
-
 def _reason(err: BaseException, memory: int) -> str:
     """One sentence for an exception the analysis raised."""
     from kdx.errors import KdxError
+    from kdx.fleet.queue import memory_message, out_of_memory
 
-    if isinstance(err, MemoryError):
-        return f"ran out of memory (limit {_gib(memory)})"
+    if isinstance(err, MemoryError) or out_of_memory(str(err)):
+        return memory_message(memory)
     if isinstance(err, KdxError):
         return str(err).splitlines()[0] if str(err) else type(err).__name__
     text = str(err).splitlines()[0] if str(err) else ""
