@@ -8,7 +8,6 @@ import hashlib
 import io
 import os
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, inspect, select
