@@ -232,3 +232,15 @@ def test_watch_ingests_only_finished_dumps_once(tmp_path):
     assert later.poll() == [] and later.poll() == []
     assert len(again.dumps()) == 2
     again.close()
+
+
+def test_new_signature_rules_queue_the_dumps_again(fleet):
+    old = BucketKey("c" * 16, buckets.current_version() - 1, "old rules", "oops")
+    p_old = _bucket(fleet, LOG + "old", old, "web-1")
+    with fleet.db.session() as s, s.begin():
+        s.get(Dump, fleet.problem(p_old).dump_ids[0]).kind = "vmcore"
+        for job in s.scalars(select(Job)):
+            job.state = "done"
+    assert fleet._requeue_stale() == 1
+    assert [(j.stage, j.state) for j in fleet.jobs(state="queued")] == [("full", "queued")]
+    assert fleet._requeue_stale() == 0  # already queued

@@ -42,7 +42,7 @@ def current_version() -> int:
     """The version of the signature rules ``kdx analyze`` applies now."""
     from kdx.diagnosis import signature
 
-    return int(getattr(signature, "VERSION", getattr(signature, "SIGNATURE_VERSION", 1)))
+    return int(getattr(signature, "SIGNATURE_VERSION", 1))
 
 
 @dataclass(frozen=True)

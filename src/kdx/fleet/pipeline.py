@@ -71,36 +71,14 @@ def readable(path: Path, tmp: Path) -> Iterator[Path]:
         yield out
 
 
-def _minimal_fast(path: Path, kind: str) -> dict[str, Any]:
-    """What the fast pass reports when it cannot run: the kernel from VMCOREINFO."""
-    report: dict[str, Any] = {"kind": kind}
-    if kind != "vmcore":
-        return report
-    from kdx.target import vmcoreinfo
-    from kdx.target.formats import identify
-    from kdx.target.open import _set_core, _vmcoreinfo_text
-
-    prog = _set_core(path, identify(path), None)
-    info = vmcoreinfo.parse(_vmcoreinfo_text(prog, path))
-    report["release"] = info.get("OSRELEASE")
-    report["build_id"] = info.get("BUILD-ID")
-    if info.get("CRASHTIME", "").isdigit():
-        when = dt.datetime.fromtimestamp(int(info["CRASHTIME"]), dt.timezone.utc)
-        report["captured"] = when.replace(tzinfo=None).isoformat() + "Z"
-    return report
-
-
 def fast_result(path: Path, kind: str) -> dict[str, Any]:
     """The fast pass's record of a dump or a kernel log, as plain data."""
     from kdx.diagnosis import fastpass
 
-    try:
-        if kind == "dmesg":
-            text = path.read_bytes().decode("utf-8", errors="replace")
-            return fastpass.fast_report_from_text(text).to_dict()
-        return fastpass.fast_report(path).to_dict()
-    except NotImplementedError:
-        return _minimal_fast(path, kind)
+    if kind == "dmesg":
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        return fastpass.fast_report_from_text(text).to_dict()
+    return fastpass.fast_report(path).to_dict()
 
 
 def run_fast(path: Path, kind: str, companion: Path | None, tmp: Path) -> dict[str, Any]:
@@ -167,7 +145,8 @@ def run_full(path: Path, debug: DebugInfoStore | None, release: str | None,
         system = dump.sys()
     info = target.vmcoreinfo
     culprit = verdict.culprit
-    key = BucketKey(verdict.signature.hash, current_version(), verdict.signature.title,
+    version = getattr(verdict.signature, "version", None) or current_version()
+    key = BucketKey(verdict.signature.hash, version, verdict.signature.title,
                     verdict.category, _culprit(culprit.function, culprit.module),
                     culprit.module)
     record = verdict.to_dict()

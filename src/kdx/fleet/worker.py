@@ -44,17 +44,26 @@ def _limit_memory(limit: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _reason(err: BaseException, memory: int) -> str:
-    """One sentence for an exception the analysis raised."""
+def _reason(err: BaseException, memory: int, names: dict[str, str]) -> str:
+    """One sentence for an exception the analysis raised, naming the dump as it was
+    submitted (``names`` maps the store's paths to that name), not by the server's
+    paths."""
+    text = _first_line(err)
+    for stored, shown in names.items():
+        text = text.replace(stored, shown)
     from kdx.errors import KdxError
     from kdx.fleet.queue import memory_message, out_of_memory
 
-    if isinstance(err, MemoryError) or out_of_memory(str(err)):
+    if isinstance(err, MemoryError) or out_of_memory(text):
         return memory_message(memory)
     if isinstance(err, KdxError):
-        return str(err).splitlines()[0] if str(err) else type(err).__name__
-    text = str(err).splitlines()[0] if str(err) else ""
+        return text or type(err).__name__
     return f"the analysis failed: {type(err).__name__}{': ' + text[:300] if text else ''}"
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).splitlines()
+    return lines[0] if lines else ""
 
 
 def run_job(job_id: int, lease: str, settings: dict[str, Any], memory: int) -> int:
@@ -79,6 +88,9 @@ def run_job(job_id: int, lease: str, settings: dict[str, Any], memory: int) -> i
             return 4  # no longer ours
         claim = Claim(job.id, job.dump_id, job.stage, lease, job.attempts)
         kind, key, companion = dump.kind, dump.sha256, dump.companion
+        names = {str(store.path(key)): dump.filename, key: dump.filename}
+        if companion:
+            names[str(store.path(companion))] = "vmcore-dmesg.txt"
         release, build_id = dump.release, dump.build_id
     try:
         path = store.local_path(key)
@@ -99,7 +111,8 @@ def run_job(job_id: int, lease: str, settings: dict[str, Any], memory: int) -> i
             def save(s: Any) -> None:
                 pipeline.store_full(s, s.get(Dump, claim.dump_id), result)
     except Exception as err:  # noqa: BLE001 (every failure becomes the job's reason)
-        queue.fail(claim, _reason(err, memory), time.monotonic() - started)
+        names[str(tmp)] = "(temporary files)"
+        queue.fail(claim, _reason(err, memory, names), time.monotonic() - started)
         return EXPLAINED
     queue.complete(claim, time.monotonic() - started, save)
     return 0
