@@ -59,7 +59,7 @@ class JobQueue(Protocol):
 
     def enqueue(self, session: Session, dump_id: int, stage: str) -> int: ...
 
-    def claim(self) -> Claim | None: ...
+    def claim(self, stages: tuple[str, ...] = STAGES) -> Claim | None: ...
 
     def complete(self, claim: Claim, seconds: float,
                  store: Callable[[Session], None]) -> bool: ...
@@ -87,13 +87,15 @@ class SqlJobQueue:
         session.flush()
         return job.id
 
-    def claim(self) -> Claim | None:
-        """Take the oldest queued job, fast stage first; None when the queue is empty."""
+    def claim(self, stages: tuple[str, ...] = STAGES) -> Claim | None:
+        """Take the oldest queued job of ``stages``, fast stage first; None when there is
+        none."""
         order = (case((Job.stage == "fast", 0), else_=1), Job.id)
         for _ in range(20):
             with self.db.session() as s, s.begin():
                 row = s.execute(select(Job.id, Job.dump_id, Job.stage, Job.attempts)
-                                .where(Job.state == "queued").order_by(*order).limit(1)).first()
+                                .where(Job.state == "queued", Job.stage.in_(stages))
+                                .order_by(*order).limit(1)).first()
                 if row is None:
                     return None
                 lease = secrets.token_hex(16)
@@ -206,7 +208,9 @@ def describe_exit(returncode: int, stderr: str, memory: int) -> str:
 
 
 class WorkerPool:
-    """N threads, each running one job at a time in a child process it supervises."""
+    """N threads, each running one job at a time in a child process it supervises, and
+    one more that runs fast jobs only: a storm of full analyses never delays the first
+    result of a new dump by more than one fast pass."""
 
     def __init__(self, queue: SqlJobQueue, settings: WorkerSettings, count: int,
                  tmp: Path) -> None:
@@ -222,8 +226,10 @@ class WorkerPool:
 
     def start(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
-        for i in range(self.count):
-            thread = threading.Thread(target=self._loop, name=f"kdx-worker-{i}", daemon=True)
+        lanes = [STAGES] * self.count + [("fast",)]
+        for i, stages in enumerate(lanes):
+            thread = threading.Thread(target=self._loop, args=(stages,), daemon=True,
+                                      name=f"kdx-worker-{i}" if i < self.count else "kdx-fast")
             thread.start()
             self._threads.append(thread)
 
@@ -243,9 +249,9 @@ class WorkerPool:
             thread.join(timeout=30)
         self._threads.clear()
 
-    def _loop(self) -> None:
+    def _loop(self, stages: tuple[str, ...]) -> None:
         while not self._stop.is_set():
-            claim = self.queue.claim()
+            claim = self.queue.claim(stages)
             if claim is None:
                 self._wake.wait(0.5)
                 self._wake.clear()
