@@ -222,7 +222,8 @@ def test_watch_ingests_only_finished_dumps_once(tmp_path):
     (run / "vmcore-incomplete").rename(run / "vmcore")
     assert watcher.poll() == []  # renamed just now: wait for one stable poll
     (record,) = watcher.poll()
-    assert record.filename == "vmcore" and fleet.dump(record.id).outputs == {}
+    assert record.filename == "vmcore"
+    assert fleet.dump(record.id).outputs == {"vmcore-dmesg.txt": LOG}  # shown at once
     with fleet.db.session() as s:
         assert s.get(Dump, record.id).companion is not None  # the log came with it
     assert watcher.poll() == []

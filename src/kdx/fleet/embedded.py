@@ -153,6 +153,8 @@ class EmbeddedFleet:
                     self.queue.enqueue(s, row.id, "fast")
                 elif companion and not row.companion:
                     row.companion = companion
+                if companion and row.companion == companion:
+                    self._store_log(s, row.id, companion)
                 for k, v in labels.items():
                     if s.get(Label, (row.id, k)) is None:
                         s.add(Label(dump_id=row.id, key=k, value=v))
@@ -162,6 +164,16 @@ class EmbeddedFleet:
             if found is None:
                 raise
             return found
+
+    def _store_log(self, s: Session, dump_id: int, key: str) -> None:
+        """The ``vmcore-dmesg.txt`` that came with a dump, shown beside it at once."""
+        from kdx.fleet.db import Output
+        from kdx.fleet.pipeline import MAX_OUTPUT
+
+        with self.store.open(key) as f:
+            text = f.read(MAX_OUTPUT).decode("utf-8", errors="replace")
+        if s.get(Output, (dump_id, "vmcore-dmesg.txt")) is None:
+            s.add(Output(dump_id=dump_id, name="vmcore-dmesg.txt", text=text))
 
     def ingest_path(self, path: Path, *, labels: dict[str, str] | None = None
                     ) -> list[DumpRecord]:

@@ -6,21 +6,23 @@ transaction as an UPDATE that requires the lease to still match, so a job whose 
 given up on (killed, or the server restarted) can never complete twice. Fast jobs are
 claimed before full ones: the first result of every dump comes before anyone's deep dive.
 
-``WorkerPool`` runs N local workers. Each job runs in its own child process
-(``python -m kdx.fleet.worker``) with a hard time limit (the process group is killed) and
-a memory limit (RLIMIT_AS, set by the child), so a dump that crashes or hangs the analysis
-fails with its reason and never blocks the queue. ``JobQueue`` is the interface a
-distributed queue (Celery) implements instead.
+``WorkerPool`` runs N local workers. Each job runs in its own child process (forked from
+a server that preloaded the analysis, then ``kdx.fleet.worker``) with a hard time limit
+(the process group is killed) and a memory limit (RLIMIT_AS, set by the child), so a dump
+that crashes or hangs the analysis fails with its reason and never blocks the queue.
+``JobQueue`` is the interface a distributed queue (Celery) implements instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
+import multiprocessing.context
+import multiprocessing.process
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,9 +36,8 @@ from sqlalchemy.orm import Session
 
 from kdx.fleet.db import Database, Dump, Job, utcnow
 
-__all__ = ["MAX_ATTEMPTS", "Claim", "JobQueue", "SqlJobQueue", "WorkerPool", "WorkerSettings",
-           "describe_exit",
-           "memory_message", "out_of_memory"]
+__all__ = ["MAX_ATTEMPTS", "PRELOAD", "Claim", "JobQueue", "SqlJobQueue", "WorkerPool",
+           "WorkerSettings", "describe_exit", "memory_message", "out_of_memory"]
 
 #: A job interrupted this many times (the server died under it each time) fails.
 MAX_ATTEMPTS = 3
@@ -221,7 +222,7 @@ class WorkerPool:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._children: dict[int, subprocess.Popen] = {}
+        self._children: dict[int, multiprocessing.process.BaseProcess] = {}
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -261,41 +262,86 @@ class WorkerPool:
     def _run(self, claim: Claim) -> None:
         limit = self.settings.seconds[claim.stage]
         memory = self.settings.memory[claim.stage]
-        cmd = [sys.executable, "-m", "kdx.fleet.worker", str(claim.job_id), "--lease",
-               claim.lease, "--parent", str(os.getpid()), "--memory", str(memory),
-               "--settings", self.settings.to_json()]
         start = time.monotonic()
-        with tempfile.TemporaryFile(dir=self.tmp) as err:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=err, start_new_session=True)
+        fd, err_name = tempfile.mkstemp(dir=self.tmp, prefix="stderr-")
+        os.close(fd)
+        err = Path(err_name)
+        try:
+            child = _spawn().Process(
+                target=_child, daemon=True, name=f"kdx-job-{claim.job_id}",
+                args=(claim.job_id, claim.lease, memory, self.settings.to_json(), err_name,
+                      dict(os.environ)))
+            child.start()
             with self._lock:
                 self._children[child.pid] = child
             try:
-                child.wait(timeout=limit)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                _kill_group(child)
-                timed_out = True
+                child.join(limit)
+                timed_out = child.exitcode is None
+                if timed_out:
+                    _kill_group(child)
             finally:
                 with self._lock:
                     self._children.pop(child.pid, None)
             seconds = time.monotonic() - start
-            if self._stop.is_set() and (timed_out or child.returncode != 0):
+            code = child.exitcode
+            if self._stop.is_set() and (timed_out or code != 0):
                 self.queue.requeue(claim)
-                return
-            if timed_out:
+            elif timed_out:
                 self.queue.fail(claim, f"analysis took longer than {limit:g} s", seconds)
-                return
-            if child.returncode != 0:
-                err.seek(0, os.SEEK_END)
-                err.seek(max(0, err.tell() - 4096))
-                text = err.read().decode(errors="replace")
-                self.queue.fail(claim, describe_exit(child.returncode, text, memory), seconds)
+            elif code != 0:
+                text = _tail(err)
+                self.queue.fail(claim, describe_exit(code or 0, text, memory), seconds)
+        finally:
+            err.unlink(missing_ok=True)
 
 
-def _kill_group(child: subprocess.Popen) -> None:
+#: What every job imports, loaded once into the fork server its processes start from.
+PRELOAD = ["kdx.fleet.worker", "kdx.fleet.pipeline", "kdx.fleet.queue",
+           "kdx.diagnosis.fastpass", "kdx.diagnosis.analyze", "kdx.api",
+           "kdx.session.session", "kdx.target.open", "sqlalchemy.dialects.sqlite"]
+_spawn_lock = threading.Lock()
+_context: multiprocessing.context.BaseContext | None = None
+
+
+def _spawn() -> multiprocessing.context.BaseContext:
+    """Jobs start from a fork server that imported drgn, SQLAlchemy and kdx once, so a
+    job costs a fork, not an interpreter start (most of a fast pass)."""
+    global _context
+    with _spawn_lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
+            _context = ctx
+        return _context
+
+
+def _child(job_id: int, lease: str, memory: int, settings: str, err_path: str,
+           env: dict[str, str]) -> None:
+    """A job's process: its own process group, the server's environment, stderr to a
+    file the pool reads when it dies, then ``kdx.fleet.worker``'s limits and run."""
+    from kdx.fleet import worker
+
+    os.setsid()
+    os.environ.clear()
+    os.environ.update(env)
+    err = os.open(err_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(err, 2)
+    os.close(err)
+    sys.exit(worker.main([str(job_id), "--lease", lease, "--memory", str(memory),
+                          "--parent", str(os.getppid()), "--settings", settings]))
+
+
+def _tail(path: Path, size: int = 4096) -> str:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - size))
+        return f.read().decode(errors="replace")
+
+
+def _kill_group(child: multiprocessing.process.BaseProcess) -> None:
     """Kill the child and anything it started; reap it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=10)
+        os.killpg(child.pid, signal.SIGKILL)  # its group: it called setsid
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(child.pid, signal.SIGKILL)  # in case it was killed before setsid
+    child.join(10)
