@@ -59,6 +59,30 @@ def test_an_analysis_over_its_memory_limit_fails(tmp_path, sysrq):
     assert jobs[0].stage == "full" and jobs[0].failure == dump.failure
 
 
+def test_a_crashing_analysis_fails_with_its_signal(tmp_path, sysrq):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(DEBUG_DIRS_ENV, raising=False)
+        fleet = open_fleet(FleetConfig(data=tmp_path / "data", workers=1))
+    try:
+        dump = fleet.ingest_path(sysrq.vmcore)[0]
+
+        def full_running() -> bool:
+            return any(stage == "full" for _, stage in fleet.pool.running().values())
+
+        wait_until(lambda: full_running() or fleet.idle(), what="the full analysis")
+        (pid,) = [p for p, (_, stage) in fleet.pool.running().items() if stage == "full"]
+        os.kill(pid, signal.SIGSEGV)  # as drgn would on a dump that breaks it
+        wait_until(fleet.idle)
+        failed = fleet.dump(dump.id)
+        assert failed.state == "failed"
+        assert failed.failure == "the analysis crashed (SIGSEGV)"
+        assert fleet.retry(dump.id).state == "received"  # and it can be retried
+        wait_until(fleet.idle)
+        assert fleet.dump(dump.id).state == "analysed"
+    finally:
+        fleet.close()
+
+
 def _serve(data: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop(DEBUG_DIRS_ENV, None)

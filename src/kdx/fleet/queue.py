@@ -223,6 +223,7 @@ class WorkerPool:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._children: dict[int, multiprocessing.process.BaseProcess] = {}
+        self._jobs: dict[int, tuple[int, str]] = {}  # pid -> (job id, stage)
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -233,6 +234,11 @@ class WorkerPool:
                                       name=f"kdx-worker-{i}" if i < self.count else "kdx-fast")
             thread.start()
             self._threads.append(thread)
+
+    def running(self) -> dict[int, tuple[int, str]]:
+        """The jobs running now: process id -> (job id, stage)."""
+        with self._lock:
+            return dict(self._jobs)
 
     def wake(self) -> None:
         """A job was queued: look now rather than at the next poll."""
@@ -274,6 +280,7 @@ class WorkerPool:
             child.start()
             with self._lock:
                 self._children[child.pid] = child
+                self._jobs[child.pid] = (claim.job_id, claim.stage)
             try:
                 child.join(limit)
                 timed_out = child.exitcode is None
@@ -282,6 +289,7 @@ class WorkerPool:
             finally:
                 with self._lock:
                     self._children.pop(child.pid, None)
+                    self._jobs.pop(child.pid, None)
             seconds = time.monotonic() - start
             code = child.exitcode
             if self._stop.is_set() and (timed_out or code != 0):
