@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kdx.fleet.db import Job
 from kdx.fleet.embedded import open_fleet
@@ -92,9 +91,11 @@ def main() -> int:
                                                             Job.state == "done")))
             full = list(s.scalars(select(Job.seconds).where(Job.stage == "full",
                                                             Job.state == "done")))
+            peaks = {stage: s.scalar(select(func.max(Job.peak_memory))
+                                     .where(Job.stage == stage)) or 0
+                     for stage in ("fast", "full")}
         states = metrics["dumps"]
         fleet.close()
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     firsts = sorted(metrics["first_result_seconds"])
     analysed = states.get("analysed", 0)
     print(f"{args.count} dumps ({len(sources)} lab vmcores, 16 MiB each) on {args.workers} "
@@ -108,7 +109,8 @@ def main() -> int:
     print(f"  analysed per minute per core {analysed / (elapsed / 60) / args.workers:7.1f}")
     print(f"  job time, median             fast {statistics.median(fast):.2f} s, "
           f"full {statistics.median(full):.2f} s")
-    print(f"  peak memory of a worker      {peak:7.0f} MiB")
+    print(f"  peak memory of a job process fast {peaks['fast'] / (1 << 20):.0f} MiB, "
+          f"full {peaks['full'] / (1 << 20):.0f} MiB (resident, shared pages included)")
     return 0
 
 

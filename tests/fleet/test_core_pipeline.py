@@ -178,5 +178,6 @@ def test_one_problem_per_scenario(world):
     assert {p.id for p in listed} >= set(every)
     metrics = fleet.metrics()
     assert metrics["queue_length"] == 0 and metrics["jobs"]["failed"] >= 2
+    assert metrics["worker_peak_bytes"] > 50 << 20  # a full analysis loads debug info
     # every dump but the random bytes (its fast pass failed) had a first result
     assert len(metrics["first_result_seconds"]) == len(set(ids.values())) - 1

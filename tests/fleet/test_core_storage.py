@@ -63,7 +63,36 @@ def test_schema_is_migrated_once_in_wal_mode(tmp_path):
             "watched", "alembic_version"} <= names
     with db.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+    db.close()
+
+
+def test_an_older_schema_is_upgraded_with_its_rows(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from kdx.fleet.db import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(text(
+            "INSERT INTO dumps (id, sha256, filename, size, kind, state, received, pinned) "
+            "VALUES (1, :h, 'vmcore', 5, 'vmcore', 'received', '2026-12-01 00:00:00', 0)"),
+            {"h": "0" * 64})
+        connection.execute(text(
+            "INSERT INTO jobs (id, dump_id, stage, state, attempts, created, completions) "
+            "VALUES (1, 1, 'fast', 'queued', 0, '2026-12-01 00:00:00', 0)"))
+    engine.dispose()
+    db = open_database(url)
+    with db.session() as s:
+        job = s.get(Job, 1)
+        assert (job.stage, job.state, job.peak_memory) == ("fast", "queued", None)
     db.close()
 
 

@@ -110,6 +110,7 @@ class Job(Base):
     failure: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float | None] = mapped_column(Float)
     completions: Mapped[int] = mapped_column(Integer, default=0)  # results stored: 0 or 1
+    peak_memory: Mapped[int | None] = mapped_column(BigInteger)  # the job process's, bytes
 
 
 class Problem(Base):

@@ -333,12 +333,13 @@ class EmbeddedFleet:
                 select(Job.seconds).where(Job.state == "done", Job.stage == "full",
                                           Job.seconds.is_not(None))
                 .order_by(Job.id.desc()).limit(1000))]
+            peak = s.scalar(select(func.max(Job.peak_memory)))
             firsts = [(a - b).total_seconds() for a, b in s.execute(
                 select(Dump.first_result, Dump.received)
                 .where(Dump.first_result.is_not(None)).order_by(Dump.id.desc()).limit(1000))]
         return {"queue_length": jobs.get("queued", 0.0), "jobs": jobs, "dumps": dumps,
                 "analysis_seconds": seconds, "first_result_seconds": firsts,
-                "workers": float(self.pool.count)}
+                "workers": float(self.pool.count), "worker_peak_bytes": float(peak or 0)}
 
     def idle(self) -> bool:
         """No job queued or running."""

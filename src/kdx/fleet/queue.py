@@ -62,10 +62,11 @@ class JobQueue(Protocol):
 
     def claim(self, stages: tuple[str, ...] = STAGES) -> Claim | None: ...
 
-    def complete(self, claim: Claim, seconds: float,
-                 store: Callable[[Session], None]) -> bool: ...
+    def complete(self, claim: Claim, seconds: float, store: Callable[[Session], None],
+                 *, peak_memory: int | None = None) -> bool: ...
 
-    def fail(self, claim: Claim, reason: str, seconds: float | None = None) -> bool: ...
+    def fail(self, claim: Claim, reason: str, seconds: float | None = None,
+             *, peak_memory: int | None = None) -> bool: ...
 
     def requeue(self, claim: Claim) -> bool: ...
 
@@ -112,20 +113,23 @@ class SqlJobQueue:
                                            Job.state == "running")
                          .values(finished=utcnow(), **values)).rowcount == 1
 
-    def complete(self, claim: Claim, seconds: float, store: Callable[[Session], None]) -> bool:
+    def complete(self, claim: Claim, seconds: float, store: Callable[[Session], None],
+                 *, peak_memory: int | None = None) -> bool:
         """Mark the job done and run ``store`` (the results) in one transaction, only if
         the lease still holds; False (nothing stored) otherwise."""
         with self.db.session() as s, s.begin():
             if not self._finish(s, claim, state="done", seconds=seconds,
-                                completions=Job.completions + 1):
+                                completions=Job.completions + 1, peak_memory=peak_memory):
                 return False
             store(s)
         return True
 
-    def fail(self, claim: Claim, reason: str, seconds: float | None = None) -> bool:
+    def fail(self, claim: Claim, reason: str, seconds: float | None = None,
+             *, peak_memory: int | None = None) -> bool:
         """Mark the job and its dump failed with ``reason``, if the lease still holds."""
         with self.db.session() as s, s.begin():
-            if not self._finish(s, claim, state="failed", failure=reason, seconds=seconds):
+            if not self._finish(s, claim, state="failed", failure=reason, seconds=seconds,
+                                peak_memory=peak_memory):
                 return False
             dump = s.get(Dump, claim.dump_id)
             if dump is not None:

@@ -112,10 +112,16 @@ def run_job(job_id: int, lease: str, settings: dict[str, Any], memory: int) -> i
                 pipeline.store_full(s, s.get(Dump, claim.dump_id), result)
     except Exception as err:  # noqa: BLE001 (every failure becomes the job's reason)
         names[str(tmp)] = "(temporary files)"
-        queue.fail(claim, _reason(err, memory, names), time.monotonic() - started)
+        queue.fail(claim, _reason(err, memory, names), time.monotonic() - started,
+                   peak_memory=_peak())
         return EXPLAINED
-    queue.complete(claim, time.monotonic() - started, save)
+    queue.complete(claim, time.monotonic() - started, save, peak_memory=_peak())
     return 0
+
+
+def _peak() -> int:
+    """This process's peak resident memory, bytes."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
