@@ -138,7 +138,7 @@ def test_file_kinds_and_kdump_directories(tmp_path):
 def test_claims_are_atomic_fast_first_and_leased(fleet):
     ids = [_ingest(fleet, LOG + str(i)).id for i in range(6)]
     queue: SqlJobQueue = fleet.queue
-    with fleet.db.session() as s, s.begin():
+    with fleet.db.write() as s, s.begin():
         full = queue.enqueue(s, ids[0], "full")  # queued before some fast jobs finish
     claims, lock = [], threading.Lock()
 
@@ -191,7 +191,7 @@ def test_exit_reasons():
 
 def _bucket(fleet, text: str, key: BucketKey, host: str) -> int:
     dump = _ingest(fleet, text)
-    with fleet.db.session() as s, s.begin():
+    with fleet.db.write() as s, s.begin():
         row = s.get(Dump, dump.id)
         row.host, row.release, row.state = host, "6.1.0-57-cloud-amd64", "analysed"
         row.captured = utcnow()
@@ -221,7 +221,7 @@ def test_merge_and_split_keep_reasons_and_route_later_dumps(fleet):
     assert new.dump_ids == moved and new.events[0].action == "split"
     assert fleet.problem(p1).count == 2
     # a split dump stays where a person put it when analysed again
-    with fleet.db.session() as s, s.begin():
+    with fleet.db.write() as s, s.begin():
         assert buckets.assign(s, s.get(Dump, moved[0]), warn, final=True) == new.id
     with pytest.raises(KdxError, match="reason"):
         fleet.split(p1, moved, reason=" ", who="bo")
@@ -256,18 +256,27 @@ def test_watch_ingests_only_finished_dumps_once(tmp_path):
     with fleet.db.session() as s:
         assert s.get(Dump, record.id).companion is not None  # the log came with it
     assert watcher.poll() == []
+    # kdump-tools: dump.STAMP first, dmesg.STAMP after it, attached to the same report
+    deb = watched / "202612050600"
+    deb.mkdir()
+    (deb / "dump.202612050600").write_bytes(b"KDUMP   " + b"\1" * 100)
+    assert watcher.poll() == []
+    (debian,) = watcher.poll()
+    (deb / "dmesg.202612050600").write_text(LOG + "debian")
+    assert watcher.poll() == [] and watcher.poll() == []
+    assert fleet.dump(debian.id).outputs == {"vmcore-dmesg.txt": LOG + "debian"}
     fleet.close()
     again = open_fleet(config, workers=False)  # a restart remembers what it ingested
     later = Watcher(again, watched, log_settle=3600)
     assert later.poll() == [] and later.poll() == []
-    assert len(again.dumps()) == 2
+    assert len(again.dumps()) == 3
     again.close()
 
 
 def test_new_signature_rules_queue_the_dumps_again(fleet):
     old = BucketKey("c" * 16, buckets.current_version() - 1, "old rules", "oops")
     p_old = _bucket(fleet, LOG + "old", old, "web-1")
-    with fleet.db.session() as s, s.begin():
+    with fleet.db.write() as s, s.begin():
         s.get(Dump, fleet.problem(p_old).dump_ids[0]).kind = "vmcore"
         for job in s.scalars(select(Job)):
             job.state = "done"

@@ -164,17 +164,23 @@ class Watched(Base):
 
 
 class Database:
-    """An engine and its session factory."""
+    """An engine and its session factories: ``session`` for reading, ``write`` for a
+    transaction that writes (on SQLite it takes the write lock when it begins, waiting
+    for it up to the busy timeout, so a read-then-write transaction never fails because
+    another process wrote in between)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session = sessionmaker(engine, expire_on_commit=False)
+        self.write = sessionmaker(engine.execution_options(immediate=True),
+                                  expire_on_commit=False)
 
     def close(self) -> None:
         self.engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # transactions begin in _sqlite_begin
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -183,11 +189,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Any) -> None:
+    immediate = connection.get_execution_options().get("immediate")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def open_database(url: str, *, migrate: bool = True) -> Database:
     """Connect to ``url`` and bring its schema to the newest revision."""
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     if migrate:
         upgrade(engine)
     return Database(engine)

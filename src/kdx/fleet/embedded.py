@@ -142,7 +142,7 @@ class EmbeddedFleet:
         from kdx.fleet.db import utcnow
 
         try:
-            with self.db.session() as s, s.begin():
+            with self.db.write() as s, s.begin():
                 row = s.scalar(select(Dump).where(Dump.sha256 == key))
                 if row is None:
                     row = Dump(sha256=key, filename=filename, size=size, kind=kind,
@@ -174,6 +174,19 @@ class EmbeddedFleet:
             text = f.read(MAX_OUTPUT).decode("utf-8", errors="replace")
         if s.get(Output, (dump_id, "vmcore-dmesg.txt")) is None:
             s.add(Output(dump_id=dump_id, name="vmcore-dmesg.txt", text=text))
+
+    def attach_log(self, dump_id: int, path: Path) -> None:
+        """Keep ``path`` (a ``vmcore-dmesg.txt``) as the log that came with dump
+        ``dump_id`` (kdump-tools writes it after the dump)."""
+        with open(path, "rb") as f:
+            key = self.store.put(f, limit=self.config.max_upload).key
+        with self.db.write() as s, s.begin():
+            row = s.get(Dump, dump_id)
+            if row is None:
+                raise NotFound(f"there is no dump {dump_id}")
+            if row.companion is None:
+                row.companion = key
+                self._store_log(s, dump_id, key)
 
     def ingest_path(self, path: Path, *, labels: dict[str, str] | None = None
                     ) -> list[DumpRecord]:
@@ -241,13 +254,13 @@ class EmbeddedFleet:
             return buckets.query_problems(s, where, limit, offset)
 
     def merge(self, into: int, other: int, *, reason: str, who: str) -> ProblemRecord:
-        with self.db.session() as s, s.begin():
+        with self.db.write() as s, s.begin():
             buckets.merge(s, into, other, reason=reason, who=who)
         return self._problem(into)
 
     def split(self, problem_id: int, dump_ids: list[int], *, reason: str, who: str
               ) -> ProblemRecord:
-        with self.db.session() as s, s.begin():
+        with self.db.write() as s, s.begin():
             new = buckets.split(s, problem_id, dump_ids, reason=reason, who=who)
         return self._problem(new)
 
@@ -271,7 +284,7 @@ class EmbeddedFleet:
             Job.dump_id == dump_id, Job.state.in_(("queued", "running")))) > 0
 
     def retry(self, dump_id: int) -> DumpRecord:
-        with self.db.session() as s, s.begin():
+        with self.db.write() as s, s.begin():
             row = s.get(Dump, dump_id)
             if row is None:
                 raise NotFound(f"there is no dump {dump_id}")
@@ -284,7 +297,7 @@ class EmbeddedFleet:
 
     def _queue_full(self, dump_ids: list[int]) -> int:
         queued = 0
-        with self.db.session() as s, s.begin():
+        with self.db.write() as s, s.begin():
             for dump_id in dump_ids:
                 if not self._pending(s, dump_id):
                     self.queue.enqueue(s, dump_id, "full")

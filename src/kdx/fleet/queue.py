@@ -94,7 +94,7 @@ class SqlJobQueue:
         none."""
         order = (case((Job.stage == "fast", 0), else_=1), Job.id)
         for _ in range(20):
-            with self.db.session() as s, s.begin():
+            with self.db.write() as s, s.begin():
                 row = s.execute(select(Job.id, Job.dump_id, Job.stage, Job.attempts)
                                 .where(Job.state == "queued", Job.stage.in_(stages))
                                 .order_by(*order).limit(1)).first()
@@ -117,7 +117,7 @@ class SqlJobQueue:
                  *, peak_memory: int | None = None) -> bool:
         """Mark the job done and run ``store`` (the results) in one transaction, only if
         the lease still holds; False (nothing stored) otherwise."""
-        with self.db.session() as s, s.begin():
+        with self.db.write() as s, s.begin():
             if not self._finish(s, claim, state="done", seconds=seconds,
                                 completions=Job.completions + 1, peak_memory=peak_memory):
                 return False
@@ -127,7 +127,7 @@ class SqlJobQueue:
     def fail(self, claim: Claim, reason: str, seconds: float | None = None,
              *, peak_memory: int | None = None) -> bool:
         """Mark the job and its dump failed with ``reason``, if the lease still holds."""
-        with self.db.session() as s, s.begin():
+        with self.db.write() as s, s.begin():
             if not self._finish(s, claim, state="failed", failure=reason, seconds=seconds,
                                 peak_memory=peak_memory):
                 return False
@@ -138,7 +138,7 @@ class SqlJobQueue:
 
     def requeue(self, claim: Claim) -> bool:
         """Give a claimed job back (the server is stopping); it runs again later."""
-        with self.db.session() as s, s.begin():
+        with self.db.write() as s, s.begin():
             return s.execute(update(Job).where(Job.id == claim.job_id,
                                                Job.lease == claim.lease,
                                                Job.state == "running")
@@ -147,7 +147,7 @@ class SqlJobQueue:
     def recover(self) -> int:
         """After a server died: its running jobs are queued again (their old leases are
         void); one interrupted ``MAX_ATTEMPTS`` times fails instead. Returns how many."""
-        with self.db.session() as s, s.begin():
+        with self.db.write() as s, s.begin():
             running = list(s.scalars(select(Job).where(Job.state == "running")))
             for job in running:
                 job.lease, job.started = None, None

@@ -98,15 +98,39 @@ class Watcher:
             return dmesg
         return None
 
+    def _row(self, path: Path) -> Watched | None:
+        with self.fleet.db.session() as s:
+            return s.scalar(select(Watched).where(Watched.path == str(path)))
+
     def _already(self, path: Path, main: Path) -> bool:
         st = main.stat()
-        with self.fleet.db.session() as s:
-            row = s.scalar(select(Watched).where(Watched.path == str(path)))
+        row = self._row(path)
         return row is not None and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+    def _late_log(self, path: Path) -> None:
+        """kdump-tools writes ``dmesg.STAMP`` after the dump: attach it to the dump
+        ingested from this directory, once."""
+        from kdx.fleet.embedded import kdump_dir_files
+
+        try:
+            vmcore, dmesg = kdump_dir_files(path)
+        except (KdxError, OSError):
+            return
+        row = self._row(path)
+        if vmcore is None or dmesg is None or row is None or row.dump_id is None:
+            return
+        if self._already(dmesg, dmesg):
+            return
+        try:
+            self.fleet.attach_log(row.dump_id, dmesg)
+        except (KdxError, OSError) as err:
+            log.warning("cannot attach %s: %s", dmesg, err)
+            return
+        self._remember(dmesg, dmesg, row.dump_id)
 
     def _remember(self, path: Path, main: Path, dump_id: int | None) -> None:
         st = main.stat()
-        with self.fleet.db.session() as s, s.begin():
+        with self.fleet.db.write() as s, s.begin():
             row = s.get(Watched, str(path))
             if row is None:
                 s.add(Watched(path=str(path), size=st.st_size, mtime_ns=st.st_mtime_ns,
@@ -127,7 +151,11 @@ class Watcher:
             if self._seen.get(path) != current[path]:
                 continue  # new or still changing: look again next time
             main = self._main_file(path)
-            if main is None or self._already(path, main):
+            if main is None:
+                continue
+            if self._already(path, main):
+                if path.is_dir():
+                    self._late_log(path)
                 continue
             try:
                 records = self.fleet.ingest_path(main if path.is_file() else path,
