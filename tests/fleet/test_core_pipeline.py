@@ -54,6 +54,11 @@ def world(lab, tmp_path_factory):
         (kdump_dir / "vmcore").symlink_to(nd.vmcore)
         (kdump_dir / "vmcore-dmesg.txt").symlink_to(nd.dir / "dmesg.txt")
         (ids["kdump-dir"],) = [r.id for r in fleet.ingest_path(kdump_dir)]
+        # one bug taken by kdump and by QEMU, in several formats
+        for capture, fmt in (("kdump", "kdump-zlib"), ("kdump", "kdump-lzo"),
+                             ("qemu", "kdump-zlib")):
+            dump = lab("sysrq", capture=capture, fmt=fmt)
+            ids[f"sysrq/6.1/{capture}-{fmt}"] = fleet.ingest_path(dump.vmcore)[0].id
         flat = lab("sysrq", fmt="flattened")
         flat_dir = tmp / "crash" / "10.0.0.8-2026-12-05-07:00:00"
         flat_dir.mkdir()
@@ -107,11 +112,12 @@ def test_vmcores_analysed_without_their_vmlinux(world):
 def test_the_vmlinux_arriving_reanalyses_its_build(world):
     fleet, build = world["fleet"], world["build"]
     assert world["debug_before"][build].vmlinux is False
-    # 4 scenario dumps (the kdump dir holds one of them) and the flattened one; the
-    # truncated copy (its header names the build) failed and is queued again as well
-    assert world["debug_before"][build].without == 5
-    assert world["debug_before"][build].dumps == 6
-    assert world["requeued"] == 6
+    # 4 scenario dumps (the kdump dir holds one of them), 3 sysrq captures and the
+    # flattened one; the truncated copy (its header names the build) failed and is queued
+    # again as well
+    assert world["debug_before"][build].without == 8
+    assert world["debug_before"][build].dumps == 9
+    assert world["requeued"] == 9
     after = {r.build_id: r for r in fleet.debug_info()}[build]
     assert after.vmlinux is True and after.without == 0
     for key in ("warn/6.1", "null-deref-module/6.1", "kdump-dir"):
@@ -163,9 +169,12 @@ def test_one_problem_per_scenario(world):
     for key, dump_id in ids.items():
         if "/" in key:
             problems.setdefault(key.split("/")[0], set()).add(fleet.dump(dump_id).problem_id)
-    assert sorted(problems) == sorted(SCENARIOS)
-    for scenario in SCENARIOS:
+    problems["sysrq"].add(fleet.dump(ids["flat-dir"]).problem_id)
+    assert sorted(problems) == sorted([*SCENARIOS, "sysrq"])
+    for scenario in problems:
         assert len(problems[scenario]) == 1, scenario
+    sysrq = fleet.problem(next(iter(problems["sysrq"])))
+    assert sysrq.count == 4 and sysrq.category == "sysrq"  # kdump and QEMU, 4 formats
     every = [p for ps in problems.values() for p in ps]
     assert len(every) == len(set(every))  # no problem holds two scenarios
     warn = fleet.problem(next(iter(problems["warn"])))

@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8470, help="port (0: any free port)")
     p.add_argument("--workers", type=int, default=0,
-                   help="analyses run at once (default: the number of cores)")
+                   help="full analyses run at once (default: the number of cores); one "
+                   "more process runs fast passes only")
     p.add_argument("--watch", type=Path, metavar="DIR",
                    help="ingest the dumps kdump writes into DIR (an NFS or ssh target)")
     p.add_argument("--debuginfo", type=Path, metavar="DIR",
