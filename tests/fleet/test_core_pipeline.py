@@ -72,6 +72,9 @@ def world(lab, tmp_path_factory):
         data = lab("sysrq").vmcore.read_bytes()
         cut.write_bytes(data[:len(data) // 2])
         ids["truncated"] = fleet.ingest_path(cut)[0].id
+        prose = tmp / "notes.txt"
+        prose.write_text("Dear admin,\nthe server rebooted again last night.\n")
+        ids["prose"] = fleet.ingest_path(prose)[0].id
         noise = tmp / "noise"
         noise.write_bytes(os.urandom(1 << 16))
         ids["noise"] = fleet.ingest_path(noise)[0].id
@@ -158,6 +161,9 @@ def test_damaged_files_fail_with_their_reason(world):
     assert noise.state == "failed"
     assert noise.failure.startswith("noise is neither a crash dump"), noise.failure
     assert cut.failure.startswith("truncated-vmcore is truncated: it has"), cut.failure
+    prose = fleet.dump(ids["prose"])
+    assert prose.kind == "dmesg" and prose.state == "failed"
+    assert prose.failure == "notes.txt is not a kernel log: no line of it is a kernel message"
     failed = {j.dump_id: j for j in fleet.jobs(state="failed")}
     assert failed[ids["noise"]].stage == "fast"
     assert "\n" not in noise.failure and "Traceback" not in noise.failure
@@ -188,5 +194,6 @@ def test_one_problem_per_scenario(world):
     metrics = fleet.metrics()
     assert metrics["queue_length"] == 0 and metrics["jobs"]["failed"] >= 2
     assert metrics["worker_peak_bytes"] > 50 << 20  # a full analysis loads debug info
-    # every dump but the random bytes (its fast pass failed) had a first result
-    assert len(metrics["first_result_seconds"]) == len(set(ids.values())) - 1
+    # every dump but the random bytes and the prose (their fast pass failed) had a first
+    # result
+    assert len(metrics["first_result_seconds"]) == len(set(ids.values())) - 2

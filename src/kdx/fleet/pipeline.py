@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ __all__ = ["COMMANDS", "FullResult", "fast_result", "file_kind", "readable", "ru
 #: The command outputs stored with every full analysis.
 COMMANDS = ("bt -a", "ps", "log", "mod")
 _DUMP_MAGIC = (b"\x7fELF", b"KDUMP   ", b"DISKDUMP", b"makedumpfile\0")
+#: A kernel message as dmesg, vmcore-dmesg and console logs print one.
+_KERNEL_LINE = re.compile(r"^\s*(<\d+>)?\[\s*\d+\.\d+\]", re.M)
 #: The most of a command's output kept (a ps of a large machine is long enough).
 MAX_OUTPUT = 4 << 20
 
@@ -77,7 +80,11 @@ def fast_result(path: Path, kind: str) -> dict[str, Any]:
 
     if kind == "dmesg":
         text = path.read_bytes().decode("utf-8", errors="replace")
-        return fastpass.fast_report_from_text(text).to_dict()
+        report = fastpass.fast_report_from_text(text).to_dict()
+        if not _KERNEL_LINE.search(text) and not any(
+                report.get(k) for k in ("release", "title", "panic_message")):
+            raise KdxError(f"{path} is not a kernel log: no line of it is a kernel message")
+        return report
     return fastpass.fast_report(path).to_dict()
 
 
