@@ -283,3 +283,17 @@ def test_new_signature_rules_queue_the_dumps_again(fleet):
     assert fleet._requeue_stale() == 1
     assert [(j.stage, j.state) for j in fleet.jobs(state="queued")] == [("full", "queued")]
     assert fleet._requeue_stale() == 0  # already queued
+
+
+def test_one_server_runs_the_workers_of_a_data_directory(tmp_path):
+    config = FleetConfig(data=tmp_path / "data", workers=1)
+    (tmp_path / "data" / "tmp" / "flat-x").mkdir(parents=True)  # left by a killed worker
+    first = open_fleet(config)
+    assert not (tmp_path / "data" / "tmp" / "flat-x").exists()
+    with pytest.raises(KdxError, match="another kdx serve runs the workers"):
+        open_fleet(config)
+    reader = open_fleet(config, workers=False)  # readers (a second web process) are fine
+    assert reader.dumps() == []
+    reader.close()
+    first.close()
+    open_fleet(config).close()  # released on close

@@ -98,7 +98,10 @@ class EmbeddedFleet:
         count = config.workers or os.cpu_count() or 1
         self.pool = WorkerPool(self.queue, self._settings(), count, data / "tmp")
         self.recovered = 0
+        self._lock: BinaryIO | None = None
         if workers:
+            self._lock = _lock_workers(data)
+            _clean_tmp(data / "tmp", self.store.tmp)
             self.recovered = self.queue.recover()
             self._requeue_stale()
             self.pool.start()
@@ -362,4 +365,47 @@ class EmbeddedFleet:
     def close(self) -> None:
         self.pool.stop()
         self.db.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _lock_workers(data: Path) -> BinaryIO:
+    """Hold ``DATA/workers.lock`` while this process runs the workers: a second server
+    on the same data would take the first one's running jobs for abandoned ones."""
+    import fcntl
+
+    f = open(data / "workers.lock", "ab")  # noqa: SIM115 (held until close)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise KdxError(f"another kdx serve runs the workers of {data}") from None
+    return f
+
+
+#: A temporary upload file this old belongs to no ingest still running.
+_STALE_UPLOAD = 24 * 3600
+
+
+def _clean_tmp(work: Path, uploads: Path) -> None:
+    """Remove what killed workers left (reassembled dumps, stderr files) and upload
+    files a dead server never finished."""
+    import shutil
+    import time
+
+    now = time.time()
+    for folder, age in ((work, 0), (uploads, _STALE_UPLOAD)):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            try:
+                if now - entry.lstat().st_mtime < age:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
+            except OSError:
+                continue
 
