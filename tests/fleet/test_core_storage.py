@@ -4,6 +4,7 @@ and the directory watcher. No worker runs here; test_core_pipeline.py runs them.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import os
@@ -189,12 +190,14 @@ def test_exit_reasons():
     assert parse_size("4G") == 4 << 30 and parse_size("512MiB") == 512 << 20
 
 
-def _bucket(fleet, text: str, key: BucketKey, host: str) -> int:
+def _bucket(fleet, text: str, key: BucketKey, host: str, *, days_ago: float = 0,
+            build: str | None = None) -> int:
     dump = _ingest(fleet, text)
     with fleet.db.write() as s, s.begin():
         row = s.get(Dump, dump.id)
         row.host, row.release, row.state = host, "6.1.0-57-cloud-amd64", "analysed"
-        row.captured = utcnow()
+        row.captured = utcnow() - dt.timedelta(days=days_ago)
+        row.build_id = build
         return buckets.assign(s, row, key, final=True)
 
 
@@ -297,3 +300,22 @@ def test_one_server_runs_the_workers_of_a_data_directory(tmp_path):
     reader.close()
     first.close()
     open_fleet(config).close()  # released on close
+
+
+def test_new_means_first_seen_lately_or_with_a_new_kernel_build(fleet):
+    def key(name: str) -> BucketKey:
+        return BucketKey(name * 16, 2, f"bug {name}", "oops")
+
+    old = _bucket(fleet, LOG + "1", key("a"), "h1", days_ago=10, build="b1" * 20)
+    _bucket(fleet, LOG + "2", key("a"), "h2", days_ago=3, build="b2" * 20)
+    with_build = _bucket(fleet, LOG + "3", key("c"), "h3", days_ago=3, build="b2" * 20)
+    lately = _bucket(fleet, LOG + "4", key("d"), "h4", days_ago=0.5, build="b1" * 20)
+    stale = _bucket(fleet, LOG + "5", key("e"), "h5", days_ago=9, build="b1" * 20)
+    news = {p.id: p.new for p in fleet.problems(limit=10)}
+    # "a" came 10 days ago on b1, and again on build b2: an old bug
+    assert news[old] is False
+    # "c" came with build b2 (3 days old, after b1): the build brought it
+    assert news[with_build] is True
+    # "d" came 12 hours ago; "e" 9 days ago on the old build
+    assert news[lately] is True and news[stale] is False
+    assert fleet.problem(old).first_seen < fleet.problem(old).last_seen

@@ -151,16 +151,16 @@ def _stats(session: Session, problem_ids: list[int] | None) -> tuple[dict[int, _
 
 
 def _is_new(s: _Stats, build_first: dict[str, dt.datetime], now: dt.datetime) -> bool:
-    """First seen in the last day, or arrived with a kernel build the fleet had not seen
-    (the build's first dump is this problem's first, and the fleet knew other builds)."""
+    """First seen in the last day, or first seen on a kernel build the fleet met in the
+    last week after running others (the build brought it: a regression to look at)."""
     if s.first is None:
         return False
     if now - s.first <= dt.timedelta(days=NEW_DAYS):
         return True
-    if not s.first_build or now - s.first > dt.timedelta(days=NEW_BUILD_DAYS):
+    born = build_first.get(s.first_build or "")
+    if born is None or now - born > dt.timedelta(days=NEW_BUILD_DAYS):
         return False
-    older = [b for b, t in build_first.items() if t < s.first and b != s.first_build]
-    return build_first.get(s.first_build) == s.first and bool(older)
+    return any(t < born for b, t in build_first.items() if b != s.first_build)
 
 
 def _events(session: Session, problem_id: int) -> list[ProblemEvent]:
