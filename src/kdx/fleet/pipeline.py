@@ -29,14 +29,16 @@ from kdx.fleet.buckets import BucketKey, assign, current_version
 from kdx.fleet.db import Dump, Output, utcnow
 from kdx.fleet.debuginfo import DebugInfoStore
 
-__all__ = ["COMMANDS", "FullResult", "fast_result", "file_kind", "readable", "run_fast",
-           "run_full", "store_fast", "store_full"]
+__all__ = ["COMMANDS", "MAX_OUTPUT", "FullResult", "fast_result", "file_kind", "read_log",
+           "readable", "run_fast", "run_full", "store_fast", "store_full"]
 
 #: The command outputs stored with every full analysis.
 COMMANDS = ("bt -a", "ps", "log", "mod")
 _DUMP_MAGIC = (b"\x7fELF", b"KDUMP   ", b"DISKDUMP", b"makedumpfile\0")
 #: A kernel message as dmesg, vmcore-dmesg and console logs print one.
 _KERNEL_LINE = re.compile(r"^\s*(<\d+>)?\[\s*\d+\.\d+\]", re.M)
+#: The most of a log read for its verdict (a kernel log is never this big).
+_LOG_LIMIT = 32 << 20
 #: The most of a command's output kept (a ps of a large machine is long enough).
 MAX_OUTPUT = 4 << 20
 
@@ -74,12 +76,21 @@ def readable(path: Path, tmp: Path) -> Iterator[Path]:
         yield out
 
 
+def read_log(path: Path, limit: int) -> str:
+    """A kernel log's text: its last ``limit`` bytes at most (a log's end says how the
+    kernel died)."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - limit))
+        return f.read().decode("utf-8", errors="replace")
+
+
 def fast_result(path: Path, kind: str) -> dict[str, Any]:
     """The fast pass's record of a dump or a kernel log, as plain data."""
     from kdx.diagnosis import fastpass
 
     if kind == "dmesg":
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        text = read_log(path, _LOG_LIMIT)
         report = fastpass.fast_report_from_text(text).to_dict()
         if not _KERNEL_LINE.search(text) and not any(
                 report.get(k) for k in ("release", "title", "panic_message")):

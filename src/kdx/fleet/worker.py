@@ -1,8 +1,8 @@
-"""One job, in its own process: ``python -m kdx.fleet.worker JOB_ID --lease L ...``.
+"""One job, in its own process: ``main`` (or ``python -m kdx.fleet.worker JOB_ID --lease L``).
 
-The server's worker pool starts this for every job, so a dump that crashes drgn, eats all
-memory or never finishes takes only this process down. It limits its own address space
-(RLIMIT_AS) before importing anything heavy, dies with its parent, runs the job's stage
+The server's worker pool forks a process for every job and calls ``main`` in it, so a
+dump that crashes drgn, eats all memory or never finishes takes only this process down.
+It limits its own address space (RLIMIT_AS), dies with its parent, runs the job's stage
 and stores the result under the job's lease (``kdx.fleet.queue``). A failure it can
 explain is stored as one sentence; anything else makes it exit non-zero and the pool
 explains it (killed, crashed, out of memory).
@@ -98,7 +98,7 @@ def run_job(job_id: int, lease: str, settings: dict[str, Any], memory: int) -> i
             side = store.local_path(companion) if companion else None
             report = pipeline.run_fast(path, kind, side, tmp)
             log_path = path if kind == "dmesg" else side
-            log_text = (log_path.read_bytes().decode("utf-8", errors="replace")
+            log_text = (pipeline.read_log(log_path, pipeline.MAX_OUTPUT)
                         if log_path is not None else None)
 
             def save(s: Any) -> None:
