@@ -83,12 +83,56 @@ def test_a_crashing_analysis_fails_with_its_signal(tmp_path, sysrq):
         fleet.close()
 
 
-def _serve(data: Path) -> subprocess.Popen:
+def _serve(data: Path, *options: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop(DEBUG_DIRS_ENV, None)
     return subprocess.Popen([sys.executable, "-m", "kdx", "serve", "--data", str(data),
-                             "--port", "0", "--workers", "2"], env=env,
+                             "--port", "0", "--workers", "2", *options], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _stop(server: subprocess.Popen) -> tuple[str, str]:
+    try:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, err
+    return out, err
+
+
+def test_serve_watches_a_kdump_target_and_ingests_once(tmp_path, sysrq):
+    data, target = tmp_path / "data", tmp_path / "crash"
+    run = target / "10.0.0.9-2026-12-05-08:00:00"
+    run.mkdir(parents=True)
+    (run / "vmcore-dmesg.txt").symlink_to(sysrq.dir / "dmesg.txt")
+    (run / "vmcore-incomplete").write_bytes(b"")  # kdump still writing
+    reader = open_fleet(FleetConfig(data=data), workers=False)
+    server = _serve(data, "--watch", str(target), "--watch-interval", "0.2")
+    try:
+        wait_until(lambda: (data / "kdx.sqlite3").exists(), what="the server")
+        (run / "vmcore-incomplete").unlink()
+        (run / "vmcore").symlink_to(sysrq.vmcore)  # the rename kdump does when done
+        wait_until(lambda: reader.dumps(state="analysed"), what="the watched dump")
+    finally:
+        out, _ = _stop(server)
+    assert f"watching {target}" in out
+    (dump,) = reader.dumps()
+    assert dump.filename == "vmcore" and dump.verdict["category"] == "sysrq"
+    assert "sysrq" in reader.dump(dump.id).outputs["vmcore-dmesg.txt"].lower()
+    again = _serve(data, "--watch", str(target), "--watch-interval", "0.2")
+    try:
+        # a new report: once it is in, the restarted watcher has looked at the old
+        # directory in the same polls
+        late = target / "late-dmesg.txt"
+        late.write_bytes((sysrq.dir / "dmesg.txt").read_bytes() + b"[ 99.0] late\n")
+        wait_until(lambda: len(reader.dumps(state="analysed")) == 2, what="the late log")
+    finally:
+        _stop(again)
+    assert [d.filename for d in reader.dumps()] == ["late-dmesg.txt", "vmcore"]
+    assert len([j for j in reader.jobs() if j.dump_id == dump.id]) == 2  # not again
+    reader.close()
 
 
 def _reports(tmp_path: Path, sysrq, count: int = 20, vmcores: int = 4) -> list[Path]:

@@ -61,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "more process runs fast passes only")
     p.add_argument("--watch", type=Path, metavar="DIR",
                    help="ingest the dumps kdump writes into DIR (an NFS or ssh target)")
+    p.add_argument("--watch-interval", type=_seconds, default=5.0, metavar="S",
+                   help="seconds between looks at the watched directory (default: 5)")
     p.add_argument("--debuginfo", type=Path, metavar="DIR",
                    help="build-ID keyed debug info: DIR/<build-id>/vmlinux, "
                    "DIR/.build-id/xx/yyy.debug, or unpacked -dbg packages")
@@ -171,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
                          job_seconds=args.job_seconds, job_memory=args.job_memory,
                          max_upload=args.max_upload)
     fleet = open_fleet(config)
-    watcher = Watcher(fleet, args.watch) if args.watch is not None else None
+    watcher = (Watcher(fleet, args.watch, interval=args.watch_interval)
+               if args.watch is not None else None)
     try:
         app = _create_app()(fleet, tokens=tokens, open_read=bool(args.open_read))
         host, port = sock.getsockname()[:2]
