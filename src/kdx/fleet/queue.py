@@ -94,18 +94,19 @@ class SqlJobQueue:
         none."""
         order = (case((Job.stage == "fast", 0), else_=1), Job.id)
         for _ in range(20):
-            with self.db.write() as s, s.begin():
+            with self.db.session() as s:  # look first: an idle poll takes no write lock
                 row = s.execute(select(Job.id, Job.dump_id, Job.stage, Job.attempts)
                                 .where(Job.state == "queued", Job.stage.in_(stages))
                                 .order_by(*order).limit(1)).first()
-                if row is None:
-                    return None
-                lease = secrets.token_hex(16)
+            if row is None:
+                return None
+            lease = secrets.token_hex(16)
+            with self.db.write() as s, s.begin():
                 won = s.execute(update(Job).where(Job.id == row.id, Job.state == "queued")
                                 .values(state="running", lease=lease, started=utcnow(),
                                         attempts=Job.attempts + 1)).rowcount
-                if won == 1:
-                    return Claim(row.id, row.dump_id, row.stage, lease, row.attempts + 1)
+            if won == 1:
+                return Claim(row.id, row.dump_id, row.stage, lease, row.attempts + 1)
         return None
 
     def _finish(self, s: Session, claim: Claim, **values: object) -> bool:
