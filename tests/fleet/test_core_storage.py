@@ -279,12 +279,15 @@ def test_watch_ingests_only_finished_dumps_once(tmp_path):
 def test_new_signature_rules_queue_the_dumps_again(fleet):
     old = BucketKey("c" * 16, buckets.current_version() - 1, "old rules", "oops")
     p_old = _bucket(fleet, LOG + "old", old, "web-1")
+    _bucket(fleet, LOG + "log", old, "web-2")  # a log alone: its fast pass buckets it
+    current = BucketKey("d" * 16, buckets.current_version(), "new rules", "oops")
+    _bucket(fleet, LOG + "current", current, "web-3")
     with fleet.db.write() as s, s.begin():
         s.get(Dump, fleet.problem(p_old).dump_ids[0]).kind = "vmcore"
         for job in s.scalars(select(Job)):
             job.state = "done"
-    assert fleet._requeue_stale() == 1
-    assert [(j.stage, j.state) for j in fleet.jobs(state="queued")] == [("full", "queued")]
+    assert fleet._requeue_stale() == 2
+    assert sorted(j.stage for j in fleet.jobs(state="queued")) == ["fast", "full"]
     assert fleet._requeue_stale() == 0  # already queued
 
 

@@ -98,11 +98,12 @@ def assign(session: Session, dump: Dump, key: BucketKey, *, final: bool) -> int:
     return dump.problem_id or problem_id
 
 
-def stale_dumps(session: Session) -> list[int]:
-    """Analysed dumps bucketed by older signature rules than the current ones."""
-    return list(session.scalars(select(Dump.id).where(
-        Dump.state == "analysed", Dump.kind == "vmcore",
-        Dump.signature_version < current_version())))
+def stale_dumps(session: Session) -> list[tuple[int, str]]:
+    """Analysed dumps bucketed by older signature rules than the current ones, with the
+    stage that buckets them again (the full analysis; the fast pass for a log alone)."""
+    rows = session.execute(select(Dump.id, Dump.kind).where(
+        Dump.state == "analysed", Dump.signature_version < current_version()))
+    return [(dump_id, "full" if kind == "vmcore" else "fast") for dump_id, kind in rows]
 
 
 @dataclass

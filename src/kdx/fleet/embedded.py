@@ -298,12 +298,12 @@ class EmbeddedFleet:
         self.pool.wake()
         return record
 
-    def _queue_full(self, dump_ids: list[int]) -> int:
+    def _queue_full(self, dump_ids: list[int], stages: list[str] | None = None) -> int:
         queued = 0
         with self.db.write() as s, s.begin():
-            for dump_id in dump_ids:
+            for dump_id, stage in zip(dump_ids, stages or ["full"] * len(dump_ids)):
                 if not self._pending(s, dump_id):
-                    self.queue.enqueue(s, dump_id, "full")
+                    self.queue.enqueue(s, dump_id, stage)
                     queued += 1
         self.pool.wake()
         return queued
@@ -312,7 +312,9 @@ class EmbeddedFleet:
         """Dumps bucketed by older signature rules are analysed (and bucketed) again."""
         with self.db.session() as s:
             stale = buckets.stale_dumps(s)
-        return self._queue_full(stale) if stale else 0
+        if not stale:
+            return 0
+        return self._queue_full([i for i, _ in stale], [stage for _, stage in stale])
 
     # -- debug info -------------------------------------------------------------------
 
