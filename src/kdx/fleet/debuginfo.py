@@ -26,9 +26,10 @@ from kdx.target.debuginfo import (
     check_vmlinux,
     debug_roots,
     debuginfod_vmlinux,
+    vmlinux_candidates,
 )
 
-__all__ = ["DebugFiles", "DebugInfoStore"]
+__all__ = ["DebugFiles", "DebugInfoStore", "vmlinux_at_hand"]
 
 _BUILD_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -75,6 +76,25 @@ class DebugInfoStore:
     def has(self, release: str | None, build_id: str | None) -> bool:
         """Whether the store has this build's vmlinux (no network lookups)."""
         return self.find(release, build_id, debuginfod=False) is not None
+
+
+def vmlinux_at_hand(store: DebugInfoStore | None, release: str | None,
+                    build_id: str | None) -> bool:
+    """Whether an analysis of this build would find its vmlinux: in the store, or where
+    kdx looks anyway (the distro's debug paths, ``$KDX_DEBUG_DIRS``); debuginfod is not
+    asked (this answers a page, not an analysis)."""
+    if store is not None and store.has(release, build_id):
+        return True
+    if not release:
+        return False
+    for cand in vmlinux_candidates(release, build_id, None):
+        if cand.is_file():
+            try:
+                check_vmlinux(cand, release, build_id)
+            except KdxError:
+                continue
+            return True
+    return False
 
 
 def _find_in_trees(root: Path, release: str, build_id: str | None,

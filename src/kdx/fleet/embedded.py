@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from kdx.errors import KdxError
 from kdx.fleet import buckets
 from kdx.fleet.db import Database, Dump, Job, Label, dump_record, job_record, open_database
-from kdx.fleet.debuginfo import DebugInfoStore
+from kdx.fleet.debuginfo import DebugInfoStore, vmlinux_at_hand
 from kdx.fleet.pipeline import file_kind
 from kdx.fleet.queue import SqlJobQueue, WorkerPool, WorkerSettings
 from kdx.fleet.records import DebugInfoRecord, DumpRecord, JobRecord, ProblemRecord
@@ -328,7 +328,7 @@ class EmbeddedFleet:
         with self.db.session() as s:
             rows = s.execute(query).all()
         return [DebugInfoRecord(build_id=b, release=r,
-                                vmlinux=bool(self.debug and self.debug.has(r, b)),
+                                vmlinux=vmlinux_at_hand(self.debug, r, b),
                                 dumps=n, without=int(w or 0)) for b, r, n, w in rows]
 
     def reanalyse_build(self, build_id: str) -> int:
