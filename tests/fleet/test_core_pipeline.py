@@ -197,3 +197,18 @@ def test_one_problem_per_scenario(world):
     # every dump but the random bytes and the prose (their fast pass failed) had a first
     # result
     assert len(metrics["first_result_seconds"]) == len(set(ids.values())) - 2
+
+
+def test_a_kernel_without_btf_keeps_its_log_verdict(null_deref) -> None:
+    """No vmlinux and no BTF: the full stage keeps the log and the fast verdict's bucket
+    instead of failing on the missing types."""
+    from kdx.api import Dump
+    from kdx.fleet import pipeline
+    from kdx.target.open import open_dump
+
+    target = open_dump(null_deref.vmcore, no_vmlinux=True, btf=False)
+    result = pipeline._symbols_only(Dump(target), target)
+    assert (result.verdict, result.key, result.debug_source) == (None, None, "symbols")
+    assert result.release == null_deref.truth["release"]
+    assert "BUG: kernel NULL pointer dereference, address: 0000000000000000" in \
+        result.outputs["log"]

@@ -118,8 +118,8 @@ def run_fast(path: Path, kind: str, companion: Path | None, tmp: Path) -> dict[s
 class FullResult:
     """The full analysis of one dump."""
 
-    verdict: dict[str, Any]
-    key: BucketKey
+    verdict: dict[str, Any] | None  # None: no types to analyse with (the fast verdict stays)
+    key: BucketKey | None
     debug_source: str
     outputs: dict[str, str] = field(default_factory=dict)
     host: str | None = None
@@ -158,6 +158,8 @@ def run_full(path: Path, debug: DebugInfoStore | None, release: str | None,
         else:
             target = open_dump(target_path, None, [], debug_dirs=dirs)
         dump = ApiDump(target)
+        if target.debug_source == "symbols":
+            return _symbols_only(dump, target)
         verdict = dump.analyze()
         outputs = {command: _command_text(dump, command) for command in COMMANDS}
         system = dump.sys()
@@ -172,6 +174,15 @@ def run_full(path: Path, debug: DebugInfoStore | None, release: str | None,
     return FullResult(record, key, target.debug_source, outputs, host=system.nodename or None,
                       release=target.release or None, build_id=info.get("BUILD-ID"),
                       captured=system.date or None)
+
+
+def _symbols_only(dump: Any, target: Any) -> FullResult:
+    """A kernel built without BTF and no vmlinux at hand: no types, so no ``analyze``;
+    the log verdict of the fast pass stands and the outputs that need no types are kept."""
+    outputs = {"log": _command_text(dump, "log")}
+    return FullResult(None, None, target.debug_source, outputs,
+                      release=target.release or None,
+                      build_id=target.vmcoreinfo.get("BUILD-ID"))
 
 
 def _when(value: str | None) -> dt.datetime | None:
@@ -243,6 +254,8 @@ def store_full(session: Session, dump: Dump, result: FullResult) -> None:
     dump.failure = None
     for name, text in result.outputs.items():
         _set_output(session, dump.id, name, text)
-    assign(session, dump, result.key, final=True)
+    key = result.key if result.key is not None else _fast_key(dump.fast or {})
+    if key is not None:
+        assign(session, dump, key, final=True)
     dump.state, dump.analysed = "analysed", utcnow()
     dump.first_result = dump.first_result or dump.analysed
