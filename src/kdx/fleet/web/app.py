@@ -66,9 +66,10 @@ def _error(request: Request, status: int, message: str,
     if _wants_json(request):
         return JSONResponse({"error": message, **(extra or {})}, status_code=status,
                             headers=headers)
-    return templates.TemplateResponse(request, "error.html",
-                                      {"status": status, "message": message},
-                                      status_code=status, headers=headers)
+    context = {"status": status, "message": message, "path": request.url.path,
+               "signed_in": False}
+    return templates.TemplateResponse(request, "error.html", context, status_code=status,
+                                      headers=headers)
 
 
 def _install_errors(app: FastAPI) -> None:

@@ -67,10 +67,10 @@ class Access:
         token = self.presented(request)
         if not write and self.open_read:  # a stale cookie must not lock anyone out
             return token if token is not None and self.known(token) else None
+        if not self.tokens:
+            raise Denied(403, "this server has no tokens (start kdx serve with "
+                         "--token-file), so nothing that needs one is allowed")
         if token is None:
-            if not self.tokens:
-                raise Denied(403, "this server has no tokens (start kdx serve with "
-                             "--token-file); uploads, downloads and changes are off")
             raise Denied(401, "a token is needed (Authorization: Bearer TOKEN, or log in)")
         if not self.known(token):
             raise Denied(403, "the token is not valid on this server")

@@ -15,10 +15,14 @@ from markupsafe import Markup
 __all__ = ["daily_bars", "kernel_bars", "sparkline"]
 
 _BAR = "#4a6fa5"
+#: The fewest days a chart spans, so one busy day does not fill the whole picture.
+_MIN_DAYS = 14
 
 
-def _days(per_day: list[tuple[str, int]], span: int) -> list[tuple[str, int]]:
-    """``per_day`` with the missing days filled in, the last ``span`` days at most."""
+def _days(per_day: list[tuple[str, int]], span: int, today: dt.date | None = None
+          ) -> list[tuple[str, int]]:
+    """``per_day`` with the missing days filled in, up to ``today`` (when later), over
+    at least two weeks and at most the last ``span`` days."""
     counts: dict[dt.date, int] = {}
     for day, n in per_day:
         try:
@@ -28,8 +32,9 @@ def _days(per_day: list[tuple[str, int]], span: int) -> list[tuple[str, int]]:
         counts[date] = counts.get(date, 0) + int(n)
     if not counts:
         return []
-    last = max(counts)
-    first = max(min(counts), last - dt.timedelta(days=span - 1))
+    last = max(max(counts), today or max(counts))
+    first = max(min(min(counts), last - dt.timedelta(days=_MIN_DAYS - 1)),
+                last - dt.timedelta(days=span - 1))
     out = []
     day = first
     while day <= last:
@@ -38,9 +43,11 @@ def _days(per_day: list[tuple[str, int]], span: int) -> list[tuple[str, int]]:
     return out
 
 
-def daily_bars(per_day: list[tuple[str, int]], *, span: int = 60) -> Markup:
-    """Occurrences per day as a bar chart (missing days are zero bars)."""
-    days = _days(per_day, span)
+def daily_bars(per_day: list[tuple[str, int]], *, span: int = 60,
+               today: dt.date | None = None) -> Markup:
+    """Occurrences per day up to ``today`` (default: the UTC date) as a bar chart;
+    missing days are zero bars."""
+    days = _days(per_day, span, today or dt.datetime.now(dt.timezone.utc).date())
     if not days:
         return Markup("<p>No dated occurrences.</p>")
     top = max(n for _, n in days) or 1
@@ -82,8 +89,8 @@ def kernel_bars(counts: dict[str, int]) -> Markup:
 
 
 def sparkline(per_day: list[tuple[str, int]], *, span: int = 30) -> Markup:
-    """A small occurrences-per-day strip for a table cell."""
-    days = _days(per_day, span)
+    """A small occurrences-per-day strip for a table cell, up to today (UTC)."""
+    days = _days(per_day, span, dt.datetime.now(dt.timezone.utc).date())
     if not days:
         return Markup("")
     top = max(n for _, n in days) or 1

@@ -20,7 +20,7 @@ __all__ = ["BUCKETS", "FleetCollector", "metrics_text"]
 #: Histogram buckets in seconds: from the fast pass (well under 2 s) to the hard limit.
 BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
-_LABEL = {"jobs": "state", "jobs_by_state": "state"}
+_LABEL = {"jobs": "state", "jobs_by_state": "state", "dumps": "state"}
 
 
 def _name(key: str) -> str:

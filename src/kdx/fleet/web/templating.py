@@ -26,7 +26,7 @@ def _size(n: int | None) -> str:
 
 
 def _when(iso: str | None) -> str:
-    return "-" if not iso else iso.replace("T", " ")[:19]
+    return "-" if not iso else iso.replace("T", " ")[:16]
 
 
 def dump_title(dump: Any) -> str:
@@ -36,7 +36,11 @@ def dump_title(dump: Any) -> str:
     title = (verdict.get("signature") or {}).get("title") if isinstance(verdict, dict) else None
     if not title and dump.fast:
         title = dump.fast.get("title")
-    return title or (f"failed: {dump.failure}" if dump.failure else "not analysed yet")
+    if title:
+        return title
+    if dump.failure:
+        return f"failed: {dump.failure}"
+    return "not analysed yet" if dump.state in ("received", "fast") else "no title"
 
 
 _DEBUG = {"dwarf": "the vmlinux's DWARF debug info",
