@@ -243,11 +243,13 @@ class FleetClient:
                 time.sleep(min(2.0 ** failures, 30.0))
                 offset = self._offset(upload_id)
                 continue
-            if response.status_code == 409 and "offset" in _json(response):
-                offset = int(_json(response)["offset"])  # the server knows better
+            if response.status_code == 409:  # another offset, or the last body still ending
                 failures += 1
                 if failures > self.retries:
                     raise ClientError(f"{path}: {_message(response)}")
+                if "offset" not in _json(response):
+                    time.sleep(min(2.0 ** failures, 30.0))
+                offset = self._offset(upload_id)  # the server knows better
                 continue
             if response.status_code not in (200, 201):
                 raise ClientError(f"{self.server}: {_message(response)} "

@@ -112,13 +112,26 @@ class UploadStore:
         with self._lock:
             for known in self._all():
                 if known.sha256 == sha256 and known.size == size:
-                    return known
+                    return self._relabel(known, clean) if clean else known
             upload = Upload(secrets.token_urlsafe(24), filename, size, sha256, clean)
             part, meta = self._paths(upload.id)
             part.touch()
-            meta.write_text(json.dumps({k: v for k, v in asdict(upload).items()
-                                        if k != "offset"}))
+            self._write_meta(upload)
         return upload
+
+    def _relabel(self, upload: Upload, labels: dict[str, str]) -> Upload:
+        """The labels of a resuming submission join those of the first one."""
+        merged = Upload(upload.id, upload.filename, upload.size, upload.sha256,
+                        {**upload.labels, **labels}, upload.offset)
+        self._write_meta(merged)
+        return merged
+
+    def _write_meta(self, upload: Upload) -> None:
+        """What was announced, replaced atomically (a crash leaves the old or the new)."""
+        meta = self._paths(upload.id)[1]
+        tmp = meta.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: v for k, v in asdict(upload).items() if k != "offset"}))
+        os.replace(tmp, meta)
 
     def _all(self) -> list[Upload]:
         out = []
