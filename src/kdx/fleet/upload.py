@@ -114,8 +114,7 @@ class UploadStore:
                 if known.sha256 == sha256 and known.size == size:
                     return self._relabel(known, clean) if clean else known
             upload = Upload(secrets.token_urlsafe(24), filename, size, sha256, clean)
-            part, meta = self._paths(upload.id)
-            part.touch()
+            self._paths(upload.id)[0].touch()
             self._write_meta(upload)
         return upload
 
