@@ -110,7 +110,7 @@ def test_dumps_and_problems_commands(site, kdx) -> None:  # noqa: ANN001
     lines = failed.splitlines()
     assert lines[0].split() == ["ID", "STATE", "PROBLEM", "KERNEL", "HOST", "SHA256", "TITLE"]
     assert [line.split()[0] for line in lines[1:]] == [str(site.dumps["noise"]["id"])]
-    assert "failed: " in lines[1] and "not a crash dump" in lines[1]
+    assert "failed: " in lines[1] and "a crash dump kdx knows" in lines[1]
     on_612 = kdx("problems", "--server", site.url, "--kernel", RELEASE_612, check=True).stdout
     assert "hello_init" in on_612 and "WARNING" not in on_612
     assert on_612.splitlines()[0].split()[:3] == ["ID", "DUMPS", "HOSTS"]
@@ -141,7 +141,8 @@ def test_client_failures_are_one_line(site, kdx, tmp_path) -> None:  # noqa: ANN
 
 
 def test_upload_checks(site, tmp_path) -> None:  # noqa: ANN001
-    data = os.urandom(3000)
+    data = f"<0>[    1.000000] Kernel panic - not syncing: upload test {os.urandom(8).hex()}\n"
+    data = (data * (3000 // len(data) + 1)).encode()[:3000]  # a kernel log: analysed
     path = tmp_path / "blob"
     path.write_bytes(data)
     digest = sha256(path)
@@ -171,7 +172,7 @@ def test_upload_checks(site, tmp_path) -> None:  # noqa: ANN001
         assert same.status_code == 200
         assert same.json()["id"] is None and same.json()["dump"]["id"] == known["id"]
     with FleetClient(site.url, TOKEN) as client:
-        sent = client.upload(path, filename="blob.bin")
+        sent = client.upload(path, filename="blob.txt")
         assert not sent.skipped and sent.dump["sha256"] == digest
         assert client.upload(path).skipped
 

@@ -144,7 +144,7 @@ def test_failed_job_retried_from_its_page(site) -> None:  # noqa: ANN001
     noise = site.dumps["noise"]["id"]
     with site.http() as anonymous:
         page = anonymous.get("/jobs").text
-        assert f'href="/dumps/{noise}"' in page and "not a crash dump" in page
+        assert f'href="/dumps/{noise}"' in page and "a crash dump kdx knows" in page
         assert "log in to retry" in page
         assert anonymous.post(f"/dumps/{noise}/retry").status_code == 401
     with _login(site) as http:
