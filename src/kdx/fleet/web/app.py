@@ -111,8 +111,8 @@ def create_app(fleet: Fleet, *, tokens: frozenset[str], open_read: bool = True,
     the fleet's ``config``), at most ``max_upload`` bytes each (default the config's).
     """
     folder, limit = _upload_settings(fleet, uploads, max_upload)
-    app = FastAPI(title="kdx fleet", version="1", docs_url="/api/docs", redoc_url=None,
-                  openapi_url="/api/v1/openapi.json")
+    app = FastAPI(title="kdx fleet", version="1", docs_url=None, redoc_url=None,
+                  openapi_url="/api/v1/openapi.json")  # no docs UI: it loads scripts from a CDN
     app.state.fleet = fleet
     app.state.access = Access(frozenset(tokens), open_read)
     app.state.uploads = UploadStore(folder, limit)
