@@ -39,6 +39,18 @@ def browser():  # noqa: ANN201 (a selenium WebDriver)
     driver.quit()
 
 
+def _follow(browser, element) -> None:  # noqa: ANN001
+    """Click ``element`` and wait until the browser has left the page it was on (a click
+    returns before the next page has loaded)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(page))
+
+
 def _text(browser) -> str:  # noqa: ANN001
     from selenium.webdriver.common.by import By
 
@@ -56,7 +68,7 @@ def test_problems_to_a_dump_to_the_failed_jobs(site, browser) -> None:  # noqa: 
     assert NULL_TITLE in listed
     assert "WARNING in crashlab_check_budget [crashlab_warn]" in listed
 
-    browser.find_element(By.LINK_TEXT, NULL_TITLE).click()
+    _follow(browser, browser.find_element(By.LINK_TEXT, NULL_TITLE))
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith(NULL_TITLE)
     page = _text(browser)
     assert "Occurrences per day" in page and "Dumps per kernel" in page
@@ -64,7 +76,7 @@ def test_problems_to_a_dump_to_the_failed_jobs(site, browser) -> None:  # noqa: 
     dump_links = browser.find_elements(By.CSS_SELECTOR, "#dumps td a")
     assert dump_links
     dump_id = dump_links[0].text
-    dump_links[0].click()
+    _follow(browser, dump_links[0])
 
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Dump {dump_id}: {NULL_TITLE}"
     assert browser.find_element(By.ID, "state").text == "analysed"
@@ -72,20 +84,20 @@ def test_problems_to_a_dump_to_the_failed_jobs(site, browser) -> None:  # noqa: 
     assert "hello_init+0x" in page and "Culprit" in page and "[hello_crash]" in page
     assert "bt -a" in page and "Log in to download" in page
 
-    browser.find_element(By.LINK_TEXT, "Failed jobs").click()
+    _follow(browser, browser.find_element(By.LINK_TEXT, "Failed jobs"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Failed jobs"
     row = browser.find_element(By.CSS_SELECTOR, "#jobs tbody tr")
     assert "a crash dump kdx knows" in row.text and "log in to retry" in row.text
-    row.find_element(By.LINK_TEXT, "log in to retry").click()
+    _follow(browser, row.find_element(By.LINK_TEXT, "log in to retry"))
 
     browser.find_element(By.NAME, "token").send_keys(TOKEN)
-    browser.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, "form.stack button"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Failed jobs"
     row = browser.find_element(By.CSS_SELECTOR, "#jobs tbody tr")
     assert row.find_element(By.TAG_NAME, "button").text == "Retry"
     assert "Log out" in _text(browser)
     noise = site.dumps["noise"]["id"]
-    row.find_element(By.LINK_TEXT, f"#{noise}").click()
+    _follow(browser, row.find_element(By.LINK_TEXT, f"#{noise}"))
     assert browser.find_element(By.ID, "failure").text.startswith("Failed: ")
     assert browser.find_element(By.LINK_TEXT, "Download the dump").get_attribute(
         "href").endswith(f"/dumps/{noise}/download")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -23,6 +24,7 @@ from webfleet import (
 )
 
 from kdx.fleet.client import ClientError, FleetClient
+from kdx.fleet.upload import STALE_SECONDS, UploadError, UploadStore
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +178,16 @@ def test_upload_checks(site, tmp_path) -> None:  # noqa: ANN001
         assert not sent.skipped and sent.dump["sha256"] == digest
         assert client.upload(path).skipped
 
+
+
+def test_stale_uploads_are_dropped(tmp_path) -> None:  # noqa: ANN001
+    store = UploadStore(tmp_path, 1000)
+    old = store.create("old", 10, "0" * 64)
+    fresh = store.create("fresh", 10, "1" * 64)
+    week_ago = time.time() - STALE_SECONDS - 60
+    os.utime(store.part_path(old.id), (week_ago, week_ago))
+    store.create("new", 10, "2" * 64)
+    with pytest.raises(UploadError, match="no such upload"):
+        store.get(old.id)
+    assert store.get(fresh.id).offset == 0
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json"] * 2 + [".part"] * 2

@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ __all__ = ["Upload", "UploadError", "UploadStore", "sha256_file", "valid_sha256"
 _ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+#: An upload nobody continued for this long is dropped (its bytes are disk space).
+STALE_SECONDS = 7 * 86400
 
 
 class UploadError(KdxError):
@@ -110,6 +113,7 @@ class UploadStore:
         sha256 = sha256.lower()
         clean = _clean_labels(labels)
         with self._lock:
+            self._prune()
             for known in self._all():
                 if known.sha256 == sha256 and known.size == size:
                     return self._relabel(known, clean) if clean else known
@@ -131,6 +135,17 @@ class UploadStore:
         tmp = meta.with_suffix(".tmp")
         tmp.write_text(json.dumps({k: v for k, v in asdict(upload).items() if k != "offset"}))
         os.replace(tmp, meta)
+
+    def _prune(self) -> None:
+        """Drop uploads not continued for ``STALE_SECONDS``."""
+        limit = time.time() - STALE_SECONDS
+        for part in self.folder.glob("*.part"):
+            try:
+                stale = part.stat().st_mtime < limit and part.stem not in self._busy
+            except OSError:
+                continue
+            if stale and _ID.match(part.stem):
+                self.remove(part.stem)
 
     def _all(self) -> list[Upload]:
         out = []
