@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,12 +19,14 @@ from webfleet import (
     RELEASE_61,
     RELEASE_612,
     TOKEN,
+    lab_file,
     open_site_fleet,
     serve,
     shared_site,
     wait_analysed,
 )
 
+from kdx.fleet.client import FleetClient
 from kdx.fleet.web import create_app
 from kdx.fleet.web.report import report_document
 
@@ -108,16 +111,26 @@ def test_text_from_dumps_shows_escaped(site) -> None:  # noqa: ANN001
         assert str(escape(EVIL_LABEL)) in http.get(f"/dumps/{evil['id']}").text
 
 
-def test_a_pending_dump_refreshes_itself(tmp_path) -> None:  # noqa: ANN001
-    fleet = open_site_fleet(tmp_path / "data", workers=False)  # nothing analyses it
+def test_the_fast_result_shows_while_the_full_one_waits(tmp_path) -> None:  # noqa: ANN001
+    fleet = open_site_fleet(tmp_path / "data", workers=False)
+    fleet.pool.count = 0  # only the fast lane runs: the full analysis stays queued
+    fleet.pool.start()
     served = serve(create_app(fleet, tokens=frozenset({TOKEN})))
     try:
-        (tmp_path / "log").write_text("<6>[ 0.0] Linux version 6.1.0\n")
-        with (tmp_path / "log").open("rb") as f:
-            dump = fleet.ingest(f, "vmcore-dmesg.txt")
+        with lab_file(RELEASE_61, "null-deref-module-kdump-kdump-zlib").open("rb") as f:
+            dump = fleet.ingest(f, "vmcore")
+        with FleetClient(served.url, TOKEN) as client:
+            deadline = time.monotonic() + 120  # a bound against a hang, not a timing check
+            while client.dump(dump.id)["state"] == "received" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            record = client.dump(dump.id)
+        assert record["state"] == "fast" and record["verdict"] is None
         page = httpx.get(f"{served.url}/dumps/{dump.id}").text
         assert '<meta http-equiv="refresh" content="3">' in page
-        assert "the full analysis is running" in page and "not analysed yet" in page
+        assert "the full analysis is running" in page
+        fast = re.search(r'<section id="fast">.*?</section>', page, re.S).group(0)
+        assert str(escape(record["fast"]["title"])) in fast and "hello_init" in fast
+        assert '<section id="report"' not in page
     finally:
         served.stop()
         fleet.close()

@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import anyio.to_thread
+
 from kdx.errors import KdxError
 
 __all__ = ["Upload", "UploadError", "UploadStore", "sha256_file", "valid_sha256"]
@@ -192,7 +194,7 @@ class UploadStore:
                     f.write(chunk)
                     written += len(chunk)
                 f.flush()
-                os.fsync(f.fileno())
+                await anyio.to_thread.run_sync(os.fsync, f.fileno())  # off the event loop
         finally:
             with self._lock:
                 self._busy.discard(upload_id)
