@@ -177,6 +177,12 @@ def test_debuginfo_page(site) -> None:  # noqa: ANN001
         page = http.get("/debuginfo").text
     row = re.search(rf"<tr>\s*<td><code>{null61['build_id']}</code></td>.*?</tr>", page, re.S)
     assert row and RELEASE_61 in row.group(0) and "present" in row.group(0)
+    with _login(site) as http:
+        answer = http.post(f"/debuginfo/{null61['build_id']}/reanalyse")
+        assert answer.status_code == 303
+        shown = http.get(answer.headers["location"]).text
+        assert http.get("/jobs", params={"state": "bogus"}).status_code == 400
+    assert f"0 dump(s) of build {null61['build_id']} queued for analysis again" in shown
 
 
 def test_merge_and_split_keep_their_reasons(site) -> None:  # noqa: ANN001

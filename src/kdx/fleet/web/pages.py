@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from kdx.fleet.web.api import (
     DUMP_STATES,
+    JOB_STATES,
     SORTS,
     Reader,
     Where,
@@ -181,20 +182,25 @@ def retry(request: Request, dump_id: int, _: Writer) -> Response:
 
 @router.get("/jobs")
 def jobs(request: Request, _: Reader, state: str = "failed") -> Response:
-    found = fleet_of(request).jobs(state=state or None, limit=500)
+    if state not in JOB_STATES:
+        raise HTTPException(400, f"state must be one of {', '.join(JOB_STATES)}")
+    found = fleet_of(request).jobs(state=state, limit=500)
     return _page(request, "jobs.html", jobs=found, state=state)
 
 
 @router.get("/debuginfo")
-def debuginfo(request: Request, _: Reader) -> Response:
-    return _page(request, "debuginfo.html", builds=fleet_of(request).debug_info())
+def debuginfo(request: Request, _: Reader, queued: int | None = None,
+              build: str = "") -> Response:
+    message = (f"{queued} dump(s) of build {build} queued for analysis again"
+               if queued is not None else None)
+    return _page(request, "debuginfo.html", builds=fleet_of(request).debug_info(),
+                 message=message)
 
 
 @router.post("/debuginfo/{build_id}/reanalyse")
 def reanalyse(request: Request, build_id: str, _: Writer) -> Response:
     queued = fleet_of(request).reanalyse_build(build_id)
-    return _page(request, "debuginfo.html", builds=fleet_of(request).debug_info(),
-                 message=f"{queued} dump(s) of build {build_id} queued for analysis again")
+    return _back("/debuginfo?" + urlencode({"queued": queued, "build": build_id[:64]}))
 
 
 @router.get("/login")
