@@ -16,6 +16,7 @@ from webfleet import (
     RELEASE_61,
     RELEASE_612,
     TOKEN,
+    CuttingProxy,
     free_port,
     lab_file,
     sha256,
@@ -72,6 +73,23 @@ def test_an_interrupted_upload_resumes_and_is_stored_once(site, kdx) -> None:  #
         assert client.dump(stored["id"])["verdict"]["category"] == "sysrq"
     twice = kdx("submit", "--server", site.url, "--token", TOKEN, path, check=True)
     assert f"already stored: dump {stored['id']} " in twice.stdout
+
+
+def test_a_dropped_connection_is_resumed_by_the_client(site) -> None:  # noqa: ANN001
+    path = lab_file(RELEASE_61, "bug-on-kdump-kdump-zlib")
+    size = path.stat().st_size
+    proxy = CuttingProxy(site.url, cut=size // 2)
+    try:
+        with FleetClient(proxy.url, TOKEN) as client:
+            sent = client.upload(path)
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1 and sent.interruptions == 1 and not sent.skipped
+    assert sent.dump["sha256"] == sha256(path) and sent.dump["size"] == size
+    with site.client() as client:
+        assert [d["sha256"] for d in client.dumps(limit=1000)].count(sha256(path)) == 1
+        wait_analysed(client, [sent.dump["id"]])
+        assert client.dump(sent.dump["id"])["verdict"]["category"] == "bug"
 
 
 def test_kdump_directories(site, tmp_path) -> None:  # noqa: ANN001

@@ -12,6 +12,7 @@ retry) say so and leave it consistent.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -183,3 +184,48 @@ def shared_site(request: Any, tmp_path_factory: Any) -> Site:
         _populate(site, root)
         _SITE["site"] = site
     return _SITE["site"]
+
+
+class CuttingProxy:
+    """A TCP relay to the server that drops the first connection sending more than
+    ``cut`` bytes (a real broken link in the middle of an upload)."""
+
+    def __init__(self, upstream: str, cut: int) -> None:
+        self.upstream = ("127.0.0.1", int(upstream.rsplit(":", 1)[1]))
+        self.cut = cut
+        self.cuts = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.open:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False),
+                             daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, upward: bool) -> None:
+        sent = 0
+        try:
+            while data := source.recv(1 << 16):
+                sink.sendall(data)
+                sent += len(data)
+                if upward and sent > self.cut and not self.cuts:
+                    self.cuts += 1
+                    break
+        except OSError:
+            pass
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.open = False
+        self.listener.close()

@@ -56,6 +56,7 @@ class Submitted:
     dump: dict[str, Any]
     skipped: bool  # the server already had these bytes
     resumed_at: int = 0  # bytes the server already held when this upload (re)started
+    interruptions: int = 0  # dropped connections this upload resumed after
 
 
 def server_url(given: str | None) -> str:
@@ -218,15 +219,17 @@ class FleetClient:
         resumed_at = int(answer["offset"])
         if answer.get("dump") is not None:
             return Submitted(path, answer["dump"], skipped=False, resumed_at=resumed_at)
-        return Submitted(path, self._send_bytes(path, answer["id"], resumed_at, size,
-                                                progress), False, resumed_at)
+        dump, interruptions = self._send_bytes(path, answer["id"], resumed_at, size, progress)
+        return Submitted(path, dump, False, resumed_at, interruptions)
 
     def _offset(self, upload_id: str) -> int:
         return int(self._send("GET", f"/uploads/{upload_id}").json()["offset"])
 
     def _send_bytes(self, path: Path, upload_id: str, offset: int, size: int,
-                    progress: Progress | None) -> dict[str, Any]:
-        failures = 0
+                    progress: Progress | None) -> tuple[dict[str, Any], int]:
+        """Send the file from ``offset``; the stored dump and how many dropped
+        connections it took."""
+        failures = dropped = 0
         while True:
             try:
                 with path.open("rb") as f:
@@ -237,6 +240,7 @@ class FleetClient:
                                  "Content-Type": "application/octet-stream"})
             except httpx.TransportError as err:
                 failures += 1
+                dropped += 1
                 if failures > self.retries:
                     raise ClientError(f"{path}: the upload failed {failures} times, last: "
                                       f"{err}; run kdx submit again to resume") from None
@@ -256,7 +260,7 @@ class FleetClient:
                                   f"(HTTP {response.status_code})")
             body = response.json()
             if body.get("dump") is not None:
-                return body["dump"]
+                return body["dump"], dropped
             if int(body["offset"]) <= offset:  # no progress at all: do not spin
                 failures += 1
                 if failures > self.retries:

@@ -122,12 +122,11 @@ def run_submit(args: argparse.Namespace) -> int:
                 records.append(r.dump)
                 if args.json:
                     continue
-                if r.skipped:
-                    how = "already stored"
-                elif r.resumed_at:
-                    how = f"uploaded (resumed at byte {r.resumed_at})"
-                else:
-                    how = "uploaded"
+                how = "already stored" if r.skipped else "uploaded"
+                if r.resumed_at:
+                    how += f" (resumed at byte {r.resumed_at})"
+                if r.interruptions:
+                    how += f" (the connection dropped {r.interruptions} time(s))"
                 print(clean(f"{r.path}: {how}: dump {r.dump['id']} ({r.dump['state']}) "
                             f"{client.server}/dumps/{r.dump['id']}"))
     if args.json:
