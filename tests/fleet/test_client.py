@@ -209,3 +209,31 @@ def test_stale_uploads_are_dropped(tmp_path) -> None:  # noqa: ANN001
         store.get(old.id)
     assert store.get(fresh.id).offset == 0
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json"] * 2 + [".part"] * 2
+
+
+def test_submit_shows_progress_on_a_terminal(site, tmp_path) -> None:  # noqa: ANN001
+    import pty
+    import subprocess
+    import sys
+
+    path = tmp_path / "vmcore-dmesg.txt"
+    path.write_text(f"<0>[ 2.0] Kernel panic - not syncing: progress {os.urandom(8).hex()}\n")
+    parent, child = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "kdx", "submit", "--server", site.url,
+                               "--token", TOKEN, str(path)], stderr=child,
+                              stdout=subprocess.PIPE, text=True, timeout=120)
+        os.close(child)
+        shown = b""
+        while True:
+            try:
+                data = os.read(parent, 4096)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(parent)
+    assert proc.returncode == 0 and ": uploaded: dump " in proc.stdout
+    assert b"sending 100% of 0.0 MiB" in shown and b"hashing 100%" in shown

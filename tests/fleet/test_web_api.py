@@ -59,6 +59,14 @@ def test_problem_records_and_filters(site) -> None:  # noqa: ANN001
         assert not any("WARNING" in p["title"] for p in on_612)
         net = http.get("/api/v1/problems", params={"label": "team=net"}).json()
         assert [p["category"] for p in net] == ["warn"]
+        everything = http.get("/api/v1/problems", params={"since": "2000-01-01"}).json()
+        assert len(everything) == len(http.get("/api/v1/problems").json()) >= 2
+        assert http.get("/api/v1/problems", params={"since": "2999-01-01"}).json() == []
+        by_host = http.get("/api/v1/problems", params={"host": null61["host"]}).json()
+        assert null61["problem_id"] in [p["id"] for p in by_host]
+        assert http.get("/api/v1/problems", params={"host": "no-such-host"}).json() == []
+        by_module = http.get("/api/v1/problems", params={"module": "crashlab_warn"}).json()
+        assert [p["category"] for p in by_module] == ["warn"]
         by_count = http.get("/api/v1/problems", params={"sort": "count"}).json()
         counts = [p["count"] for p in by_count]
         assert counts == sorted(counts, reverse=True) and len(by_count) >= 2

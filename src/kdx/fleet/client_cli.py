@@ -91,20 +91,20 @@ class _Bar:
     def __init__(self, name: str) -> None:
         self.name = clean(name)
         self.on = sys.stderr.isatty()
-        self.last = -1
+        self.last: tuple[str, int] | None = None
 
     def __call__(self, what: str, done: int, total: int) -> None:
         if not self.on or not total:
             return
         percent = done * 100 // total
-        if percent == self.last:
+        if (what, percent) == self.last:
             return
-        self.last = percent
+        self.last = (what, percent)
         print(f"\r{self.name}: {what} {percent:3d}% of {total / (1 << 20):.1f} MiB",
               end="", file=sys.stderr, flush=True)
 
     def done(self) -> None:
-        if self.on and self.last >= 0:
+        if self.on and self.last is not None:
             print("\r\x1b[K", end="", file=sys.stderr, flush=True)
 
 
