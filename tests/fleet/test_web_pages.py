@@ -58,6 +58,9 @@ def test_problems_page_filters_and_sorts(site) -> None:  # noqa: ANN001
         titles = re.findall(r'<a href="/problems/\d+">([^<]+)</a>', by_title)
         assert titles == sorted(titles) and len(titles) >= 2
         assert 'href="/problems?sort=title&amp;desc=true"' in by_title  # click again: reverse
+        headers = http.get("/problems").headers
+        assert "script-src 'none'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
         css = http.get("/static/kdx.css")
         assert css.status_code == 200 and "table.list" in css.text
 
