@@ -44,8 +44,8 @@ def _cut_short(path, size: int) -> Iterator[bytes]:  # noqa: ANN001
     raise ConnectionAbortedError("the link dropped")
 
 
-def test_an_interrupted_upload_resumes_and_is_stored_once(site, kdx) -> None:  # noqa: ANN001
-    path = lab_file(RELEASE_61, "sysrq-kdump-kdump-zlib")
+def test_an_interrupted_upload_resumes_and_is_stored_once(site, kdx, tmp_path) -> None:  # noqa: ANN001, E501
+    path = lab_file(tmp_path, RELEASE_61, "sysrq-kdump-kdump-zlib")
     size, digest = path.stat().st_size, sha256(path)
     with site.http(TOKEN) as http:
         started = http.post("/api/v1/uploads", json={"filename": "vmcore", "size": size,
@@ -75,8 +75,8 @@ def test_an_interrupted_upload_resumes_and_is_stored_once(site, kdx) -> None:  #
     assert f"already stored: dump {stored['id']} " in twice.stdout
 
 
-def test_a_dropped_connection_is_resumed_by_the_client(site) -> None:  # noqa: ANN001
-    path = lab_file(RELEASE_61, "bug-on-kdump-kdump-zlib")
+def test_a_dropped_connection_is_resumed_by_the_client(site, tmp_path) -> None:  # noqa: ANN001
+    path = lab_file(tmp_path, RELEASE_61, "bug-on-kdump-kdump-zlib")
     size = path.stat().st_size
     proxy = CuttingProxy(site.url, cut=size // 2)
     try:
@@ -96,13 +96,14 @@ def test_kdump_directories(site, tmp_path) -> None:  # noqa: ANN001
     crash = tmp_path / "crash"
     flat = crash / "127.0.0.1-2026-12-04-17:54:36"
     flat.mkdir(parents=True)
-    (flat / "vmcore.flat").symlink_to(lab_file(RELEASE_61, "sysrq-kdump-flattened",
-                                               "vmcore.flat"))
-    shutil.copy(lab_file(RELEASE_61, "sysrq-kdump-flattened", "dmesg.txt"),
+    lab = tmp_path / "lab"
+    shutil.move(lab_file(lab, RELEASE_61, "sysrq-kdump-flattened", "vmcore.flat"),
+                flat / "vmcore.flat")
+    shutil.move(lab_file(lab, RELEASE_61, "sysrq-kdump-flattened", "dmesg.txt"),
                 flat / "vmcore-dmesg.txt")
     only_log = crash / "web2-2026-12-04"
     only_log.mkdir()
-    shutil.copy(lab_file(RELEASE_61, "divide-error-kdump-kdump-zlib", "dmesg.txt"),
+    shutil.move(lab_file(lab, RELEASE_61, "divide-error-kdump-kdump-zlib", "dmesg.txt"),
                 only_log / "vmcore-dmesg.txt")
     busy = tmp_path / "busy-2026-12-05"
     busy.mkdir()

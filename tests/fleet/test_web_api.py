@@ -79,6 +79,8 @@ def test_problem_records_and_filters(site) -> None:  # noqa: ANN001
     ("/api/v1/problems?sort=bogus", 400, "sort must be one of"),
     ("/api/v1/problems?since=yesterday", 400, "since must be a date"),
     ("/api/v1/dumps/abc", 400, "dump_id"),
+    (f"/api/v1/dumps/{1 << 70}", 400, "dump_id"),
+    (f"/api/v1/dumps?problem={1 << 70}", 400, "problem"),
     ("/api/v1/dumps/by-sha256/xyz", 400, "sha256"),
     ("/api/v1/nothing", 404, "Not Found"),
 ])
@@ -111,7 +113,8 @@ def test_changes_and_downloads_need_a_token(site) -> None:  # noqa: ANN001
                                  ("GET", f"/api/v1/dumps/{dump_id}/file"),
                                  ("POST", "/api/v1/debuginfo/00ff/reanalyse"),
                                  ("POST", "/api/v1/uploads")):
-                answer = http.request(method, path, json={})
+                body = {"json": {}} if path.endswith("/uploads") else {}  # read or none
+                answer = http.request(method, path, **body)
                 assert (path, answer.status_code) == (path, status)
                 assert "token" in answer.json()["error"]
         assert anonymous.post(f"/api/v1/dumps/{dump_id}/retry").headers[

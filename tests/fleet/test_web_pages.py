@@ -120,7 +120,7 @@ def test_the_fast_result_shows_while_the_full_one_waits(tmp_path) -> None:  # no
     fleet.pool.start()
     served = serve(create_app(fleet, tokens=frozenset({TOKEN})))
     try:
-        with lab_file(RELEASE_61, "null-deref-module-kdump-kdump-zlib").open("rb") as f:
+        with lab_file(tmp_path, RELEASE_61, "null-deref-module-kdump-kdump-zlib").open("rb") as f:
             dump = fleet.ingest(f, "vmcore")
         with FleetClient(served.url, TOKEN) as client:
             deadline = time.monotonic() + 120  # a bound against a hang, not a timing check

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import threading
 import time
@@ -41,9 +42,14 @@ RELEASE_61 = "6.1.0-57-cloud-amd64"
 RELEASE_612 = "6.12.117+deb13-cloud-amd64"
 
 
-def lab_file(release: str, run: str, name: str = "vmcore") -> Path:
-    """A file of a cached lab run (read only)."""
-    return default_cache() / "runs" / release / run / name
+def lab_file(dest: Path, release: str, run: str, name: str = "vmcore") -> Path:
+    """A copy in ``dest`` of a file of a cached lab run: the cache is never written, and
+    a lab run rebuilding it meanwhile cannot change the bytes a test compares."""
+    copy = dest / f"{release}-{run}-{name}"
+    if not copy.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(default_cache() / "runs" / release / run / name, copy)
+    return copy
 
 
 def sha256(path: Path) -> str:
@@ -152,13 +158,13 @@ def _populate(site: Site, tmp: Path) -> None:
     noise = tmp / "noise.bin"
     noise.write_bytes(os.urandom(64 << 10))
     log = tmp / "log.txt"
-    log.write_text(lab_file(RELEASE_61, "gpf-kdump-kdump-zlib", "dmesg.txt").read_text())
+    log.write_text(lab_file(tmp, RELEASE_61, "gpf-kdump-kdump-zlib", "dmesg.txt").read_text())
     sends = {
-        "null61": (lab_file(RELEASE_61, "null-deref-module-kdump-kdump-zlib"), None,
+        "null61": (lab_file(tmp, RELEASE_61, "null-deref-module-kdump-kdump-zlib"), None,
                    {"team": "storage"}),
-        "null612": (lab_file(RELEASE_612, "null-deref-module-kdump-kdump-zlib"), None,
+        "null612": (lab_file(tmp, RELEASE_612, "null-deref-module-kdump-kdump-zlib"), None,
                     {"team": "storage"}),
-        "warn61": (lab_file(RELEASE_61, "warn-kdump-kdump-zlib"), None, {"team": "net"}),
+        "warn61": (lab_file(tmp, RELEASE_61, "warn-kdump-kdump-zlib"), None, {"team": "net"}),
         "noise": (noise, None, {}),
         "evil": (log, EVIL_NAME, {"note": EVIL_LABEL}),
     }

@@ -8,27 +8,35 @@ always need a token.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
 from typing import Annotated, Any, Optional
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
+from kdx.fleet.records import DUMP_STATES
 from kdx.fleet.service import Fleet, ProblemFilter
 from kdx.fleet.upload import UploadError, UploadStore, valid_sha256
 from kdx.fleet.web.auth import fingerprint
 
-__all__ = ["DUMP_STATES", "JOB_STATES", "SORTS", "Reader", "Where", "Writer", "download_response",
-           "fleet_of", "problem_filter", "router", "who"]
+__all__ = ["DUMP_STATES", "JOB_STATES", "SORTS", "DumpId", "ProblemId", "ProblemQuery",
+           "Reader", "Where", "Writer", "download_response", "fleet_of", "problem_filter",
+           "router", "who"]
 
 router = APIRouter(prefix="/api/v1")
 
+#: The largest id a database keeps (a signed 64-bit integer).
+MAX_ID = (1 << 63) - 1
+DumpId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ProblemId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ProblemQuery = Annotated[Optional[int], Query(ge=1, le=MAX_ID)]
+
 #: The problem list's sort keys.
 SORTS = ("last_seen", "count", "hosts", "first_seen", "title")
-#: Dump states and job states the filters accept.
-DUMP_STATES = ("received", "fast", "analysed", "failed")
+#: Job states the filter accepts (dump states: ``kdx.fleet.records.DUMP_STATES``).
 JOB_STATES = ("queued", "running", "done", "failed")
 
 
@@ -50,13 +58,13 @@ Reader = Annotated[Optional[str], Depends(reader)]
 Writer = Annotated[str, Depends(writer)]
 JsonBody = Annotated[dict[str, Any], Body()]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 
-def who(token: str, name: str | None = None) -> str:
+def who(token: str, name: object = None) -> str:
     """Who made a change, for the problem's history: a name if given, and the token's
     fingerprint (never the token)."""
-    clean = (name or "").strip()[:64]
+    clean = name.strip()[:64] if isinstance(name, str) else ""
     return f"{clean} ({fingerprint(token)})" if clean else fingerprint(token)
 
 
@@ -86,8 +94,6 @@ def problem_filter(kernel: str | None = None, host: str | None = None,
     if label and "=" not in label:
         raise _bad("label must be key=value")
     if since:
-        import datetime as dt
-
         try:
             dt.date.fromisoformat(since[:10])
         except ValueError:
@@ -103,7 +109,7 @@ Where = Annotated[ProblemFilter, Depends(problem_filter)]
 
 @router.get("/dumps")
 def dumps(request: Request, _: Reader, state: str | None = None,
-          problem: int | None = None, limit: Limit = 100,
+          problem: ProblemQuery = None, limit: Limit = 100,
           offset: Offset = 0) -> JSONResponse:
     state = _choice(state, DUMP_STATES, "state")
     found = fleet_of(request).dumps(state=state, problem_id=problem, limit=limit,
@@ -122,7 +128,7 @@ def dump_by_sha256(request: Request, sha256: str, _: Reader) -> JSONResponse:
 
 
 @router.get("/dumps/{dump_id}")
-def dump(request: Request, dump_id: int, _: Reader) -> JSONResponse:
+def dump(request: Request, dump_id: DumpId, _: Reader) -> JSONResponse:
     found = fleet_of(request).dump(dump_id)
     if found is None:
         raise _missing("dump")
@@ -141,12 +147,12 @@ def download_response(fleet: Fleet, dump_id: int) -> FileResponse:
 
 
 @router.get("/dumps/{dump_id}/file")
-def dump_file(request: Request, dump_id: int, _: Writer) -> FileResponse:
+def dump_file(request: Request, dump_id: DumpId, _: Writer) -> FileResponse:
     return download_response(fleet_of(request), dump_id)
 
 
 @router.post("/dumps/{dump_id}/retry")
-def retry(request: Request, dump_id: int, _: Writer) -> JSONResponse:
+def retry(request: Request, dump_id: DumpId, _: Writer) -> JSONResponse:
     if fleet_of(request).dump(dump_id) is None:
         raise _missing("dump")
     return _json(fleet_of(request).retry(dump_id))
@@ -162,11 +168,15 @@ def problems(request: Request, _: Reader,
 
 
 @router.get("/problems/{problem_id}")
-def problem(request: Request, problem_id: int, _: Reader) -> JSONResponse:
+def problem(request: Request, problem_id: ProblemId, _: Reader) -> JSONResponse:
     found = fleet_of(request).problem(problem_id)
     if found is None:
         raise _missing("problem")
     return _json(found)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
 
 
 def _reason(body: dict[str, Any]) -> str:
@@ -177,10 +187,10 @@ def _reason(body: dict[str, Any]) -> str:
 
 
 @router.post("/problems/{problem_id}/merge")
-def merge(request: Request, problem_id: int, body: JsonBody,
+def merge(request: Request, problem_id: ProblemId, body: JsonBody,
           token: Writer) -> JSONResponse:
     other = body.get("other")
-    if not isinstance(other, int) or isinstance(other, bool):
+    if not _is_id(other):
         raise _bad("other must be the id of the problem to merge in")
     merged = fleet_of(request).merge(problem_id, other, reason=_reason(body),
                                      who=who(token, body.get("who")))
@@ -188,11 +198,10 @@ def merge(request: Request, problem_id: int, body: JsonBody,
 
 
 @router.post("/problems/{problem_id}/split")
-def split(request: Request, problem_id: int, body: JsonBody,
+def split(request: Request, problem_id: ProblemId, body: JsonBody,
           token: Writer) -> JSONResponse:
     ids = body.get("dump_ids")
-    if not isinstance(ids, list) or not ids or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in ids):
+    if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
         raise _bad("dump_ids must be a non-empty list of dump ids")
     made = fleet_of(request).split(problem_id, ids, reason=_reason(body),
                                    who=who(token, body.get("who")))

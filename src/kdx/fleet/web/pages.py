@@ -21,6 +21,9 @@ from kdx.fleet.web.api import (
     DUMP_STATES,
     JOB_STATES,
     SORTS,
+    DumpId,
+    ProblemId,
+    ProblemQuery,
     Reader,
     Where,
     Writer,
@@ -84,7 +87,7 @@ def problems(request: Request, _: Reader,
 
 
 @router.get("/problems/{problem_id}")
-def problem(request: Request, problem_id: int, _: Reader) -> Response:
+def problem(request: Request, problem_id: ProblemId, _: Reader) -> Response:
     fleet = fleet_of(request)
     found = fleet.problem(problem_id)
     if found is None:
@@ -98,7 +101,7 @@ def problem(request: Request, problem_id: int, _: Reader) -> Response:
 
 
 @router.post("/problems/{problem_id}/merge")
-def merge(request: Request, problem_id: int, other: FormInt, reason: FormText,
+def merge(request: Request, problem_id: ProblemId, other: FormInt, reason: FormText,
           token: Writer, name: FormText = "") -> Response:
     if not reason.strip():
         raise HTTPException(400, "a reason is needed")
@@ -108,7 +111,7 @@ def merge(request: Request, problem_id: int, other: FormInt, reason: FormText,
 
 
 @router.post("/problems/{problem_id}/split")
-def split(request: Request, problem_id: int, reason: FormText, token: Writer,
+def split(request: Request, problem_id: ProblemId, reason: FormText, token: Writer,
           dump_ids: FormInts = None, name: FormText = "") -> Response:
     if not dump_ids:
         raise HTTPException(400, "tick the dumps to move into a new problem")
@@ -121,7 +124,7 @@ def split(request: Request, problem_id: int, reason: FormText, token: Writer,
 
 @router.get("/dumps")
 def dumps(request: Request, _: Reader, state: str | None = None,
-          problem: int | None = None) -> Response:
+          problem: ProblemQuery = None) -> Response:
     if state and state not in DUMP_STATES:
         raise HTTPException(400, f"state must be one of {', '.join(DUMP_STATES)}")
     found = fleet_of(request).dumps(state=state or None, problem_id=problem, limit=500)
@@ -130,7 +133,7 @@ def dumps(request: Request, _: Reader, state: str | None = None,
 
 
 @router.get("/dumps/{dump_id}")
-def dump(request: Request, dump_id: int, _: Reader) -> Response:
+def dump(request: Request, dump_id: DumpId, _: Reader) -> Response:
     found = fleet_of(request).dump(dump_id)
     if found is None:
         raise HTTPException(404, "no such dump")
@@ -142,7 +145,7 @@ def dump(request: Request, dump_id: int, _: Reader) -> Response:
 
 
 @router.get("/dumps/{dump_id}/report")
-def report(request: Request, dump_id: int, _: Reader) -> Response:
+def report(request: Request, dump_id: DumpId, _: Reader) -> Response:
     """The verdict as the one-file HTML ``kdx analyze --html`` writes."""
     found = fleet_of(request).dump(dump_id)
     document = report_document(found.verdict) if found is not None else None
@@ -154,7 +157,7 @@ def report(request: Request, dump_id: int, _: Reader) -> Response:
 
 
 @router.get("/dumps/{dump_id}/log")
-def raw_log(request: Request, dump_id: int, _: Reader) -> Response:
+def raw_log(request: Request, dump_id: DumpId, _: Reader) -> Response:
     """The kernel log as plain text (from the full analysis, else the fast pass's tail)."""
     found = fleet_of(request).dump(dump_id)
     if found is None:
@@ -168,12 +171,12 @@ def raw_log(request: Request, dump_id: int, _: Reader) -> Response:
 
 
 @router.get("/dumps/{dump_id}/download")
-def download(request: Request, dump_id: int, _: Writer) -> Response:
+def download(request: Request, dump_id: DumpId, _: Writer) -> Response:
     return download_response(fleet_of(request), dump_id)
 
 
 @router.post("/dumps/{dump_id}/retry")
-def retry(request: Request, dump_id: int, _: Writer) -> Response:
+def retry(request: Request, dump_id: DumpId, _: Writer) -> Response:
     if fleet_of(request).dump(dump_id) is None:
         raise HTTPException(404, "no such dump")
     fleet_of(request).retry(dump_id)
