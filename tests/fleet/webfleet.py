@@ -36,7 +36,7 @@ TOKEN = "kdx-test-token-7d1f0c"
 #: The uploads limit of the test site (bytes): above every lab dump it uses.
 MAX_UPLOAD = 200 << 20
 #: What the site's labelled log is called and labelled: HTML that must show escaped.
-EVIL_NAME = "<img src=x onerror=alert(1)>.txt"
+EVIL_NAME = "<script>alert(1)<img src=x onerror=alert(2)>.txt"
 EVIL_LABEL = "<script>alert('kdx')</script>"
 RELEASE_61 = "6.1.0-57-cloud-amd64"
 RELEASE_612 = "6.12.117+deb13-cloud-amd64"

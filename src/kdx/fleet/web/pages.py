@@ -20,6 +20,7 @@ from markupsafe import Markup
 from kdx.fleet.web.api import (
     DUMP_STATES,
     JOB_STATES,
+    MAX_ID,
     SORTS,
     DumpId,
     ProblemId,
@@ -40,7 +41,7 @@ __all__ = ["router"]
 router = APIRouter(include_in_schema=False)
 
 FormText = Annotated[str, Form()]
-FormInt = Annotated[int, Form()]
+FormInt = Annotated[int, Form(ge=1, le=MAX_ID)]
 FormInts = Annotated[Optional[list[int]], Form()]
 
 #: States whose page refreshes itself until the full result is in.
@@ -115,6 +116,8 @@ def split(request: Request, problem_id: ProblemId, reason: FormText, token: Writ
           dump_ids: FormInts = None, name: FormText = "") -> Response:
     if not dump_ids:
         raise HTTPException(400, "tick the dumps to move into a new problem")
+    if not all(1 <= i <= MAX_ID for i in dump_ids):
+        raise HTTPException(400, "dump_ids must be dump ids")
     if not reason.strip():
         raise HTTPException(400, "a reason is needed")
     made = fleet_of(request).split(problem_id, dump_ids, reason=reason.strip(),
