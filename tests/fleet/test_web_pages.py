@@ -227,3 +227,15 @@ def test_merge_and_split_keep_their_reasons(site) -> None:  # noqa: ANN001
     events = re.search(r'<table class="list" id="events">.*?</table>', page, re.S).group(0)
     assert "first reason" in events and "second reason" in events
     assert "ana (token " in events and "bo (token " in events and TOKEN not in page
+
+
+def test_dump_list_pages(site) -> None:  # noqa: ANN001
+    with site.http() as http:
+        ids = [d["id"] for d in http.get("/api/v1/dumps", params={"limit": 1000}).json()]
+        analysed = [d["id"] for d in http.get("/api/v1/dumps", params={"state": "analysed"}).json()]
+        first = http.get("/dumps").text
+        second = http.get("/dumps", params={"offset": 1, "state": "analysed"}).text
+    listed = [int(i) for i in re.findall(r'<td><a href="/dumps/(\d+)">#', first)]
+    assert listed == ids and "Newer</a>" not in first and "Older</a>" not in first
+    assert 'href="/dumps?state=analysed&amp;offset=0">Newer</a>' in second
+    assert [int(i) for i in re.findall(r'<td><a href="/dumps/(\d+)">#', second)] == analysed[1:]

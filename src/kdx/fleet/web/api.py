@@ -22,9 +22,9 @@ from kdx.fleet.service import Fleet, ProblemFilter
 from kdx.fleet.upload import UploadError, UploadStore, valid_sha256
 from kdx.fleet.web.auth import fingerprint
 
-__all__ = ["DUMP_STATES", "JOB_STATES", "MAX_ID", "SORTS", "DumpId", "ProblemId", "ProblemQuery",
-           "Reader", "Where", "Writer", "download_response", "fleet_of", "problem_filter",
-           "router", "who"]
+__all__ = ["DUMP_STATES", "JOB_STATES", "MAX_ID", "SORTS", "DumpId", "Offset", "ProblemId",
+           "ProblemQuery", "Reader", "Where", "Writer", "download_response", "fleet_of",
+           "problem_filter", "router", "who"]
 
 router = APIRouter(prefix="/api/v1")
 

@@ -23,6 +23,7 @@ from kdx.fleet.web.api import (
     MAX_ID,
     SORTS,
     DumpId,
+    Offset,
     ProblemId,
     ProblemQuery,
     Reader,
@@ -46,6 +47,8 @@ FormInts = Annotated[Optional[list[int]], Form()]
 
 #: States whose page refreshes itself until the full result is in.
 _PENDING = ("received", "fast")
+#: Dumps on one page of the dump list.
+PAGE = 200
 #: The command outputs a dump page shows, in this order.
 OUTPUTS = ("bt -a", "ps", "log", "mod")
 
@@ -127,12 +130,18 @@ def split(request: Request, problem_id: ProblemId, reason: FormText, token: Writ
 
 @router.get("/dumps")
 def dumps(request: Request, _: Reader, state: str | None = None,
-          problem: ProblemQuery = None) -> Response:
+          problem: ProblemQuery = None, offset: Offset = 0) -> Response:
     if state and state not in DUMP_STATES:
         raise HTTPException(400, f"state must be one of {', '.join(DUMP_STATES)}")
-    found = fleet_of(request).dumps(state=state or None, problem_id=problem, limit=500)
-    return _page(request, "dumps.html", dumps=found, state=state or "", problem=problem,
-                 states=DUMP_STATES)
+    found = fleet_of(request).dumps(state=state or None, problem_id=problem,
+                                    limit=PAGE + 1, offset=offset)
+    query = {k: v for k, v in (("state", state), ("problem", problem)) if v}
+    older = ("/dumps?" + urlencode({**query, "offset": offset + PAGE})
+             if len(found) > PAGE else None)
+    newer = ("/dumps?" + urlencode({**query, "offset": max(0, offset - PAGE)})
+             if offset else None)
+    return _page(request, "dumps.html", dumps=found[:PAGE], state=state or "",
+                 problem=problem, states=DUMP_STATES, older=older, newer=newer)
 
 
 @router.get("/dumps/{dump_id}")
