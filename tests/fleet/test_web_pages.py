@@ -92,6 +92,7 @@ def test_dump_page_embeds_the_report_and_outputs(site) -> None:  # noqa: ANN001
     assert 'http-equiv="refresh"' not in page  # final: no more refreshing
     assert '<span class="state analysed" id="state">analysed</span>' in page
     assert "<h2>Culprit</h2>" in page and "hello_init+0x11 [hello_crash]" in page
+    assert '<details id="fast">' in page  # folded once the full report is there
     for name in ("bt -a", "ps", "log", "mod"):
         assert f"<h2><code>{name}</code></h2>" in page
     assert html.escape(null61["outputs"]["mod"]).strip() in page
@@ -131,7 +132,7 @@ def test_the_fast_result_shows_while_the_full_one_waits(tmp_path) -> None:  # no
         page = httpx.get(f"{served.url}/dumps/{dump.id}").text
         assert '<meta http-equiv="refresh" content="3">' in page
         assert "the full analysis is running" in page
-        fast = re.search(r'<section id="fast">.*?</section>', page, re.S).group(0)
+        fast = re.search(r'<details id="fast" open>.*?</details>', page, re.S).group(0)
         assert str(escape(record["fast"]["title"])) in fast and "hello_init" in fast
         assert '<section id="report"' not in page
     finally:

@@ -29,9 +29,9 @@ def _when(iso: str | None) -> str:
     return "-" if not iso else iso.replace("T", " ")[:16]
 
 
-def dump_title(dump: Any) -> str:
+def dump_title(dump: Any, *, reason: bool = True) -> str:
     """A dump's one-line name: the full verdict's title, else the fast pass's, else why
-    it failed."""
+    it failed (or just that it failed, without ``reason``)."""
     verdict = dump.verdict or {}
     title = (verdict.get("signature") or {}).get("title") if isinstance(verdict, dict) else None
     if not title and dump.fast:
@@ -39,7 +39,7 @@ def dump_title(dump: Any) -> str:
     if title:
         return title
     if dump.failure:
-        return f"failed: {dump.failure}"
+        return f"failed: {dump.failure}" if reason else "analysis failed"
     return "not analysed yet" if dump.state in ("received", "fast") else "no title"
 
 
