@@ -156,6 +156,10 @@ def test_client_failures_are_one_line(site, kdx, tmp_path) -> None:  # noqa: ANN
     down = kdx("dumps", "--server", nobody)
     assert down.returncode == 1 and len(down.stderr.strip().splitlines()) == 1
     assert "cannot reach the server" in down.stderr
+    several = kdx("submit", "--server", site.url, "--token", TOKEN, tmp_path / "missing", path)
+    assert several.returncode == 1 and ": uploaded: dump " in several.stdout
+    assert several.stderr.strip().splitlines() == [
+        f"kdx: error: {tmp_path / 'missing'}: no such file or directory"]
     label = kdx("submit", "--server", site.url, "--label", "nolabel", path)
     assert "expected KEY=VALUE" in label.stderr and label.returncode == 1
     assert "Traceback" not in wrong.stderr + down.stderr + label.stderr

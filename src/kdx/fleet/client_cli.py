@@ -108,30 +108,44 @@ class _Bar:
             print("\r\x1b[K", end="", file=sys.stderr, flush=True)
 
 
+def _said(r: Any, server: str) -> str:
+    """One line for one submitted file."""
+    how = "already stored" if r.skipped else "uploaded"
+    if r.resumed_at:
+        how += f" (resumed at byte {r.resumed_at})"
+    if r.interruptions:
+        how += f" (the connection dropped {r.interruptions} time(s))"
+    return clean(f"{r.path}: {how}: dump {r.dump['id']} ({r.dump['state']}) "
+                 f"{server}/dumps/{r.dump['id']}")
+
+
 def run_submit(args: argparse.Namespace) -> int:
+    """Send each path; one that fails is one error line and the others still go (a
+    kdump hook sending all of /var/crash should not stop at one bad directory)."""
+    from kdx.fleet.client import ClientError
+
     labels = _labels(args.label)
-    records = []
+    records, failed = [], 0
     with _client(args) as client:
         for path in args.paths:
             bar = _Bar(str(path))
             try:
                 results = client.submit(path, labels=labels, progress=bar)
-            finally:
+            except ClientError as err:
+                if len(args.paths) == 1:
+                    raise
                 bar.done()
-            for r in results:
-                records.append(r.dump)
-                if args.json:
-                    continue
-                how = "already stored" if r.skipped else "uploaded"
-                if r.resumed_at:
-                    how += f" (resumed at byte {r.resumed_at})"
-                if r.interruptions:
-                    how += f" (the connection dropped {r.interruptions} time(s))"
-                print(clean(f"{r.path}: {how}: dump {r.dump['id']} ({r.dump['state']}) "
-                            f"{client.server}/dumps/{r.dump['id']}"))
+                print(f"kdx: error: {clean(str(err))}", file=sys.stderr)
+                failed += 1
+                continue
+            bar.done()
+            records += [r.dump for r in results]
+            if not args.json:
+                for r in results:
+                    print(_said(r, client.server))
     if args.json:
         print(json.dumps(records, indent=2))
-    return 0
+    return 1 if failed else 0
 
 
 def _title(d: dict[str, Any]) -> str:
