@@ -177,6 +177,9 @@ def test_upload_checks(site, tmp_path) -> None:  # noqa: ANN001
         assert big.status_code == 413 and "at most" in big.json()["error"]
         bad = http.post("/api/v1/uploads", json={"filename": "x", "size": 10, "sha256": "1"})
         assert bad.status_code == 400 and "sha256" in bad.json()["error"]
+        label = http.post("/api/v1/uploads", json={"filename": "x", "size": 10, "sha256": digest,
+                                                   "labels": {"bad key": "v"}})
+        assert label.status_code == 400 and "label name 'bad key'" in label.json()["error"]
         one = http.post("/api/v1/uploads", json={"filename": "../../etc/passwd", "size": 3000,
                                                  "sha256": "0" * 64}).json()["id"]
         assert "/" not in one and ".." not in one

@@ -33,6 +33,7 @@ __all__ = ["Upload", "UploadError", "UploadStore", "sha256_file", "valid_sha256"
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _CHUNK = 1 << 20
 #: An upload nobody continued for this long is dropped (its bytes are disk space).
 STALE_SECONDS = 7 * 86400
@@ -74,13 +75,22 @@ def sha256_file(path: Path) -> str:
 
 
 def _clean_labels(labels: object) -> dict[str, str]:
+    """Labels checked when the upload is announced, by the rules the fleet stores them
+    with, so a bad one fails before gigabytes are sent rather than after."""
     if labels is None:
         return {}
     if not isinstance(labels, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         raise UploadError("labels must be an object of strings")
-    if len(labels) > 32 or any(len(k) > 64 or len(v) > 256 for k, v in labels.items()):
-        raise UploadError("too many or too long labels (32 labels, 64/256 characters)")
+    if len(labels) > 32:
+        raise UploadError("at most 32 labels")
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            raise UploadError(f"label name {key[:70]!r} must be 1-64 letters, digits, "
+                              "'_', '.', '-'")
+        if len(value) > 255 or not value.isprintable():
+            raise UploadError(f"label {key}'s value must be printable and at most 255 "
+                              "characters")
     return dict(labels)
 
 
