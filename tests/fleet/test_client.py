@@ -125,6 +125,9 @@ def test_dumps_and_problems_commands(site, kdx) -> None:  # noqa: ANN001
     import json
 
     env_server = dict(os.environ, KDX_SERVER=site.url)
+    again = kdx("submit", "--server", site.url, "--token", TOKEN, "--json", site.files["warn61"],
+                check=True)
+    assert [d["id"] for d in json.loads(again.stdout)] == [site.dumps["warn61"]["id"]]
     listed = json.loads(kdx("dumps", "--server", site.url, "--json", check=True).stdout)
     assert site.dumps["null61"]["id"] in [d["id"] for d in listed]
     failed = kdx("dumps", "--server", site.url, "--state", "failed", check=True).stdout
