@@ -220,8 +220,15 @@ def test_merge_and_split_keep_reasons_and_route_later_dumps(fleet):
     with pytest.raises(KdxError, match="merged into"):
         fleet.merge(p2, p1, reason="back", who="ana")
     moved = fleet.problem(p1).dump_ids[-2:]
+    with fleet.db.write() as s, s.begin():
+        for dump_id in moved:  # what their fast pass said of them
+            s.get(Dump, dump_id).fast = {"category": "warning", "title": "WARNING in g",
+                                         "culprit": "g", "module": None}
     new = fleet.split(p1, moved, reason="different bug", who="bo")
     assert new.dump_ids == moved and new.events[0].action == "split"
+    # named after its own dumps, not after the problem they left
+    assert (new.title, new.category, new.culprit) == ("WARNING in g", "warning", "g")
+    assert fleet.problem(p1).title == "BUG: oops in f"
     assert fleet.problem(p1).count == 2
     # a split dump stays where a person put it when analysed again
     with fleet.db.write() as s, s.begin():

@@ -278,6 +278,25 @@ def merge(session: Session, into: int, other: int, *, reason: str, who: str) -> 
     _event(session, source.id, "merge", reason, who, detail)
 
 
+def _described(dump: Dump | None) -> tuple[str, str, str | None, str | None] | None:
+    """A split-off problem is named after its own first dump (its full verdict, else its
+    fast pass), not after the problem it left."""
+    if dump is None:
+        return None
+    verdict, fast = dump.verdict or {}, dump.fast or {}
+    if verdict.get("category"):
+        culprit = verdict.get("culprit") or {}
+        function, module = culprit.get("function"), culprit.get("module")
+        title = (verdict.get("signature") or {}).get("title") or verdict["category"]
+        return (title, verdict["category"],
+                f"{function} [{module}]" if function and module else function, module)
+    if fast.get("category"):
+        function, module = fast.get("culprit"), fast.get("module")
+        return (fast.get("title") or fast["category"], fast["category"],
+                f"{function} [{module}]" if function and module else function, module)
+    return None
+
+
 def split(session: Session, problem_id: int, dump_ids: list[int], *, reason: str,
           who: str) -> int:
     """Move ``dump_ids`` out of ``problem_id`` into a new problem (they stay there); returns
@@ -294,9 +313,12 @@ def split(session: Session, problem_id: int, dump_ids: list[int], *, reason: str
     if len(ids) == len(members):
         raise KdxError("splitting off every dump of a problem leaves it empty: rename it "
                        "instead, or keep some dumps")
+    first = session.get(Dump, ids[0])
+    title, category, culprit, module = _described(first) or (
+        source.title, source.category, source.culprit, source.module)
     new = Problem(signature=source.signature, signature_version=source.signature_version,
-                  title=source.title, category=source.category, culprit=source.culprit,
-                  module=source.module, created=utcnow())
+                  title=title, category=category, culprit=culprit, module=module,
+                  created=utcnow())
     session.add(new)
     session.flush()
     new.signature = f"{source.signature[:40]}/split{new.id}"
