@@ -116,3 +116,32 @@ def test_the_verdict_and_its_signature_are_identical(pair: tuple[kdx.Dump, kdx.D
     expected = _verdict(oracle)
     assert expected["category"]
     assert _verdict(without) == expected
+
+
+#: One sysrq dump per kernel, for the commands whose whole output is compared there only.
+_SYSRQ = [run for run in _RUNS if run.name == "sysrq-kdump-kdump-zlib"]
+#: More of the commands the issue lists (sym, sys -c and bt -l differ by source lines only).
+_BROAD = ["bt -f", "bt -t", "bt -e", "ps -t", "ps -G", "kmem -s", "kmem -z", "kmem -V",
+          "kmem -n", "net", "mount", "irq", "timer", "dev", "sig 1", "foreach bt",
+          "p jiffies", "struct task_struct.pid,comm init_task", "whatis struct list_head",
+          "struct -o list_head", "list task_struct.tasks -h init_task",
+          "vtop ffffffff81000000", "search -k deadbeef", "runq -t", "files 1", "vm 1",
+          "dis schedule 5", "rd -64 jiffies 4"]
+
+
+@pytest.fixture(scope="module", params=_SYSRQ, ids=[p.parent.name[:4] for p in _SYSRQ])
+def sysrq_pair(request: pytest.FixtureRequest) -> tuple[kdx.Dump, kdx.Dump]:
+    dump = lab_run(request.param)
+    return dump.opened, open_without_debug_package(dump.vmcore)
+
+
+@pytest.mark.skipif(not _SYSRQ, reason="no sysrq lab dump in the cache")
+@pytest.mark.parametrize("command", _BROAD)
+def test_more_commands_are_identical(sysrq_pair: tuple[kdx.Dump, kdx.Dump],
+                                     command: str) -> None:
+    oracle, without = sysrq_pair
+    expected = oracle.run(command)
+    got = without.run(command)
+    assert expected.ok, expected.error
+    assert got.ok == expected.ok
+    assert got.text == expected.text

@@ -104,7 +104,24 @@ def check_x86_64(prog: drgn.Program) -> None:
 
 
 def five_level(prog: drgn.Program) -> bool:
-    """Whether the kernel runs with 5-level page tables (LA57)."""
+    """Whether the kernel runs with 5-level page tables (LA57): VMCOREINFO's
+    ``NUMBER(pgtable_l5_enabled)`` (x86_64 kernels write it; it needs no types, so a dump
+    opened without its vmlinux walks the right number of levels), else the variable."""
+    cached = prog.cache.get(_FIVE_LEVEL_KEY)
+    if cached is None:
+        cached = prog.cache[_FIVE_LEVEL_KEY] = _read_five_level(prog)
+    return cached
+
+
+_FIVE_LEVEL_KEY = "kdx.paging.five_level"
+
+
+def _read_five_level(prog: drgn.Program) -> bool:
+    from kdx.model.logring import vmcoreinfo_lines
+
+    recorded = vmcoreinfo_lines(prog).get("NUMBER(pgtable_l5_enabled)")
+    if recorded is not None and recorded.strip().isdigit():
+        return recorded.strip() != "0"
     for name in ("__pgtable_l5_enabled", "pgtable_l5_enabled"):
         try:
             return bool(prog[name].value_())

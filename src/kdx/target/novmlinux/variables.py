@@ -173,6 +173,7 @@ DECLARATIONS: Mapping[str, Declaration] = {
     "mount_hashtable": _d("struct hlist_head *"),
     # interrupts, timers, system calls
     "nr_irqs": _d("int"),
+    "total_nr_irqs": _d("unsigned int"),  # 7.2+: nr_irqs renamed
     "irq_desc_tree": _d("struct xarray"),
     "sparse_irqs": _d("struct maple_tree"),
     "softirq_vec": _d("struct softirq_action []", "NR_SOFTIRQS"),
