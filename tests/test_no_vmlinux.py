@@ -145,3 +145,34 @@ def test_more_commands_are_identical(sysrq_pair: tuple[kdx.Dump, kdx.Dump],
     assert expected.ok, expected.error
     assert got.ok == expected.ok
     assert got.text == expected.text
+
+
+@pytest.mark.skipif(not _SYSRQ, reason="no sysrq lab dump in the cache")
+def test_every_declared_global_fits_the_kernel(sysrq_pair: tuple[kdx.Dump, kdx.Dump]) -> None:
+    """The declared types of globals (BTF has none) hold on every lab kernel: each
+    variable the kernel has reads through its declaration without a VariableTypeError,
+    with the vmlinux's type size."""
+    from kdx.target.novmlinux.variables import DECLARATIONS
+
+    oracle, without = sysrq_pair
+    checked = 0
+    for name in DECLARATIONS:
+        try:
+            expected = oracle.target.prog[name]
+        except KeyError:
+            continue  # this kernel has no such variable (an older or newer name)
+        got = without.target.prog[name]
+        assert got.address_ == expected.address_, name
+        if drgn_size(expected) is not None:  # DWARF leaves some arrays incomplete
+            assert drgn_size(got) == drgn_size(expected), name
+        checked += 1
+    assert checked > 80
+
+
+def drgn_size(obj: object) -> int | None:
+    import drgn
+
+    try:
+        return drgn.sizeof(obj.type_)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return None  # an incomplete array

@@ -43,8 +43,9 @@ class Declaration:
     length: str | int | None = None
     minimum: int = 1  # the least array length that makes sense (for "symbol")
     #: for ``"symbol"`` lengths: what every element is, so that padding and the next
-    #: variable after the array are cut off: "image pointer" (into the kernel image) or
-    #: "string" (a ``char`` array holding one NUL-terminated string)
+    #: variable after the array are cut off: "image pointer" (into the kernel image),
+    #: "string" (a ``char`` array holding one NUL-terminated string) or "letter first"
+    #: (structs whose first byte is an upper-case letter)
     elements: str | None = None
 
 
@@ -100,7 +101,7 @@ DECLARATIONS: Mapping[str, Declaration] = {
     "sysctl_hung_task_timeout_secs": _d("unsigned long"),
     "system_state": _d("enum system_states"),
     "tainted_mask": _d("unsigned long"),
-    "taint_flags": _d("const struct taint_flag []", "symbol"),
+    "taint_flags": _d("const struct taint_flag []", "symbol", elements="letter first"),
     "klp_transition_patch": _d("struct klp_patch *"),
     # time
     "tk_core": _d("struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; }"),
@@ -202,7 +203,6 @@ class Declarations:
         self.vmcoreinfo = vmcoreinfo
         self.table = table
         self._types: dict[str, drgn.Type] = {}
-        self._symbol: drgn.Symbol | None = None  # the one being typed
 
     def __contains__(self, name: str) -> bool:
         return name in self.table
@@ -222,15 +222,17 @@ class Declarations:
         """The checked type of the declared variable ``name``."""
         if name not in self._types:
             symbol = symbol or self.prog.symbol(name)
-            self._symbol = symbol
-            self._types[name] = self._checked(name, self.table[name], symbol.size)
+            # the symbol travels as an argument: resolving a type may look up another
+            # declared variable before this one is done
+            self._types[name] = self._checked(name, self.table[name], symbol)
         return self._types[name]
 
-    def _checked(self, name: str, decl: Declaration, room: int) -> drgn.Type:
+    def _checked(self, name: str, decl: Declaration, symbol: drgn.Symbol) -> drgn.Type:
         errors = []
+        room = symbol.size
         for spelling in decl.spelling.split("|"):
             try:
-                kind = self._resolve(spelling.strip(), decl, room)
+                kind = self._resolve(spelling.strip(), decl, symbol)
             except (LookupError, SyntaxError, ValueError) as err:
                 errors.append(str(err))
                 continue
@@ -245,23 +247,28 @@ class Declarations:
             f"kdx cannot type the kernel variable {name!r} without the vmlinux: "
             + "; ".join(errors))
 
-    def _resolve(self, spelling: str, decl: Declaration, room: int) -> drgn.Type:
+    def _resolve(self, spelling: str, decl: Declaration, symbol: drgn.Symbol) -> drgn.Type:
         if spelling.startswith("struct {"):
             return self._anonymous_struct(spelling)
         if not spelling.endswith("[]"):
             return self.prog.type(spelling)
         element = self.prog.type(spelling[:-2].strip())
-        count = self._length(decl, element, room)
+        count = self._length(decl, element, symbol)
         return self.prog.array_type(element, count)
 
-    def _length(self, decl: Declaration, element: drgn.Type, room: int) -> int:
+    def _length(self, decl: Declaration, element: drgn.Type, symbol: drgn.Symbol) -> int:
         rule = decl.length
+        room = symbol.size
         if isinstance(rule, int):
             return rule
         if rule == "symbol":
+            if not room and decl.elements == "string":
+                # no next symbol near enough to bound it: the string's NUL does
+                return self._trimmed(decl, element, _LONGEST_STRING, symbol.address)
             if not room:
                 return decl.minimum
-            return self._trimmed(decl, element, max(room // max(_size(element) or 1, 1), 1))
+            return self._trimmed(decl, element, max(room // max(_size(element) or 1, 1), 1),
+                                 symbol.address)
         if rule is None:
             raise ValueError("no length for an unsized array")
         if rule.startswith("LENGTH("):
@@ -293,16 +300,18 @@ class Declarations:
             align = max(align, member_align)
         return self.prog.struct_type(None, -(-offset // align) * align, members)
 
-    def _trimmed(self, decl: Declaration, element: drgn.Type, count: int) -> int:
+    def _trimmed(self, decl: Declaration, element: drgn.Type, count: int,
+                 address: int) -> int:
         """The number of leading elements that are what the declaration says they are:
         kallsyms only bounds an array by the next symbol, so padding and unnamed data
         after it would otherwise read as more elements."""
-        if decl.elements is None or self._symbol is None:
+        if decl.elements is None:
             return count
-        address = self._symbol.address
         if decl.elements == "string":
             data = self.prog.read(address, count)
             return data.index(b"\0") + 1 if b"\0" in data else count
+        if decl.elements == "letter first":
+            return self._letter_first(address, _size(element) or 1, count)
         start, end = self._image
         width = _size(element) or 8
         data = self.prog.read(address, count * width)
@@ -312,9 +321,22 @@ class Declarations:
                 return max(i, 1)
         return count
 
+    def _letter_first(self, address: int, width: int, count: int) -> int:
+        """Elements that start with an upper-case letter (``taint_flags``: each entry's
+        ``c_true`` is the taint's letter); the padding after the array does not."""
+        data = self.prog.read(address, count * width)
+        for i in range(count):
+            if not 0x41 <= data[i * width] <= 0x5A:
+                return max(i, 1)
+        return count
+
     @property
     def _image(self) -> tuple[int, int]:
         return self.prog.symbol("_stext").address, self.prog.symbol("_end").address
+
+
+#: The most bytes read for a declared string whose end kallsyms does not bound.
+_LONGEST_STRING = 4096
 
 
 def _size(kind: drgn.Type) -> int | None:
