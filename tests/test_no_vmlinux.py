@@ -123,7 +123,8 @@ _SYSRQ = [run for run in _RUNS if run.name == "sysrq-kdump-kdump-zlib"]
 #: More of the commands the issue lists (sym, sys -c and bt -l differ by source lines only).
 _BROAD = ["bt -f", "bt -t", "bt -e", "ps -t", "ps -G", "kmem -s", "kmem -z", "kmem -V",
           "kmem -n", "net", "mount", "irq", "timer", "dev", "sig 1", "foreach bt",
-          "p jiffies", "struct task_struct.pid,comm init_task", "whatis struct list_head",
+          "p jiffies", "p (char)200", "struct task_struct.pid,comm init_task",
+          "whatis struct list_head",
           "struct -o list_head", "list task_struct.tasks -h init_task",
           "vtop ffffffff81000000", "search -k deadbeef", "runq -t", "files 1", "vm 1",
           "dis schedule 5", "rd -64 jiffies 4"]

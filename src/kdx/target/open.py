@@ -278,7 +278,7 @@ def open_core(core: Path, *, progress: Progress = None, truncated_ok: bool = Fal
         if warnings:  # the truncation is why: say it first
             raise KdxError(f"{warnings[0]}; {err}") from None
         raise
-    info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core))
+    info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core, read_path, dump))
     return Target(prog, core, dump, read_path, info, None, warnings)
 
 
@@ -308,7 +308,15 @@ def load_debug_info(target: Target, provider: SymbolProvider | None, vmlinux: Pa
         target.warnings.insert(0, f"{str(err).split(':')[0]}: {from_dump.summary(target)}")
 
 
-def _vmcoreinfo_text(prog: drgn.Program, core: Path) -> str:
+def _vmcoreinfo_text(prog: drgn.Program, core: Path, read_path: Path | None = None,
+                     dump: DumpFile | None = None) -> str:
+    """VMCOREINFO's text: from the file's note when it has one, else through drgn (which
+    also knows a note recovered from memory). Reading the file first keeps drgn from
+    fixing its ``char`` type before a type finder (BTF) can say whether it is signed."""
+    if read_path is not None and dump is not None:
+        note = vmcoreinfo.note_text(read_path, dump)
+        if note:
+            return note.split(b"\0", 1)[0].decode(errors="replace")
     try:
         return prog["VMCOREINFO"].string_().decode(errors="replace")
     except (KeyError, LookupError, drgn.FaultError) as err:
