@@ -1,6 +1,7 @@
-"""The fleet's storage layers on a real SQLite file: the content-addressed store, the
-migrated schema, the durable queue's claims and leases, buckets (merge, split), ingest
-and the directory watcher. No worker runs here; test_core_pipeline.py runs them."""
+"""The fleet's storage layers on a real SQLite file and, when scripts/services runs one, a
+real PostgreSQL database: the content-addressed store, the migrated schema, the durable
+queue's claims and leases, buckets (merge, split), ingest and the directory watcher. No
+worker runs here; test_core_pipeline.py runs them."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ LOG = "[    0.000000] Linux version 6.1.0-57-cloud-amd64\n[   12.5] sysrq: Trigg
 
 
 @pytest.fixture
-def fleet(tmp_path):
-    f = open_fleet(FleetConfig(data=tmp_path / "data", max_upload=1 << 20), workers=False)
+def fleet(tmp_path, database_url):
+    f = open_fleet(FleetConfig(data=tmp_path / "data", max_upload=1 << 20,
+                               database=database_url), workers=False)
     yield f
     f.close()
 
@@ -68,15 +70,14 @@ def test_schema_is_migrated_once_in_wal_mode(tmp_path):
     db.close()
 
 
-def test_an_older_schema_is_upgraded_with_its_rows(tmp_path):
+def test_an_older_schema_is_upgraded_with_its_rows(database_url, kdx, tmp_path):
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine, text
 
-    from kdx.fleet.db import MIGRATIONS
+    from kdx.fleet.db import MIGRATIONS, migrate_database, schema_revision
 
-    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    engine = create_engine(url)
+    engine = create_engine(database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
@@ -84,16 +85,28 @@ def test_an_older_schema_is_upgraded_with_its_rows(tmp_path):
         command.upgrade(config, "0001")
         connection.execute(text(
             "INSERT INTO dumps (id, sha256, filename, size, kind, state, received, pinned) "
-            "VALUES (1, :h, 'vmcore', 5, 'vmcore', 'received', '2026-12-01 00:00:00', 0)"),
-            {"h": "0" * 64})
+            "VALUES (1, :h, 'vmcore', 5, 'vmcore', 'received', '2026-12-01 00:00:00', :f)"),
+            {"h": "0" * 64, "f": False})
         connection.execute(text(
             "INSERT INTO jobs (id, dump_id, stage, state, attempts, created, completions) "
             "VALUES (1, 1, 'fast', 'queued', 0, '2026-12-01 00:00:00', 0)"))
     engine.dispose()
-    db = open_database(url)
+    # a named database older than the code is refused, saying what to run
+    with pytest.raises(KdxError, match=r"revision 0001, this kdx needs 0002: .*--migrate"):
+        open_database(database_url, upgrade_old=False)
+    refused = kdx("serve", "--data", tmp_path / "d", "--database", database_url, "--port", "0")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "kdx serve --database URL --migrate" in refused.stderr
+    done = kdx("serve", "--database", database_url, "--migrate")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "kdx serve: database upgraded from revision 0001 to 0002"
+    assert migrate_database(database_url) == ("0002", "0002")
+    db = open_database(database_url, upgrade_old=False)
+    assert schema_revision(db.engine) == "0002"
     with db.session() as s:
         job = s.get(Job, 1)
         assert (job.stage, job.state, job.peak_memory) == ("fast", "queued", None)
+        assert s.get(Dump, 1).sha256 == "0" * 64
     db.close()
 
 

@@ -2,8 +2,11 @@
 
 SQLAlchemy keeps the SQL portable, so the embedded SQLite file and a PostgreSQL server run
 the same schema, created and upgraded by the Alembic revisions in ``migrations/`` when the
-database is opened. SQLite runs in WAL mode with a busy timeout because the server, its
-watcher and every worker process write to it at once.
+database is opened. The embedded SQLite file is upgraded when it is opened; a database named
+with ``--database`` is only created when empty, and one older than the code is refused with
+a line asking for ``kdx serve --migrate`` (an operator upgrades a shared database when every
+worker is stopped, not whenever one process starts). SQLite runs in WAL mode with a busy
+timeout because the server, its watcher and every worker process write to it at once.
 """
 
 from __future__ import annotations
@@ -26,14 +29,16 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from kdx.errors import KdxError
 from kdx.fleet.records import DumpRecord, JobRecord
 
 __all__ = ["Base", "Database", "Dump", "Job", "Label", "Output", "Problem", "ProblemEventRow",
-           "SignatureRow", "Watched", "dump_record", "iso", "job_record", "open_database",
-           "utcnow"]
+           "SignatureRow", "Watched", "dump_record", "head_revision", "iso", "job_record",
+           "migrate_database", "open_database", "schema_revision", "utcnow"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -194,24 +199,106 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def open_database(url: str, *, migrate: bool = True) -> Database:
-    """Connect to ``url`` and bring its schema to the newest revision."""
-    engine = create_engine(url, future=True)
+def _engine(url: str) -> Engine:
+    try:
+        engine = create_engine(url, future=True)
+    except (ArgumentError, ImportError, ValueError) as err:
+        raise KdxError(f"not a database URL kdx can open: {_safe(url)} ({err})") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password (it is printed)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url[:200]
+
+
+def open_database(url: str, *, migrate: bool = True, upgrade_old: bool = True) -> Database:
+    """Connect to ``url``; with ``migrate``, create the schema in an empty database and
+    bring an older one to the newest revision (only with ``upgrade_old``: else KdxError
+    saying to run ``kdx serve --migrate``)."""
+    engine = _engine(url)
     if migrate:
-        upgrade(engine)
+        try:
+            current = schema_revision(engine)
+            if current is not None and current != head_revision() and not upgrade_old:
+                raise KdxError(_behind(url, current))
+            upgrade(engine)
+        except OperationalError as err:
+            engine.dispose()
+            raise KdxError(f"cannot open the database {_safe(url)}: "
+                           f"{str(err.orig).strip().splitlines()[0]}") from None
+        except BaseException:
+            engine.dispose()
+            raise
     return Database(engine)
+
+
+def _behind(url: str, current: str) -> str:
+    head = head_revision()
+    if current not in _revisions():
+        return (f"the database {_safe(url)} is at schema revision {current}, which this kdx "
+                f"does not know (its newest is {head}): run a newer kdx")
+    return (f"the database {_safe(url)} is at schema revision {current}, this kdx needs "
+            f"{head}: stop every kdx process using it, then run "
+            f"kdx serve --database URL --migrate")
+
+
+def migrate_database(url: str) -> tuple[str | None, str]:
+    """``kdx serve --migrate``: upgrade ``url`` to the newest revision; (from, to)."""
+    engine = _engine(url)
+    try:
+        before = schema_revision(engine)
+        if before is not None and before not in _revisions():
+            raise KdxError(_behind(url, before))
+        upgrade(engine)
+        return before, schema_revision(engine) or head_revision()
+    except OperationalError as err:
+        raise KdxError(f"cannot open the database {_safe(url)}: "
+                       f"{str(err.orig).strip().splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+
+
+def _config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory.from_config(_config()).get_current_head())
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The database's schema revision, None when it has no kdx schema yet."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(engine: Engine) -> None:
     """``alembic upgrade head`` on ``engine``, without a config file."""
     from alembic import command
-    from alembic.config import Config
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -91,7 +91,8 @@ class EmbeddedFleet:
         data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.url = config.database or f"sqlite:///{data / 'kdx.sqlite3'}"
-        self.db: Database = open_database(self.url)
+        # the embedded default upgrades itself; a named database waits for --migrate
+        self.db: Database = open_database(self.url, upgrade_old=config.database is None)
         self.store = DirectoryStore(Path(config.store) if config.store else data / "dumps")
         self.queue = SqlJobQueue(self.db)
         self.debug = DebugInfoStore(config.debuginfo) if config.debuginfo else None

@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=Path("kdx-data"),
                    help="where the database, the dumps and the token live (default: "
                    "./kdx-data)")
+    p.add_argument("--database", metavar="URL",
+                   help="the records' database: postgresql+psycopg://user@host/db or "
+                   "sqlite:///file (default: DATA/kdx.sqlite3, upgraded when opened)")
+    p.add_argument("--migrate", action="store_true",
+                   help="upgrade the database's schema to this kdx's and exit (stop every "
+                   "kdx process using it first)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8470, help="port (0: any free port)")
     p.add_argument("--workers", type=int, default=0,
@@ -155,6 +161,22 @@ def _signals_end_quietly() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """``--migrate``: upgrade the database, say from which revision to which, exit."""
+    from kdx.fleet.db import migrate_database
+
+    url = args.database or f"sqlite:///{args.data / 'kdx.sqlite3'}"
+    if args.database is None:
+        args.data.mkdir(parents=True, exist_ok=True)
+    before, after = migrate_database(url)
+    if before == after:
+        print(f"kdx serve: the database is at revision {after} already", flush=True)
+    else:
+        print(f"kdx serve: database upgraded from revision {before or '(empty)'} to {after}",
+              flush=True)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -162,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     from kdx.fleet.service import FleetConfig
     from kdx.fleet.watch import Watcher
 
+    if args.migrate:
+        return _migrate(args)
     if args.workers < 0:
         raise KdxError("--workers must be 0 (one per core) or more")
     if args.watch is not None and not args.watch.is_dir():
@@ -171,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port)
     config = FleetConfig(data=args.data, workers=args.workers, debuginfo=args.debuginfo,
                          job_seconds=args.job_seconds, job_memory=args.job_memory,
-                         max_upload=args.max_upload)
+                         max_upload=args.max_upload, database=args.database)
     fleet = open_fleet(config)
     watcher = (Watcher(fleet, args.watch, interval=args.watch_interval)
                if args.watch is not None else None)
