@@ -3,8 +3,9 @@
 A dump can be tens of gigabytes, so it is never held in memory: ``put`` streams it into a
 temporary file inside the store while hashing it, then renames it to its content address
 (``ab/abcdef...``). The submitted filename is never part of a path. ``DumpStore`` is the
-interface an object store (S3) implements as well; ``local_path`` is how a worker gets a
-file it can open (an object store downloads it first).
+interface the object store (``kdx.fleet.s3store``) implements as well; ``local_path`` is
+how a worker gets a file it can open (an object store downloads it first, and ``release``
+removes that download).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class DumpStore(Protocol):
 
     def local_path(self, key: str) -> Path:
         """A local file holding the bytes (downloaded first by a remote store)."""
+
+    def release(self, key: str) -> None:
+        """The analysis is done with ``local_path``'s file (a remote store removes its
+        download; the directory store keeps the file, it is the dump)."""
 
     def delete(self, key: str) -> None: ...
 
@@ -108,6 +113,9 @@ class DirectoryStore:
         if not path.is_file():
             raise KdxError(f"dump {key[:12]}… is missing from the store")
         return path
+
+    def release(self, key: str) -> None:
+        check_key(key)
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)

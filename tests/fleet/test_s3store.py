@@ -1,0 +1,152 @@
+"""The S3 dump store against a local S3-compatible server (moto's ``moto_server``, which
+stands in for a real object store): multipart upload while hashing, dedup by content,
+the size limit, downloads for analysis and their cleanup, errors as one line."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kdx.errors import KdxError
+from kdx.fleet.pipeline import run_fast
+from kdx.fleet.store import DirectoryStore, TooLarge
+
+boto3 = pytest.importorskip("boto3", reason="boto3 is not installed (pip install kdx[fleet])")
+from kdx.fleet.s3store import S3Store, open_store, parse_s3_url  # noqa: E402
+
+MIB = 1 << 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    """A moto S3 server on loopback for this module."""
+    server = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    if not os.path.exists(server):
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("moto") / "log").open("w")
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):  # up to 30 s to start
+            if proc.poll() is not None:
+                pytest.fail(f"moto_server exited with {proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, s3_endpoint):
+    for name, value in {"AWS_ACCESS_KEY_ID": "kdx-test", "AWS_SECRET_ACCESS_KEY": "kdx-test",
+                        "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    return s3_endpoint
+
+
+@pytest.fixture
+def bucket(aws_env, request):
+    name = "kdx-" + hashlib.sha1(request.node.name.encode()).hexdigest()[:12]
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=name)
+    return name
+
+
+def _keys(bucket: str) -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def test_multipart_upload_is_stored_once_under_its_sha256(bucket, tmp_path):
+    store = open_store(f"s3://{bucket}/dumps/", cache=tmp_path / "cache")
+    assert isinstance(store, S3Store) and store.prefix == "dumps"
+    store.part_size = 5 * MIB
+    data = os.urandom(MIB) * 12 + b"tail"  # three parts, the last one short
+    key = hashlib.sha256(data).hexdigest()
+    first = store.put(io.BytesIO(data))
+    assert (first.key, first.size, first.new) == (key, len(data), True)
+    again = store.put(io.BytesIO(data))
+    assert (again.key, again.new) == (key, False)
+    assert _keys(bucket) == [f"dumps/{key[:2]}/{key}"]  # no temporary object is left
+    assert store.exists(key) and not store.exists("0" * 64)
+    with store.open(key) as f:
+        assert hashlib.sha256(f.read()).hexdigest() == key
+    path = store.local_path(key)
+    assert path.parent == tmp_path / "cache" and path.read_bytes() == data
+    store.release(key)
+    assert not path.exists() and store.exists(key)
+    small = store.put(io.BytesIO(b"x"))  # one part: a plain put
+    empty = store.put(io.BytesIO(b""))
+    assert (small.size, empty.key) == (1, hashlib.sha256(b"").hexdigest())
+    store.delete(key)
+    assert not store.exists(key) and len(_keys(bucket)) == 2
+
+
+def test_too_large_and_bad_keys_leave_nothing_behind(bucket, tmp_path):
+    store = S3Store(bucket, "p", cache=tmp_path / "cache", part_size=5 * MIB)
+    with pytest.raises(TooLarge):
+        store.put(io.BytesIO(b"\0" * (11 * MIB)), limit=10 * MIB)
+    client = boto3.client("s3")
+    assert _keys(bucket) == []
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    with pytest.raises(KdxError, match="not a dump key"):
+        store.local_path("../../etc/passwd")
+    with pytest.raises(KdxError, match=r"^S3 store: downloading dump 000000000000… failed"):
+        store.local_path("0" * 64)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_missing_bucket_or_server_is_one_line(aws_env, tmp_path, monkeypatch):
+    store = S3Store("no-such-bucket", cache=tmp_path / "c")
+    with pytest.raises(KdxError, match=r"^S3 store: storing a dump failed: NoSuchBucket"):
+        store.put(io.BytesIO(b"abc"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    down = S3Store("b", cache=tmp_path / "c")
+    with pytest.raises(KdxError, match=r"^S3 store: looking for dump .* failed: Could not "):
+        down.exists("1" * 64)
+    with pytest.raises(KdxError, match="s3://bucket/prefix"):
+        parse_s3_url("s3:///x")
+    with pytest.raises(KdxError, match="unknown store"):
+        open_store("ftp://x/y", cache=tmp_path)
+    assert isinstance(open_store(str(tmp_path / "d"), cache=tmp_path), DirectoryStore)
+
+
+def test_a_lab_dump_from_s3_gets_its_fast_pass(bucket, tmp_path, sysrq):
+    """A real vmcore goes in, comes out as a file drgn opens, with the same result."""
+    store = S3Store(bucket, "fleet", cache=tmp_path / "cache")
+    with sysrq.vmcore.open("rb") as f:
+        stored = store.put(f)
+    with sysrq.vmcore.open("rb") as f:
+        assert stored.key == hashlib.file_digest(f, "sha256").hexdigest()
+    path = store.local_path(stored.key)
+    (tmp_path / "tmp").mkdir()
+    report = run_fast(path, "vmcore", None, tmp_path / "tmp")
+    assert (report["release"], report["category"], report["culprit"]) == (
+        "6.1.0-57-cloud-amd64", "sysrq", "sysrq_handle_crash")
+    assert report == run_fast(sysrq.vmcore, "vmcore", None, tmp_path / "tmp")
+    store.release(stored.key)
+    assert list((tmp_path / "cache").iterdir()) == []
