@@ -85,7 +85,8 @@ class EmbeddedFleet:
         if config.broker:
             raise KdxError(f"this kdx runs local workers only (broker {config.broker} given)")
         if config.store and "://" in config.store:
-            raise KdxError(f"this kdx stores dumps in a directory only ({config.store} given)")
+            raise KdxError(f"--store {config.store}: the embedded workers read dumps from a "
+                           "directory; an object store needs --broker and kdx worker")
         self.config = config
         data = Path(config.data)
         data.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--migrate", action="store_true",
                    help="upgrade the database's schema to this kdx's and exit (stop every "
                    "kdx process using it first)")
+    p.add_argument("--store", metavar="DIR|s3://BUCKET/PREFIX",
+                   help="where the dumps are kept (default: DATA/dumps); a directory every "
+                   "worker mounts, or S3-compatible object storage")
+    p.add_argument("--s3-endpoint", metavar="URL",
+                   help="the S3-compatible server of an s3:// store (default: "
+                   "$AWS_ENDPOINT_URL, else AWS); credentials from the AWS environment")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8470, help="port (0: any free port)")
     p.add_argument("--workers", type=int, default=0,
@@ -195,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port)
     config = FleetConfig(data=args.data, workers=args.workers, debuginfo=args.debuginfo,
                          job_seconds=args.job_seconds, job_memory=args.job_memory,
-                         max_upload=args.max_upload, database=args.database)
+                         max_upload=args.max_upload, database=args.database,
+                         store=args.store, s3_endpoint=args.s3_endpoint)
     fleet = open_fleet(config)
     watcher = (Watcher(fleet, args.watch, interval=args.watch_interval)
                if args.watch is not None else None)

@@ -33,6 +33,7 @@ class FleetConfig:
     data: Path
     database: str | None = None  # SQLAlchemy URL; default sqlite:///DATA/kdx.sqlite3
     store: str | None = None  # a directory or s3://bucket/prefix; default DATA/dumps
+    s3_endpoint: str | None = None  # an S3-compatible server's URL; default AWS_ENDPOINT_URL
     broker: str | None = None  # None: local workers; redis://... for Celery
     workers: int = 0  # local worker processes (0: the number of cores)
     debuginfo: Path | None = None  # build-ID keyed debug-info store
