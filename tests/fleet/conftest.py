@@ -62,3 +62,9 @@ def database_url(request, tmp_path) -> Iterator[str]:  # noqa: ANN001 (fixtures)
         yield f"sqlite:///{tmp_path / 'fleet.sqlite3'}"
         return
     yield from _fresh_postgres(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def postgres_database(postgres_url) -> Iterator[str]:  # noqa: ANN001 (fixtures)
+    """A fresh empty PostgreSQL database, dropped afterwards."""
+    yield from _fresh_postgres(postgres_url)

@@ -212,3 +212,36 @@ def test_a_kernel_without_btf_keeps_its_log_verdict(null_deref) -> None:
     assert result.release == null_deref.truth["release"]
     assert "BUG: kernel NULL pointer dereference, address: 0000000000000000" in \
         result.outputs["log"]
+
+
+def test_the_workers_analyse_with_postgresql(lab, tmp_path, postgres_database):
+    """The worker processes write their results into PostgreSQL: a vmcore gets its fast
+    pass, its full verdict and its problem, a damaged file its reason, each job once."""
+    from sqlalchemy import func, select
+
+    from kdx.fleet.db import Job
+
+    dump = lab("sysrq")
+    noise = tmp_path / "noise"
+    noise.write_bytes(b"\x7fELF" + bytes(range(256)) * 64)
+    fleet = open_fleet(FleetConfig(data=tmp_path / "data", workers=1,
+                                   database=postgres_database))
+    try:
+        assert fleet.db.engine.dialect.name == "postgresql"
+        vmcore = fleet.ingest_path(dump.vmcore)[0]
+        bad = fleet.ingest_path(noise)[0]
+        wait_idle(fleet)
+        done = fleet.dump(vmcore.id)
+        assert done.state == "analysed", done.failure
+        assert (done.release, done.fast["category"]) == ("6.1.0-57-cloud-amd64", "sysrq")
+        assert done.verdict["category"] == "sysrq"
+        assert fleet.problem(done.problem_id).category == "sysrq"
+        failed = fleet.dump(bad.id)
+        assert failed.state == "failed" and failed.failure.startswith("noise is ")
+        with fleet.db.session() as s:
+            rows = s.execute(select(Job.stage, Job.state, func.sum(Job.completions))
+                             .where(Job.dump_id == vmcore.id)
+                             .group_by(Job.stage, Job.state)).all()
+        assert sorted(rows) == [("fast", "done", 1), ("full", "done", 1)]
+    finally:
+        fleet.close()
