@@ -342,3 +342,20 @@ def test_new_means_first_seen_lately_or_with_a_new_kernel_build(fleet):
     # "d" came 12 hours ago; "e" 9 days ago on the old build
     assert news[lately] is True and news[stale] is False
     assert fleet.problem(old).first_seen < fleet.problem(old).last_seen
+
+
+def test_processes_opening_an_empty_database_together_create_it_once(database_url, tmp_path):
+    import subprocess
+    import sys
+
+    from kdx.fleet.db import schema_revision
+
+    procs = [subprocess.Popen([sys.executable, "-m", "kdx", "serve", "--data", tmp_path / "d",
+                               "--database", database_url, "--migrate"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    results = [(p.wait(120), *p.communicate()) for p in procs]
+    assert [(rc, err) for rc, _, err in results] == [(0, "")] * 3
+    db = open_database(database_url, upgrade_old=False)
+    assert schema_revision(db.engine) == "0002"
+    db.close()

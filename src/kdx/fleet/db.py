@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -41,6 +42,7 @@ __all__ = ["Base", "Database", "Dump", "Job", "Label", "Output", "Problem", "Pro
            "migrate_database", "open_database", "schema_revision", "utcnow"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x6B6478  # "kdx": the advisory lock schema upgrades hold on PostgreSQL
 
 
 def utcnow() -> dt.datetime:
@@ -299,7 +301,12 @@ def upgrade(engine: Engine) -> None:
     from alembic import command
 
     config = _config()
-    with engine.begin() as connection:
+    # immediate: on SQLite the write lock is taken before alembic reads the revision
+    with engine.execution_options(immediate=True).begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # processes starting together on an empty database take turns (the lock ends
+            # with the transaction); SQLite's write lock does the same there
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
