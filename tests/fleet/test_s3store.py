@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import os
 import shutil
 import socket
@@ -80,6 +81,29 @@ def _keys(bucket: str) -> list[str]:
     return sorted(o["Key"] for o in listed.get("Contents", []))
 
 
+def _hold(store: S3Store, key: str, ready, go, answer) -> None:  # noqa: ANN001
+    path = store.local_path(key)
+    ready.set()
+    go.wait(60)
+    answer.put(hashlib.sha256(path.read_bytes()).hexdigest())
+    store.release(key)
+
+
+def _held_by_another_process(store: S3Store, key: str) -> str:
+    """Another worker process takes the dump too; this one releases it first; what the
+    other then reads."""
+    ctx = multiprocessing.get_context("fork")
+    ready, go, answer = ctx.Event(), ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_hold, args=(store, key, ready, go, answer))
+    child.start()
+    assert ready.wait(60)
+    store.release(key)
+    go.set()
+    got = answer.get(timeout=60)
+    child.join(60)
+    return got
+
+
 def test_multipart_upload_is_stored_once_under_its_sha256(bucket, tmp_path):
     store = open_store(f"s3://{bucket}/dumps/", cache=tmp_path / "cache")
     assert isinstance(store, S3Store) and store.prefix == "dumps"
@@ -95,9 +119,11 @@ def test_multipart_upload_is_stored_once_under_its_sha256(bucket, tmp_path):
     with store.open(key) as f:
         assert hashlib.sha256(f.read()).hexdigest() == key
     path = store.local_path(key)
-    assert path.parent == tmp_path / "cache" and path.read_bytes() == data
+    assert path.parent.parent == tmp_path / "cache" and path.read_bytes() == data
+    assert _held_by_another_process(store, key) == key  # read after this process released
     store.release(key)
     assert not path.exists() and store.exists(key)
+    assert list((tmp_path / "cache").iterdir()) == []
     small = store.put(io.BytesIO(b"x"))  # one part: a plain put
     empty = store.put(io.BytesIO(b""))
     assert (small.size, empty.key) == (1, hashlib.sha256(b"").hexdigest())

@@ -5,7 +5,8 @@ object store is the usual answer. The store keeps the ``DumpStore`` contract of 
 directory store: a dump is streamed in (a multipart upload, one part in memory at a time,
 hashed on the way), kept under its sha256 (``PREFIX/ab/abcdef...``), stored once
 (``head_object`` finds an existing copy), and ``local_path`` downloads it into a cache
-directory because the analysis (drgn) needs a file; ``release`` removes that copy.
+directory because the analysis (drgn) needs a file (one download per machine, a hard link
+per worker process); ``release`` removes that process's link and the download once unused.
 
 The endpoint comes from ``--s3-endpoint`` or ``AWS_ENDPOINT_URL``, the credentials and the
 region from the usual AWS environment (variables, ``~/.aws``, an instance role).
@@ -13,6 +14,7 @@ region from the usual AWS environment (variables, ``~/.aws``, an instance role).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -128,30 +130,47 @@ class S3Store:
         return body  # type: ignore[no-any-return]
 
     def cached(self, key: str) -> Path:
-        """Where ``local_path`` puts the dump's download."""
+        """Where ``local_path`` puts the dump for this process: a hard link to the one
+        download the machine's worker processes share, so one process releasing it never
+        removes the file from under another's analysis."""
         check_key(key)
-        return self.cache / key
+        return self.cache / f"pid-{os.getpid()}" / key
 
     def local_path(self, key: str) -> Path:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        path = self.cached(key)
+        path, shared = self.cached(key), self.cache / key
         if path.is_file():
             return path
+        path.parent.mkdir(exist_ok=True)
+        try:
+            os.link(shared, path)
+            return path
+        except FileNotFoundError:
+            pass
         fd, name = tempfile.mkstemp(dir=self.cache, prefix="download-")
         os.close(fd)
         try:
             self.client.download_file(self.bucket, self.object_key(key), name)
+            with contextlib.suppress(FileExistsError):
+                os.link(name, shared)
             os.replace(name, path)
         except (BotoCoreError, ClientError) as err:
+            _remove_if_empty(path.parent)
             raise _fail(f"downloading dump {key[:12]}…", err) from None
         finally:
             Path(name).unlink(missing_ok=True)
         return path
 
     def release(self, key: str) -> None:
-        """Remove the local copy ``local_path`` made (the object stays)."""
-        self.cached(key).unlink(missing_ok=True)
+        """Remove this process's copy from ``local_path``, and the shared download once no
+        other process holds it (the object stays)."""
+        path, shared = self.cached(key), self.cache / key
+        path.unlink(missing_ok=True)
+        _remove_if_empty(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            if shared.stat().st_nlink == 1:
+                shared.unlink()
 
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -174,6 +193,11 @@ class S3Store:
         except BotoCoreError as err:
             raise _fail(f"looking for dump {key[:12]}…", err) from None
         return True
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or gone already
+        directory.rmdir()
 
 
 def _read_part(stream: BinaryIO, size: int) -> bytes:
