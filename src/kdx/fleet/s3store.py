@@ -2,7 +2,7 @@
 
 When workers run on many machines, the dumps must live where every one of them reaches; an
 object store is the usual answer. The store keeps the ``DumpStore`` contract of the
-directory store: a dump is streamed in (a multipart upload, one part in memory at a time,
+directory store: a dump is streamed in (a multipart upload, at most two parts in memory,
 hashed on the way), kept under its sha256 (``PREFIX/ab/abcdef...``), stored once
 (``head_object`` finds an existing copy), and ``local_path`` downloads it into a cache
 directory because the analysis (drgn) needs a file (one download per machine, a hard link
@@ -29,7 +29,7 @@ from kdx.fleet.store import DirectoryStore, DumpStore, Stored, TooLarge, check_k
 __all__ = ["PART_SIZE", "S3Store", "open_store", "parse_s3_url"]
 
 #: Bytes per uploaded part: S3 wants 5 MiB or more (but the last), at most 10,000 parts,
-#: so 16 MiB parts reach 156 GiB while holding one part in memory.
+#: so 16 MiB parts reach 156 GiB while holding at most two parts in memory.
 PART_SIZE = 16 << 20
 _MIN_PART = 5 << 20
 
