@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "kdx.lab.cli",
     "kdx.capture.cli",
     "kdx.fleet.serve_cli",
+    "kdx.fleet.worker_cli",
     "kdx.fleet.client_cli",
 )
 
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: The sub-command names, known without importing them, so that ``kdx VMCORE`` (a
 #: session) starts without loading every sub-command's code.
-SUBCOMMANDS = ("sys", "analyze", "lab", "kdump", "serve", "submit", "dumps", "problems")
+SUBCOMMANDS = ("sys", "analyze", "lab", "kdump", "serve", "worker", "submit", "dumps",
+               "problems")
 
 
 def _is_session(argv: list[str]) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from kdx.errors import KdxError
 from kdx.fleet import buckets
+from kdx.fleet.celeryq import Dispatcher
 from kdx.fleet.db import Database, Dump, Job, Label, dump_record, job_record, open_database
 from kdx.fleet.debuginfo import DebugInfoStore, vmlinux_at_hand
 from kdx.fleet.pipeline import file_kind
@@ -82,8 +83,8 @@ class EmbeddedFleet:
     """The ``kdx.fleet.service.Fleet`` of one data directory."""
 
     def __init__(self, config: FleetConfig, *, workers: bool = True) -> None:
-        if config.broker:
-            raise KdxError(f"this kdx runs local workers only (broker {config.broker} given)")
+        if config.broker and not config.broker.startswith(("redis://", "rediss://")):
+            raise KdxError(f"the broker must be a redis:// URL ({config.broker} given)")
         if config.store and "://" in config.store:
             raise KdxError(f"--store {config.store}: the embedded workers read dumps from a "
                            "directory; an object store needs --broker and kdx worker")
@@ -98,13 +99,18 @@ class EmbeddedFleet:
         self.queue = SqlJobQueue(self.db)
         self.debug = DebugInfoStore(config.debuginfo) if config.debuginfo else None
         count = config.workers or os.cpu_count() or 1
-        self.pool = WorkerPool(self.queue, self._settings(), count, data / "tmp")
+        self.pool: WorkerPool | Dispatcher
+        if config.broker:  # remote workers (kdx worker): this process only dispatches
+            self.pool = Dispatcher(self.queue, config.broker, self._settings())
+        else:
+            self.pool = WorkerPool(self.queue, self._settings(), count, data / "tmp")
         self.recovered = 0
         self._lock: BinaryIO | None = None
         if workers:
-            self._lock = _lock_workers(data)
-            _clean_tmp(data / "tmp", self.store.tmp)
-            self.recovered = self.queue.recover()
+            if not config.broker:
+                self._lock = _lock_workers(data)
+                _clean_tmp(data / "tmp", self.store.tmp)
+                self.recovered = self.queue.recover()
             self._requeue_stale()
             self.pool.start()
 
@@ -113,7 +119,7 @@ class EmbeddedFleet:
         return WorkerSettings(
             database=self.url, store=str(self.store.root), data=str(self.data),
             debuginfo=str(c.debuginfo) if c.debuginfo else None,
-            seconds={"fast": FAST_SECONDS,
+            seconds={"fast": min(FAST_SECONDS, float(c.job_seconds)),
                      "full": float(c.job_seconds)},
             memory={"fast": max(FAST_MEMORY, c.job_memory) if c.job_memory else 0,
                     "full": int(c.job_memory)})

@@ -109,6 +109,42 @@ class SqlJobQueue:
                 return Claim(row.id, row.dump_id, row.stage, lease, row.attempts + 1)
         return None
 
+    def claim_job(self, job_id: int) -> Claim | None:
+        """Take job ``job_id`` if it is still queued (a broker delivered "run job N"; a
+        second delivery of the same job finds it taken and does nothing)."""
+        lease = secrets.token_hex(16)
+        with self.db.write() as s, s.begin():
+            won = s.execute(update(Job).where(Job.id == job_id, Job.state == "queued")
+                            .values(state="running", lease=lease, started=utcnow(),
+                                    attempts=Job.attempts + 1)).rowcount
+            if won != 1:
+                return None
+            job = s.get(Job, job_id)
+            return Claim(job.id, job.dump_id, job.stage, lease, job.attempts)
+
+    def queued(self, limit: int = 1000) -> list[tuple[int, str, str, str | None]]:
+        """The queued jobs, oldest first: (job id, stage, dump's store key, build ID)."""
+        with self.db.session() as s:
+            return [(r.id, r.stage, r.sha256, r.build_id) for r in s.execute(
+                select(Job.id, Job.stage, Dump.sha256, Dump.build_id)
+                .join(Dump, Dump.id == Job.dump_id).where(Job.state == "queued")
+                .order_by(Job.id).limit(limit))]
+
+    def expire(self, stage: str, seconds: float) -> int:
+        """Running jobs of ``stage`` started more than ``seconds`` ago belong to a worker
+        that died (a live one kills its job at the time limit): their leases are void and
+        they are queued again, or failed once interrupted ``MAX_ATTEMPTS`` times."""
+        import datetime as dt
+
+        cutoff = utcnow() - dt.timedelta(seconds=seconds)
+        with self.db.write() as s, s.begin():
+            stale = list(s.scalars(select(Job).where(Job.state == "running",
+                                                     Job.stage == stage,
+                                                     Job.started < cutoff)))
+            for job in stale:
+                _void(s, job, "its worker stopped while it ran")
+            return len(stale)
+
     def _finish(self, s: Session, claim: Claim, **values: object) -> bool:
         return s.execute(update(Job).where(Job.id == claim.job_id, Job.lease == claim.lease,
                                            Job.state == "running")
@@ -151,21 +187,26 @@ class SqlJobQueue:
         with self.db.write() as s, s.begin():
             running = list(s.scalars(select(Job).where(Job.state == "running")))
             for job in running:
-                job.lease, job.started = None, None
-                if job.attempts >= MAX_ATTEMPTS:
-                    job.state, job.finished = "failed", utcnow()
-                    job.failure = (f"the analysis was interrupted {job.attempts} times "
-                                   "(the server stopped while it ran)")
-                    dump = s.get(Dump, job.dump_id)
-                    if dump is not None:
-                        dump.state, dump.failure = "failed", job.failure
-                else:
-                    job.state = "queued"
+                _void(s, job, "the server stopped while it ran")
             return len(running)
 
     def counts(self) -> dict[str, int]:
         with self.db.session() as s:
             return dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+
+
+def _void(s: Session, job: Job, why: str) -> None:
+    """Take an abandoned running job back: queued again, or failed (the dead letter:
+    state ``failed`` and the reason) after ``MAX_ATTEMPTS`` attempts."""
+    job.lease, job.started = None, None
+    if job.attempts >= MAX_ATTEMPTS:
+        job.state, job.finished = "failed", utcnow()
+        job.failure = f"the analysis was interrupted {job.attempts} times ({why})"
+        dump = s.get(Dump, job.dump_id)
+        if dump is not None:
+            dump.state, dump.failure = "failed", job.failure
+    else:
+        job.state = "queued"
 
 
 @dataclass(frozen=True)
@@ -269,6 +310,12 @@ class WorkerPool:
                 self._wake.clear()
                 continue
             self._run(claim)
+
+    def run_claim(self, claim: Claim) -> None:
+        """Run one claimed job in its own child process, under the stage's limits (what
+        a Celery task does with the job it was handed)."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._run(claim)
 
     def _run(self, claim: Claim) -> None:
         limit = self.settings.seconds[claim.stage]

@@ -86,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="anyone may read the pages and the API (default: a token is needed)")
     read.add_argument("--private", action="store_true",
                       help="reading needs a token too (the default)")
+    p.add_argument("--broker", metavar="URL",
+                   help="redis://HOST:PORT/N: run no local workers, send the jobs to "
+                   "'kdx worker' processes through this Celery broker")
     p.add_argument("--job-seconds", type=_seconds, default=600.0, metavar="S",
                    help="hard time limit of one analysis (default: 600)")
     p.add_argument("--job-memory", type=parse_size, default=4 << 30, metavar="SIZE",
@@ -183,6 +186,11 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hide_password(url: str) -> str:
+    """A broker URL as printed: without its password."""
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -202,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
     config = FleetConfig(data=args.data, workers=args.workers, debuginfo=args.debuginfo,
                          job_seconds=args.job_seconds, job_memory=args.job_memory,
                          max_upload=args.max_upload, database=args.database,
-                         store=args.store, s3_endpoint=args.s3_endpoint)
+                         store=args.store, s3_endpoint=args.s3_endpoint,
+                         broker=args.broker)
     fleet = open_fleet(config)
     watcher = (Watcher(fleet, args.watch, interval=args.watch_interval)
                if args.watch is not None else None)
@@ -210,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
         app = _create_app()(fleet, tokens=tokens, open_read=bool(args.open_read))
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        print(f"kdx serve: http://{shown}:{port}/ ({fleet.pool.count} workers, data in "
+        workers = (f"workers via {_hide_password(args.broker)}" if args.broker
+                   else f"{fleet.pool.count} workers")
+        print(f"kdx serve: http://{shown}:{port}/ ({workers}, data in "
               f"{args.data}, tokens in {token_file}"
               f"{', watching ' + str(args.watch) if watcher else ''})", flush=True)
         if fleet.recovered:
