@@ -271,3 +271,19 @@ def test_every_dump_analysed_once_through_a_killed_worker_and_a_broker_restart(s
         problem_of_run.setdefault(run, set()).add(dumps[ids[name]]["problem_id"])
     assert all(len(p) == 1 and None not in p for p in problem_of_run.values()), problem_of_run
     assert len({next(iter(p)) for p in problem_of_run.values()}) == len(LOGS)
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--broker", "amqp://127.0.0.1//", "--broker must be a redis:// URL"),
+    ("--store", "/nonexistent/kdx-store", "no such directory"),
+])
+def test_worker_refuses_bad_options_in_one_line(tmp_path, option, value, says):
+    args = {"--database": f"sqlite:///{tmp_path / 'db'}", "--broker": "redis://127.0.0.1:1/0",
+            "--store": str(tmp_path)}
+    args[option] = value
+    done = subprocess.run([sys.executable, "-m", "kdx", "worker",
+                           *[w for kv in args.items() for w in kv]], env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kdx: error: ") and says in lines[0]
