@@ -91,15 +91,17 @@ class Redis:
 
 
 def _worker(data: Path, broker: str, work: Path) -> subprocess.Popen:
+    work.mkdir()
+    log = (work / "stderr").open("w")  # noqa: SIM115 (the child holds it)
     return subprocess.Popen(
         [sys.executable, "-m", "kdx", "worker", "--database",
          f"sqlite:///{data / 'kdx.sqlite3'}", "--broker", broker, "--store",
          str(data / "dumps"), "--work", str(work), "--concurrency", "1",
          "--job-seconds", JOB_SECONDS], env=_env(), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True)
+        stderr=log, text=True)
 
 
-def _running_job_child(pid: int, age: float = 1.0) -> bool:
+def _running_job_child(pid: int, age: float = 0.25) -> bool:
     """Whether a job child (a process that made its own session) descends from ``pid``
     and has run for ``age`` seconds (a full analysis, not a job storing its result)."""
     parents: dict[int, int] = {}
