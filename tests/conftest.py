@@ -217,7 +217,7 @@ def postgres_url() -> str:
     return url
 
 
-def _fresh_postgres(url: str) -> Iterator[str]:
+def fresh_postgres_database(url: str) -> Iterator[str]:
     """A new empty database on the server, dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -240,10 +240,10 @@ def database_url(request, tmp_path) -> Iterator[str]:  # noqa: ANN001 (fixtures)
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fleet.sqlite3'}"
         return
-    yield from _fresh_postgres(request.getfixturevalue("postgres_url"))
+    yield from fresh_postgres_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
 def postgres_database(postgres_url) -> Iterator[str]:  # noqa: ANN001 (fixtures)
     """A fresh empty PostgreSQL database, dropped afterwards."""
-    yield from _fresh_postgres(postgres_url)
+    yield from fresh_postgres_database(postgres_url)

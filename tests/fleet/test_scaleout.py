@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import fresh_postgres_database, service_url
 from sqlalchemy import select
 from webfleet import RELEASE_61, TOKEN, free_port, lab_file
 
@@ -90,12 +91,12 @@ class Redis:
             self.proc = None
 
 
-def _worker(data: Path, broker: str, work: Path) -> subprocess.Popen:
+def _worker(data: Path, database: str, broker: str, work: Path) -> subprocess.Popen:
     work.mkdir()
     log = (work / "stderr").open("w")  # noqa: SIM115 (the child holds it)
     return subprocess.Popen(
         [sys.executable, "-m", "kdx", "worker", "--database",
-         f"sqlite:///{data / 'kdx.sqlite3'}", "--broker", broker, "--store",
+         database, "--broker", broker, "--store",
          str(data / "dumps"), "--work", str(work), "--concurrency", "1",
          "--job-seconds", JOB_SECONDS], env=_env(), stdout=subprocess.DEVNULL,
         stderr=log, text=True)
@@ -196,20 +197,25 @@ def scaled(tmp_path_factory):  # noqa: ANN001, ANN201 (fixtures)
     data = tmp / "data"
     data.mkdir()
     (tmp / "tokens").write_text(TOKEN + "\n")
+    # PostgreSQL when scripts/services runs it (as a deployment would), else shared SQLite
+    server = service_url("KDX_TEST_DATABASE")
+    fresh = fresh_postgres_database(server) if server else None
+    database = next(fresh) if fresh else f"sqlite:///{data / 'kdx.sqlite3'}"
     redis_server = Redis(free_port(), tmp)
     redis_server.start()
     port = free_port()
     api = subprocess.Popen(
         [sys.executable, "-m", "kdx", "serve", "--data", str(data), "--port", str(port),
-         "--broker", redis_server.url, "--token-file", str(tmp / "tokens"),
+         "--database", database, "--broker", redis_server.url, "--token-file", str(tmp / "tokens"),
          "--job-seconds", JOB_SECONDS], env=_env(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     workers: list[subprocess.Popen] = []
     try:
         banner = api.stdout.readline()
         assert "workers via redis://" in banner, (banner, api.stderr.read())
-        workers = [_worker(data, redis_server.url, tmp / f"work{i}") for i in range(2)]
-        yield tmp, data, f"http://127.0.0.1:{port}", redis_server, workers
+        workers = [_worker(data, database, redis_server.url, tmp / f"work{i}")
+                   for i in range(2)]
+        yield tmp, database, f"http://127.0.0.1:{port}", redis_server, workers
     finally:
         for proc in [*workers, api]:
             if proc.poll() is None:
@@ -220,16 +226,18 @@ def scaled(tmp_path_factory):  # noqa: ANN001, ANN201 (fixtures)
             except subprocess.TimeoutExpired:
                 proc.kill()
         redis_server.stop()
+        if fresh:
+            fresh.close()  # drops the database
 
 
 def test_every_dump_analysed_once_through_a_killed_worker_and_a_broker_restart(scaled):
-    tmp, data, url, redis_server, workers = scaled
+    tmp, database, url, redis_server, workers = scaled
     inputs = _inputs(tmp)
     assert len(inputs) >= 100
     ids: dict[str, int] = {}
     with FleetClient(url, TOKEN) as client:
         killed: set[int] | None = None
-        db_url = f"sqlite:///{data / 'kdx.sqlite3'}"
+        db_url = database
         for name, (path, _run) in inputs.items():
             (sent,) = client.submit(path)
             assert not sent.skipped
@@ -251,7 +259,7 @@ def test_every_dump_analysed_once_through_a_killed_worker_and_a_broker_restart(s
     assert {d["state"] for d in dumps.values()} == {"analysed"}, [
         (d["filename"], d["failure"]) for d in dumps.values() if d["state"] != "analysed"]
     # exactly once: one done job per dump and stage, completed once; nothing left over
-    db = open_database(f"sqlite:///{data / 'kdx.sqlite3'}", migrate=False)
+    db = open_database(database, migrate=False)
     try:
         with db.session() as s:
             jobs = list(s.execute(select(Job.id, Job.dump_id, Job.stage, Job.state,
