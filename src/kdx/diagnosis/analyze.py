@@ -18,6 +18,7 @@ from drgn.helpers.linux.pid import find_task
 from drgn.helpers.linux.sched import cpu_curr
 
 from kdx.diagnosis import rules
+from kdx.diagnosis.badvalue import explain_access
 from kdx.diagnosis.code import disassemble_around, effective_addresses, read_source
 from kdx.diagnosis.evidence import (
     LogText,
@@ -34,6 +35,7 @@ from kdx.diagnosis.verdict import (
     Context,
     Culprit,
     Evidence,
+    Explanation,
     StackSummary,
     Verdict,
 )
@@ -48,6 +50,12 @@ from kdx.target.open import Target
 
 Progress = Optional[Callable[[str], None]]
 MAX_FRAMES = 48
+
+#: The categories whose report names an address the CPU failed to access: only these
+#: show a fault address (after a WARN or BUG, CR2 holds an older, unrelated fault) and
+#: get the bad access explained.
+FAULT_CATEGORIES = frozenset({"null-pointer-dereference", "general-protection-fault",
+                              "bad-pointer", "stack-overflow"})
 
 def analyze(target: Target, progress: Progress = None) -> Verdict:
     if target.debug_source == "symbols":
@@ -80,6 +88,7 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
     context = _context(prog, target, log, match, task, culprit_stack, index, evidence,
                        _system(target, kernel))
     category = match.rule.category if match else "unknown"
+    explanation = _explanation(prog, category, task, culprit_stack, index, warnings)
     title = _title(match, culprit, context)
     # Physical frames only: inline frames exist only where DWARF describes them, and the
     # same bug must land in one bucket with and without the vmlinux.
@@ -98,7 +107,27 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
         signature=signature,
         evidence=evidence, stacks=stacks, details=details,
         next_steps=_next_steps(match, culprit, context),
-        warnings=warnings, dump=str(target.path or "live"))
+        warnings=warnings, dump=str(target.path or "live"), explanation=explanation)
+
+
+def _explanation(prog: drgn.Program, category: str, task: drgn.Object | None,
+                 stack: TaskStack, index: int | None, warnings: list[str]
+                 ) -> Explanation | None:
+    """Why the faulting access was bad, for the categories that fault on an access."""
+    if category not in FAULT_CATEGORIES or category == "stack-overflow" or index is None:
+        return None
+    frame = stack.frames[index]
+    if not frame.is_exception_frame:
+        return None
+    from kdx.model.paging import five_level
+
+    try:
+        start = frame.pc - frame.offset if frame.offset is not None else None
+        return explain_access(prog, task, frame.pc, stack.registers_at(index),
+                              bool(five_level(prog)), start)
+    except (drgn.FaultError, LookupError, ValueError) as err:
+        warnings.append(f"could not explain the faulting access: {err}")
+        return None
 
 
 def _panic_task(prog: drgn.Program, warnings: list[str]) -> drgn.Object | None:
@@ -417,8 +446,11 @@ def _taint(prog: drgn.Program) -> KernelTaint:
 
 def _fault_address(match: rules.Match | None, cr2: re.Match | None) -> int | None:
     """The address the report names; CR2 only when it names none, because printing the
-    report's "Code:" bytes can fault again and overwrite CR2 before the register dump."""
-    if match and "address" in match.groups:
+    report's "Code:" bytes can fault again and overwrite CR2 before the register dump.
+    None for reports that are not faults (a WARN or BUG leaves an old CR2 behind)."""
+    if match is None or match.rule.category not in FAULT_CATEGORIES:
+        return None
+    if "address" in match.groups:
         try:
             return int(match.groups["address"], 16)
         except ValueError:

@@ -79,6 +79,37 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class PointsTo:
+    """Where an address involved in the bad access points, as ``kmem ADDR`` finds it."""
+
+    address: Hex
+    role: str  # "the object the pointer was read from", "the address accessed"
+    variable: str | None  # the C variable holding the address, when DWARF names one
+    what: str  # "kmalloc-32 object 0xff.., allocated", "no page: ..."
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why the faulting access was bad: the pointer's value and what it means, the C
+    expression it was used in (from DWARF), and where the addresses involved point."""
+
+    access: str  # "read", "write" or "access"
+    address: Hex  # the address the instruction accessed
+    register: str | None  # the base register (None: an absolute address)
+    pointer: Hex  # the base register's value
+    offset: int  # from the pointer to the address accessed
+    value_kind: str | None  # "null", "list-poison1", "slab-free-poison", ... (None: plain)
+    value_name: str  # "LIST_POISON1"
+    value_meaning: str  # what that value says happened
+    expression: str | None  # "next->value"
+    member: str | None  # "value"
+    struct: str | None  # "struct crashlab_entry"
+    loaded_from: str | None  # "entry->list.next"
+    points_to: list[PointsTo]
+    text: str  # the whole explanation in one sentence
+
+
+@dataclass(frozen=True)
 class StackSummary:
     pid: int | None
     comm: str | None
@@ -100,6 +131,7 @@ class Verdict:
     next_steps: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dump: str = ""
+    explanation: Explanation | None = None  # the bad access, for faults through memory
 
     def to_dict(self) -> dict:
         """The verdict as JSON-ready values, exactly the ``data`` of ``kdx analyze --json``.

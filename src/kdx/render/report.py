@@ -52,6 +52,8 @@ def _culprit_rows(v: Verdict) -> list[tuple[str, str]]:
         rows.append(("Module taints", ", ".join(c.module_taints)))
     if c.reasoning:
         rows.append(("Why", c.reasoning))
+    if v.explanation is not None:
+        rows.append(("Bad access", v.explanation.text))
     return rows
 
 
