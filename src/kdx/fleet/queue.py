@@ -219,6 +219,9 @@ class WorkerSettings:
     debuginfo: str | None
     seconds: dict[str, float]  # per stage
     memory: dict[str, int]  # per stage, bytes
+    #: where an object store's dumps are downloaded for analysis (default DATA/cache)
+    cache: str | None = None
+    s3_endpoint: str | None = None  # an s3:// store's server (default AWS_ENDPOINT_URL)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
