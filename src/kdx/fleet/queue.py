@@ -324,7 +324,8 @@ class WorkerPool:
         limit = self.settings.seconds[claim.stage]
         memory = self.settings.memory[claim.stage]
         start = time.monotonic()
-        fd, err_name = tempfile.mkstemp(dir=self.tmp, prefix="stderr-")
+        # named after the job, so an operator (or a test) sees which job a process runs
+        fd, err_name = tempfile.mkstemp(dir=self.tmp, prefix=f"stderr-job{claim.job_id}-")
         os.close(fd)
         err = Path(err_name)
         try:
