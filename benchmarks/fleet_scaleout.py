@@ -3,8 +3,10 @@
 For 1 and then 2 workers (one job at a time each) on this machine: a fresh fleet in a
 temporary directory dispatching through a private ``redis-server``, a burst of ``--count``
 lab vmcores (each with bytes appended after its end, so every copy has its own hash),
-then the time to the first result, the median time from receipt to first result, and
-dumps fully analysed per minute; finally the ratio of the two rates. Usage:
+then the time to the first result, the median, 95th percentile and maximum time from a
+dump's receipt to its fast result and to its full analysis (stored times), and dumps fully
+analysed per minute; finally the ratio of the two rates. The debug-info side of per-job
+time is ``benchmarks/fleet_debuginfo.py``. Usage:
 
     python benchmarks/fleet_scaleout.py [--count 100]
 """
@@ -53,13 +55,20 @@ def _redis(folder: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+def _spread(values: list[float]) -> str:
+    """median / p95 / max of seconds, as printed."""
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"median {statistics.median(ordered):.1f} s, p95 {p95:.1f} s, max {ordered[-1]:.1f} s"
+
+
 def _burst(count: int, workers: int, tmp: Path) -> dict[str, float]:
     redis_proc, broker = _redis(tmp)
     fleet = open_fleet(FleetConfig(data=tmp / "data", broker=broker))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     procs = [subprocess.Popen(
         [sys.executable, "-m", "kdx", "worker", "--database", fleet.url, "--broker", broker,
-         "--store", str(fleet.store.root), "--work", str(tmp / f"work{i}")], env=env,
+         "--store", fleet.store_spec, "--work", str(tmp / f"work{i}")], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
     try:
         time.sleep(3)  # the workers connect
@@ -82,9 +91,10 @@ def _burst(count: int, workers: int, tmp: Path) -> dict[str, float]:
             time.sleep(0.2)
         total = time.monotonic() - start
         with fleet.db.session() as s:
-            waits = [(a - b).total_seconds() for a, b in s.execute(
-                select(Dump.first_result, Dump.received))]
-        return {"first": first or total, "median_first": statistics.median(waits),
+            rows = list(s.execute(select(Dump.received, Dump.first_result, Dump.analysed)))
+        fast = [(f - r).total_seconds() for r, f, _ in rows if f is not None]
+        full = [(a - r).total_seconds() for r, _, a in rows if a is not None]
+        return {"first": first or total, "fast": _spread(fast), "full": _spread(full),
                 "per_minute": count / total * 60}
     finally:
         for proc in procs:
@@ -106,8 +116,9 @@ def main() -> int:
             got = _burst(args.count, workers, Path(tmp))
         rates[workers] = got["per_minute"]
         print(f"{workers} worker(s): {args.count} dumps, first result after "
-              f"{got['first']:.1f} s, median receipt-to-first-result "
-              f"{got['median_first']:.1f} s, {got['per_minute']:.1f} dumps/min", flush=True)
+              f"{got['first']:.1f} s, {got['per_minute']:.1f} dumps/min\n"
+              f"  receipt to fast result: {got['fast']}\n"
+              f"  receipt to full analysis: {got['full']}", flush=True)
     print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x ({os.cpu_count()} cores)")
     return 0
 

@@ -9,6 +9,7 @@ import io
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -176,3 +177,125 @@ def test_a_lab_dump_from_s3_gets_its_fast_pass(bucket, tmp_path, sysrq):
     assert report == run_fast(sysrq.vmcore, "vmcore", None, tmp_path / "tmp")
     store.release(stored.key)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+# -- the fleet on an S3 store: kdx serve and kdx worker ------------------------------------
+
+def _served(tmp: Path, bucket: str, endpoint: str, broker: str | None) -> subprocess.Popen:
+    from test_scaleout import _env
+    from webfleet import TOKEN, free_port
+
+    (tmp / "tokens").write_text(TOKEN + "\n")
+    port = free_port()
+    extra = ["--broker", broker] if broker else ["--workers", "1"]
+    api = subprocess.Popen(
+        [sys.executable, "-m", "kdx", "serve", "--data", str(tmp / "data"), "--port",
+         str(port), "--store", f"s3://{bucket}/fleet", "--s3-endpoint", endpoint,
+         "--token-file", str(tmp / "tokens"), "--job-seconds", "60", *extra],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    banner = api.stdout.readline()
+    assert banner.startswith("kdx serve: http://"), (banner, api.stderr.read())
+    api.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    return api
+
+
+def _analyse_three_dumps(url: str, tmp: Path) -> dict[str, dict]:
+    """Submit a lab vmcore and two kernel logs, wait for both stages; records by name."""
+    from test_scaleout import _until
+    from webfleet import RELEASE_61, TOKEN, lab_file
+
+    from kdx.fleet.client import FleetClient
+
+    files = [lab_file(tmp / "lab", RELEASE_61, "sysrq-kdump-kdump-zlib")]
+    for run in ("sysrq-kdump-kdump-zlib", "null-deref-module-kdump-kdump-zlib"):
+        log = tmp / "logs" / run / "vmcore-dmesg.txt"
+        log.parent.mkdir(parents=True)
+        log.write_bytes(lab_file(tmp / "lab", RELEASE_61, run, "dmesg.txt").read_bytes())
+        files.append(log)
+    with FleetClient(url, TOKEN) as client:
+        for path in files:
+            (sent,) = client.submit(path)
+            assert not sent.skipped
+
+        def finished() -> bool:
+            dumps = client.dumps(limit=10)
+            return len(dumps) == 3 and all(d["state"] in ("analysed", "failed")
+                                           for d in dumps)
+
+        _until(finished, "the three dumps to be analysed", 180)
+        return {(d["kind"], d["release"], d["fast"]["category"]): d
+                for d in client.dumps(limit=10)}
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+def _check_analysed(found: dict, bucket: str) -> None:
+    assert {d["state"] for d in found.values()} == {"analysed"}, found
+    assert set(found) == {("vmcore", "6.1.0-57-cloud-amd64", "sysrq"),
+                          ("dmesg", "6.1.0-57-cloud-amd64", "sysrq"),
+                          ("dmesg", "6.1.0-57-cloud-amd64", "null-pointer-dereference")}, set(found)
+    vmcore = found[("vmcore", "6.1.0-57-cloud-amd64", "sysrq")]
+    assert vmcore["verdict"]["culprit"]["function"] == "sysrq_handle_crash", vmcore["verdict"]
+    assert len(_keys(bucket)) == 3  # the dumps live in the bucket, nowhere else
+
+
+def test_kdx_worker_analyses_dumps_from_an_s3_store(bucket, tmp_path):
+    from test_scaleout import REDIS, Redis, _env
+    from webfleet import free_port
+
+    if REDIS is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    redis_server = Redis(free_port(), tmp_path)
+    redis_server.start()
+    api = worker = None
+    try:
+        api = _served(tmp_path, bucket, endpoint, redis_server.url)
+        cache = tmp_path / "worker-cache"
+        log = (tmp_path / "worker-stderr").open("w")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "kdx", "worker", "--database",
+             f"sqlite:///{tmp_path / 'data' / 'kdx.sqlite3'}", "--broker", redis_server.url,
+             "--store", f"s3://{bucket}/fleet", "--s3-endpoint", endpoint, "--cache",
+             str(cache), "--work", str(tmp_path / "work"), "--job-seconds", "60"],
+            env=_env(), stdout=subprocess.DEVNULL, stderr=log)
+        found = _analyse_three_dumps(api.url, tmp_path)
+        _check_analysed(found, bucket)
+        assert cache.is_dir() and _files_under(cache) == []  # every download released
+        assert not (tmp_path / "data" / "dumps").exists()
+    finally:
+        for proc in (worker, api):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        redis_server.stop()
+
+
+def test_kdx_serve_local_workers_analyse_dumps_from_an_s3_store(bucket, tmp_path):
+    api = _served(tmp_path, bucket, os.environ["AWS_ENDPOINT_URL"], None)
+    try:
+        found = _analyse_three_dumps(api.url, tmp_path)
+        _check_analysed(found, bucket)
+        cache = tmp_path / "data" / "cache"
+        assert cache.is_dir() and _files_under(cache) == []
+        assert not (tmp_path / "data" / "dumps").exists()
+        # a download through the API comes from the bucket, and leaves no copy behind
+        import httpx
+        from webfleet import TOKEN
+
+        vmcore = found[("vmcore", "6.1.0-57-cloud-amd64", "sysrq")]
+        got = httpx.get(f"{api.url}/api/v1/dumps/{vmcore['id']}/file", timeout=60,
+                        headers={"Authorization": f"Bearer {TOKEN}"})
+        assert got.status_code == 200
+        assert hashlib.sha256(got.content).hexdigest() == vmcore["sha256"]
+        from test_scaleout import _until  # the copy goes once the response is sent
+
+        _until(lambda: _files_under(cache) == [], "the download's copy to be removed", 30)
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(60)

@@ -1,9 +1,9 @@
 """``open_fleet``: the whole fleet service in one data directory (SQLite, files, local workers).
 
 This is the ``Fleet`` the web app, the API and ``kdx serve`` call. It puts the adapters
-together: ``DirectoryStore`` for the bytes, ``open_database`` for the records,
-``SqlJobQueue`` and ``WorkerPool`` for the analyses. A PostgreSQL URL works as the
-database already; an object store or a distributed queue replaces one adapter here.
+together: a ``DumpStore`` for the bytes (a directory, or S3 through ``open_store``),
+``open_database`` for the records, ``SqlJobQueue`` and ``WorkerPool`` (or the Celery
+``Dispatcher``) for the analyses.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from kdx.fleet.debuginfo import DebugInfoStore, vmlinux_at_hand
 from kdx.fleet.pipeline import file_kind
 from kdx.fleet.queue import SqlJobQueue, WorkerPool, WorkerSettings
 from kdx.fleet.records import DebugInfoRecord, DumpRecord, JobRecord, ProblemRecord
+from kdx.fleet.s3store import open_store
 from kdx.fleet.service import FleetConfig, ProblemFilter
-from kdx.fleet.store import DirectoryStore, TooLarge
+from kdx.fleet.store import DumpStore, TooLarge
 
 __all__ = ["EmbeddedFleet", "NotFound", "TooLarge", "kdump_dir_files", "open_fleet"]
 
@@ -85,9 +86,6 @@ class EmbeddedFleet:
     def __init__(self, config: FleetConfig, *, workers: bool = True) -> None:
         if config.broker and not config.broker.startswith(("redis://", "rediss://")):
             raise KdxError(f"the broker must be a redis:// URL ({config.broker} given)")
-        if config.store and "://" in config.store:
-            raise KdxError(f"--store {config.store}: the embedded workers read dumps from a "
-                           "directory; an object store needs --broker and kdx worker")
         self.config = config
         data = Path(config.data)
         data.mkdir(parents=True, exist_ok=True)
@@ -95,7 +93,9 @@ class EmbeddedFleet:
         self.url = config.database or f"sqlite:///{data / 'kdx.sqlite3'}"
         # the embedded default upgrades itself; a named database waits for --migrate
         self.db: Database = open_database(self.url, upgrade_old=config.database is None)
-        self.store = DirectoryStore(Path(config.store) if config.store else data / "dumps")
+        self.store_spec = config.store or str(data / "dumps")
+        self.store: DumpStore = open_store(self.store_spec, cache=data / "cache",
+                                           endpoint=config.s3_endpoint)
         self.queue = SqlJobQueue(self.db)
         self.debug = DebugInfoStore(config.debuginfo) if config.debuginfo else None
         count = config.workers or os.cpu_count() or 1
@@ -109,7 +109,7 @@ class EmbeddedFleet:
         if workers:
             if not config.broker:
                 self._lock = _lock_workers(data)
-                _clean_tmp(data / "tmp", self.store.tmp)
+                _clean_tmp(data / "tmp", getattr(self.store, "tmp", None))
                 self.recovered = self.queue.recover()
             self._requeue_stale()
             self.pool.start()
@@ -117,7 +117,8 @@ class EmbeddedFleet:
     def _settings(self) -> WorkerSettings:
         c = self.config
         return WorkerSettings(
-            database=self.url, store=str(self.store.root), data=str(self.data),
+            database=self.url, store=self.store_spec, data=str(self.data),
+            cache=str(self.data / "cache"), s3_endpoint=c.s3_endpoint,
             debuginfo=str(c.debuginfo) if c.debuginfo else None,
             seconds={"fast": min(FAST_SECONDS, float(c.job_seconds)),
                      "full": float(c.job_seconds)},
@@ -251,6 +252,14 @@ class EmbeddedFleet:
         if key is None or not self.store.exists(key):
             return None
         return self.store.local_path(key)
+
+    def release_dump_file(self, dump_id: int) -> None:
+        """The download of ``dump_file`` is over (an object store's local copy goes)."""
+        with self.db.session() as s:
+            row = s.get(Dump, dump_id)
+            key = row.sha256 if row is not None else None
+        if key is not None:
+            self.store.release(key)
 
     # -- problems ---------------------------------------------------------------------
 
@@ -398,7 +407,7 @@ def _lock_workers(data: Path) -> BinaryIO:
 _STALE_UPLOAD = 24 * 3600
 
 
-def _clean_tmp(work: Path, uploads: Path) -> None:
+def _clean_tmp(work: Path, uploads: Path | None) -> None:
     """Remove what killed workers left (reassembled dumps, stderr files) and upload
     files a dead server never finished."""
     import shutil
@@ -406,7 +415,7 @@ def _clean_tmp(work: Path, uploads: Path) -> None:
 
     now = time.time()
     for folder, age in ((work, 0), (uploads, _STALE_UPLOAD)):
-        if not folder.is_dir():
+        if folder is None or not folder.is_dir():
             continue
         for entry in folder.iterdir():
             try:

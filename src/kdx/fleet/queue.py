@@ -219,6 +219,9 @@ class WorkerSettings:
     debuginfo: str | None
     seconds: dict[str, float]  # per stage
     memory: dict[str, int]  # per stage, bytes
+    #: where an object store's dumps are downloaded for analysis (default DATA/cache)
+    cache: str | None = None
+    s3_endpoint: str | None = None  # an s3:// store's server (default AWS_ENDPOINT_URL)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -321,7 +324,8 @@ class WorkerPool:
         limit = self.settings.seconds[claim.stage]
         memory = self.settings.memory[claim.stage]
         start = time.monotonic()
-        fd, err_name = tempfile.mkstemp(dir=self.tmp, prefix="stderr-")
+        # named after the job, so an operator (or a test) sees which job a process runs
+        fd, err_name = tempfile.mkstemp(dir=self.tmp, prefix=f"stderr-job{claim.job_id}-")
         os.close(fd)
         err = Path(err_name)
         try:

@@ -11,6 +11,7 @@ explains it (killed, crashed, out of memory).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -73,12 +74,13 @@ def run_job(job_id: int, lease: str, settings: dict[str, Any], memory: int) -> i
     from kdx.fleet.db import Dump, Job, open_database
     from kdx.fleet.debuginfo import DebugInfoStore
     from kdx.fleet.queue import Claim, SqlJobQueue
-    from kdx.fleet.store import DirectoryStore
+    from kdx.fleet.s3store import open_store
 
     started = time.monotonic()
     db = open_database(settings["database"], migrate=False)
     queue = SqlJobQueue(db)
-    store = DirectoryStore(Path(settings["store"]))
+    store = open_store(settings["store"], cache=_cache_dir(settings),
+                       endpoint=settings.get("s3_endpoint"))
     tmp = Path(settings["data"]) / "tmp"
     debug = DebugInfoStore(Path(settings["debuginfo"])) if settings.get("debuginfo") else None
     with db.session() as s:
@@ -88,14 +90,15 @@ def run_job(job_id: int, lease: str, settings: dict[str, Any], memory: int) -> i
             return 4  # no longer ours
         claim = Claim(job.id, job.dump_id, job.stage, lease, job.attempts)
         kind, key, companion = dump.kind, dump.sha256, dump.companion
-        names = {str(store.path(key)): dump.filename, key: dump.filename}
-        if companion:
-            names[str(store.path(companion))] = "vmcore-dmesg.txt"
+        names = {key: dump.filename}
         release, build_id = dump.release, dump.build_id
     try:
         path = store.local_path(key)
+        names[str(path)] = names[key]
         if claim.stage == "fast":
             side = store.local_path(companion) if companion else None
+            if side is not None:
+                names[str(side)] = "vmcore-dmesg.txt"
             report = pipeline.run_fast(path, kind, side, tmp)
             log_path = path if kind == "dmesg" else side
             log_text = (pipeline.read_log(log_path, pipeline.MAX_OUTPUT)
@@ -115,8 +118,23 @@ def run_job(job_id: int, lease: str, settings: dict[str, Any], memory: int) -> i
         queue.fail(claim, _reason(err, memory, names), time.monotonic() - started,
                    peak_memory=_peak())
         return EXPLAINED
+    finally:
+        _release(store, key, companion if claim.stage == "fast" else None)
     queue.complete(claim, time.monotonic() - started, save, peak_memory=_peak())
     return 0
+
+
+def _cache_dir(settings: dict[str, Any]) -> Path:
+    """Where an object store's dumps are downloaded (shared by a machine's job children)."""
+    return Path(settings.get("cache") or Path(settings["data"]) / "cache")
+
+
+def _release(store: Any, key: str, companion: str | None) -> None:
+    """Give back the local copies of the job's files (an object store's downloads)."""
+    for name in (key, companion):
+        if name:
+            with contextlib.suppress(OSError):
+                store.release(name)
 
 
 def _peak() -> int:

@@ -2,7 +2,9 @@
 
 A worker takes "run job N" messages from the Celery broker, claims the job in the fleet
 database and runs it in its own child process with the same limits as the embedded
-workers; the dumps are read from the store every worker reaches (a shared directory).
+workers; the dumps are read from the store every worker reaches (a shared directory, or
+S3-compatible object storage whose dumps are downloaded into a worker-local cache for the
+job and removed after it).
 """
 
 from __future__ import annotations
@@ -26,8 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--database", required=True, metavar="URL",
                    help="the fleet database (sqlite:///PATH or postgresql://...)")
     p.add_argument("--broker", required=True, metavar="URL", help="redis://HOST:PORT/N")
-    p.add_argument("--store", required=True, type=Path, metavar="DIR",
-                   help="the dump store directory the server writes (e.g. DATA/dumps)")
+    p.add_argument("--store", required=True, metavar="DIR|s3://BUCKET/PREFIX",
+                   help="the dump store the server writes (its DATA/dumps directory, or "
+                   "the same s3:// URL as kdx serve --store)")
+    p.add_argument("--s3-endpoint", metavar="URL",
+                   help="the S3-compatible server of an s3:// store (default: "
+                   "$AWS_ENDPOINT_URL, else AWS); credentials from the AWS environment")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help="where an s3:// store's dumps are downloaded for their job "
+                   "(default: WORK/cache)")
     p.add_argument("--debuginfo", type=Path, metavar="DIR",
                    help="build-ID keyed debug info (as for kdx serve)")
     p.add_argument("--work", type=Path, metavar="DIR",
@@ -46,16 +55,22 @@ def run(args: argparse.Namespace) -> int:
     from kdx.fleet.celeryq import default_work_dir, run_worker
     from kdx.fleet.embedded import FAST_MEMORY, FAST_SECONDS
     from kdx.fleet.queue import WorkerSettings
+    from kdx.fleet.s3store import parse_s3_url
 
     if args.concurrency < 1:
         raise KdxError("--concurrency must be 1 or more")
     if not args.broker.startswith(("redis://", "rediss://")):
         raise KdxError(f"--broker must be a redis:// URL ({args.broker} given)")
-    if not args.store.is_dir():
+    if args.store.startswith("s3://"):
+        parse_s3_url(args.store)
+    elif "://" in args.store:
+        raise KdxError(f"--store {args.store}: give a directory or s3://bucket/prefix")
+    elif not Path(args.store).is_dir():
         raise KdxError(f"--store {args.store}: no such directory")
     work = args.work or default_work_dir()
     settings = WorkerSettings(
-        database=args.database, store=str(args.store), data=str(work),
+        database=args.database, store=args.store, data=str(work),
+        cache=str(args.cache or work / "cache"), s3_endpoint=args.s3_endpoint,
         debuginfo=str(args.debuginfo) if args.debuginfo else None,
         seconds={"fast": min(FAST_SECONDS, args.job_seconds), "full": args.job_seconds},
         memory={"fast": max(FAST_MEMORY, args.job_memory) if args.job_memory else 0,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
 from kdx.fleet.records import DUMP_STATES
@@ -142,8 +143,10 @@ def download_response(fleet: Fleet, dump_id: int) -> FileResponse:
     if found is None or path is None:
         raise _missing("dump")
     suffix = ".txt" if found.kind == "dmesg" else ""
+    release = getattr(fleet, "release_dump_file", None)  # an object store's download
     return FileResponse(path, media_type="application/octet-stream",
-                        filename=f"kdx-dump-{found.id}-{found.sha256[:12]}{suffix}")
+                        filename=f"kdx-dump-{found.id}-{found.sha256[:12]}{suffix}",
+                        background=BackgroundTask(release, found.id) if release else None)
 
 
 @router.get("/dumps/{dump_id}/file")
