@@ -145,28 +145,57 @@ def _try_core(path: Path, platform: drgn.Platform | None = None,
         return None, str(err)
 
 
-def _set_core(path: Path, dump: DumpFile, progress: Progress) -> drgn.Program:
+def _set_core(path: Path, dump: DumpFile,
+              progress: Progress) -> tuple[drgn.Program, bytes | None, list[str]]:
     """A program reading ``path``, working around what drgn cannot do alone: QEMU's kdump
-    files name no architecture (libkdumpfile then refuses them), and QEMU dumps of guests
-    without the vmcoreinfo device lack VMCOREINFO (recovered from guest memory)."""
+    files name no architecture (libkdumpfile then refuses them), QEMU dumps of guests
+    without the vmcoreinfo device lack VMCOREINFO (recovered from guest memory), and a
+    note with damaged fields is read without them (or replaced by a sound copy from
+    memory). Also returns the VMCOREINFO text given to drgn (None: the file's own) and
+    warnings saying what was repaired."""
+    if dump.kind == "kdump":  # libkdumpfile reads the note itself and crashes on some keys
+        vmcoreinfo.check_note(path, dump)
+    given, warnings = _repaired_note(path, dump)
     platform = None
-    vmcoreinfo.check_note(path, dump)
-    prog, message = _try_core(path)
+    prog, message = _try_core(path, None, given)
     if prog is None and "ARCH_NAME" in message and dump.machine in _PLATFORMS:
         platform = _PLATFORMS[dump.machine]
-        prog, message = _try_core(path, platform)
+        prog, message = _try_core(path, platform, given)
     if prog is not None:
-        return prog
+        return prog, given, warnings
     lowered = message.lower()
     if "vmcoreinfo" not in lowered and "qemu" not in lowered:
         raise KdxError(f"cannot read {path} as a {dump.description} dump: {message}")
     if progress:
-        progress("the dump has no VMCOREINFO note; searching guest memory for it")
+        progress("the dump has no usable VMCOREINFO note; searching guest memory for it")
     platform = platform or _PLATFORMS.get(dump.machine or "")
-    prog, message = _try_core(path, platform, vmcoreinfo.recover(path, dump))
+    found, _bad = vmcoreinfo.sanitize(vmcoreinfo.recover(path, dump))
+    prog, message = _try_core(path, platform, found)
     if prog is None:
         raise KdxError(f"cannot read {path} even with recovered VMCOREINFO: {message}")
-    return prog
+    return prog, found, warnings
+
+
+def _repaired_note(path: Path, dump: DumpFile) -> tuple[bytes | None, list[str]]:
+    """A sound VMCOREINFO text to give drgn instead of the file's damaged note (None when
+    the note is sound or absent), and a warning naming the damaged fields."""
+    note = vmcoreinfo.note_text(path, dump)
+    if not note:
+        return None, []
+    clean, bad = vmcoreinfo.sanitize(note)
+    if not bad:
+        return None, []
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    if vmcoreinfo.complete(clean):
+        return clean, [f"the dump's VMCOREINFO note has damaged field(s) {shown}: ignored"]
+    if dump.kind == "elf":
+        for copy in vmcoreinfo.copies_in_memory(path):
+            text, still_bad = vmcoreinfo.sanitize(copy)
+            if not still_bad and vmcoreinfo.complete(text):
+                return text, [f"the dump's VMCOREINFO note is damaged ({shown}): the "
+                              "kernel's own copy found in its memory is used instead"]
+    raise KdxError(f"{dump.path} has a damaged VMCOREINFO note ({shown}) and no sound copy "
+                   "of it was found; the dump is corrupt")
 
 
 def _elf_data_end(f) -> int:  # noqa: ANN001 (a binary file)
@@ -273,12 +302,15 @@ def open_core(core: Path, *, progress: Progress = None, truncated_ok: bool = Fal
             raise
         warnings.append(str(err))
     try:
-        prog = _set_core(read_path, dump, progress)
+        prog, given, repaired = _set_core(read_path, dump, progress)
     except KdxError as err:
         if warnings:  # the truncation is why: say it first
             raise KdxError(f"{warnings[0]}; {err}") from None
         raise
-    info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core, read_path, dump))
+    warnings.extend(repaired)
+    text = (given.decode(errors="replace") if given is not None
+            else _vmcoreinfo_text(prog, core, read_path, dump))
+    info = vmcoreinfo.parse(text)
     return Target(prog, core, dump, read_path, info, None, warnings)
 
 
@@ -316,7 +348,7 @@ def _vmcoreinfo_text(prog: drgn.Program, core: Path, read_path: Path | None = No
     if read_path is not None and dump is not None:
         note = vmcoreinfo.note_text(read_path, dump)
         if note:
-            return note.split(b"\0", 1)[0].decode(errors="replace")
+            return vmcoreinfo.sanitize(note)[0].decode(errors="replace")
     try:
         return prog["VMCOREINFO"].string_().decode(errors="replace")
     except (KeyError, LookupError, drgn.FaultError) as err:
