@@ -19,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import drgn
-from drgn.helpers.linux.module import for_each_module, module_taints
+from drgn.helpers.linux.module import module_taints
 
+from kdx.model.bounded import ListLoopError
+from kdx.model.bounded import modules as for_each_module
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.textsafe import decode
@@ -69,12 +71,16 @@ def module_list(prog: drgn.Program, warnings: list[str] | None = None) -> list[M
     """Every loaded module in crash's order (by base address). A module whose
     ``struct module`` cannot be read costs a warning, not the list."""
     out: list[ModuleInfo] = []
-    for mod in for_each_module(prog):
-        try:
-            out.append(module_info(prog, mod))
-        except READ_ERRORS as err:
-            if warnings is not None:
-                warnings.append(f"cannot read the module at {mod.value_():#x}: {err}")
+    try:
+        for mod in for_each_module(prog):
+            try:
+                out.append(module_info(prog, mod))
+            except READ_ERRORS as err:
+                if warnings is not None:
+                    warnings.append(f"cannot read the module at {mod.value_():#x}: {err}")
+    except (ListLoopError, drgn.FaultError) as err:
+        if warnings is not None:
+            warnings.append(f"the module list is damaged, {len(out)} modules read: {err}")
     # Python's sort is stable, as crash's (glibc's merge sort) is in practice.
     return sorted(out, key=lambda m: m.base)
 

@@ -1,0 +1,366 @@
+"""Reproducible damaged copies of a vmcore, for testing that kdx survives real-world damage.
+
+Real dumps arrive truncated, with flipped bits, with pages makedumpfile excluded, or with
+kernel lists the panic itself corrupted. Each *kind* here makes one such copy from a sound
+dump, the same bytes for the same ``seed``, so that a failure found once can be replayed
+and kept as a regression test. The original file is only read.
+
+File-level kinds work on any format; kinds that corrupt kernel data in place need an
+uncompressed ELF dump and its vmlinux: the object is located with drgn, its virtual
+address translated to a physical one, and the bytes patched at the ELF offset holding it.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from kdx.errors import KdxError
+from kdx.target.formats import identify
+
+__all__ = ["KINDS", "Kind", "damage"]
+
+_PAGE = 4096
+_DESC = 24  # struct page_desc: offset, size, flags, page_flags
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One way of damaging a dump: which formats it applies to and what it does."""
+
+    name: str
+    formats: tuple[str, ...]  # "elf", "kdump", "flattened"
+    summary: str
+    apply: Callable[[_Job], str]
+    needs_vmlinux: bool = False
+
+
+@dataclass
+class _Job:
+    src: Path
+    out: Path
+    kind: str  # the dump's format
+    rng: random.Random
+    vmlinux: Path | None
+    at: float | None
+
+    def patch(self, offset: int, data: bytes) -> None:
+        with open(self.out, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+
+    def read(self, offset: int, size: int) -> bytes:
+        with open(self.out, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def flip(self, start: int, end: int, count: int) -> list[int]:
+        """Flip ``count`` random bits between file offsets ``start`` and ``end``."""
+        spots = sorted(self.rng.randrange(start, max(end, start + 1)) for _ in range(count))
+        for at in spots:
+            byte = self.read(at, 1)
+            if byte:
+                self.patch(at, bytes([byte[0] ^ (1 << self.rng.randrange(8))]))
+        return spots
+
+
+def _kdump_layout(job: _Job) -> tuple[int, int, int, int]:
+    """(block size, bitmap offset, bitmap length, descriptor count and offset packed)."""
+    head = job.read(0, _PAGE)
+    off = (12 + 6 * 65 + 7) & ~7
+    block, sub_blocks, bitmap_blocks = struct.unpack_from("<iiI", head, off + 20)
+    return block, (1 + sub_blocks) * block, bitmap_blocks * block, 0
+
+
+def _descs(job: _Job) -> tuple[int, int]:
+    """(offset, count) of a kdump file's page descriptors."""
+    block, bitmap_off, bitmap_len, _ = _kdump_layout(job)
+    second = job.read(bitmap_off + bitmap_len // 2, bitmap_len // 2)
+    return bitmap_off + bitmap_len, int.from_bytes(second, "little").bit_count()
+
+
+def _elf_loads(path: Path) -> list[tuple[int, int, int]]:
+    """(file offset, physical address, file size) of each PT_LOAD of an ELF core."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        phoff = struct.unpack_from("<Q", head, 0x20)[0]
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    out = []
+    for i in range(phnum):
+        p_type, _fl, offset, _va, paddr, filesz = struct.unpack_from("<IIQQQQ", table,
+                                                                     i * phentsize)
+        if p_type == 1:
+            out.append((offset, paddr, filesz))
+    return out
+
+
+# -- file-level kinds -------------------------------------------------------------------
+
+
+def _truncate(job: _Job) -> str:
+    size = job.out.stat().st_size
+    fraction = job.at if job.at is not None else job.rng.uniform(0.02, 0.98)
+    cut = max(1, int(size * fraction)) if fraction <= 1 else int(fraction)
+    with open(job.out, "r+b") as f:
+        f.truncate(cut)
+    return f"truncated at byte {cut:,} of {size:,}"
+
+
+def _header_flip(job: _Job) -> str:
+    if job.kind == "elf":
+        head = job.read(0, 64)
+        phoff = struct.unpack_from("<Q", head, 0x20)[0]
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        end = min(phoff + phentsize * phnum, job.out.stat().st_size)
+        spots = job.flip(16, end, 4)
+    elif job.kind == "kdump":
+        block = _kdump_layout(job)[0]
+        spots = job.flip(8, 2 * block, 4)
+    else:
+        spots = job.flip(16, _PAGE + 64, 4)
+    return "flipped header bits at " + ", ".join(f"{s:#x}" for s in spots)
+
+
+def _bitmap_flip(job: _Job) -> str:
+    _block, off, length, _ = _kdump_layout(job)
+    spots = job.flip(off, off + length, 16)
+    return f"flipped 16 bitmap bits between {off:#x} and {off + length:#x} (first {spots[0]:#x})"
+
+
+def _desc_flip(job: _Job) -> str:
+    off, count = _descs(job)
+    spots = job.flip(off, off + count * _DESC, 16)
+    return f"flipped 16 bits in {count} page descriptors (first {spots[0]:#x})"
+
+
+def _note_span(job: _Job) -> tuple[int, int]:
+    with open(job.out, "rb") as f:
+        data = f.read(1 << 20)
+    start = data.find(b"OSRELEASE=")
+    if start < 0:
+        raise KdxError(f"{job.src} has no VMCOREINFO note in its first MiB")
+    return start, data.find(b"\0", start)
+
+
+def _vmcoreinfo_corrupt(job: _Job) -> str:
+    start, end = _note_span(job)
+    text = job.read(start, end - start)
+    at = text.find(b"BUILD-ID=")
+    if at >= 0 and job.rng.random() < 0.5:
+        spot = start + at + 9 + job.rng.randrange(8)
+        job.patch(spot, b"z")
+        return f"BUILD-ID made non-hex at {spot:#x}"
+    spots = job.flip(start, end, 3)
+    return "flipped VMCOREINFO bits at " + ", ".join(f"{s:#x}" for s in spots)
+
+
+def _vmcoreinfo_missing(job: _Job) -> str:
+    start, end = _note_span(job)
+    job.patch(start, b"\0" * (end - start))
+    return f"VMCOREINFO text zeroed ({end - start} bytes at {start:#x})"
+
+
+def _zero_pages(job: _Job) -> str:
+    if job.kind == "kdump":
+        off, count = _descs(job)
+        picks = sorted(job.rng.sample(range(count), min(64, count)))
+        for i in picks:
+            offset, size = struct.unpack("<qi", job.read(off + i * _DESC, 12))
+            if 0 < size <= 2 * _PAGE:
+                job.patch(offset, b"\0" * size)
+        return f"zeroed the data of {len(picks)} of {count} saved pages"
+    loads = [seg for seg in _elf_loads(job.out) if seg[2] >= _PAGE]
+    total = 0
+    for _ in range(64):
+        offset, _pa, filesz = job.rng.choice(loads)
+        page = job.rng.randrange(filesz // _PAGE)
+        job.patch(offset + page * _PAGE, b"\0" * _PAGE)
+        total += 1
+    return f"zeroed {total} random pages of memory"
+
+
+def _exclude_pages(job: _Job) -> str:
+    """Remove saved pages as makedumpfile excludes them: clear their bits in the second
+    bitmap and drop their descriptors (later descriptors move up one place)."""
+    _block, bitmap_off, length, _ = _kdump_layout(job)
+    second_off = bitmap_off + length // 2
+    second = bytearray(job.read(second_off, length // 2))
+    off, count = _descs(job)
+    descs = bytearray(job.read(off, count * _DESC))
+    bits = [i for i in range(len(second) * 8) if second[i >> 3] >> (i & 7) & 1]
+    drop = set(job.rng.sample(range(len(bits)), min(len(bits) // 20, 2000)))
+    for rank in drop:
+        pfn = bits[rank]
+        second[pfn >> 3] &= ~(1 << (pfn & 7))
+    kept = b"".join(descs[i * _DESC:(i + 1) * _DESC] for i in range(count) if i not in drop)
+    job.patch(second_off, bytes(second))
+    job.patch(off, kept + b"\0" * (len(descs) - len(kept)))
+    return f"excluded {len(drop)} of {count} saved pages"
+
+
+# -- kernel data corrupted in place (ELF dumps with a vmlinux) --------------------------
+
+
+class _Kernel:
+    """The original dump opened with drgn, to find objects and their file offsets."""
+
+    def __init__(self, job: _Job) -> None:
+        from kdx.target.open import open_dump
+
+        self.job = job
+        self.target = open_dump(job.src, job.vmlinux)
+        self.prog = self.target.prog
+        self.loads = _elf_loads(job.src)
+
+    def phys(self, address: int) -> int:
+        from drgn.helpers.linux.mm import follow_phys
+
+        return follow_phys(self.prog["init_mm"].address_of_(), address).value_()
+
+    def offset(self, address: int) -> int:
+        pa = self.phys(address)
+        for offset, start, size in self.loads:
+            if start <= pa < start + size:
+                return offset + pa - start
+        raise KdxError(f"{address:#x} (physical {pa:#x}) is not saved in {self.job.src}")
+
+    def write_word(self, address: int, value: int) -> None:
+        self.job.patch(self.offset(address), struct.pack("<Q", value))
+
+    def tasks(self) -> list:
+        from drgn.helpers.linux.list import list_for_each_entry
+
+        head = self.prog["init_task"].tasks.address_of_()
+        return list(list_for_each_entry("struct task_struct", head, "tasks"))
+
+
+def _pick_task(kernel: _Kernel):  # noqa: ANN202 (a drgn Object)
+    tasks = [t for t in kernel.tasks() if t.pid.value_() > 1]
+    return tasks[kernel.job.rng.randrange(len(tasks))]
+
+
+def _task_loop(job: _Job) -> str:
+    kernel = _Kernel(job)
+    tasks = kernel.tasks()
+    later = job.rng.randrange(len(tasks) // 2, len(tasks))
+    earlier = job.rng.randrange(1, later)
+    kernel.write_word(tasks[later].tasks.next.address_of_().value_(),
+                      tasks[earlier].tasks.address_of_().value_())
+    return (f"task list loops: pid {tasks[later].pid.value_()}'s tasks.next points back to "
+            f"pid {tasks[earlier].pid.value_()}")
+
+
+def _task_unmapped(job: _Job) -> str:
+    kernel = _Kernel(job)
+    task = _pick_task(kernel)
+    kernel.write_word(task.tasks.next.address_of_().value_(), 0xdead000000000100)
+    return f"task list: pid {task.pid.value_()}'s tasks.next points into unmapped memory"
+
+
+def _task_garbage(job: _Job) -> str:
+    kernel = _Kernel(job)
+    task = _pick_task(kernel)
+    comm = bytes([0x1B, ord("["), ord("2"), ord("J"), 0x07, 0x0A, 0xFF, ord("<"), ord("b"),
+                  ord(">"), 0x0D, ord("x"), 0x08, ord('"'), ord("&"), 0])
+    job.patch(kernel.offset(task.comm.address_of_().value_()), comm)
+    job.patch(kernel.offset(task.pid.address_of_().value_()),
+              struct.pack("<i", -job.rng.randrange(2, 1 << 30)))
+    return f"task at {task.value_():#x}: comm of control characters and markup, negative pid"
+
+
+def _module_loop(job: _Job) -> str:
+    from drgn.helpers.linux.module import for_each_module
+
+    kernel = _Kernel(job)
+    mods = list(for_each_module(kernel.prog))
+    if len(mods) < 2:
+        raise KdxError(f"{job.src} has fewer than two modules")
+    last = mods[-1]
+    kernel.write_word(last.list.next.address_of_().value_(), mods[0].list.address_of_().value_())
+    return f"module list loops: {last.name.string_().decode()}'s next is the first module"
+
+
+def _log_broken(job: _Job) -> str:
+    kernel = _Kernel(job)
+    prb = kernel.prog["prb"]
+    ring = prb.desc_ring
+    count = 1 << ring.count_bits.value_()
+    picks = sorted(job.rng.sample(range(count), min(16, count)))
+    for i in picks:
+        desc = ring.descs[i]
+        lpos = desc.text_blk_lpos
+        kernel.write_word(lpos.begin.address_of_().value_(), job.rng.getrandbits(64))
+        kernel.write_word(lpos.next.address_of_().value_(), job.rng.getrandbits(64))
+    return f"log ring: {len(picks)} descriptors with random text positions"
+
+
+def _pagetable_zero(job: _Job) -> str:
+    """Zero the page-table pages under the kernel's direct map of the panic task's stack
+    and of a few task_structs: reads through those tables then fault."""
+    kernel = _Kernel(job)
+    prog = kernel.prog
+    pgd = prog["init_mm"].pgd.value_()
+    zeroed = set()
+    for task in kernel.tasks()[:: max(1, len(kernel.tasks()) // 8)]:
+        for address in (task.stack.value_(),):
+            index = (address >> 39) & 0x1FF
+            entry = prog.read_u64(pgd + 8 * index)
+            table = (entry & 0x000FFFFFFFFFF000) + prog["page_offset_base"].value_()
+            level3 = prog.read_u64(table + 8 * ((address >> 30) & 0x1FF))
+            if level3 & 1 and not level3 & 0x80:
+                pmd = (level3 & 0x000FFFFFFFFFF000) + prog["page_offset_base"].value_()
+                if pmd not in zeroed:
+                    job.patch(kernel.offset(pmd), b"\0" * _PAGE)
+                    zeroed.add(pmd)
+    return f"zeroed {len(zeroed)} page-table pages (task stacks' page middle directories)"
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("truncate", ("elf", "kdump", "flattened"), "cut the file short (--at)", _truncate),
+    Kind("header-flip", ("elf", "kdump", "flattened"), "flip bits in the file headers",
+         _header_flip),
+    Kind("bitmap-flip", ("kdump",), "flip bits in the page bitmaps", _bitmap_flip),
+    Kind("desc-flip", ("kdump",), "flip bits in the page descriptors", _desc_flip),
+    Kind("vmcoreinfo-corrupt", ("elf", "kdump"), "damage the VMCOREINFO note",
+         _vmcoreinfo_corrupt),
+    Kind("vmcoreinfo-missing", ("elf", "kdump"), "blank the VMCOREINFO note's text",
+         _vmcoreinfo_missing),
+    Kind("zero-pages", ("elf", "kdump"), "zero 64 saved pages", _zero_pages),
+    Kind("exclude-pages", ("kdump",), "exclude 5% of the saved pages", _exclude_pages),
+    Kind("task-loop", ("elf",), "make the task list loop", _task_loop, True),
+    Kind("task-unmapped", ("elf",), "point a task list link into unmapped memory",
+         _task_unmapped, True),
+    Kind("task-garbage", ("elf",), "give a task a garbage comm and pid", _task_garbage, True),
+    Kind("module-loop", ("elf",), "make the module list loop", _module_loop, True),
+    Kind("log-broken", ("elf",), "break log ring descriptors", _log_broken, True),
+    Kind("pagetable-zero", ("elf",), "zero page-table pages", _pagetable_zero, True),
+)}
+
+
+def damage(src: Path, out: Path, kind: str, seed: int = 0, vmlinux: Path | None = None,
+           at: float | None = None) -> str:
+    """Write a damaged copy of ``src`` to ``out``; returns what was done, in one line."""
+    if kind not in KINDS:
+        raise KdxError(f"{kind}: no such damage kind ('--kind list' lists them)")
+    spec = KINDS[kind]
+    fmt = identify(src).kind
+    if fmt not in spec.formats:
+        raise KdxError(f"damage kind {kind} applies to {', '.join(spec.formats)} dumps, "
+                       f"not to {src} ({fmt})")
+    if spec.needs_vmlinux and vmlinux is None:
+        near = src.parent / "vmlinux"
+        vmlinux = near if near.exists() else None
+    if out.resolve() == src.resolve():
+        raise KdxError("the damaged copy must not replace the original dump")
+    shutil.copyfile(src, out)
+    try:
+        return spec.apply(_Job(src, out, fmt, random.Random(f"{kind}:{seed}"), vmlinux, at))
+    except (struct.error, ValueError, IndexError) as err:
+        out.unlink(missing_ok=True)
+        raise KdxError(f"cannot apply {kind} to {src}: {err}") from None
