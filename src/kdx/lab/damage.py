@@ -301,24 +301,39 @@ def _log_broken(job: _Job) -> str:
 
 
 def _pagetable_zero(job: _Job) -> str:
-    """Zero the page-table pages under the kernel's direct map of the panic task's stack
-    and of a few task_structs: reads through those tables then fault."""
+    """Zero page-table pages, by seed: those mapping a few task stacks (vmalloc'ed), or a
+    page of the direct map's upper tables (most of memory then reads as unmapped)."""
     kernel = _Kernel(job)
-    prog = kernel.prog
-    pgd = prog["init_mm"].pgd.value_()
-    zeroed = set()
-    for task in kernel.tasks()[:: max(1, len(kernel.tasks()) // 8)]:
-        for address in (task.stack.value_(),):
-            index = (address >> 39) & 0x1FF
-            entry = prog.read_u64(pgd + 8 * index)
-            table = (entry & 0x000FFFFFFFFFF000) + prog["page_offset_base"].value_()
-            level3 = prog.read_u64(table + 8 * ((address >> 30) & 0x1FF))
-            if level3 & 1 and not level3 & 0x80:
-                pmd = (level3 & 0x000FFFFFFFFFF000) + prog["page_offset_base"].value_()
-                if pmd not in zeroed:
-                    job.patch(kernel.offset(pmd), b"\0" * _PAGE)
-                    zeroed.add(pmd)
-    return f"zeroed {len(zeroed)} page-table pages (task stacks' page middle directories)"
+    zeroed: set[int] = set()
+    if job.rng.random() < 0.3:
+        direct = kernel.prog["page_offset_base"].value_()
+        table = _pmd_table(kernel.prog, direct + job.rng.randrange(0, 256 << 20), levels=1)
+        if table is not None:
+            job.patch(kernel.offset(table), b"\0" * _PAGE)
+        return "zeroed the direct map's page-directory page"
+    tasks = kernel.tasks()
+    for task in job.rng.sample(tasks, min(8, len(tasks))):
+        table = _pmd_table(kernel.prog, task.stack.value_())
+        if table is not None and table not in zeroed:
+            job.patch(kernel.offset(table), b"\0" * _PAGE)
+            zeroed.add(table)
+    return f"zeroed {len(zeroed)} page-table pages (those mapping task stacks)"
+
+
+def _pmd_table(prog, address: int,  # noqa: ANN001 (a drgn Program)
+               levels: int = 0) -> int | None:
+    """The direct-map address of the page table whose entries map ``address``'s 2 MiB
+    (or, with ``levels``, of the table that many levels under the top)."""
+    direct = prog["page_offset_base"].value_()
+    shifts = (48, 39, 30) if direct < 0xFFFF800000000000 else (39, 30)  # 5 or 4 levels
+    shifts = shifts[:levels] if levels else shifts
+    table = prog["init_mm"].pgd.value_()
+    for shift in shifts:
+        entry = prog.read_u64(table + 8 * ((address >> shift) & 0x1FF))
+        if not entry & 1 or (shift == 30 and entry & 0x80):
+            return None
+        table = (entry & 0x000FFFFFFFFFF000) + direct
+    return table
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (

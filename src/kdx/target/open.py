@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import struct
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
@@ -107,17 +108,27 @@ def reassembled_cache() -> Path:
 
 
 def _reassemble(dump: DumpFile, progress: Progress) -> Path:
-    """Rewrite a flattened stream as an ordinary dump once, keyed by path, size and mtime."""
+    """Rewrite a flattened stream as an ordinary dump once, keyed by path, size and mtime:
+    in the user's cache, or (an unwritable cache) in a temporary directory, never next to
+    the dump."""
     st = dump.path.stat()
     key = hashlib.sha256(f"{dump.path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    out = reassembled_cache() / f"{key.hexdigest()[:20]}.vmcore"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if progress:
-        progress(f"reassembling the flattened dump {dump.path} into {out}")
-    flattened.reassemble(dump.path, out)
-    return out
+    name = f"{key.hexdigest()[:20]}.vmcore"
+    for folder in (reassembled_cache(), Path(tempfile.gettempdir()) / f"kdx-{os.getuid()}"):
+        out = folder / name
+        if out.exists():
+            return out
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if progress:
+                progress(f"reassembling the flattened dump {dump.path} into {out}")
+            flattened.reassemble(dump.path, out)
+            return out
+        except PermissionError:
+            continue
+        except OSError as err:
+            raise KdxError(f"cannot reassemble {dump.path} into {out}: {err.strerror}") from err
+    raise KdxError(f"cannot reassemble {dump.path}: no writable cache or temporary directory")
 
 
 _PLATFORMS = {
