@@ -83,6 +83,8 @@ def kernel_log(prog: drgn.Program) -> KernelLog:
         records = get_printk_records(prog)
     except LookupError as typed_error:
         return _untyped_log(prog, typed_error)
+    except (drgn.FaultError, ValueError, OverflowError) as err:
+        return _unreadable_log(prog, err)
     lockless = _has_symbol(prog, "prb")
     repairs: dict[int, bytes | None] = {}
     if lockless:
@@ -92,6 +94,19 @@ def kernel_log(prog: drgn.Program) -> KernelLog:
             warnings.append(f"cannot check the log's descriptor ring: {err}")
     out = [_record(r, repairs) for r in records]
     return KernelLog(out, _caller_width(prog, lockless), lockless, warnings)
+
+
+def _unreadable_log(prog: drgn.Program, err: Exception) -> KernelLog:
+    """The log when its ring lies in pages the dump lacks (or holds garbage): the records
+    read through VMCOREINFO's layout if that path reads, else none, and a warning."""
+    try:
+        records, lockless, warnings = untyped_records(prog)
+        warnings = [f"the kernel log is damaged ({err}): read record by record", *warnings]
+        return KernelLog([_record(r, {}) for r in records], _caller_width(prog, lockless),
+                         lockless, warnings)
+    except (LookupError, drgn.FaultError, ValueError, OverflowError):
+        return KernelLog([], 0, _has_symbol(prog, "prb"),
+                         [f"the kernel log cannot be read: {err}"])
 
 
 def _untyped_log(prog: drgn.Program, typed_error: LookupError) -> KernelLog:

@@ -255,6 +255,37 @@ def _kdump_data_end(f) -> int:  # noqa: ANN001 (a binary file)
     return max(descs + pages * 24, offset + size)
 
 
+_DESC_CHUNK = 1 << 16  # page descriptors read at a time
+
+
+def _check_descriptors(dump: DumpFile, path: Path) -> None:
+    """Refuse a kdump file whose page descriptors point outside it or claim impossible
+    sizes (flipped bits): libkdumpfile maps such a page and the process dies (SIGBUS)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(424)
+        block, sub_blocks, bitmap_blocks = struct.unpack("<xxxxiiI", f.read(16))
+        bitmap_off = (1 + sub_blocks) * block
+        half = bitmap_blocks * block // 2
+        f.seek(bitmap_off + half)
+        pages = int.from_bytes(f.read(half), "little").bit_count()
+        f.seek(bitmap_off + 2 * half)
+        bad, first, done = 0, None, 0
+        while done < pages:
+            count = min(_DESC_CHUNK, pages - done)
+            table = f.read(count * 24)
+            for i, (offset, length, _flags, _pf) in enumerate(struct.iter_unpack(
+                    "<qiIQ", table[:len(table) // 24 * 24])):
+                if offset <= 0 or not 0 < length <= block or offset + length > size:
+                    bad += 1
+                    first = done + i if first is None else first
+            done += count
+    if bad:
+        raise KdxError(f"{dump.path} has {bad:,} damaged page descriptors of {pages:,} (the "
+                       f"first is number {first:,}): its pages cannot be read safely; the "
+                       "dump is corrupt")
+
+
 def _check_complete(dump: DumpFile, path: Path) -> None:
     """Refuse a dump cut short by an interrupted copy: libraries open one happily and then
     fail on every read. A dump the capture itself marked incomplete (out of disk space) is
@@ -270,6 +301,8 @@ def _check_complete(dump: DumpFile, path: Path) -> None:
     if expected > size:
         raise KdxError(f"{dump.path} is truncated: it has {size:,} bytes but its headers "
                        f"describe {expected:,} (an interrupted copy or capture?)")
+    if dump.kind == "kdump":
+        _check_descriptors(dump, path)
 
 
 def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
