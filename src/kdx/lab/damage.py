@@ -186,22 +186,55 @@ def _zero_pages(job: _Job) -> str:
 
 
 def _exclude_pages(job: _Job) -> str:
-    """Remove saved pages as makedumpfile excludes them: clear their bits in the second
-    bitmap and drop their descriptors (later descriptors move up one place)."""
+    """Remove 5% of the saved pages (at most 2000) as makedumpfile excludes them."""
+    saved = _saved_pfns(job)
+    drop = job.rng.sample(saved, min(len(saved) // 20, 2000))
+    return f"excluded {_exclude(job, set(drop))} of {len(saved)} saved pages"
+
+
+def _exclude_tasks(job: _Job) -> str:
+    """Exclude the pages of a third of the task_structs, as a makedumpfile that does not
+    know the kernel's page flags does with live kernel data."""
+    from kdx.target.open import open_dump
+
+    target = open_dump(job.src, job.vmlinux)
+    prog = target.prog
+    from drgn.helpers.linux.list import list_for_each_entry
+
+    tasks = list(list_for_each_entry("struct task_struct",
+                                     prog["init_task"].tasks.address_of_(), "tasks"))
+    tasks = [t for t in tasks if t.pid.value_() > 1]
+    picks = job.rng.sample(tasks, max(1, len(tasks) // 3))
+    direct = prog["page_offset_base"].value_()
+    pfns = {(t.value_() - direct + off) // _PAGE for t in picks
+            for off in (0, prog.type("struct task_struct").size - 1)}
+    count = _exclude(job, pfns)
+    return f"excluded {count} pages holding {len(picks)} of {len(tasks)} task_structs"
+
+
+def _saved_pfns(job: _Job) -> list[int]:
+    _block, bitmap_off, length, _ = _kdump_layout(job)
+    second = job.read(bitmap_off + length // 2, length // 2)
+    return [i for i in range(len(second) * 8) if second[i >> 3] >> (i & 7) & 1]
+
+
+def _exclude(job: _Job, pfns: set[int]) -> int:
+    """Clear ``pfns`` in the second bitmap and drop their page descriptors (later ones
+    move up a place, as descriptors are found by rank); returns how many were saved."""
     _block, bitmap_off, length, _ = _kdump_layout(job)
     second_off = bitmap_off + length // 2
     second = bytearray(job.read(second_off, length // 2))
     off, count = _descs(job)
-    descs = bytearray(job.read(off, count * _DESC))
-    bits = [i for i in range(len(second) * 8) if second[i >> 3] >> (i & 7) & 1]
-    drop = set(job.rng.sample(range(len(bits)), min(len(bits) // 20, 2000)))
+    descs = job.read(off, count * _DESC)
+    saved = _saved_pfns(job)
+    drop = {rank for rank, pfn in enumerate(saved) if pfn in pfns}
     for rank in drop:
-        pfn = bits[rank]
+        pfn = saved[rank]
         second[pfn >> 3] &= ~(1 << (pfn & 7))
     kept = b"".join(descs[i * _DESC:(i + 1) * _DESC] for i in range(count) if i not in drop)
     job.patch(second_off, bytes(second))
     job.patch(off, kept + b"\0" * (len(descs) - len(kept)))
-    return f"excluded {len(drop)} of {count} saved pages"
+    return len(drop)
 
 
 # -- kernel data corrupted in place (ELF dumps with a vmlinux) --------------------------
@@ -348,6 +381,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          _vmcoreinfo_missing),
     Kind("zero-pages", ("elf", "kdump"), "zero 64 saved pages", _zero_pages),
     Kind("exclude-pages", ("kdump",), "exclude 5% of the saved pages", _exclude_pages),
+    Kind("exclude-tasks", ("kdump",), "exclude the pages of a third of the task_structs",
+         _exclude_tasks, True),
     Kind("task-loop", ("elf",), "make the task list loop", _task_loop, True),
     Kind("task-unmapped", ("elf",), "point a task list link into unmapped memory",
          _task_unmapped, True),
