@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -66,13 +67,10 @@ def bases(lab):  # noqa: ANN001, ANN201 (fixtures)
 
 @pytest.fixture
 def readonly_home(tmp_path):  # noqa: ANN001, ANN201 (fixtures)
+    """A HOME no cache can be made under (a file: even root cannot write below it)."""
     home = tmp_path / "home"
-    (home / ".cache").mkdir(parents=True)
-    home.chmod(0o555)
-    (home / ".cache").chmod(0o555)
-    yield home
-    home.chmod(0o755)
-    (home / ".cache").chmod(0o755)
+    home.write_text("not a directory\n")
+    return home
 
 
 def run_damaged(base, kind: str, seed: int, tmp_path: Path, home: Path) -> tuple[dict, str]:  # noqa: ANN001
@@ -131,3 +129,125 @@ def check_summary(summary: dict, what: str) -> None:
 def test_damaged_variant(bases, base, kind, seed, tmp_path, readonly_home):  # noqa: ANN001
     summary, what = run_damaged(bases[base], kind, seed, tmp_path, readonly_home)
     check_summary(summary, what)
+
+
+# -- regression tests: each failure the sweep or the field found, on its own ------------
+
+
+@pytest.fixture(scope="module")
+def damaged(bases, tmp_path_factory):  # noqa: ANN001, ANN201 (fixtures)
+    """``damaged(base, kind, seed)``: a damaged copy, made once per module."""
+    folder = tmp_path_factory.mktemp("damaged")
+    made: dict[tuple[str, str, int], Path] = {}
+
+    def make(base: str, kind: str, seed: int = 0) -> Path:
+        key = (base, kind, seed)
+        if key not in made:
+            out = folder / f"{base}-{kind}-{seed}.vmcore"
+            damage(bases[base].vmcore, out, kind, seed, bases[base].vmlinux)
+            made[key] = out
+        return made[key]
+
+    return make
+
+
+def _open(bases, base: str, path: Path):  # noqa: ANN001, ANN202
+    from kdx.api import open_dump
+
+    return open_dump(path, bases[base].vmlinux, [bases[base].modules])
+
+
+def _names(dump) -> list[str]:  # noqa: ANN001
+    return sorted(m.name for m in dump.modules())
+
+
+def test_corrupt_build_id_is_ignored(bases, damaged, tmp_path):  # noqa: ANN001
+    """Was: exit 70, 'unexpected BadDataError: couldn't parse BUILD-ID'."""
+    for base in ("6.1-elf", "6.1-kdump"):
+        src = bases[base].vmcore
+        data = bytearray(src.read_bytes()[:1 << 20])
+        at = data.find(b"BUILD-ID=") + 9
+        copy = tmp_path / f"{base}.vmcore"
+        shutil.copyfile(src, copy)
+        with open(copy, "r+b") as f:
+            f.seek(at + 3)
+            f.write(b"z")
+        dump = _open(bases, base, copy)
+        assert any("damaged field(s) BUILD-ID: ignored" in w for w in dump.warnings)
+        assert dump.target.debug_source == "dwarf"  # the vmlinux still matched, by release
+        assert dump.sys().panic == bases[base].truth["panic_message"]
+        assert "BUILD-ID" not in dump.target.vmcoreinfo
+
+
+def test_module_list_loop_is_bounded(bases, damaged):  # noqa: ANN001
+    """Was: a hang at open (drgn's kallsyms helper walked the loop forever)."""
+    sound = bases["6.1-elf"].opened
+    dump = _open(bases, "6.1-elf", damaged("6.1-elf", "module-loop"))
+    assert any("module list loops" in w for w in dump.warnings)
+    assert _names(dump) == _names(sound)
+    result = dump.run("mod")
+    assert "the module list at 0x" in result.error and "loops" in result.error
+    assert len(result.text.splitlines()) == len(sound.modules()) + 1
+
+
+def test_excluded_task_structs(bases, damaged):  # noqa: ANN001
+    """A makedumpfile that does not know the kernel excludes live task_structs: ps lists
+    the readable tasks and says in one line how many it lost and why; sys counts all."""
+    sound = bases["6.1-kdump"].opened
+    dump = _open(bases, "6.1-kdump", damaged("6.1-kdump", "exclude-tasks"))
+    result = dump.run("ps")
+    assert result.ok
+    lost = [ln for ln in result.error.splitlines() if "could not be read" in ln]
+    assert len(lost) == 1 and lost[0].endswith("(page excluded from the dump)")
+    count = int(lost[0].split("warning: ")[1].split()[0])
+    assert count > 0
+    assert len(result.record) + count == len(sound.tasks())
+    assert dump.sys().tasks == sound.sys().tasks
+    assert dump.run("foreach bt").ok
+
+
+def test_analyze_with_the_log_ring_excluded(bases, damaged):  # noqa: ANN001
+    """Was: 'unexpected FaultError' from analyze when log pages were excluded."""
+    dump = _open(bases, "6.1-kdump", damaged("6.1-kdump", "exclude-pages", 0))
+    verdict = dump.analyze()
+    assert verdict.context.pid == bases["6.1-kdump"].truth["pid"]
+    assert verdict.warnings
+
+
+def test_page_descriptors_outside_the_file(bases, damaged):  # noqa: ANN001
+    """Was: the process died of SIGBUS inside libkdumpfile."""
+    from kdx.errors import KdxError
+
+    with pytest.raises(KdxError, match=r"has \d+ damaged page descriptors of 17,\d{3}"):
+        _open(bases, "6.1-kdump", damaged("6.1-kdump", "desc-flip", 2))
+
+
+def test_garbage_comm_is_escaped(bases, damaged):  # noqa: ANN001
+    dump = _open(bases, "6.1-elf", damaged("6.1-elf", "task-garbage"))
+    text = dump.run("ps").text
+    line = next(ln for ln in text.splitlines() if "[2J" in ln)
+    assert "\x1b" not in line and "\x07" not in line and "\\x1b" in line
+    assert line.endswith('[\\x1b[2J\\x07\\x0a\\xff<b>\\x0dx\\x08"&]')
+    as_json = json.dumps(dump.run("ps").to_dict())
+    assert "\\u001b" not in as_json and "\\n" not in as_json
+    assert '\\\\x1b[2J\\\\x07\\\\x0a' in as_json
+
+
+def test_flattened_with_unwritable_cache(bases, tmp_path, monkeypatch):  # noqa: ANN001
+    """A flattened dump is reassembled in a temporary directory when the cache cannot be
+    written, and nothing is written next to the dump."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    copy = folder / "vmcore"
+    shutil.copyfile(bases["6.1-flattened"].vmcore, copy)
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache directory should be\n")
+    folder.chmod(0o555)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    try:
+        dump = _open(bases, "6.1-flattened", copy)
+        assert dump.sys().panic == bases["6.1-flattened"].truth["panic_message"]
+        assert os.listdir(folder) == ["vmcore"]
+        assert dump.target.read_path.parent.name == f"kdx-{os.getuid()}"
+    finally:
+        folder.chmod(0o755)

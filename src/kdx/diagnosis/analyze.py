@@ -61,6 +61,7 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
     warnings: list[str] = list(target.warnings)
     say("reading the kernel log")
     kernel = kernel_log(prog)
+    warnings += kernel.warnings
     log = log_text(kernel)
     match = rules.first_match(log.bare)
     evidence: list[Evidence] = []

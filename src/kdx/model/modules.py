@@ -25,7 +25,7 @@ from kdx.model.bounded import ListLoopError
 from kdx.model.bounded import modules as for_each_module
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
-from kdx.textsafe import decode
+from kdx.textsafe import one_line
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def module_info(prog: drgn.Program, mod: drgn.Object) -> ModuleInfo:
         text_base, text_size = core.base, _layout_text_size(mod.core_layout)
     init = [r for r in regions if r.init and r.size]
     return ModuleInfo(
-        name=decode(mod.name.string_()),
+        name=one_line(mod.name.string_()),
         address=mod.value_(),
         base=base,
         size=size,

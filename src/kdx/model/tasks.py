@@ -29,7 +29,7 @@ from drgn.helpers.linux.sched import cpu_curr, idle_task, task_cpu
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.system import task_state_bits
-from kdx.textsafe import decode
+from kdx.textsafe import decode, one_line
 
 #: task_struct.flags bits crash tests (include/linux/sched.h).
 PF_EXITING = 0x00000004
@@ -605,7 +605,7 @@ def _task_info(prog: drgn.Program, address: int, values: dict, pids: dict[int, i
         mem_percent=percent,
         vsz_kib=vsz,
         rss_kib=rss,
-        comm=decode(comm.split(b"\0", 1)[0]) if isinstance(comm, bytes) else "",
+        comm=one_line(comm.split(b"\0", 1)[0]) if isinstance(comm, bytes) else "",
         kernel_thread=kernel_thread,
         active=address in machine.active,
         tgid=tgid,

@@ -120,14 +120,17 @@ def _reassemble(dump: DumpFile, progress: Progress) -> Path:
             return out
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            if progress:
-                progress(f"reassembling the flattened dump {dump.path} into {out}")
+        except OSError:
+            continue  # an unwritable (or impossible) cache: the next place
+        if progress:
+            progress(f"reassembling the flattened dump {dump.path} into {out}")
+        try:
             flattened.reassemble(dump.path, out)
-            return out
         except PermissionError:
             continue
         except OSError as err:
             raise KdxError(f"cannot reassemble {dump.path} into {out}: {err.strerror}") from err
+        return out
     raise KdxError(f"cannot reassemble {dump.path}: no writable cache or temporary directory")
 
 
