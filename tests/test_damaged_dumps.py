@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from kdx.lab.damage import KINDS, damage
+from kdx.model.log import DAMAGED
 
 COMMANDS = ["sys", "ps", "bt -a", "log", "mod", "kmem -i", "files", "foreach bt"]
 CHILD = Path(__file__).with_name("damage_child.py")
@@ -251,3 +252,16 @@ def test_flattened_with_unwritable_cache(bases, tmp_path, monkeypatch):  # noqa:
         assert dump.target.read_path.parent.name == f"kdx-{os.getuid()}"
     finally:
         folder.chmod(0o755)
+
+
+def test_broken_log_descriptors_are_said(bases, damaged):  # noqa: ANN001
+    """Was: records shown with text read from wherever a flipped position pointed."""
+    sound = bases["6.1-elf"].opened.log()
+    dump = _open(bases, "6.1-elf", damaged("6.1-elf", "log-broken"))
+    log = dump.log()
+    marked = [r for r in log.records if r.lines == [DAMAGED.decode()]]
+    assert 0 < len(marked) <= 16
+    assert any(f"{len(marked)} log records have damaged descriptors" in w
+               for w in log.warnings)
+    shown = {r.seq: r.lines for r in sound.records}
+    assert all(shown[r.seq] == r.lines for r in log.records if r not in marked)

@@ -324,13 +324,15 @@ def _log_broken(job: _Job) -> str:
     prb = kernel.prog["prb"]
     ring = prb.desc_ring
     count = 1 << ring.count_bits.value_()
-    picks = sorted(job.rng.sample(range(count), min(16, count)))
+    head, tail = ring.head_id.counter.value_(), ring.tail_id.counter.value_()
+    used = sorted({i % count for i in range(tail, head + 1)}) or list(range(count))
+    picks = sorted(job.rng.sample(used, min(16, len(used))))
     for i in picks:
         desc = ring.descs[i]
         lpos = desc.text_blk_lpos
         kernel.write_word(lpos.begin.address_of_().value_(), job.rng.getrandbits(64))
         kernel.write_word(lpos.next.address_of_().value_(), job.rng.getrandbits(64))
-    return f"log ring: {len(picks)} descriptors with random text positions"
+    return f"log ring: {len(picks)} of {len(used)} used descriptors with random text positions"
 
 
 def _pagetable_zero(job: _Job) -> str:
