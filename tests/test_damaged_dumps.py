@@ -265,3 +265,15 @@ def test_broken_log_descriptors_are_said(bases, damaged):  # noqa: ANN001
                for w in log.warnings)
     shown = {r.seq: r.lines for r in sound.records}
     assert all(shown[r.seq] == r.lines for r in log.records if r not in marked)
+
+
+def test_zeroed_page_tables_sum_up_stack_warnings(bases, damaged):  # noqa: ANN001
+    """Stacks behind zeroed page tables cost a few warnings and one line for the rest,
+    and analyze still names the panic task."""
+    dump = _open(bases, "6.1-elf", damaged("6.1-elf", "pagetable-zero", 0))
+    result = dump.run("foreach bt")
+    assert result.ok
+    warnings = result.error.splitlines()
+    assert len(warnings) == 4 and "more stack problems like these" in warnings[-1]
+    assert all("cannot unwind" in w for w in warnings[:3])
+    assert dump.analyze().context.pid == bases["6.1-elf"].truth["pid"]
