@@ -8,6 +8,7 @@ it drgn refuses the dump. The kernel keeps the same text in a page of its own me
 from __future__ import annotations
 
 import mmap
+import os
 import re
 import struct
 import zlib
@@ -114,15 +115,21 @@ def _scan_kdump(path: Path, dump: DumpFile) -> bytes | None:
         head = f.read(4096)
         off = (12 + 6 * 65 + 7) & ~7
         _status, block, sub_blocks, bitmap_blocks = struct.unpack_from("<IiiI", head, off + 16)
+        size = os.fstat(f.fileno()).st_size
+        if not 0 < block <= 1 << 20 or sub_blocks < 0 or \
+                (1 + sub_blocks + bitmap_blocks) * block > size:
+            return None  # damaged sizes: never read or allocate what the file cannot hold
         f.seek((1 + sub_blocks) * block)
         bitmap = f.read(bitmap_blocks * block)
         pages = sum(bin(b).count("1") for b in bitmap[len(bitmap) // 2:])
         f.seek((1 + sub_blocks + bitmap_blocks) * block)
         descs = f.read(pages * _PAGE_DESC.size)
         for i in range(len(descs) // _PAGE_DESC.size):
-            offset, size, flags, _ = _PAGE_DESC.unpack_from(descs, i * _PAGE_DESC.size)
+            offset, length, flags, _ = _PAGE_DESC.unpack_from(descs, i * _PAGE_DESC.size)
+            if offset <= 0 or not 0 < length <= block:
+                continue
             f.seek(offset)
-            raw = f.read(size)
+            raw = f.read(length)
             if flags & ~1:
                 raise KdxError(f"{dump.path} has no VMCOREINFO note and its pages are "
                                f"{dump.compression}-compressed, which kdx cannot search; "
