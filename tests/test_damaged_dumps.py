@@ -277,3 +277,31 @@ def test_zeroed_page_tables_sum_up_stack_warnings(bases, damaged):  # noqa: ANN0
     assert len(warnings) == 4 and "more stack problems like these" in warnings[-1]
     assert all("cannot unwind" in w for w in warnings[:3])
     assert dump.analyze().context.pid == bases["6.1-elf"].truth["pid"]
+
+
+def test_sound_notes_have_no_damaged_fields(bases):  # noqa: ANN001
+    """Every field of a sound note passes the checks that drop damaged ones (6.x kernels
+    write NUMBER(VMALLOC_START) in hex: once taken for damage, on every 6.12 dump)."""
+    from kdx.target import vmcoreinfo
+    from kdx.target.formats import identify
+
+    for name in ("6.1-elf", "6.1-kdump", "6.12-kdump"):
+        path = bases[name].vmcore
+        note = vmcoreinfo.note_text(path, identify(path))
+        clean, bad = vmcoreinfo.sanitize(note)
+        assert bad == [] and vmcoreinfo.complete(clean)
+        assert len(clean.splitlines()) == len(note.split(b"\0")[0].strip().splitlines())
+    assert vmcoreinfo.sanitize(b"OSRELEASE=6.1\nBUILD-ID=zz01\nNUMBER(X)=0x1f\n") == \
+        (b"OSRELEASE=6.1\nNUMBER(X)=0x1f\n", ["BUILD-ID"])
+
+
+def test_module_with_unreadable_name(bases, damaged):  # noqa: ANN001
+    """Was: 'mod: error: unexpected BadDataError: couldn't read module name' (found by the
+    sweep: 6.12 kdump, bitmap bits flipped, seed 10); now one clear line, as no module
+    could be read, and never 'no modules installed'."""
+    dump = _open(bases, "6.12-kdump", damaged("6.12-kdump", "bitmap-flip", 10))
+    result = dump.run("mod")
+    assert not result.ok and "no modules installed" not in result.text
+    assert result.error.startswith("mod: error: no module could be read: the module list "
+                                   "is damaged, 0 modules read")
+    assert len(result.error.splitlines()) == 1

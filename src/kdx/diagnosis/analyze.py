@@ -107,7 +107,7 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
 
 
 _DAMAGE = (LookupError, ValueError, OverflowError, AttributeError, drgn.FaultError,
-           drgn.ObjectAbsentError)
+           drgn.ObjectAbsentError, drgn.BadDataError)
 
 
 def _readable(build: Callable[[], T], default: T, warnings: list[str], what: str) -> T:

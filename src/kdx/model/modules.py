@@ -78,7 +78,7 @@ def module_list(prog: drgn.Program, warnings: list[str] | None = None) -> list[M
             except READ_ERRORS as err:
                 if warnings is not None:
                     warnings.append(f"cannot read the module at {mod.value_():#x}: {err}")
-    except (ListLoopError, drgn.FaultError) as err:
+    except (ListLoopError, drgn.FaultError, drgn.BadDataError) as err:
         if warnings is not None:
             warnings.append(f"the module list is damaged, {len(out)} modules read: {err}")
     # Python's sort is stable, as crash's (glibc's merge sort) is in practice.

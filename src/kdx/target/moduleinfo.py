@@ -83,7 +83,7 @@ def _loaded_modules(prog: drgn.Program, warnings: list[str]) -> list[drgn.Module
                 break
             seen.add(mod.name)
             out.append(mod)
-    except (drgn.FaultError, ValueError, LookupError) as err:
+    except (drgn.FaultError, drgn.BadDataError, ValueError, LookupError) as err:
         warnings.append(f"the module list is damaged after {len(out)} modules: {err}")
     return out
 
@@ -100,9 +100,10 @@ def add_module_kallsyms(prog: drgn.Program) -> None:
     try:
         for module in for_each_module(prog):
             with contextlib.suppress(LookupError, ValueError, drgn.FaultError,
-                                     UnicodeDecodeError, OverflowError, IndexError):
+                                     drgn.BadDataError, UnicodeDecodeError, OverflowError,
+                                     IndexError):
                 symbols.extend(module_kallsyms(module))
-    except (LookupError, ValueError, drgn.FaultError):
+    except (LookupError, ValueError, drgn.FaultError, drgn.BadDataError):
         pass  # a damaged module list: the modules read so far are named
     index = SymbolIndex(symbols)
     if "kdx-module-kallsyms" not in prog.registered_symbol_finders():

@@ -32,12 +32,14 @@ def parse(text: str) -> dict[str, str]:
 
 _HEX = re.compile(rb"[0-9a-fA-F]+")
 _DEC = re.compile(rb"-?[0-9]+")
+_NUMBER = re.compile(rb"-?(?:0x[0-9a-fA-F]+|[0-9]+)")  # NUMBER(VMALLOC_START)=0x... (6.x)
 _KEY = re.compile(rb"[A-Za-z0-9_()./-]+")
 #: what each kind of field's value must look like (drgn refuses the note otherwise)
 _FORMATS = (
     (re.compile(rb"BUILD-ID$"), re.compile(rb"(?:[0-9a-fA-F]{2}){1,64}")),
     (re.compile(rb"(?:SYMBOL\(.*\)|KERNELOFFSET)$"), _HEX),
-    (re.compile(rb"(?:PAGESIZE|CRASHTIME|(?:SIZE|LENGTH|OFFSET|NUMBER)\(.*\))$"), _DEC),
+    (re.compile(rb"(?:PAGESIZE|CRASHTIME)$"), _DEC),
+    (re.compile(rb"(?:SIZE|LENGTH|OFFSET|NUMBER)\(.*\)$"), _NUMBER),
     (re.compile(rb"OSRELEASE$"), re.compile(rb"[\x21-\x7e]{1,64}")),
 )
 
