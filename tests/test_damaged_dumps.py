@@ -305,3 +305,21 @@ def test_module_with_unreadable_name(bases, damaged):  # noqa: ANN001
     assert result.error.startswith("mod: error: no module could be read: the module list "
                                    "is damaged, 0 modules read")
     assert len(result.error.splitlines()) == 1
+
+
+def test_lab_damage_cli_is_reproducible(bases, kdx, tmp_path):  # noqa: ANN001
+    listing = kdx("lab", "damage", "--kind", "list", check=True).stdout
+    assert set(KINDS) == {line.split()[0] for line in listing.splitlines()}
+    src = bases["6.1-kdump"].vmcore
+    outs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        out = tmp_path / name
+        proc = kdx("lab", "damage", src, "-o", out, "--kind", "desc-flip", "--seed", str(seed),
+                   check=True)
+        assert proc.stdout.startswith("flipped 16 bits in 17863 page descriptors")
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] != outs[2] and len(outs[0]) == src.stat().st_size
+    assert outs[0] != src.read_bytes()
+    wrong = kdx("lab", "damage", src, "-o", tmp_path / "d", "--kind", "task-loop")
+    assert wrong.returncode == 1 and wrong.stderr.startswith(
+        "kdx: error: damage kind task-loop applies to elf dumps")

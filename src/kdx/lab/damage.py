@@ -68,17 +68,17 @@ class _Job:
         return spots
 
 
-def _kdump_layout(job: _Job) -> tuple[int, int, int, int]:
-    """(block size, bitmap offset, bitmap length, descriptor count and offset packed)."""
+def _kdump_layout(job: _Job) -> tuple[int, int, int]:
+    """(block size, bitmap offset, length of both bitmaps) of a kdump file."""
     head = job.read(0, _PAGE)
     off = (12 + 6 * 65 + 7) & ~7
     block, sub_blocks, bitmap_blocks = struct.unpack_from("<iiI", head, off + 20)
-    return block, (1 + sub_blocks) * block, bitmap_blocks * block, 0
+    return block, (1 + sub_blocks) * block, bitmap_blocks * block
 
 
 def _descs(job: _Job) -> tuple[int, int]:
     """(offset, count) of a kdump file's page descriptors."""
-    block, bitmap_off, bitmap_len, _ = _kdump_layout(job)
+    _block, bitmap_off, bitmap_len = _kdump_layout(job)
     second = job.read(bitmap_off + bitmap_len // 2, bitmap_len // 2)
     return bitmap_off + bitmap_len, int.from_bytes(second, "little").bit_count()
 
@@ -128,7 +128,7 @@ def _header_flip(job: _Job) -> str:
 
 
 def _bitmap_flip(job: _Job) -> str:
-    _block, off, length, _ = _kdump_layout(job)
+    _block, off, length = _kdump_layout(job)
     spots = job.flip(off, off + length, 16)
     return f"flipped 16 bitmap bits between {off:#x} and {off + length:#x} (first {spots[0]:#x})"
 
@@ -213,7 +213,7 @@ def _exclude_tasks(job: _Job) -> str:
 
 
 def _saved_pfns(job: _Job) -> list[int]:
-    _block, bitmap_off, length, _ = _kdump_layout(job)
+    _block, bitmap_off, length = _kdump_layout(job)
     second = job.read(bitmap_off + length // 2, length // 2)
     return [i for i in range(len(second) * 8) if second[i >> 3] >> (i & 7) & 1]
 
@@ -221,7 +221,7 @@ def _saved_pfns(job: _Job) -> list[int]:
 def _exclude(job: _Job, pfns: set[int]) -> int:
     """Clear ``pfns`` in the second bitmap and drop their page descriptors (later ones
     move up a place, as descriptors are found by rank); returns how many were saved."""
-    _block, bitmap_off, length, _ = _kdump_layout(job)
+    _block, bitmap_off, length = _kdump_layout(job)
     second_off = bitmap_off + length // 2
     second = bytearray(job.read(second_off, length // 2))
     off, count = _descs(job)
