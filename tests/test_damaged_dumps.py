@@ -4,7 +4,8 @@ Each variant is a copy of a real lab dump damaged by ``kdx.lab.damage`` (truncat
 flipped in its headers, bitmaps or page descriptors, VMCOREINFO broken, pages zeroed or
 excluded, kernel lists corrupted in place). One child process per variant opens it once
 and runs the crash commands and ``analyze`` under a capped address space and a time
-limit, with the dump's directory read-only and HOME's cache unwritable. The default
+limit, with the dump's directory made read-only (and its listing compared after, since
+root ignores the mode) and a HOME under which no cache can be made. The default
 sweep has ~60 variants; ``KDX_DAMAGE_VARIANTS=N`` runs N seeds of each kind instead of
 the default few.
 """
