@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["clean", "clean_bytes", "decode"]
+__all__ = ["clean", "clean_bytes", "decode", "one_line"]
 
 # CSI, OSC, DCS/PM/APC/SOS sequences, lone escapes, and C0/C1 controls except tab/newline.
 _ESCAPES = re.compile(
@@ -40,3 +40,13 @@ def decode(raw: bytes) -> str:
 def clean_bytes(raw: bytes) -> str:
     """Decode bytes from a dump (undecodable bytes escaped) and clean the result."""
     return clean(raw.decode("utf-8", errors="backslashreplace"))
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(raw: bytes) -> str:
+    """Decode a name that is one line by nature (a comm, a module or host name): every
+    control character, newline included, becomes a visible ``\\xNN`` escape, so a hostile
+    name can neither rewrite the terminal nor forge a line of output."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", decode(raw))

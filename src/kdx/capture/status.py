@@ -379,6 +379,34 @@ def check_level(config: DumpConfig) -> Check:
     return Check("dump level", PASS, what, details)
 
 
+def check_makedumpfile(system: System, config: DumpConfig) -> Check:
+    """Warn when the installed makedumpfile is older than the kernel it will filter: it
+    may then drop pages of live kernel data (tasks missing from the dump)."""
+    from kdx.capture import makedumpfile as mdf
+
+    if "makedumpfile" not in config.collector:
+        return Check("makedumpfile", SKIP, "the dump is not written by makedumpfile")
+    version = mdf.installed_version(system)
+    release = system.release()
+    kernel = mdf.parse_version(release or "")
+    if version is None or kernel is None:
+        return Check("makedumpfile", INFO, "installed version not known", {"kernel": release})
+    shown = ".".join(map(str, version))
+    ceiling = mdf.newest_supported(version)
+    details = {"version": shown, "kernel": release,
+               "supports_up_to": ".".join(map(str, ceiling)) if ceiling else None}
+    if ceiling is None or kernel[:2] <= ceiling:
+        return Check("makedumpfile", PASS, f"{shown} knows Linux {kernel[0]}.{kernel[1]}",
+                     details)
+    newer = [v for v, top in mdf.SUPPORTED_UP_TO.items() if top >= kernel[:2]]
+    want = (f"makedumpfile {'.'.join(map(str, min(newer)))} or newer" if newer
+            else "the newest makedumpfile (check its supported kernels)")
+    return Check("makedumpfile", WARN, f"{shown} supports Linux up to "
+                 f"{ceiling[0]}.{ceiling[1]}, older than this kernel ({release}): it may "
+                 "exclude pages of live kernel data (tasks missing from the dump)", details,
+                 (f"install {want}",))
+
+
 def _sysctl_fix(name: str, value: int) -> tuple[str, ...]:
     return (f"sysctl -w {name}={value}",
             f"echo '{name} = {value}' >> /etc/sysctl.d/90-kdump.conf")
@@ -510,7 +538,8 @@ def run_checks(system: System) -> StatusReport:
     loaded = check_loaded(system, fam)
     checks += [loaded, check_service(system, config, fam)]
     crash_size = system.int_file("/sys/kernel/kexec_crash_size") or (ev.reserved if ev else 0)
-    checks += [check_target(system, config, crash_size), check_level(config)]
+    checks += [check_target(system, config, crash_size), check_level(config),
+               check_makedumpfile(system, config)]
     checks += check_sysctls(system, loaded.state == PASS)
     checks.append(check_debuginfo(system))
     counts: dict[str, int] = {}

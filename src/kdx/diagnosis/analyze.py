@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import drgn
 from drgn.helpers.linux.panic import panic_task
@@ -47,8 +47,10 @@ from kdx.model.stack import Frame, StackReader
 from kdx.model.system import SystemInfo, system_info
 from kdx.model.taint import KernelTaint, describe_taints, kernel_taint
 from kdx.target.open import Target
+from kdx.textsafe import decode
 
 Progress = Optional[Callable[[str], None]]
+T = TypeVar("T")
 MAX_FRAMES = 48
 
 #: The categories whose report names an address the CPU failed to access: only these
@@ -67,6 +69,7 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
     warnings: list[str] = list(target.warnings)
     say("reading the kernel log")
     kernel = kernel_log(prog)
+    warnings += kernel.warnings
     log = log_text(kernel)
     match = rules.first_match(log.bare)
     evidence: list[Evidence] = []
@@ -96,8 +99,10 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
     callers = [f.function or "" for f in frames if not f.inline]
     signature = make_signature(category, title, callers, culprit.module)
     say("reading the other CPUs' stacks")
-    stacks = _cpu_stacks(reader, task, stack.frames)
-    details = {**details, "memory": memory_breakdown(prog)}
+    stacks = _readable(lambda: _cpu_stacks(reader, task, stack.frames), [], warnings,
+                       "the other CPUs' stacks")
+    details = {**details, "memory": _readable(lambda: memory_breakdown(prog), None, warnings,
+                                              "the memory breakdown")}
     evidence += [Evidence(f"stack-cpu{s.cpu}", f"CPU {s.cpu}: {s.comm} (PID {s.pid})", s.frames)
                  for s in stacks if s.pid != context.pid]
     return Verdict(
@@ -130,6 +135,20 @@ def _explanation(prog: drgn.Program, category: str, task: drgn.Object | None,
         return None
 
 
+_DAMAGE = (LookupError, ValueError, OverflowError, AttributeError, drgn.FaultError,
+           drgn.ObjectAbsentError, drgn.BadDataError)
+
+
+def _readable(build: Callable[[], T], default: T, warnings: list[str], what: str) -> T:
+    """``build()``, or ``default`` and a warning when the dump lacks or garbles what it
+    reads: evidence beyond the log and the panic stack must not cost the verdict."""
+    try:
+        return build()
+    except _DAMAGE as err:
+        warnings.append(f"{what} cannot be read: {err}")
+        return default
+
+
 def _panic_task(prog: drgn.Program, warnings: list[str]) -> drgn.Object | None:
     try:
         task = panic_task(prog)
@@ -144,9 +163,12 @@ def _frames(reader: StackReader, task: drgn.Object, warnings: list[str]) -> Task
     a warning naming the task."""
     try:
         stack, problems = task_frames(reader, task)
-    except (LookupError, ValueError, drgn.FaultError) as err:
+    except _DAMAGE as err:
         stack, problems = TaskStack([]), [str(err)]
-    pid = int(task.pid)
+    try:
+        pid: int | str = int(task.pid)
+    except _DAMAGE:
+        pid = f"? (task {task.value_():#x})"
     warnings += [f"stack of PID {pid}: {p}" for p in problems]
     if not stack.frames:
         warnings.append(f"could not unwind the stack of PID {pid}")
@@ -482,8 +504,11 @@ def _cpu_stacks(reader: StackReader, panic: drgn.Object | None, panic_frames: li
             continue
         is_panic = panic is not None and task.value_() == panic.value_()
         frames = panic_frames if is_panic else _frames(reader, task, []).frames
-        out.append(StackSummary(int(task.pid), task.comm.string_().decode(errors="replace"),
-                                cpu, _stack_lines(frames)))
+        try:
+            out.append(StackSummary(int(task.pid), decode(task.comm.string_()), cpu,
+                                    _stack_lines(frames)))
+        except _DAMAGE:
+            continue
     return out
 
 

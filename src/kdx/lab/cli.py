@@ -1,4 +1,5 @@
-"""``kdx lab``: make real vmcores on demand (``list``, ``run``)."""
+"""``kdx lab``: make real vmcores on demand (``list``, ``run``) and damaged copies
+of them (``damage``)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print the ground truth as JSON")
     r.set_defaults(func=_run)
 
+    d = sub.add_parser("damage", help="make a reproducibly damaged copy of a vmcore",
+                       description="Copy VMCORE to OUT with one kind of damage (truncation, "
+                       "flipped bits, lost pages, kernel lists corrupted in place), the same "
+                       "bytes for the same --seed. '--kind list' lists the kinds.")
+    d.add_argument("vmcore", type=Path, nargs="?", help="the sound dump (only read)")
+    d.add_argument("-o", "--out", type=Path, help="the damaged copy to write")
+    d.add_argument("--kind", required=True, help="what damage to make, or 'list'")
+    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    d.add_argument("--at", type=float, help="truncate: a fraction (0-1) or a byte offset")
+    d.add_argument("--vmlinux", type=Path, help="for kinds corrupting kernel data (default: "
+                   "the vmlinux next to the dump)")
+    d.set_defaults(func=_damage)
+
 
 def _list(args: argparse.Namespace) -> int:
     items = list(scenarios.SCENARIOS.values())
@@ -58,6 +72,20 @@ def _list(args: argparse.Namespace) -> int:
     width = max(len(s.name) for s in items)
     for s in items:
         print(f"{s.name:<{width}}  {s.summary}")
+    return 0
+
+
+def _damage(args: argparse.Namespace) -> int:
+    from kdx.errors import KdxError
+    from kdx.lab.damage import KINDS, damage
+
+    if args.kind == "list":
+        for kind in KINDS.values():
+            print(f"{kind.name:<20} {'/'.join(kind.formats):<20} {kind.summary}")
+        return 0
+    if args.vmcore is None or args.out is None:
+        raise KdxError("kdx lab damage needs VMCORE and -o OUT")
+    print(damage(args.vmcore, args.out, args.kind, args.seed, args.vmlinux, args.at))
     return 0
 
 

@@ -21,9 +21,9 @@ from drgn.helpers.linux.block import (
     rq_data_dir,
 )
 from drgn.helpers.linux.device import dev_name
-from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.pci import for_each_pci_root_bus, pci_bus_for_each_child
 
+from kdx.model.bounded import list_for_each_entry
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.timers import symbol_text

@@ -83,6 +83,8 @@ def kernel_log(prog: drgn.Program) -> KernelLog:
         records = get_printk_records(prog)
     except LookupError as typed_error:
         return _untyped_log(prog, typed_error)
+    except (drgn.FaultError, ValueError, OverflowError) as err:
+        return _unreadable_log(prog, err)
     lockless = _has_symbol(prog, "prb")
     repairs: dict[int, bytes | None] = {}
     if lockless:
@@ -91,7 +93,24 @@ def kernel_log(prog: drgn.Program) -> KernelLog:
         except (drgn.FaultError, LookupError, AttributeError, ValueError) as err:
             warnings.append(f"cannot check the log's descriptor ring: {err}")
     out = [_record(r, repairs) for r in records]
+    damaged = [r.seq for r in records if repairs.get(r.seq, b"") is DAMAGED]
+    if damaged:
+        warnings.append(f"{len(damaged)} log records have damaged descriptors (the first is "
+                        f"record {damaged[0]}): their text is not shown")
     return KernelLog(out, _caller_width(prog, lockless), lockless, warnings)
+
+
+def _unreadable_log(prog: drgn.Program, err: Exception) -> KernelLog:
+    """The log when its ring lies in pages the dump lacks (or holds garbage): the records
+    read through VMCOREINFO's layout if that path reads, else none, and a warning."""
+    try:
+        records, lockless, warnings = untyped_records(prog)
+        warnings = [f"the kernel log is damaged ({err}): read record by record", *warnings]
+        return KernelLog([_record(r, {}) for r in records], _caller_width(prog, lockless),
+                         lockless, warnings)
+    except (LookupError, drgn.FaultError, ValueError, OverflowError):
+        return KernelLog([], 0, _has_symbol(prog, "prb"),
+                         [f"the kernel log cannot be read: {err}"])
 
 
 def _untyped_log(prog: drgn.Program, typed_error: LookupError) -> KernelLog:
@@ -160,18 +179,44 @@ def _lockless_repairs(prog: drgn.Program, records: list) -> dict[int, bytes | No
     data_ring = prb.text_data_ring
     ring_size = 1 << data_ring.size_bits.value_()
     data = data_ring.data.value_()
+    state_at = drgn.offsetof(desc_type, "state_var")
+    id_mask = (1 << (long_size * 8 - 2)) - 1
+    text = prog.read(data, ring_size)
     repairs: dict[int, bytes | None] = {}
     for rec in records:
         at = (rec.seq % count) * size
-        block = text_block(struct.unpack_from(fmt, descs, at + begin_at)[0],
-                           struct.unpack_from(fmt, descs, at + next_at)[0],
-                           ring_size, long_size, len(rec.text))
+        begin = struct.unpack_from(fmt, descs, at + begin_at)[0]
+        end = struct.unpack_from(fmt, descs, at + next_at)[0]
+        desc_id = struct.unpack_from(fmt, descs, at + state_at)[0] & id_mask
+        if not _block_sound(begin, end, ring_size, long_size, desc_id, text):
+            repairs[rec.seq] = DAMAGED
+            continue
+        block = text_block(begin, end, ring_size, long_size, len(rec.text))
         if block is None:
             repairs[rec.seq] = None
         elif block[0] != -1:
             start, length = block
             repairs[rec.seq] = prog.read(data + start, length) if length else b""
     return repairs
+
+
+#: the text shown for a record whose descriptor is damaged (its text cannot be trusted)
+DAMAGED = b"<kdx: damaged log record: its descriptor does not point at its text>"
+
+
+def _block_sound(begin: int, end: int, ring_size: int, long_size: int, desc_id: int,
+                 text: bytes) -> bool:
+    """Whether a descriptor's text block is plausible: no longer than the ring, and
+    starting with the descriptor's own ID, as the kernel writes every block."""
+    if begin == end:
+        return True  # data-less
+    if not 0 < end - begin <= ring_size:
+        return False
+    start = begin % ring_size if begin % ring_size < end % ring_size else 0
+    if start + long_size > len(text):
+        return False
+    fmt = "<Q" if long_size == 8 else "<I"
+    return struct.unpack_from(fmt, text, start)[0] == desc_id
 
 
 def text_block(begin: int, end: int, ring_size: int, long_size: int,

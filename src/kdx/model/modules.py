@@ -19,11 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import drgn
-from drgn.helpers.linux.module import for_each_module, module_taints
+from drgn.helpers.linux.module import module_taints
 
+from kdx.model.bounded import ListLoopError
+from kdx.model.bounded import modules as for_each_module
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
-from kdx.textsafe import decode
+from kdx.textsafe import one_line
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,16 @@ def module_list(prog: drgn.Program, warnings: list[str] | None = None) -> list[M
     """Every loaded module in crash's order (by base address). A module whose
     ``struct module`` cannot be read costs a warning, not the list."""
     out: list[ModuleInfo] = []
-    for mod in for_each_module(prog):
-        try:
-            out.append(module_info(prog, mod))
-        except READ_ERRORS as err:
-            if warnings is not None:
-                warnings.append(f"cannot read the module at {mod.value_():#x}: {err}")
+    try:
+        for mod in for_each_module(prog):
+            try:
+                out.append(module_info(prog, mod))
+            except READ_ERRORS as err:
+                if warnings is not None:
+                    warnings.append(f"cannot read the module at {mod.value_():#x}: {err}")
+    except (ListLoopError, drgn.FaultError, drgn.BadDataError) as err:
+        if warnings is not None:
+            warnings.append(f"the module list is damaged, {len(out)} modules read: {err}")
     # Python's sort is stable, as crash's (glibc's merge sort) is in practice.
     return sorted(out, key=lambda m: m.base)
 
@@ -92,7 +98,7 @@ def module_info(prog: drgn.Program, mod: drgn.Object) -> ModuleInfo:
         text_base, text_size = core.base, _layout_text_size(mod.core_layout)
     init = [r for r in regions if r.init and r.size]
     return ModuleInfo(
-        name=decode(mod.name.string_()),
+        name=one_line(mod.name.string_()),
         address=mod.value_(),
         base=base,
         size=size,

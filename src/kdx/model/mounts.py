@@ -144,7 +144,7 @@ def open_files_by_superblock(prog: drgn.Program,
 def dirty_inodes(prog: drgn.Program, superblock: int) -> tuple[int, ...]:
     """The inodes of a super block whose state is dirty, in ``s_inodes`` order (crash
     walked ``s_dirty``, which Linux 2.6.32 replaced by the writeback lists)."""
-    from drgn.helpers.linux.list import list_for_each_entry
+    from kdx.model.bounded import list_for_each_entry
 
     sb = drgn.Object(prog, "struct super_block *", superblock)
     found = []

@@ -16,13 +16,13 @@ from typing import Callable
 
 import drgn
 from drgn.helpers.linux.fs import for_each_file
-from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.net import (
     for_each_netdev,
     neigh_table_for_each_neighbor,
     netdev_ipv4_addrs,
 )
 
+from kdx.model.bounded import list_for_each_entry
 from kdx.model.files import TaskId, task_id
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex

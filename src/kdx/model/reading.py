@@ -16,9 +16,10 @@ __all__ = ["READ_ERRORS", "c_string", "read_c_string"]
 #: What reading a kernel object out of a dump may raise when the dump lacks it: a missing
 #: page (FaultError), an optimised-out or absent value, a symbol or member this kernel
 #: version does not have (LookupError, AttributeError), or garbage read through a stale
-#: pointer (ValueError, OverflowError). Every model catches this one tuple.
-READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, LookupError, AttributeError,
-               ValueError, OverflowError)
+#: pointer (ValueError, OverflowError, and drgn's BadDataError for a kernel structure
+#: drgn itself finds malformed). Every model catches this one tuple.
+READ_ERRORS = (drgn.FaultError, drgn.ObjectAbsentError, drgn.BadDataError, LookupError,
+               AttributeError, ValueError, OverflowError)
 
 #: Bytes read at a time while looking for a NUL: a short string costs one read, and a
 #: chunk never crosses a page, so a string ending just before a missing page is found.

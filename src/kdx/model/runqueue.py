@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import drgn
-from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.panic import panic_task
 from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
 from drgn.helpers.linux.sched import cpu_rq, task_cpu
 
+from kdx.model.bounded import list_for_each_entry
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.tasks import crash_cpus

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import drgn
-from drgn.helpers.linux.list import list_for_each_entry
 
+from kdx.model.bounded import list_for_each_entry
 from kdx.model.files import TaskId, task_id
 from kdx.model.records import Hex
 

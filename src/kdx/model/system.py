@@ -38,7 +38,7 @@ from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.taint import KernelTaint, kernel_taint
 from kdx.target.open import Target
-from kdx.textsafe import decode
+from kdx.textsafe import decode, one_line
 
 T = TypeVar("T")
 
@@ -253,7 +253,7 @@ def _mhz(prog: drgn.Program) -> int | None:
 
 def _utsname(prog: drgn.Program) -> dict[str, str]:
     name = prog["init_uts_ns"].name
-    return {key: decode(getattr(name, key).string_())
+    return {key: one_line(getattr(name, key).string_())
             for key in ("nodename", "release", "version", "machine")}
 
 
@@ -370,7 +370,7 @@ def _context_fields(prog: drgn.Program, context: _Context, tasks: _TaskTable,
     pid = task.pid.value_()
     return {
         "pid": pid,
-        "command": decode(task.comm.string_()),
+        "command": one_line(task.comm.string_()),
         "task": task.value_(),
         "thread_info": task_thread_info(task).value_(),
         "same_pid_tasks": len(tasks.idle) if pid == 0 else 1,

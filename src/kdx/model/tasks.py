@@ -29,7 +29,7 @@ from drgn.helpers.linux.sched import cpu_curr, idle_task, task_cpu
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.system import task_state_bits
-from kdx.textsafe import decode
+from kdx.textsafe import decode, one_line
 
 #: task_struct.flags bits crash tests (include/linux/sched.h).
 PF_EXITING = 0x00000004
@@ -388,20 +388,78 @@ def idle_tasks(prog: drgn.Program, cpus: Sequence[int] | None = None) -> list[dr
 
 def task_addresses(prog: drgn.Program, cpus: Sequence[int] | None = None) -> list[int]:
     """crash's task table, unsorted: each CPU's idle task, then every task that owns a PID
-    in the initial namespace (threads included; a zombie whose PID is gone is not)."""
+    in the initial namespace (threads included; a zombie whose PID is gone is not).
+
+    A damaged or filtered dump may lose part of the PID table: the tasks are then also
+    looked for on the task list, on the runqueues (each CPU's ``curr``) and as the panic
+    task, so that one lost page does not hide every task behind it."""
     seen: dict[int, None] = {t.value_(): None for t in idle_tasks(prog, cpus)}
-    for task in for_each_task(prog):
-        seen.setdefault(task.value_(), None)
+    try:
+        for task in for_each_task(prog):
+            seen.setdefault(task.value_(), None)
+        return list(seen)
+    except READ_ERRORS:
+        pass  # the PID table is damaged: every other route adds what it finds
+    for address in _other_routes(prog, cpus):
+        seen.setdefault(address, None)
     return list(seen)
+
+
+def _other_routes(prog: drgn.Program, cpus: Sequence[int] | None) -> list[int]:
+    """Tasks found off the PID table: the task list (bounded), each CPU's running task
+    and the panic task."""
+    from kdx.model.bounded import list_for_each_entry
+
+    found: list[int] = []
+    try:
+        for task in list_for_each_entry("struct task_struct",
+                                        prog["init_task"].tasks.address_of_(), "tasks",
+                                        what="task list"):
+            found.append(task.value_())
+    except READ_ERRORS:
+        pass  # ends at the first lost or looping link; what was read counts
+    found += active_tasks(prog, cpus).values()
+    panic = panic_task_address(prog)
+    return found + ([panic] if panic else [])
+
+
+def unreadable_reason(err: Exception) -> str:
+    """Why a task (or any object) could not be read, in a few words for a warning."""
+    text = str(err)
+    if "Excluded page" in text or "excluded" in text.lower():
+        return "page excluded from the dump"
+    if isinstance(err, drgn.FaultError):
+        return "page missing from the dump"
+    return "damaged data"
+
+
+def unreadable_summary(counts: dict[str, int], what: str = "tasks") -> str:
+    """One warning line for every object of a kind that could not be read, by reason."""
+    total = sum(counts.values())
+    reasons = ", ".join(f"{n} {reason}" if len(counts) > 1 else reason
+                        for reason, n in sorted(counts.items()))
+    noun = what if total != 1 else what.rstrip("s")
+    return f"{total} {noun} could not be read ({reasons})"
 
 
 def all_tasks(prog: drgn.Program) -> list[drgn.Object]:
     """crash's task table in crash's order (the order of ``ps``, ``foreach`` and
-    ``bt -g``): the idle tasks by CPU, then every other task by PID."""
+    ``bt -g``): the idle tasks by CPU, then every other task by PID. A task whose PID
+    cannot be read (a page missing from the dump) is left out."""
     idle = idle_tasks(prog)
-    others = sorted((t for t in for_each_task(prog) if t.pid.value_()),
-                    key=lambda t: (t.pid.value_(), t.value_()))
-    return idle + others
+    idle_set = {t.value_() for t in idle}
+    keyed = []
+    for address in task_addresses(prog):
+        if address in idle_set:
+            continue
+        task = drgn.Object(prog, "struct task_struct *", address)
+        try:
+            pid = task.pid.value_()
+        except READ_ERRORS:
+            continue
+        if pid:
+            keyed.append(((pid, address), task))
+    return idle + [task for _key, task in sorted(keyed, key=lambda k: k[0])]
 
 
 class _MemoryUse:
@@ -480,11 +538,13 @@ def _read_tasks(prog: drgn.Program, layouts: _Layouts, addresses: Iterable[int],
     """Each task's fields, read with one memory read per task."""
     raw: dict[int, dict] = {}
     record = layouts.task
+    lost: dict[str, int] = {}
     for address in addresses:
         try:
             values = record.read(prog, address)
         except READ_ERRORS as err:
-            warn(f"cannot read task {address:x}: {err}")
+            reason = unreadable_reason(err)
+            lost[reason] = lost.get(reason, 0) + 1
             continue
         if "cpu" not in values:
             try:
@@ -493,6 +553,8 @@ def _read_tasks(prog: drgn.Program, layouts: _Layouts, addresses: Iterable[int],
                 values["cpu"] = 0
         values["state_word"] = int(values.get("state", 0)) | int(values.get("exit_state", 0))
         raw[address] = values
+    if lost:
+        warn(unreadable_summary(lost))
     return raw
 
 
@@ -543,7 +605,7 @@ def _task_info(prog: drgn.Program, address: int, values: dict, pids: dict[int, i
         mem_percent=percent,
         vsz_kib=vsz,
         rss_kib=rss,
-        comm=decode(comm.split(b"\0", 1)[0]) if isinstance(comm, bytes) else "",
+        comm=one_line(comm.split(b"\0", 1)[0]) if isinstance(comm, bytes) else "",
         kernel_thread=kernel_thread,
         active=address in machine.active,
         tgid=tgid,

@@ -9,6 +9,7 @@ such files, so kdx rewrites each record at its offset to get the ordinary dump b
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -31,6 +32,7 @@ def is_flattened(path: Path) -> bool:
 def _records(f: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:
     """Yield (dump offset, size, stream offset of the data) for each record of ``f``."""
     f.seek(HEADER_SIZE)
+    limit = os.fstat(f.fileno()).st_size  # ... the stream that carries it
     while True:
         raw = f.read(_RECORD.size)
         if len(raw) < _RECORD.size:
@@ -38,7 +40,7 @@ def _records(f: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:
         offset, size = _RECORD.unpack(raw)
         if offset == _END_OFFSET:
             return
-        if offset < 0 or size < 0:
+        if offset < 0 or size < 0 or offset + size > limit:  # a dump is never larger than
             raise KdxError(f"{name} is a corrupt flattened dump: bad record at byte {f.tell()}")
         start = f.tell()
         yield offset, size, start

@@ -41,7 +41,7 @@ def load_module_debug_info(prog: drgn.Program, release: str, module_paths: Seque
     prog.debug_info_options.directories = tuple(
         str(r / "usr/lib/debug") for r in debug_roots(release, debug_dirs)
     ) + ("/usr/lib/debug",)
-    modules = [m for m, _ in prog.loaded_modules() if m.name != "kernel"]
+    modules = _loaded_modules(prog, warnings)
     cover_init_sections(prog, modules)
     for mod in modules:
         path = named.get(mod.name)
@@ -68,15 +68,44 @@ def load_module_debug_info(prog: drgn.Program, release: str, module_paths: Seque
     return missing, warnings
 
 
+def _loaded_modules(prog: drgn.Program, warnings: list[str]) -> list[drgn.Module]:
+    """drgn's loaded modules, each once: a module list that loops (a corrupt dump) makes
+    drgn repeat them, so the walk stops where a module comes round again."""
+    seen: set[str] = set()
+    out: list[drgn.Module] = []
+    try:
+        for mod, _new in prog.loaded_modules():
+            if mod.name == "kernel":
+                continue
+            if mod.name in seen or len(out) >= 1 << 16:
+                warnings.append(f"the module list loops (module {mod.name!r} comes round "
+                                f"again after {len(out)} modules): the rest is not read")
+                break
+            seen.add(mod.name)
+            out.append(mod)
+    except (drgn.FaultError, drgn.BadDataError, ValueError, LookupError) as err:
+        warnings.append(f"the module list is damaged after {len(out)} modules: {err}")
+    return out
+
+
 def add_module_kallsyms(prog: drgn.Program) -> None:
     """Name functions of modules without debug info from their symbol tables in memory,
     so stacks and verdicts say ``hello_init+0x11`` rather than a bare address."""
-    from drgn.helpers.linux.kallsyms import load_module_kallsyms
+    from drgn import SymbolIndex
+    from drgn.helpers.linux.kallsyms import module_kallsyms
 
+    from kdx.model.bounded import modules as for_each_module
+
+    symbols: list[drgn.Symbol] = []
     try:
-        index = load_module_kallsyms(prog)
-    except (LookupError, ValueError, drgn.FaultError):
-        return
+        for module in for_each_module(prog):
+            with contextlib.suppress(LookupError, ValueError, drgn.FaultError,
+                                     drgn.BadDataError, UnicodeDecodeError, OverflowError,
+                                     IndexError):
+                symbols.extend(module_kallsyms(module))
+    except (LookupError, ValueError, drgn.FaultError, drgn.BadDataError):
+        pass  # a damaged module list: the modules read so far are named
+    index = SymbolIndex(symbols)
     if "kdx-module-kallsyms" not in prog.registered_symbol_finders():
         prog.register_symbol_finder("kdx-module-kallsyms", index, enable_index=-1)
 

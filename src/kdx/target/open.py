@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import struct
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
@@ -107,17 +108,30 @@ def reassembled_cache() -> Path:
 
 
 def _reassemble(dump: DumpFile, progress: Progress) -> Path:
-    """Rewrite a flattened stream as an ordinary dump once, keyed by path, size and mtime."""
+    """Rewrite a flattened stream as an ordinary dump once, keyed by path, size and mtime:
+    in the user's cache, or (an unwritable cache) in a temporary directory, never next to
+    the dump."""
     st = dump.path.stat()
     key = hashlib.sha256(f"{dump.path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    out = reassembled_cache() / f"{key.hexdigest()[:20]}.vmcore"
-    if out.exists():
+    name = f"{key.hexdigest()[:20]}.vmcore"
+    for folder in (reassembled_cache(), Path(tempfile.gettempdir()) / f"kdx-{os.getuid()}"):
+        out = folder / name
+        if out.exists():
+            return out
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue  # an unwritable (or impossible) cache: the next place
+        if progress:
+            progress(f"reassembling the flattened dump {dump.path} into {out}")
+        try:
+            flattened.reassemble(dump.path, out)
+        except PermissionError:
+            continue
+        except OSError as err:
+            raise KdxError(f"cannot reassemble {dump.path} into {out}: {err.strerror}") from err
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if progress:
-        progress(f"reassembling the flattened dump {dump.path} into {out}")
-    flattened.reassemble(dump.path, out)
-    return out
+    raise KdxError(f"cannot reassemble {dump.path}: no writable cache or temporary directory")
 
 
 _PLATFORMS = {
@@ -145,28 +159,57 @@ def _try_core(path: Path, platform: drgn.Platform | None = None,
         return None, str(err)
 
 
-def _set_core(path: Path, dump: DumpFile, progress: Progress) -> drgn.Program:
+def _set_core(path: Path, dump: DumpFile,
+              progress: Progress) -> tuple[drgn.Program, bytes | None, list[str]]:
     """A program reading ``path``, working around what drgn cannot do alone: QEMU's kdump
-    files name no architecture (libkdumpfile then refuses them), and QEMU dumps of guests
-    without the vmcoreinfo device lack VMCOREINFO (recovered from guest memory)."""
+    files name no architecture (libkdumpfile then refuses them), QEMU dumps of guests
+    without the vmcoreinfo device lack VMCOREINFO (recovered from guest memory), and a
+    note with damaged fields is read without them (or replaced by a sound copy from
+    memory). Also returns the VMCOREINFO text given to drgn (None: the file's own) and
+    warnings saying what was repaired."""
+    if dump.kind == "kdump":  # libkdumpfile reads the note itself and crashes on some keys
+        vmcoreinfo.check_note(path, dump)
+    given, warnings = _repaired_note(path, dump)
     platform = None
-    vmcoreinfo.check_note(path, dump)
-    prog, message = _try_core(path)
+    prog, message = _try_core(path, None, given)
     if prog is None and "ARCH_NAME" in message and dump.machine in _PLATFORMS:
         platform = _PLATFORMS[dump.machine]
-        prog, message = _try_core(path, platform)
+        prog, message = _try_core(path, platform, given)
     if prog is not None:
-        return prog
+        return prog, given, warnings
     lowered = message.lower()
     if "vmcoreinfo" not in lowered and "qemu" not in lowered:
         raise KdxError(f"cannot read {path} as a {dump.description} dump: {message}")
     if progress:
-        progress("the dump has no VMCOREINFO note; searching guest memory for it")
+        progress("the dump has no usable VMCOREINFO note; searching guest memory for it")
     platform = platform or _PLATFORMS.get(dump.machine or "")
-    prog, message = _try_core(path, platform, vmcoreinfo.recover(path, dump))
+    found, _bad = vmcoreinfo.sanitize(vmcoreinfo.recover(path, dump))
+    prog, message = _try_core(path, platform, found)
     if prog is None:
         raise KdxError(f"cannot read {path} even with recovered VMCOREINFO: {message}")
-    return prog
+    return prog, found, warnings
+
+
+def _repaired_note(path: Path, dump: DumpFile) -> tuple[bytes | None, list[str]]:
+    """A sound VMCOREINFO text to give drgn instead of the file's damaged note (None when
+    the note is sound or absent), and a warning naming the damaged fields."""
+    note = vmcoreinfo.note_text(path, dump)
+    if not note:
+        return None, []
+    clean, bad = vmcoreinfo.sanitize(note)
+    if not bad:
+        return None, []
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    if vmcoreinfo.complete(clean):
+        return clean, [f"the dump's VMCOREINFO note has damaged field(s) {shown}: ignored"]
+    if dump.kind == "elf":
+        for copy in vmcoreinfo.copies_in_memory(path):
+            text, still_bad = vmcoreinfo.sanitize(copy)
+            if not still_bad and vmcoreinfo.complete(text):
+                return text, [f"the dump's VMCOREINFO note is damaged ({shown}): the "
+                              "kernel's own copy found in its memory is used instead"]
+    raise KdxError(f"{dump.path} has a damaged VMCOREINFO note ({shown}) and no sound copy "
+                   "of it was found; the dump is corrupt")
 
 
 def _elf_data_end(f) -> int:  # noqa: ANN001 (a binary file)
@@ -215,6 +258,37 @@ def _kdump_data_end(f) -> int:  # noqa: ANN001 (a binary file)
     return max(descs + pages * 24, offset + size)
 
 
+_DESC_CHUNK = 1 << 16  # page descriptors read at a time
+
+
+def _check_descriptors(dump: DumpFile, path: Path) -> None:
+    """Refuse a kdump file whose page descriptors point outside it or claim impossible
+    sizes (flipped bits): libkdumpfile maps such a page and the process dies (SIGBUS)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(424)
+        block, sub_blocks, bitmap_blocks = struct.unpack("<xxxxiiI", f.read(16))
+        bitmap_off = (1 + sub_blocks) * block
+        half = bitmap_blocks * block // 2
+        f.seek(bitmap_off + half)
+        pages = int.from_bytes(f.read(half), "little").bit_count()
+        f.seek(bitmap_off + 2 * half)
+        bad, first, done = 0, None, 0
+        while done < pages:
+            count = min(_DESC_CHUNK, pages - done)
+            table = f.read(count * 24)
+            for i, (offset, length, _flags, _pf) in enumerate(struct.iter_unpack(
+                    "<qiIQ", table[:len(table) // 24 * 24])):
+                if offset <= 0 or not 0 < length <= block or offset + length > size:
+                    bad += 1
+                    first = done + i if first is None else first
+            done += count
+    if bad:
+        raise KdxError(f"{dump.path} has {bad:,} damaged page descriptors of {pages:,} (the "
+                       f"first is number {first:,}): its pages cannot be read safely; the "
+                       "dump is corrupt")
+
+
 def _check_complete(dump: DumpFile, path: Path) -> None:
     """Refuse a dump cut short by an interrupted copy: libraries open one happily and then
     fail on every read. A dump the capture itself marked incomplete (out of disk space) is
@@ -230,6 +304,8 @@ def _check_complete(dump: DumpFile, path: Path) -> None:
     if expected > size:
         raise KdxError(f"{dump.path} is truncated: it has {size:,} bytes but its headers "
                        f"describe {expected:,} (an interrupted copy or capture?)")
+    if dump.kind == "kdump":
+        _check_descriptors(dump, path)
 
 
 def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
@@ -273,12 +349,15 @@ def open_core(core: Path, *, progress: Progress = None, truncated_ok: bool = Fal
             raise
         warnings.append(str(err))
     try:
-        prog = _set_core(read_path, dump, progress)
+        prog, given, repaired = _set_core(read_path, dump, progress)
     except KdxError as err:
         if warnings:  # the truncation is why: say it first
             raise KdxError(f"{warnings[0]}; {err}") from None
         raise
-    info = vmcoreinfo.parse(_vmcoreinfo_text(prog, core, read_path, dump))
+    warnings.extend(repaired)
+    text = (given.decode(errors="replace") if given is not None
+            else _vmcoreinfo_text(prog, core, read_path, dump))
+    info = vmcoreinfo.parse(text)
     return Target(prog, core, dump, read_path, info, None, warnings)
 
 
@@ -316,7 +395,7 @@ def _vmcoreinfo_text(prog: drgn.Program, core: Path, read_path: Path | None = No
     if read_path is not None and dump is not None:
         note = vmcoreinfo.note_text(read_path, dump)
         if note:
-            return note.split(b"\0", 1)[0].decode(errors="replace")
+            return vmcoreinfo.sanitize(note)[0].decode(errors="replace")
     try:
         return prog["VMCOREINFO"].string_().decode(errors="replace")
     except (KeyError, LookupError, drgn.FaultError) as err:

@@ -8,6 +8,7 @@ it drgn refuses the dump. The kernel keeps the same text in a page of its own me
 from __future__ import annotations
 
 import mmap
+import os
 import re
 import struct
 import zlib
@@ -29,6 +30,51 @@ def parse(text: str) -> dict[str, str]:
     return out
 
 
+_HEX = re.compile(rb"[0-9a-fA-F]+")
+_DEC = re.compile(rb"-?[0-9]+")
+_NUMBER = re.compile(rb"-?(?:0x[0-9a-fA-F]+|[0-9]+)")  # NUMBER(VMALLOC_START)=0x... (6.x)
+_KEY = re.compile(rb"[A-Za-z0-9_()./-]+")
+#: what each kind of field's value must look like (drgn refuses the note otherwise)
+_FORMATS = (
+    (re.compile(rb"BUILD-ID$"), re.compile(rb"(?:[0-9a-fA-F]{2}){1,64}")),
+    (re.compile(rb"(?:SYMBOL\(.*\)|KERNELOFFSET)$"), _HEX),
+    (re.compile(rb"(?:PAGESIZE|CRASHTIME)$"), _DEC),
+    (re.compile(rb"(?:SIZE|LENGTH|OFFSET|NUMBER)\(.*\)$"), _NUMBER),
+    (re.compile(rb"OSRELEASE$"), re.compile(rb"[\x21-\x7e]{1,64}")),
+)
+
+
+def sanitize(text: bytes) -> tuple[bytes, list[str]]:
+    """``text`` without the lines a bit flip made unreadable (a key with odd characters or
+    an empty dot-separated part, a value not of its field's form), and the damaged keys
+    (shown escaped). Dropping one bad field keeps the rest of the note usable."""
+    kept: list[bytes] = []
+    bad: list[str] = []
+    for line in text.split(b"\0", 1)[0].split(b"\n"):
+        if not line:
+            continue
+        key, sep, value = line.partition(b"=")
+        if sep and _line_ok(key, value):
+            kept.append(line)
+        else:
+            bad.append(key[:40].decode("ascii", errors="backslashreplace"))
+    return b"\n".join(kept) + b"\n", bad
+
+
+def _line_ok(key: bytes, value: bytes) -> bool:
+    if not _KEY.fullmatch(key) or key.startswith(b".") or key.endswith(b".") or b".." in key:
+        return False
+    for name, form in _FORMATS:
+        if name.match(key):
+            return bool(form.fullmatch(value))
+    return all(0x20 <= c < 0x7F for c in value)
+
+
+def complete(text: bytes) -> bool:
+    """Whether ``text`` has the fields without which no kernel dump can be read."""
+    return all(k.encode() in text for k in _REQUIRED)
+
+
 def recover(path: Path, dump: DumpFile) -> bytes:
     """Find the kernel's VMCOREINFO text in the memory saved in ``path``."""
     found = _scan_elf(path) if dump.kind == "elf" else _scan_kdump(path, dump)
@@ -39,14 +85,18 @@ def recover(path: Path, dump: DumpFile) -> bytes:
 
 def _match(data: bytes | mmap.mmap, start: int = 0) -> bytes | None:
     """The VMCOREINFO text starting at an ``OSRELEASE=`` in ``data``, if one is there."""
+    return next((text for _pos, text in _matches(data, start)), None)
+
+
+def _matches(data: bytes | mmap.mmap, start: int = 0):  # noqa: ANN202 (a generator)
+    """Each (position, text) of a complete VMCOREINFO text in ``data`` from ``start``."""
     pos = data.find(b"OSRELEASE=", start)
     while pos != -1:
         end = data.find(b"\0", pos, pos + 8192)
         text = bytes(data[pos:end if end != -1 else pos + 8192])
         if all(k.encode() in text for k in _REQUIRED) and b"KERNELOFFSET=" in text:
-            return text
+            yield pos, text
         pos = data.find(b"OSRELEASE=", pos + 1)
-    return None
 
 
 def _scan_elf(path: Path) -> bytes | None:
@@ -67,15 +117,21 @@ def _scan_kdump(path: Path, dump: DumpFile) -> bytes | None:
         head = f.read(4096)
         off = (12 + 6 * 65 + 7) & ~7
         _status, block, sub_blocks, bitmap_blocks = struct.unpack_from("<IiiI", head, off + 16)
+        size = os.fstat(f.fileno()).st_size
+        if not 0 < block <= 1 << 20 or sub_blocks < 0 or \
+                (1 + sub_blocks + bitmap_blocks) * block > size:
+            return None  # damaged sizes: never read or allocate what the file cannot hold
         f.seek((1 + sub_blocks) * block)
         bitmap = f.read(bitmap_blocks * block)
         pages = sum(bin(b).count("1") for b in bitmap[len(bitmap) // 2:])
         f.seek((1 + sub_blocks + bitmap_blocks) * block)
         descs = f.read(pages * _PAGE_DESC.size)
         for i in range(len(descs) // _PAGE_DESC.size):
-            offset, size, flags, _ = _PAGE_DESC.unpack_from(descs, i * _PAGE_DESC.size)
+            offset, length, flags, _ = _PAGE_DESC.unpack_from(descs, i * _PAGE_DESC.size)
+            if offset <= 0 or not 0 < length <= block:
+                continue
             f.seek(offset)
-            raw = f.read(size)
+            raw = f.read(length)
             if flags & ~1:
                 raise KdxError(f"{dump.path} has no VMCOREINFO note and its pages are "
                                f"{dump.compression}-compressed, which kdx cannot search; "
@@ -88,6 +144,18 @@ def _scan_kdump(path: Path, dump: DumpFile) -> bytes | None:
             if found:
                 return found
     return None
+
+
+def copies_in_memory(path: Path, limit: int = 8) -> list[bytes]:
+    """Up to ``limit`` complete VMCOREINFO texts found in an ELF dump's saved memory (the
+    kernel keeps its own copy; a damaged note may have sound twins there)."""
+    found: list[bytes] = []
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mem:
+        for _pos, text in _matches(mem):
+            found.append(text)
+            if len(found) >= limit:
+                break
+    return found
 
 
 def release_of(text: str) -> str | None:

@@ -181,6 +181,21 @@ def task_cpu_or_none(task: drgn.Object) -> int | None:
         return None
 
 
+#: per-task stack warnings shown one by one; beyond this many, one line sums them up
+_PROBLEMS_SHOWN = 3
+
+
+def _warn_problems(session: Session, problems: list[str]) -> None:
+    """Each task's stack problem, or (many tasks, a damaged dump) the first few and one
+    line counting the rest, so the warnings do not drown the stacks."""
+    for line in problems[:_PROBLEMS_SHOWN]:
+        session.warn(line)
+    rest = len(problems) - _PROBLEMS_SHOWN
+    if rest > 0:
+        session.warn(f"and {rest} more stack problems like these (pages missing from the "
+                     "dump or damaged)")
+
+
 def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace) -> None:
     """Show ``tasks`` as the display options in ``args`` ask (bt and foreach bt)."""
     reader = reader_for(session)
@@ -215,12 +230,13 @@ def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace)
                      lambda: "\n\n".join(render_text(s, options) for s in scans))
         return
     traces = []
+    problems: list[str] = []
     skip_idle = getattr(args, "skip", None) == "idle"
     for task in tasks:
         try:
             trace = _trace(session, task, args, options.full)
         except READ_ERRORS as err:
-            session.warn(f"cannot read the stack of task {task.value_():x}: {err}")
+            problems.append(f"cannot read the stack of task {task.value_():x}: {err}")
             continue
         if skip_idle and idle_in_nmi(trace):
             trace = replace(trace, start="skipped", frames=[], exception_frames=[],
@@ -228,9 +244,9 @@ def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace)
         if args.ref is not None and not references(trace, args.ref):
             continue
         if args.ref is None:
-            for warning in trace.warnings:
-                session.warn(f"PID {trace.pid}: {warning}")
+            problems += [f"PID {trace.pid}: {warning}" for warning in trace.warnings]
         traces.append(trace)
+    _warn_problems(session, problems)
     if options.symbolic:
         values = [w for t in traces for f in t.frames for w in (f.data or [])]
         labels = label_stack_words(reader, values)

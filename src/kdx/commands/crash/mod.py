@@ -66,6 +66,8 @@ def _modules(session: Session) -> list[ModuleInfo]:
     """Built afresh each time: cheap, and ``mod -s`` changes the OBJECT FILE column."""
     warnings: list[str] = []
     modules = module_list(session.prog, warnings)
+    if not modules and warnings:  # "no modules installed" would be a lie
+        raise CommandError(f"no module could be read: {warnings[-1]}")
     for warning in warnings:
         session.warn(warning)
     return modules

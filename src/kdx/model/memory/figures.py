@@ -15,7 +15,6 @@ from typing import Callable
 
 import drgn
 from drgn.helpers.linux.hugetlb import for_each_hstate
-from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.mm import (
     for_each_valid_page_range,
     totalram_pages,
@@ -26,6 +25,7 @@ from drgn.helpers.linux.mmzone import for_each_online_pgdat
 from drgn.helpers.linux.swap import for_each_swap_info, swap_usage_in_pages, total_swapcache_pages
 from drgn.helpers.linux.vmstat import global_node_page_state, global_zone_page_state
 
+from kdx.model.bounded import list_for_each_entry
 from kdx.model.memory._errors import _READ_OR_TYPE_ERRORS, Warn, _no_warn
 
 __all__ = ["MemoryFigures", "memory_breakdown", "memory_figures"]

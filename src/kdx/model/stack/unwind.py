@@ -18,7 +18,7 @@ from kdx.model.reading import READ_ERRORS
 from kdx.model.stack.prologue import prologue_step
 from kdx.model.stack.reader import _KERNEL_START, StackReader
 from kdx.model.stack.records import REGISTER_NAMES, Backtrace, ExceptionFrame, Frame
-from kdx.textsafe import decode
+from kdx.textsafe import one_line
 
 __all__ = ["backtrace", "task_context"]
 
@@ -346,7 +346,7 @@ def task_context(reader: StackReader, task: drgn.Object) -> tuple[int, int, str,
     """PID, CPU, command and whether the task is on its CPU (crash's active task)."""
     pid = task.pid.value_()
     cpu = task_cpu(task)
-    comm = decode(task.comm.string_())
+    comm = one_line(task.comm.string_())
     try:
         active = cpu_curr(reader.prog, cpu).value_() == task.value_()
     except READ_ERRORS:
