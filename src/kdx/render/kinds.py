@@ -19,6 +19,7 @@ from kdx.capture.memusage import MemUsage
 from kdx.capture.status import StatusReport
 from kdx.diagnosis.verdict import Verdict
 from kdx.model.answers import (
+    Alias,
     AsciiValues,
     BugBytes,
     CommandSummary,
@@ -33,6 +34,7 @@ from kdx.model.answers import (
     PercpuOffset,
     PhysicalToVirtual,
     RawDumpFile,
+    SessionSetting,
     TaskChildren,
     TaskFilesPageCache,
     TaskFilesReference,
@@ -108,6 +110,8 @@ class SingleVma(TypedDict):
 KINDS: dict[str, Any] = {
     # sessions and the system
     "help": HelpText,
+    "alias": list[Alias],
+    "set-variables": list[SessionSetting],
     "help-index": list[CommandSummary],
     "sys": SystemInfo,
     "sys-config": dict[str, str],

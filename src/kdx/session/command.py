@@ -29,6 +29,11 @@ class CommandError(KdxError):
     """A command failed; the session prints one line and goes on."""
 
 
+class Reported(Exception):
+    """A command ran another that failed and printed why: the session prints nothing
+    more and counts the command as failed."""
+
+
 class HelpShown(Exception):
     """``-h`` was given: the parser printed its help, the command must not run."""
 
@@ -54,6 +59,24 @@ class CommandParser(argparse.ArgumentParser):
 def make_parser(name: str, description: str) -> CommandParser:
     """A parser for one command, named as the user typed it."""
     return CommandParser(prog=name, description=description, add_help=True)
+
+
+class WordsParser(CommandParser):
+    """The parser of a command that takes the rest of the line as words (``*``,
+    ``repeat``, ``gdb``, ``alias``): options belong to the command it runs, so only a
+    lone ``-h`` is its own; ``args.words`` holds them all."""
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's)
+        words = list(args or [])
+        if words in (["-h"], ["--help"]):
+            self.print_help()
+        return argparse.Namespace(words=words)
+
+
+def make_words_parser(name: str, description: str, usage: str) -> WordsParser:
+    """A :class:`WordsParser` whose help shows ``usage``."""
+    return WordsParser(prog=name, description=description, usage=f"{name} {usage}",
+                       add_help=True)
 
 
 @dataclass(frozen=True)

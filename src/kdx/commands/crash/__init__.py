@@ -10,6 +10,8 @@ time); a test checks that it lists exactly what the modules declare.
 """
 
 INDEX: dict[str, str] = {
+    "*": "pointer",
+    "alias": "alias",
     "ascii": "numbers",
     "bt": "bt",
     "btop": "paging",
@@ -37,6 +39,7 @@ INDEX: dict[str, str] = {
     "ptob": "paging",
     "ptov": "paging",
     "rd": "rd",
+    "repeat": "repeat",
     "runq": "runq",
     "search": "search",
     "set": "context",
@@ -53,5 +56,6 @@ INDEX: dict[str, str] = {
     "vtop": "paging",
     "waitq": "waitq",
     "whatis": "data",
+    "wr": "wr",
     "x": "rd",
 }

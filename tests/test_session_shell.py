@@ -1,0 +1,145 @@
+"""The crash shell's own words: ``alias``, ``*``, ``set`` variables, ``wr``, ``repeat``.
+
+Compared with crash on a lab dump where crash answers (the alias listing, ``*`` and
+``size``, the radix that ``hex``/``dec`` set for ``p`` and ``struct``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from crash_script import crash_parts, kdx_sections
+
+from kdx.session.session import Session
+
+
+@pytest.fixture(scope="module")
+def target(null_deref):
+    return null_deref.target
+
+
+def _session(target, json_mode: bool = False) -> tuple[Session, io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    return Session(target, json=json_mode, out=out, err=err), out, err
+
+
+def test_shell_words_match_crash(crash, null_deref, target):
+    tasks = f"{target.prog['init_task'].tasks.address_:x}"
+    wanted = ["alias", "alias pd", f"* list_head {tasks}",
+              "size list_head", f"* task_struct.pid,comm {target.prog['init_task'].address_:x}",
+              "hex", "p jiffies", f"struct list_head {tasks}", "px jiffies", "dec",
+              "p jiffies", "pd jiffies", "set radix 16", "p init_task.pid", "set radix 10"]
+    theirs = crash_parts(crash, null_deref, wanted)
+    run = kdx_sections(target, wanted)
+    assert not run.failed, run.stderr
+    for command, mine, crash_says in zip(wanted, run.parts, theirs):
+        assert mine == crash_says, command
+    assert "builtin  size     *" in run.sections["alias"]
+    assert "0x" in run.sections["px jiffies"]
+
+
+def test_user_aliases(target):
+    session, out, err = _session(target)
+    assert session.execute("alias tasks 'ps -G'")
+    assert out.getvalue().splitlines()[1].split() == ["runtime", "tasks", "ps", "-G"]
+    assert session.execute("tasks | grep -c '^>'")
+    assert int(out.getvalue().splitlines()[-1]) >= 1
+    assert session.execute('alias tasks ""')
+    assert out.getvalue().endswith("alias deleted: tasks\n")
+    assert not session.execute("tasks")
+    assert not session.execute("alias sys log")
+    assert not session.execute("alias zz nosuchcommand")
+    assert not session.execute("alias zz")
+    errors = err.getvalue().splitlines()
+    assert [e.split(": error: ")[1] for e in errors[1:]] == [
+        "cannot alias existing command name: sys",
+        "invalid alias attempt on non-existent command: nosuchcommand",
+        "alias does not exist: zz"]
+    session, out, _ = _session(target, json_mode=True)
+    assert session.execute("alias hex")
+    doc = json.loads(out.getvalue())
+    assert doc["kind"] == "alias"
+    assert doc["data"] == [{"origin": "builtin", "alias": "hex",
+                            "command": ["set", "radix", "16"]}]
+
+
+def test_set_variables(target):
+    session, out, err = _session(target)
+    assert session.execute("set -v")
+    rows = dict(line.strip().split(": ", 1) for line in out.getvalue().splitlines())
+    assert rows["radix"] == "10 (decimal)" and rows["silent"] == "off"
+    assert rows["dumpfile"].endswith("vmcore")
+    assert session.execute("sn") and session.execute("set silent on")
+    assert not session.execute("set radix 8") and not session.execute("set scroll maybe")
+    assert len(err.getvalue().splitlines()) == 2
+    session, out, _ = _session(target, json_mode=True)
+    assert session.execute("hex")
+    doc = json.loads(out.getvalue())
+    assert doc["kind"] == "set-variables"
+    assert doc["data"] == [{"name": "radix", "value": "16 (hexadecimal)"}]
+    out.seek(0)
+    out.truncate()
+    assert session.execute("set -v")
+    assert len(json.loads(out.getvalue())["data"]) == 5
+
+
+def test_wr_and_repeat(target):
+    session, out, err = _session(target)
+    assert not session.execute("wr jiffies 0")
+    assert err.getvalue().count("\n") == 1 and "never writes" in err.getvalue()
+    assert session.execute("repeat -2 p jiffies")
+    assert out.getvalue().startswith("jiffies = $1 = ") and out.getvalue().count("\n") == 1
+    assert "runs once" in err.getvalue()
+    assert not session.execute("repeat -x p jiffies")
+    assert not session.execute("repeat nosuch")
+    assert not session.execute("* nosuchtype")
+
+
+def _rc_dirs(tmp_path):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    (home / ".crashrc").write_text("alias kp 'p -x'\nset scroll on\n# a comment\n")
+    (home / ".kdxrc").write_text("hex\nalias sy sys\n")
+    (work / ".kdxrc").write_text("alias kp p -d\n")
+    return home, work
+
+
+def test_rc_files(target, tmp_path):
+    from kdx.session.rcfiles import run_rc_files
+
+    home, work = _rc_dirs(tmp_path)
+    session, out, err = _session(target)
+    assert run_rc_files(session, home, work)
+    assert out.getvalue().splitlines()[0] == "output radix: 16 (hex)"
+    assert not session.settings.scroll  # .crashrc gives its aliases only
+    out.seek(0)
+    out.truncate()
+    assert session.execute("alias")
+    rows = [row.rstrip() for row in out.getvalue().splitlines()]
+    assert rows[0] == "ORIGIN        ALIAS    COMMAND"  # as wide as "$HOME/.kdxrc"
+    assert rows[-2:] == ["$HOME/.kdxrc  sy       sys", ".kdxrc        kp       p -d"]
+    assert err.getvalue() == ""
+
+
+def test_rc_files_from_the_command_line(null_deref, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    home, work = _rc_dirs(tmp_path)
+    env = dict(os.environ, HOME=str(home))
+    for extra, expected in (([], "0x"), (["--no-rc"], "")):
+        proc = subprocess.run([sys.executable, "-m", "kdx", str(null_deref.vmcore), *extra,
+                               "-c", "p jiffies", "-c", "kp jiffies"], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=300)
+        lines = proc.stdout.splitlines()
+        if extra:
+            assert proc.returncode == 1 and "kp: no such command" in proc.stderr
+            assert lines[0].startswith("jiffies = $1 = ") and "0x" not in lines[0]
+        else:
+            assert proc.returncode == 0, proc.stderr
+            assert lines[1].startswith("jiffies = $1 = 0x")  # hex, from ~/.kdxrc
+            assert lines[2].startswith("jiffies = $2 = ") and expected not in lines[2]
