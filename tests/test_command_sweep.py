@@ -42,7 +42,8 @@ SWEEP = [
     "list -H modules", "tree -t xarray init_pid_ns", "search -s init_task -l 0x1000 0",
     "vtop init_task", "ptov 1000", "pte 0", "btop 1000", "ptob 1",
     "alias", "alias hex", "* task_struct.pid,comm init_task", "size list_head", "set -v",
-    "set radix 16", "repeat -1 p jiffies", "wr jiffies 1",
+    "set radix 16", "repeat -1 p jiffies", "wr jiffies 1", "gdb p jiffies",
+    "gdb ptype struct list_head", "gdb info symbol schedule", "gdb info line schedule",
 ]
 
 

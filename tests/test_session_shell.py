@@ -143,3 +143,29 @@ def test_rc_files_from_the_command_line(null_deref, tmp_path):
             assert proc.returncode == 0, proc.stderr
             assert lines[1].startswith("jiffies = $1 = 0x")  # hex, from ~/.kdxrc
             assert lines[2].startswith("jiffies = $2 = ") and expected not in lines[2]
+
+
+def test_gdb_commands_match_crash(crash, null_deref, target):
+    wanted = ["gdb p jiffies", "p jiffies", "gdb p/x jiffies", "gdb ptype struct list_head",
+              "gdb whatis jiffies", "gdb whatis init_task", "gdb ptype init_task.pid",
+              "gdb info symbol 0xffffffff81000000", "gdb info address jiffies",
+              "gdb info address schedule", "gdb info symbol schedule",
+              "gdb list schedule", "gdb x/2xg &jiffies", "gdb p init_task.comm",
+              "g whatis pid_t", "gdb ptype pid_t"]
+    theirs = crash_parts(crash, null_deref, wanted)
+    run = kdx_sections(target, wanted)
+    assert not run.failed, run.stderr
+    for command, mine, crash_says in zip(wanted, run.parts, theirs):
+        assert mine == crash_says, command
+    line = kdx_sections(target, ["gdb info line schedule"]).parts[0]
+    assert line.startswith('Line 6654 of "kernel/sched/core.c" starts at address ')
+
+
+def test_gdb_commands_kdx_does_not_answer(target):
+    session, out, err = _session(target)
+    assert not session.execute("gdb info registers")
+    assert not session.execute("gdb frobnicate")
+    assert not session.execute("gdb p no_such_symbol_here")
+    errors = err.getvalue().splitlines()
+    assert len(errors) == 3 and "use bt -e" in errors[0] and "not answered" in errors[1]
+    assert out.getvalue() == ""

@@ -111,6 +111,7 @@ KINDS: dict[str, Any] = {
     # sessions and the system
     "help": HelpText,
     "alias": list[Alias],
+    "gdb": str,
     "set-variables": list[SessionSetting],
     "help-index": list[CommandSummary],
     "sys": SystemInfo,

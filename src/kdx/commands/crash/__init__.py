@@ -21,6 +21,7 @@ INDEX: dict[str, str] = {
     "eval": "numbers",
     "files": "files",
     "foreach": "foreach",
+    "gdb": "gdb",
     "fuser": "fuser",
     "help": "system",
     "ipcs": "ipc",
