@@ -44,6 +44,7 @@ SWEEP = [
     "alias", "alias hex", "* task_struct.pid,comm init_task", "size list_head", "set -v",
     "set radix 16", "repeat -1 p jiffies", "wr jiffies 1", "gdb p jiffies",
     "gdb ptype struct list_head", "gdb info symbol schedule", "gdb info line schedule",
+    "py -c 'print(find_task(prog, 1).comm)'", "python -c 'print(1)'",
 ]
 
 

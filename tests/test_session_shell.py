@@ -169,3 +169,22 @@ def test_gdb_commands_kdx_does_not_answer(target):
     errors = err.getvalue().splitlines()
     assert len(errors) == 3 and "use bt -e" in errors[0] and "not answered" in errors[1]
     assert out.getvalue() == ""
+
+
+def test_py_scripts(target, tmp_path):
+    script = tmp_path / "tasks.py"
+    script.write_text("import sys\n"
+                      "print(sys.argv[1:], prog['init_task'].comm.string_().decode())\n"
+                      "print(find_task(prog, 1).comm.string_().decode(), "
+                      "dump.sys().nodename)\n"
+                      "if sys.argv[1:] == ['fail']: raise ValueError('bad')\n")
+    session, out, err = _session(target)
+    assert session.execute(f"py {script} -x 7"), err.getvalue()
+    assert out.getvalue() == "['-x', '7'] swapper/0\ninit kdx-lab\n"
+    assert session.execute("python -c 'print(len(list(for_each_task(prog))))' | cat")
+    assert int(out.getvalue().splitlines()[-1]) > 50
+    assert not session.execute(f"py {script} fail")
+    assert not session.execute("py nosuch.py")
+    errors = err.getvalue().splitlines()
+    assert errors == [f"py: error: {script} (line 4): ValueError: bad",
+                      "py: error: no such file: nosuch.py"]

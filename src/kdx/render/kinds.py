@@ -112,6 +112,7 @@ KINDS: dict[str, Any] = {
     "help": HelpText,
     "alias": list[Alias],
     "gdb": str,
+    "py": str,
     "set-variables": list[SessionSetting],
     "help-index": list[CommandSummary],
     "sys": SystemInfo,

@@ -36,6 +36,8 @@ INDEX: dict[str, str] = {
     "p": "data",
     "print": "data",
     "ps": "ps",
+    "py": "python",
+    "python": "python",
     "pte": "paging",
     "ptob": "paging",
     "ptov": "paging",
