@@ -44,7 +44,7 @@ SWEEP = [
     "alias", "alias hex", "* task_struct.pid,comm init_task", "size list_head", "set -v",
     "set radix 16", "repeat -1 p jiffies", "wr jiffies 1", "gdb p jiffies",
     "gdb ptype struct list_head", "gdb info symbol schedule", "gdb info line schedule",
-    "py -c 'print(find_task(prog, 1).comm)'", "python -c 'print(1)'",
+    "py -c 'print(find_task(prog, 1).comm)'", "python -c 'print(1)'", "extend -s",
 ]
 
 
@@ -62,6 +62,8 @@ NO_DATA = {
     "swap": "SWAP_INFO_STRUCT",
     # kdx never writes memory: the one-line refusal is the answer
     "wr jiffies 1": "never writes",
+    # no extension is loaded in the sweep's sessions
+    "extend -s": "no extensions loaded",
 }
 
 

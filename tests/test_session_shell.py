@@ -188,3 +188,54 @@ def test_py_scripts(target, tmp_path):
     errors = err.getvalue().splitlines()
     assert errors == [f"py: error: {script} (line 4): ValueError: bad",
                       "py: error: no such file: nosuch.py"]
+
+
+EXAMPLE = __import__("pathlib").Path(__file__).parent.parent / "examples" / "kdx_runnable.py"
+
+
+def test_extend_loads_lists_and_unloads(target, tmp_path):
+    session, out, err = _session(target)
+    assert session.execute(f"extend {EXAMPLE}")
+    assert session.execute("runnable")
+    rows = out.getvalue().splitlines()
+    assert rows[0].endswith("kdx_runnable.py: commands: runnable")
+    assert rows[1] == "CPU    PID  COMMAND" and rows[2].split() == ["0", "103", "spinner"]
+    assert rows[3].split() == ["1", "235", "insmod"]  # the panic task, running insmod
+    assert not session.execute(f"extend {EXAMPLE}")  # already loaded
+    assert not session.execute("runnable -c 7")
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('no')\n")
+    assert not session.execute(f"extend {broken}")
+    clash = tmp_path / "clash.py"
+    clash.write_text("from kdx.extension import command, make_parser\n"
+                     "@command('ps', 'mine', parser=lambda: make_parser('ps', ''))\n"
+                     "def ps(session, args): pass\n")
+    assert not session.execute(f"extend {clash}")
+    assert session.execute(f"extend -u {EXAMPLE}")
+    assert not session.execute("runnable")
+    assert [e.split(": ", 2)[-1] for e in err.getvalue().splitlines()] == [
+        f"{EXAMPLE}: already loaded", "no runnable task on CPU 7",
+        f"{broken}: RuntimeError: no", "ps: a kdx command has that name",
+        "runnable: no such command (try 'help')"]
+    session, out, _ = _session(target, json_mode=True)
+    assert session.execute(f"extend {EXAMPLE}") and session.execute("runnable -c 1")
+    docs = [json.loads(d) for d in out.getvalue().replace("}\n{", "}\n\x00{").split("\x00")]
+    assert docs[1] == {"kind": "runnable", "schema": 2,
+                       "data": [{"cpu": 1, "pid": 235, "comm": "insmod"}]}
+
+
+def test_installed_extensions_by_entry_point(target, tmp_path, monkeypatch):
+    """A package advertising a module under the kdx.extensions entry-point group."""
+    (tmp_path / "kdx_demo_ext.py").write_text(EXAMPLE.read_text())
+    info = tmp_path / "kdx_demo_ext-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kdx-demo-ext\n"
+                                   "Version: 1.0\n")
+    (info / "entry_points.txt").write_text("[kdx.extensions]\ndemo = kdx_demo_ext\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    session, out, err = _session(target)
+    assert session.execute("runnable -c 0")  # found on first use, nothing typed
+    assert out.getvalue().splitlines()[1].split() == ["0", "103", "spinner"]
+    assert session.execute("extend -s")
+    assert out.getvalue().splitlines()[-1].split() == ["demo", "runnable"]
+    assert err.getvalue() == ""

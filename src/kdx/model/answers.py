@@ -23,7 +23,8 @@ from kdx.model.vm import TaskVm, Vma, VmaPages
 
 __all__ = [
     "Alias", "AsciiValues", "BugBytes", "CommandSummary", "DeviceTables",
-    "EvalResult", "FileUsers", "HelpText", "InodePageCache", "LogDocument", "ModuleTaints",
+    "EvalResult", "ExtensionInfo", "FileUsers", "HelpText", "InodePageCache", "LogDocument",
+    "ModuleTaints",
     "PageFrame", "PercpuOffset", "PhysicalToVirtual", "RawDumpFile", "SessionSetting",
     "TaskChildren",
     "TaskFilesPageCache", "TaskFilesReference", "TaskLastRun", "TaskRlimits", "TaskSearch",
@@ -41,6 +42,14 @@ class Alias:
     origin: str
     alias: str
     command: list[str]
+
+
+@dataclass(frozen=True)
+class ExtensionInfo:
+    """A loaded extension (its file or entry-point name) and the commands it added."""
+
+    name: str
+    commands: list[str]
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,7 @@ class CommandTable:
 
         self._index = INDEX
         self._loaded: dict[str, CrashCommand] = {}
+        self._added: dict[str, CrashCommand] = {}  # extensions' commands
 
     def _load(self, module_name: str) -> None:
         module = importlib.import_module(f"kdx.commands.crash.{module_name}")
@@ -149,10 +150,22 @@ class CommandTable:
     def get(self, name: str) -> CrashCommand | None:
         if name not in self._loaded and name in self._index:
             self._load(self._index[name])
-        return self._loaded.get(name)
+        return self._loaded.get(name) or self._added.get(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._index
+        return name in self._index or name in self._added
+
+    def add(self, command: CrashCommand) -> None:
+        """Register an extension's command (``extend``); a built-in name is refused."""
+        for name in (command.name, *command.aliases):
+            if name in self._index:
+                raise CommandError(f"{name}: a kdx command has that name")
+        for name in (command.name, *command.aliases):
+            self._added[name] = command
+
+    def remove(self, command: CrashCommand) -> None:
+        for name in (command.name, *command.aliases):
+            self._added.pop(name, None)
 
     def __getitem__(self, name: str) -> CrashCommand:
         command = self.get(name)
@@ -163,7 +176,7 @@ class CommandTable:
     def values(self) -> list[CrashCommand]:
         for module_name in set(self._index.values()):
             self._load(module_name)
-        return list(self._loaded.values())
+        return [*self._loaded.values(), *self._added.values()]
 
 
 def load_commands() -> CommandTable:

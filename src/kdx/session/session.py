@@ -27,6 +27,7 @@ from kdx.session.command import (
     Reported,
     load_commands,
 )
+from kdx.session.extensions import Extensions
 from kdx.session.settings import Settings
 from kdx.target.open import Target
 from kdx.textsafe import clean
@@ -48,6 +49,7 @@ class Session:
         self._current_task: drgn.Object | None = None
         self._cache: dict[str, Any] = {}
         self.aliases = AliasTable.builtin()
+        self.extensions = Extensions()
         #: what ``alias`` records as a new alias's origin (an rc file while it runs)
         self.alias_origin = "runtime"
         self.settings = Settings(pager=os.environ.get("PAGER") or "less")
@@ -141,6 +143,9 @@ class Session:
             name, fmt = name.split("/", 1)
             argv = ["/" + fmt, *argv]
         command = self.commands.get(name)
+        if command is None and not self.extensions.entry_points_seen:
+            self.extensions.load_entry_points(self.commands)  # an installed extension's?
+            command = self.commands.get(name)
         if command is None:
             self.err.write(f"kdx: error: {clean(name)}: no such command (try 'help')\n")
             return False

@@ -19,6 +19,7 @@ INDEX: dict[str, str] = {
     "dis": "dis",
     "dmesg": "log",
     "eval": "numbers",
+    "extend": "extend",
     "files": "files",
     "foreach": "foreach",
     "gdb": "gdb",
