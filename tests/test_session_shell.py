@@ -239,3 +239,20 @@ def test_installed_extensions_by_entry_point(target, tmp_path, monkeypatch):
     assert session.execute("extend -s")
     assert out.getvalue().splitlines()[-1].split() == ["demo", "runnable"]
     assert err.getvalue() == ""
+
+
+def test_tab_completion_candidates(target, tmp_path):
+    from kdx.session.completion import Completer
+
+    completer = Completer(Session(target, out=io.StringIO(), err=io.StringIO()))
+    (tmp_path / "dmesg-out.txt").write_text("")
+    cases = {("", "forea"): ["foreach "], ("", "h"): ["help ", "hex "],
+             ("p ", "jiffies_6"): ["jiffies_64", "jiffies_64_to_clock_t"],
+             ("whatis ", "task_stru"): ["task_struct", "task_struct_cachep"],
+             ("", "task_struct.tgi"): ["task_struct.tgid"],
+             ("struct ", "task_struct.se.vrun"): ["task_struct.se.vruntime"],
+             ("bt ", "23"): ["23", "234", "235"],
+             ("log > ", f"{tmp_path}/dmesg-"): [f"{tmp_path}/dmesg-out.txt"]}
+    for (before, text), expected in cases.items():
+        assert completer.candidates(before, text) == expected, (before, text)
+    assert {"-a", "-f", "-l"} <= set(completer.candidates("bt ", "-"))

@@ -84,6 +84,9 @@ def _interactive(session: Session) -> int:
         readline = None  # type: ignore[assignment]
     history = _history_file()
     if readline is not None:
+        from kdx.session.completion import install
+
+        install(session)
         history.parent.mkdir(parents=True, exist_ok=True)
         if history.exists():
             readline.read_history_file(str(history))
