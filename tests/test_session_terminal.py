@@ -120,7 +120,8 @@ def test_python_prompt_and_back(terminal):
     at = terminal.read_until(b">>> ", timeout=60, start=start)
     terminal.type("prog['init_task'].comm.string_(), find_task(prog, 1).pid.value_()\n")
     at = terminal.read_until(b"(b'swapper/0', 1)", timeout=30, start=at)
-    terminal.type("\x04")  # Ctrl-D: back to kdx
+    terminal.read_until(b">>> ", timeout=30, start=at)
+    terminal.type("exit()\n")  # back to kdx, not out of it
     at = terminal.read_until(PROMPT, timeout=30, start=at)
     terminal.type("sys | grep -c RELEASE\n")
     terminal.read_until(b"\n1\r\n", timeout=60, start=at)

@@ -42,8 +42,13 @@ def namespace(session: Session) -> dict[str, Any]:
     names: dict[str, Any] = {"__name__": "__main__"}
     exec(_IMPORTS, names)  # noqa: S102 (fixed text: drgn's own imports)
     dump = session.cached("py-dump", lambda: Dump(session.target))
-    names.update(prog=session.prog, dump=dump, session=session)
+    names.update(prog=session.prog, dump=dump, session=session, exit=_leave, quit=_leave)
     return names
+
+
+def _leave(code: object = None) -> None:
+    """exit()/quit() at the prompt: back to kdx (site's would close standard input)."""
+    raise SystemExit(code)
 
 
 @crash_command("py", "a Python prompt (prog, dump, drgn helpers) or py FILE.py ARGS",
@@ -64,8 +69,9 @@ def _py(session: Session, args: argparse.Namespace) -> None:
             _code(words, names)
         else:
             console = code.InteractiveConsole(names)
-            console.interact(banner="Python prompt: prog (drgn), dump (kdx); Ctrl-D "
-                             "returns to kdx", exitmsg="")
+            with contextlib.suppress(SystemExit):  # exit() leaves the prompt, not kdx
+                console.interact(banner="Python prompt: prog (drgn), dump (kdx); Ctrl-D "
+                                 "returns to kdx", exitmsg="")
 
 
 def _code(words: list[str], names: dict[str, Any]) -> None:
