@@ -41,6 +41,10 @@ SWEEP = [
     "mach", "mach -c", "mach -m", "swap", "ipcs", "waitq log_wait", "fuser /",
     "list -H modules", "tree -t xarray init_pid_ns", "search -s init_task -l 0x1000 0",
     "vtop init_task", "ptov 1000", "pte 0", "btop 1000", "ptob 1",
+    "alias", "alias hex", "* task_struct.pid,comm init_task", "size list_head", "set -v",
+    "set radix 16", "repeat -1 p jiffies", "wr jiffies 1", "gdb p jiffies",
+    "gdb ptype struct list_head", "gdb info symbol schedule", "gdb info line schedule",
+    "py -c 'print(find_task(prog, 1).comm)'", "python -c 'print(1)'", "extend -s",
 ]
 
 
@@ -56,6 +60,10 @@ NO_DATA = {
     "log -a": "kernel audit log is empty",
     # the lab guests have no swap: the header alone, no swap devices
     "swap": "SWAP_INFO_STRUCT",
+    # kdx never writes memory: the one-line refusal is the answer
+    "wr jiffies 1": "never writes",
+    # no extension is loaded in the sweep's sessions
+    "extend -s": "no extensions loaded",
 }
 
 

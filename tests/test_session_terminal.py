@@ -116,3 +116,18 @@ def test_ctrl_c_at_the_prompt_gives_a_new_prompt(terminal):
     terminal.read_until(PROMPT, timeout=30, start=first)
     terminal.type("exit\n")
     assert terminal.wait(30) == 0
+
+
+def test_python_prompt_and_back(terminal):
+    start = terminal.read_until(PROMPT, timeout=120) + len(PROMPT)
+    terminal.type("py\n")
+    at = terminal.read_until(b">>> ", timeout=60, start=start)
+    terminal.type("prog['init_task'].comm.string_(), find_task(prog, 1).pid.value_()\n")
+    at = terminal.read_until(b"(b'swapper/0', 1)", timeout=30, start=at)
+    terminal.read_until(b">>> ", timeout=30, start=at)
+    terminal.type("exit()\n")  # back to kdx, not out of it
+    at = terminal.read_until(PROMPT, timeout=30, start=at)
+    terminal.type("sys | grep -c RELEASE\n")
+    terminal.read_until(b"\n1\r\n", timeout=60, start=at)
+    terminal.type("q\n")
+    assert terminal.wait(30) == 0

@@ -22,15 +22,43 @@ from kdx.model.tasks import TaskInfo, TaskRlimit
 from kdx.model.vm import TaskVm, Vma, VmaPages
 
 __all__ = [
-    "AsciiValues", "BugBytes", "CommandSummary", "DeviceTables",
-    "EvalResult", "FileUsers", "HelpText", "InodePageCache", "LogDocument", "ModuleTaints",
-    "PageFrame", "PercpuOffset", "PhysicalToVirtual", "RawDumpFile", "TaskChildren",
+    "Alias", "AsciiValues", "BugBytes", "CommandSummary", "DeviceTables",
+    "EvalResult", "ExtensionInfo", "FileUsers", "HelpText", "InodePageCache", "LogDocument",
+    "ModuleTaints",
+    "PageFrame", "PercpuOffset", "PhysicalToVirtual", "RawDumpFile", "SessionSetting",
+    "TaskChildren",
     "TaskFilesPageCache", "TaskFilesReference", "TaskLastRun", "TaskRlimits", "TaskSearch",
     "TaskThreads", "TaskVmPages", "VmFlags", "VmReference",
 ]
 
 
 # -- session-wide ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Alias:
+    """One alias of the session: ``hex`` is ``set radix 16``; ``origin`` says where it
+    comes from (``builtin``, ``runtime``, or the rc file that set it)."""
+
+    origin: str
+    alias: str
+    command: list[str]
+
+
+@dataclass(frozen=True)
+class ExtensionInfo:
+    """A loaded extension (its file or entry-point name) and the commands it added."""
+
+    name: str
+    commands: list[str]
+
+
+@dataclass(frozen=True)
+class SessionSetting:
+    """One ``set`` variable of the session and its value as ``set -v`` shows it."""
+
+    name: str
+    value: str
+
 
 @dataclass(frozen=True)
 class HelpText:

@@ -19,11 +19,13 @@ from kdx.capture.memusage import MemUsage
 from kdx.capture.status import StatusReport
 from kdx.diagnosis.verdict import Verdict
 from kdx.model.answers import (
+    Alias,
     AsciiValues,
     BugBytes,
     CommandSummary,
     DeviceTables,
     EvalResult,
+    ExtensionInfo,
     FileUsers,
     HelpText,
     InodePageCache,
@@ -33,6 +35,7 @@ from kdx.model.answers import (
     PercpuOffset,
     PhysicalToVirtual,
     RawDumpFile,
+    SessionSetting,
     TaskChildren,
     TaskFilesPageCache,
     TaskFilesReference,
@@ -108,6 +111,11 @@ class SingleVma(TypedDict):
 KINDS: dict[str, Any] = {
     # sessions and the system
     "help": HelpText,
+    "alias": list[Alias],
+    "gdb": str,
+    "extend": list[ExtensionInfo],
+    "py": str,
+    "set-variables": list[SessionSetting],
     "help-index": list[CommandSummary],
     "sys": SystemInfo,
     "sys-config": dict[str, str],

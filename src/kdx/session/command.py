@@ -29,6 +29,11 @@ class CommandError(KdxError):
     """A command failed; the session prints one line and goes on."""
 
 
+class Reported(Exception):
+    """A command ran another that failed and printed why: the session prints nothing
+    more and counts the command as failed."""
+
+
 class HelpShown(Exception):
     """``-h`` was given: the parser printed its help, the command must not run."""
 
@@ -54,6 +59,24 @@ class CommandParser(argparse.ArgumentParser):
 def make_parser(name: str, description: str) -> CommandParser:
     """A parser for one command, named as the user typed it."""
     return CommandParser(prog=name, description=description, add_help=True)
+
+
+class WordsParser(CommandParser):
+    """The parser of a command that takes the rest of the line as words (``*``,
+    ``repeat``, ``gdb``, ``alias``): options belong to the command it runs, so only a
+    lone ``-h`` is its own; ``args.words`` holds them all."""
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's)
+        words = list(args or [])
+        if words in (["-h"], ["--help"]):
+            self.print_help()
+        return argparse.Namespace(words=words)
+
+
+def make_words_parser(name: str, description: str, usage: str) -> WordsParser:
+    """A :class:`WordsParser` whose help shows ``usage``."""
+    return WordsParser(prog=name, description=description, usage=f"{name} {usage}",
+                       add_help=True)
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,7 @@ class CommandTable:
 
         self._index = INDEX
         self._loaded: dict[str, CrashCommand] = {}
+        self._added: dict[str, CrashCommand] = {}  # extensions' commands
 
     def _load(self, module_name: str) -> None:
         module = importlib.import_module(f"kdx.commands.crash.{module_name}")
@@ -126,10 +150,22 @@ class CommandTable:
     def get(self, name: str) -> CrashCommand | None:
         if name not in self._loaded and name in self._index:
             self._load(self._index[name])
-        return self._loaded.get(name)
+        return self._loaded.get(name) or self._added.get(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._index
+        return name in self._index or name in self._added
+
+    def add(self, command: CrashCommand) -> None:
+        """Register an extension's command (``extend``); a built-in name is refused."""
+        for name in (command.name, *command.aliases):
+            if name in self._index:
+                raise CommandError(f"{name}: a kdx command has that name")
+        for name in (command.name, *command.aliases):
+            self._added[name] = command
+
+    def remove(self, command: CrashCommand) -> None:
+        for name in (command.name, *command.aliases):
+            self._added.pop(name, None)
 
     def __getitem__(self, name: str) -> CrashCommand:
         command = self.get(name)
@@ -140,7 +176,7 @@ class CommandTable:
     def values(self) -> list[CrashCommand]:
         for module_name in set(self._index.values()):
             self._load(module_name)
-        return list(self._loaded.values())
+        return [*self._loaded.values(), *self._added.values()]
 
 
 def load_commands() -> CommandTable:

@@ -19,7 +19,16 @@ import drgn
 
 from kdx.errors import KdxError
 from kdx.render.json_out import to_json
-from kdx.session.command import CommandError, CommandTable, HelpShown, load_commands
+from kdx.session.aliases import AliasTable
+from kdx.session.command import (
+    CommandError,
+    CommandTable,
+    HelpShown,
+    Reported,
+    load_commands,
+)
+from kdx.session.extensions import Extensions
+from kdx.session.settings import Settings
 from kdx.target.open import Target
 from kdx.textsafe import clean
 
@@ -39,6 +48,11 @@ class Session:
         self.commands: CommandTable = load_commands()
         self._current_task: drgn.Object | None = None
         self._cache: dict[str, Any] = {}
+        self.aliases = AliasTable.builtin()
+        self.extensions = Extensions()
+        #: what ``alias`` records as a new alias's origin (an rc file while it runs)
+        self.alias_origin = "runtime"
+        self.settings = Settings(pager=os.environ.get("PAGER") or "less")
 
     # -- state shared by commands -------------------------------------------------------
 
@@ -99,7 +113,7 @@ class Session:
             return False
         if not words:
             return True
-        if pipe_to is None and redirect is None:
+        if pipe_to is None and redirect is None and not self._paging():
             return self._run(words)
         saved, buffer = self.out, io.StringIO()
         self.out = buffer
@@ -109,7 +123,18 @@ class Session:
             self.out = saved
         return self._deliver(buffer.getvalue(), pipe_to, redirect, mode) and ok
 
+    def run(self, words: list[str]) -> bool:
+        """Run one command given as words (aliases resolved): what a command that runs
+        another (``*``, ``repeat``, ``gdb``) calls; False when it failed (printed)."""
+        return self._run(words)
+
+    def _paging(self) -> bool:
+        return self.settings.scroll and self.out is sys.stdout and self.out.isatty()
+
     def _run(self, words: list[str]) -> bool:
+        words = self.aliases.resolve(words)
+        if not words:
+            return True
         if words[0] in EXTERNAL_COMMANDS and words[0] not in self.commands:
             return self._shell(shlex.join(words))
         words = self._shortcut(words)
@@ -118,6 +143,9 @@ class Session:
             name, fmt = name.split("/", 1)
             argv = ["/" + fmt, *argv]
         command = self.commands.get(name)
+        if command is None and not self.extensions.entry_points_seen:
+            self.extensions.load_entry_points(self.commands)  # an installed extension's?
+            command = self.commands.get(name)
         if command is None:
             self.err.write(f"kdx: error: {clean(name)}: no such command (try 'help')\n")
             return False
@@ -137,6 +165,8 @@ class Session:
 
                 self.emit("help", HelpText(name, text), text)
             return True
+        except Reported:
+            return False
         except KdxError as err:
             self.err.write(f"{name}: error: {clean(str(err))}\n")
         except drgn.FaultError as err:
@@ -167,6 +197,10 @@ class Session:
         if kind == "typedef":  # crash: a typedef'd struct with an address is struct
             return ["whatis", name] if len(words) == 1 else ["struct", *words]
         return [kind, *words] if kind else words
+
+    def type_kind(self, name: str) -> str | None:
+        """"struct" or "union" for such a tag, "typedef" for another type name, or None."""
+        return self._type_kind(name)
 
     def _is_symbol(self, name: str) -> bool:
         try:
@@ -210,7 +244,11 @@ class Session:
                 self.err.write(f"kdx: error: cannot write {redirect}: {err.strerror}\n")
                 return False
             return True
-        proc = subprocess.run(pipe_to or "cat", shell=True, input=text, text=True,
+        if pipe_to is None:  # set scroll on, on a terminal: the pager has the terminal
+            self.out.flush()
+            subprocess.run(self.settings.pager, shell=True, input=text, text=True)
+            return True
+        proc = subprocess.run(pipe_to, shell=True, input=text, text=True,
                               stdout=subprocess.PIPE)
         self.out.write(proc.stdout)
         return True

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-i", "--input", type=Path, metavar="FILE",
                         help="run the commands in FILE, one per line, and exit")
     parser.add_argument("--json", action="store_true", help="commands print JSON")
+    parser.add_argument("--no-rc", action="store_true", help="skip the start-up files "
+                        "(~/.kdxrc, ./.kdxrc and the aliases of ~/.crashrc, ./.crashrc)")
     return parser
 
 
@@ -40,6 +42,10 @@ def main(argv: list[str]) -> int:
     for message in target.warnings:
         warn(message)
     session = Session(target, json=args.json)
+    if not args.no_rc:
+        from kdx.session.rcfiles import run_rc_files
+
+        run_rc_files(session, Path.home(), Path.cwd())
     if script is not None:
         return _run_script(session, script)
     if not sys.stdin.isatty():
@@ -78,6 +84,9 @@ def _interactive(session: Session) -> int:
         readline = None  # type: ignore[assignment]
     history = _history_file()
     if readline is not None:
+        from kdx.session.completion import install
+
+        install(session)
         history.parent.mkdir(parents=True, exist_ok=True)
         if history.exists():
             readline.read_history_file(str(history))
@@ -86,7 +95,7 @@ def _interactive(session: Session) -> int:
     try:
         while True:
             try:
-                line = input(PROMPT)
+                line = input("" if session.settings.silent else PROMPT)
             except KeyboardInterrupt:
                 print()
                 continue

@@ -10,6 +10,8 @@ time); a test checks that it lists exactly what the modules declare.
 """
 
 INDEX: dict[str, str] = {
+    "*": "pointer",
+    "alias": "alias",
     "ascii": "numbers",
     "bt": "bt",
     "btop": "paging",
@@ -17,8 +19,10 @@ INDEX: dict[str, str] = {
     "dis": "dis",
     "dmesg": "log",
     "eval": "numbers",
+    "extend": "extend",
     "files": "files",
     "foreach": "foreach",
+    "gdb": "gdb",
     "fuser": "fuser",
     "help": "system",
     "ipcs": "ipc",
@@ -33,10 +37,13 @@ INDEX: dict[str, str] = {
     "p": "data",
     "print": "data",
     "ps": "ps",
+    "py": "python",
+    "python": "python",
     "pte": "paging",
     "ptob": "paging",
     "ptov": "paging",
     "rd": "rd",
+    "repeat": "repeat",
     "runq": "runq",
     "search": "search",
     "set": "context",
@@ -53,5 +60,6 @@ INDEX: dict[str, str] = {
     "vtop": "paging",
     "waitq": "waitq",
     "whatis": "data",
+    "wr": "wr",
     "x": "rd",
 }

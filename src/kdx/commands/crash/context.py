@@ -26,6 +26,7 @@ from kdx.render.crash.data import task_values_text
 from kdx.render.crash.ps import render_context, render_task
 from kdx.session.command import CommandError, crash_command, make_parser
 from kdx.session.session import Session
+from kdx.session.settings import VARIABLES, render_settings
 
 # --- set ----------------------------------------------------------------------------------------
 
@@ -35,7 +36,12 @@ def _set_parser():
                                 "and show it")
     parser.add_argument("-c", metavar="CPU", type=int, help="the task active on CPU")
     parser.add_argument("-p", action="store_true", help="back to the panic task")
-    parser.add_argument("target", nargs="?", metavar="pid|task")
+    parser.add_argument("-v", action="store_true", help="list the session's variables")
+    parser.add_argument("target", nargs="?", metavar="pid|task|variable",
+                        help="a PID, a task address, or a variable: "
+                        f"{', '.join(VARIABLES)}")
+    parser.add_argument("value", nargs="?", help="the variable's new value (radix 10|16, "
+                        "scroll on|off, silent on|off)")
     return parser
 
 
@@ -71,7 +77,17 @@ def _by_address(session: Session, address: int) -> TaskInfo:
 
 @crash_command("set", "set or show the current task (PID, task, -c CPU, -p)", parser=_set_parser)
 def _set(session: Session, args: argparse.Namespace) -> None:
-    if args.p:
+    if args.v:
+        target = session.target
+        rows = session.settings.listing(str(target.vmlinux or "(none)"),
+                                        str(target.path or "/proc/kcore"))
+        session.emit("set-variables", rows, lambda: render_settings(rows))
+    elif args.target in VARIABLES:
+        said = session.settings.assign(args.target, args.value)
+        name = "radix" if args.target in ("hex", "dec") else args.target
+        rows = [row for row in session.settings.listing("", "") if row.name == name]
+        session.emit("set-variables", rows, said)
+    elif args.p:
         panic = panic_task_address(session.prog)
         if not panic:
             raise CommandError("no panic task found!")
@@ -125,7 +141,7 @@ def _task_parser():
 @crash_command("task", "show the current or named tasks' task_struct (-R members)",
                parser=_task_parser)
 def _task(session: Session, args: argparse.Namespace) -> None:
-    base = 16 if args.x else 10
+    base = 16 if args.x else 10 if args.d else session.settings.radix
     prog = session.prog
     table = tasks_of(session)
     members = [m for spec in args.R for m in spec.split(",") if m]

@@ -109,7 +109,7 @@ def _p(session: Session, args: argparse.Namespace) -> None:
     leader = first if fmt is None and is_symbol(prog, first) else None
     record = PrintedValue(text, number, leader,
                           session_reader(prog, session.cached).read(value))
-    radix = args.radix or 10
+    radix = args.radix or session.settings.radix
     session.emit("p", record, lambda: print_text(record, radix))
 
 
@@ -300,7 +300,7 @@ def _struct_command(kind: str) -> Callable[[Session, argparse.Namespace], None]:
                 raise CommandError("too many arguments!")
             args.count = args.words[2]
         type_ = _lookup_compound(prog, kind, name)
-        radix = args.radix or 10
+        radix = args.radix or session.settings.radix
         if address_word is None:
             if args.count is not None:
                 raise CommandError("no kernel virtual address argument entered")

@@ -90,7 +90,7 @@ def _task(session: Session, tasks: list[TaskInfo], args: argparse.Namespace) -> 
     from kdx.render.crash.data import task_values_text
 
     reader = session_reader(session.prog, session.cached)
-    radix = 16 if args.x else 10
+    radix = 16 if args.x else 10 if args.d else session.settings.radix
     members = [m for spec in args.R for m in spec.split(",") if m]
     records = [task_values(reader, info, members, thread_info=True) for info in tasks]
 
