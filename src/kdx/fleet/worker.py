@@ -48,9 +48,9 @@ def _limit_memory(limit: int) -> None:
 def _reason(err: BaseException, memory: int, names: dict[str, str]) -> str:
     """One sentence for an exception the analysis raised, naming the dump as it was
     submitted (``names`` maps the store's paths to that name), not by the server's
-    paths."""
+    paths. Longer names go first: a store path contains the bare key."""
     text = _first_line(err)
-    for stored, shown in names.items():
+    for stored, shown in sorted(names.items(), key=lambda item: -len(item[0])):
         text = text.replace(stored, shown)
     from kdx.errors import KdxError
     from kdx.fleet.queue import memory_message, out_of_memory
