@@ -131,3 +131,16 @@ def test_python_prompt_and_back(terminal):
     terminal.read_until(b"\n1\r\n", timeout=60, start=at)
     terminal.type("q\n")
     assert terminal.wait(30) == 0
+
+
+def test_ctrl_d_leaves_the_python_prompt_not_kdx(terminal):
+    start = terminal.read_until(PROMPT, timeout=120) + len(PROMPT)
+    terminal.type("py\n")
+    at = terminal.read_until(b">>> ", timeout=60, start=start)
+    terminal.drain(0.5)  # let the prompt settle (see the Ctrl-C test)
+    terminal.type("\x04")  # end of input at the Python prompt: back to kdx
+    at = terminal.read_until(PROMPT, timeout=30, start=at)
+    terminal.type("sys | grep -c RELEASE\n")
+    terminal.read_until(b"\n1\r\n", timeout=60, start=at)
+    terminal.type("q\n")
+    assert terminal.wait(30) == 0
