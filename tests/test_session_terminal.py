@@ -144,3 +144,16 @@ def test_ctrl_d_leaves_the_python_prompt_not_kdx(terminal):
     terminal.read_until(b"\n1\r\n", timeout=60, start=at)
     terminal.type("q\n")
     assert terminal.wait(30) == 0
+
+
+def test_tab_completes_command_words_and_members(terminal):
+    start = terminal.read_until(PROMPT, timeout=120) + len(PROMPT)
+    terminal.drain(0.5)
+    terminal.type("stru\t")  # one command starts so: readline completes it
+    at = terminal.read_until(b"struct ", timeout=30, start=start)
+    terminal.type("task_struct.pdeath_si\t")  # a member after the type and a dot
+    at = terminal.read_until(b"task_struct.pdeath_signal", timeout=60, start=at)
+    terminal.type("\n")
+    terminal.read_until(b"pdeath_signal;", timeout=60, start=at)
+    terminal.type("q\n")
+    assert terminal.wait(30) == 0
