@@ -23,6 +23,7 @@ from typing import Iterator
 import capstone
 import drgn
 
+from kdx.diagnosis.code import disassembler
 from kdx.diagnosis.verdict import Explanation, PointsTo
 
 __all__ = ["classify_value", "explain_access", "member_at"]
@@ -112,7 +113,7 @@ def _operand(prog: drgn.Program, pc: int, registers: dict[str, int]) -> _Operand
         code = prog.read(pc, 16)
     except drgn.FaultError:
         return None
-    ins = next(_disassembler().disasm(code, pc), None)
+    ins = next(disassembler().disasm(code, pc), None)
     if ins is None:
         return None
     for op in ins.operands:
@@ -148,12 +149,6 @@ def _memory_operand(ins: capstone.CsInsn, op: capstone.x86.X86Op,
     return _Operand(access, register, pointer, offset, (pointer + offset) & _MASK)
 
 
-def _disassembler() -> capstone.Cs:
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    md.detail = True
-    return md
-
-
 def _loader(prog: drgn.Program, start: int, pc: int, register: str,
             registers: dict[str, int]) -> tuple[int, int] | None:
     """(holder address, offset) when the instruction that last set ``register`` before
@@ -165,7 +160,7 @@ def _loader(prog: drgn.Program, start: int, pc: int, register: str,
         code = prog.read(start, pc - start)
     except drgn.FaultError:
         return None
-    md = _disassembler()
+    md = disassembler()
     last = None
     written_after: set[str] = set()
     for ins in md.disasm(code, start):
@@ -381,8 +376,7 @@ def _holder_member(variables: list[tuple[str, drgn.Object]], holder: int, offset
         if not path:
             continue
         try:
-            member = obj[0].subobject_(path) if hasattr(obj, "subobject_") else \
-                _member_path(obj[0], path)
+            member = _member_path(obj[0], path)
         except (LookupError, ValueError, drgn.FaultError):
             continue
         if _pointee(member.type_) is not None:

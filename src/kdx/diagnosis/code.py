@@ -18,7 +18,9 @@ _CONTEXT_LINES = 3
 _AFTER = 2  # instructions shown after the faulting one
 
 
-def _disassembler() -> capstone.Cs:
+def disassembler() -> capstone.Cs:
+    """capstone for x86-64 in AT&T syntax with operand details (what the reasoning
+    about registers and memory operands reads)."""
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     md.syntax = capstone.CS_OPT_SYNTAX_ATT
     md.detail = True
@@ -52,7 +54,7 @@ def effective_addresses(prog: drgn.Program, pc: int, registers: dict[str, int]
         code = prog.read(pc, 16)
     except drgn.FaultError:
         return {}, []
-    ins = next(_disassembler().disasm(code, pc), None)
+    ins = next(disassembler().disasm(code, pc), None)
     if ins is None:
         return {}, []
     used: dict[str, int] = {}
