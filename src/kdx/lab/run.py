@@ -155,15 +155,35 @@ def _boot_and_capture(kernel: Kernel, initrd: Path, scenario: scenarios.Scenario
 
 
 #: Bump when the way dumps are made changes in a way the guest files do not show.
-LAB_VERSION = 2
+LAB_VERSION = 3
 
 
 def lab_recipe(scenario: scenarios.Scenario, extra: str = "") -> str:
-    """A fingerprint of everything that shapes a dump: the guest's files (init, module and
-    program sources), the scenario's definition and LAB_VERSION. A cached dump is reused
-    only when its recipe matches, so changing the guest never leaves stale dumps behind."""
-    files = sorted(p for p in build.GUEST_DIR.rglob("*") if p.is_file())
-    return build.digest(files, repr(scenario), str(LAB_VERSION), extra)
+    """A fingerprint of everything that shapes this scenario's dump: the guest's init, the
+    sources of the modules and programs this scenario runs, the fields of the scenario that
+    reach the guest, and LAB_VERSION. A cached dump is reused only when its recipe matches,
+    so changing what a scenario runs never leaves a stale dump behind, while adding a new
+    scenario (its module, its program, a new truth field) leaves every other dump valid."""
+    files = [build.GUEST_DIR / "init.sh", *scenario_sources(scenario)]
+    shape = repr((scenario.name, scenario.modules, scenario.cmdline, scenario.trigger))
+    return build.digest(files, shape, str(LAB_VERSION), extra)
+
+
+def scenario_sources(scenario: scenarios.Scenario) -> list[Path]:
+    """The guest sources a scenario runs: its modules' C files (with their local headers)
+    and every helper program that init.sh or its trigger starts from ``/lab/bin``."""
+    files = [scenarios.MODULES_DIR / scenarios.module_source(m) for m in scenario.modules]
+    files += [h for f in list(files) for h in _local_headers(f)]
+    started = (build.GUEST_DIR / "init.sh").read_text() + scenario.trigger
+    files += [p for p in sorted(scenarios.PROGRAMS_DIR.glob("*.c"))
+              if f"/lab/bin/{p.stem}" in started]
+    return sorted(set(files))
+
+
+def _local_headers(source: Path) -> list[Path]:
+    """Headers a module source includes with quotes, from the modules directory."""
+    names = re.findall(r'^\s*#\s*include\s+"([^"]+)"', source.read_text(), re.MULTILINE)
+    return [source.parent / n for n in names if (source.parent / n).is_file()]
 
 
 def _recipe_of(out: Path) -> str | None:

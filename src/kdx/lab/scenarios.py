@@ -339,3 +339,18 @@ def kbuild_modules(source_dir: Path = MODULES_DIR) -> tuple[str, ...]:
             if obj.endswith(".o"):
                 names.append(obj[: -len(".o")])
     return tuple(names)
+
+
+def module_source(module: str, source_dir: Path = MODULES_DIR) -> str:
+    """The C file (relative to `source_dir`) a lab module is built from.
+
+    A module is one C file named after it, unless the Kbuild gives it a composite rule
+    (``hello_crash-y := hello-crash.o``), which is read rather than repeated here.
+    """
+    try:
+        text = (source_dir / "Kbuild").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KdxError(f"cannot read the lab modules' Kbuild: {exc}") from exc
+    match = re.search(rf"^\s*{re.escape(module)}-(?:y|objs)\s*:?=\s*(\S+)\.o\b", text,
+                      flags=re.MULTILINE)
+    return f"{match.group(1)}.c" if match else f"{module}.c"
