@@ -256,3 +256,28 @@ def test_tab_completion_candidates(target, tmp_path):
     for (before, text), expected in cases.items():
         assert completer.candidates(before, text) == expected, (before, text)
     assert {"-a", "-f", "-l"} <= set(completer.candidates("bt ", "-"))
+
+
+def test_gdb_bt_and_disassemble_in_gdbs_layout(crash, null_deref, target):
+    wanted = ["gdb bt", "gdb bt full 2", "gdb disassemble schedule",
+              "gdb disassemble /r schedule,+8"]
+    theirs = dict(zip(wanted, crash_parts(crash, null_deref, wanted)))
+    run = kdx_sections(target, wanted)
+    assert not run.failed, run.stderr
+    mine = dict(zip(wanted, run.parts))
+    bt = mine["gdb bt"].splitlines()
+    # crash's gdb cannot name module code ("#0  0x... in ?? ()"); kdx names it, with its line
+    assert bt[0].startswith("#0  0x") and " in hello_init () at " in bt[0]
+    assert bt[0].endswith(f"hello-crash.c:{null_deref.truth['source_line']}")
+    crash_bt = theirs["gdb bt"].splitlines()
+    assert crash_bt[0].endswith(" in ?? ()")
+    assert bt[2] == crash_bt[2]  # do_init_module (mod=0x... <__this_module>) at file:line
+    # gdb adds load_module, a frame it infers from a tail call (not on the stack)
+    assert bt[-1][3:] == crash_bt[-1][3:]  # entry_SYSCALL_64 (); user frames are not shown
+    assert bt[-1].startswith("#6 ") and "entry_SYSCALL_64 () at " in bt[-1]
+    full = mine["gdb bt full 2"].splitlines()
+    crash_full = theirs["gdb bt full 2"].splitlines()
+    assert full[-4:] == crash_full[-4:]  # frame #1's locals, then "(More stack frames...)"
+    assert full[-1] == "(More stack frames follow...)"
+    assert mine["gdb disassemble schedule"] == theirs["gdb disassemble schedule"]
+    assert mine["gdb disassemble /r schedule,+8"] == theirs["gdb disassemble /r schedule,+8"]

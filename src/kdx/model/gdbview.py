@@ -12,7 +12,7 @@ import drgn
 from kdx.errors import KdxError
 from kdx.model.expr import ExpressionParser
 
-__all__ = ["GdbError", "info_address", "info_line", "info_symbol", "list_lines",
+__all__ = ["GdbError", "info_address", "info_line", "info_symbol", "list_lines", "relative_source",
            "type_of", "type_text"]
 
 
@@ -121,17 +121,17 @@ def info_line(prog: drgn.Program, where: str) -> str:
     start = _frames(prog, address)
     while end < limit and _frames(prog, end) == start:  # until the next line-table row
         end += 1
-    return (f"Line {line} of \"{_relative(filename)}\" starts at address "
+    return (f"Line {line} of \"{relative_source(filename)}\" starts at address "
             f"{_named(prog, address)} and ends at {_named(prog, end)}.")
 
 
 def list_lines(prog: drgn.Program, where: str) -> str:
     """gdb's ``list`` without the sources: the line it would centre on, and why not."""
     _, filename, line = _location(prog, where)
-    return f"{max(1, line - 5)}\t{_relative(filename)}: No such file or directory."
+    return f"{max(1, line - 5)}\t{relative_source(filename)}: No such file or directory."
 
 
-def _relative(filename: str) -> str:
+def relative_source(filename: str) -> str:
     """The path as the kernel's build recorded it for its own sources."""
     marker = "/linux-"
     if filename.startswith("/") and marker in filename:

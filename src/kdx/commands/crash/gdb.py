@@ -1,9 +1,9 @@
 """``gdb COMMAND``: the gdb commands people type under crash, answered from kdx's model.
 
 kdx has no gdb. ``p``, ``print``, ``ptype``, ``whatis``, ``info symbol``, ``info address``,
-``info line`` and ``list`` are answered in gdb's own wording (kdx.model.gdbview and the
-value printer ``p`` uses); ``x/FMT``, ``disassemble`` and ``bt`` run kdx's ``x``, ``dis``
-and ``bt``; any other gdb command fails in one line naming the kdx command that does it.
+``info line``, ``list``, ``bt`` and ``disassemble`` are answered in gdb's own wording
+(kdx.model.gdbview, kdx.model.gdbstack and the value printer ``p`` uses); ``x/FMT`` runs
+kdx's ``x``; any other gdb command fails in one line naming the kdx command that does it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from kdx.model.expr import ExpressionParser
+from kdx.model.gdbstack import gdb_backtrace, gdb_disassembly, parse_range
 from kdx.model.gdbview import (
     info_address,
     info_line,
@@ -19,8 +20,10 @@ from kdx.model.gdbview import (
     type_text,
 )
 from kdx.model.rawmemory import symbol_or_hex
+from kdx.model.stack import StackReader, backtrace
 from kdx.model.values import PrintedValue, session_reader
 from kdx.render.crash.data import print_text
+from kdx.render.crash.gdb import render_gdb_backtrace, render_gdb_disassembly
 from kdx.session.command import CommandError, Reported, crash_command, make_words_parser
 from kdx.session.session import Session
 
@@ -36,9 +39,8 @@ _ELSEWHERE = {"info registers": "bt -e or bt -f (the registers of a frame)",
               "break": "nothing: a dump cannot run", "run": "nothing: a dump cannot run",
               "continue": "nothing: a dump cannot run"}
 
-#: gdb commands kdx answers with its own command, and that command.
-_DELEGATED = {"disassemble": "dis", "disas": "dis", "bt": "bt", "backtrace": "bt",
-              "where": "bt"}
+_BACKTRACE = ("bt", "backtrace", "where")
+_DISASSEMBLE = ("disassemble", "disas")
 
 
 def _gdb_parser():
@@ -68,8 +70,10 @@ def _gdb(session: Session, args: argparse.Namespace) -> None:
         session.emit("gdb", answer, answer)
     elif verb.startswith("x/") or verb == "x":
         _run(session, [verb, *rest])
-    elif verb in _DELEGATED:
-        _run(session, [_DELEGATED[verb], *rest])
+    elif verb in _BACKTRACE:
+        _backtrace(session, rest)
+    elif verb in _DISASSEMBLE:
+        _disassemble(session, rest)
     else:
         _elsewhere(" ".join(words))
 
@@ -101,6 +105,35 @@ def _info(session: Session, what: str, text: str) -> None:
     else:
         answer = info_line(prog, text)
     session.emit("gdb", answer, answer)
+
+
+def _backtrace(session: Session, words: list[str]) -> None:
+    """``bt [N] [full]`` of the current task, from the exception it stopped at."""
+    full = "full" in words or "-full" in words
+    counts = [w for w in words if w.lstrip("-").isdigit()]
+    limit = int(counts[0]) if counts else None
+    task = session.current_task
+    reader = session.cached("stack-reader", lambda: StackReader(session.prog))
+    trace = backtrace(reader, task)
+    kernel_regs = [e.address for e in trace.exception_frames
+                   if not e.user_mode and e.address is not None]
+    start = kernel_regs[0] if kernel_regs else None
+    frames = gdb_backtrace(session.prog, task, start, full, (limit + 1) if limit else None)
+    more = limit is not None and len(frames) > limit
+    frames = frames[:limit] if limit else frames
+    session.emit("gdb", frames, lambda: render_gdb_backtrace(frames, more, full))
+
+
+def _disassemble(session: Session, words: list[str]) -> None:
+    """``disassemble [/r] FUNC|ADDR|START,END|START,+LENGTH``."""
+    raw = "/r" in words
+    spec = " ".join(w for w in words if not w.startswith("/"))
+    if not spec:
+        raise CommandError("gdb: No frame selected. (name a function or an address: "
+                           "gdb disassemble schedule)")
+    start, end = parse_range(session.prog, spec)
+    listing = gdb_disassembly(session.prog, start, end, raw)
+    session.emit("gdb", listing, lambda: render_gdb_disassembly(listing))
 
 
 def _run(session: Session, words: list[str]) -> None:
