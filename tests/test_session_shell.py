@@ -25,7 +25,8 @@ def _session(target, json_mode: bool = False) -> tuple[Session, io.StringIO, io.
     return Session(target, json=json_mode, out=out, err=err), out, err
 
 
-def test_shell_words_match_crash(crash, null_deref, target):
+def test_shell_words_match_crash(crash, null_deref_each):
+    null_deref, target = null_deref_each, null_deref_each.target
     tasks = f"{target.prog['init_task'].tasks.address_:x}"
     wanted = ["alias", "alias pd", f"* list_head {tasks}",
               "size list_head", f"* task_struct.pid,comm {target.prog['init_task'].address_:x}",
@@ -145,7 +146,8 @@ def test_rc_files_from_the_command_line(null_deref, tmp_path):
             assert lines[2].startswith("jiffies = $2 = ") and expected not in lines[2]
 
 
-def test_gdb_commands_match_crash(crash, null_deref, target):
+def test_gdb_commands_match_crash(crash, null_deref_each):
+    null_deref, target = null_deref_each, null_deref_each.target
     wanted = ["gdb p jiffies", "p jiffies", "gdb p/x jiffies", "gdb ptype struct list_head",
               "gdb whatis jiffies", "gdb whatis init_task", "gdb ptype init_task.pid",
               "gdb info symbol 0xffffffff81000000", "gdb info address jiffies",
@@ -158,7 +160,10 @@ def test_gdb_commands_match_crash(crash, null_deref, target):
     for command, mine, crash_says in zip(wanted, run.parts, theirs):
         assert mine == crash_says, command
     line = kdx_sections(target, ["gdb info line schedule"]).parts[0]
-    assert line.startswith('Line 6654 of "kernel/sched/core.c" starts at address ')
+    crash_line = crash_parts(crash, null_deref, ["gdb info line schedule"])[0]
+    assert line.startswith('Line ') and ' of "kernel/sched/core.c" starts at ' in line
+    # the start agrees; the end is where drgn's source position changes (see the docs)
+    assert line.split(" and ends at ")[0] == crash_line.split(" and ends at ")[0]
 
 
 def test_gdb_commands_kdx_does_not_answer(target):
@@ -258,7 +263,8 @@ def test_tab_completion_candidates(target, tmp_path):
     assert {"-a", "-f", "-l"} <= set(completer.candidates("bt ", "-"))
 
 
-def test_gdb_bt_and_disassemble_in_gdbs_layout(crash, null_deref, target):
+def test_gdb_bt_and_disassemble_in_gdbs_layout(crash, null_deref_each):
+    null_deref, target = null_deref_each, null_deref_each.target
     wanted = ["gdb bt", "gdb bt full 2", "gdb disassemble schedule",
               "gdb disassemble /r schedule,+8"]
     theirs = dict(zip(wanted, crash_parts(crash, null_deref, wanted)))
@@ -274,7 +280,7 @@ def test_gdb_bt_and_disassemble_in_gdbs_layout(crash, null_deref, target):
     assert bt[2] == crash_bt[2]  # do_init_module (mod=0x... <__this_module>) at file:line
     # gdb adds load_module, a frame it infers from a tail call (not on the stack)
     assert bt[-1][3:] == crash_bt[-1][3:]  # entry_SYSCALL_64 (); user frames are not shown
-    assert bt[-1].startswith("#6 ") and "entry_SYSCALL_64 () at " in bt[-1]
+    assert "in entry_SYSCALL_64 () at " in bt[-1]
     full = mine["gdb bt full 2"].splitlines()
     crash_full = theirs["gdb bt full 2"].splitlines()
     assert full[-4:] == crash_full[-4:]  # frame #1's locals, then "(More stack frames...)"
