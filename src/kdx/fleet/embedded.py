@@ -32,9 +32,19 @@ from kdx.fleet.store import DumpStore, TooLarge
 __all__ = ["EmbeddedFleet", "NotFound", "TooLarge", "kdump_dir_files", "open_fleet"]
 
 NotFound = buckets.NotFound
-#: How long the fast pass may take, and how much memory, whatever the full stage's limits.
+#: How long the fast pass may take, and how much memory, whatever the full stage's limits:
+#: it reads a header and the log, so a tight limit meant for whole analyses must not fail it.
 FAST_SECONDS = 60.0
 FAST_MEMORY = 2 << 30
+
+
+def stage_limits(job_seconds: float, job_memory: int) -> tuple[dict[str, float], dict[str, int]]:
+    """Seconds and bytes for each stage: the full analysis gets the configured limits, the
+    fast pass its own (at least FAST_MEMORY when memory is limited at all)."""
+    seconds = {"fast": FAST_SECONDS, "full": float(job_seconds)}
+    memory = {"fast": max(FAST_MEMORY, job_memory) if job_memory else 0,
+              "full": int(job_memory)}
+    return seconds, memory
 #: Names kdump tools give a dump while they are still writing it.
 INCOMPLETE = re.compile(r"(^|[-._])incomplete($|[-._])")
 _VMCORE_NAMES = re.compile(r"^(vmcore|vmcore\.flat|dump\.\d+)$")
@@ -116,14 +126,12 @@ class EmbeddedFleet:
 
     def _settings(self) -> WorkerSettings:
         c = self.config
+        seconds, memory = stage_limits(c.job_seconds, c.job_memory)
         return WorkerSettings(
             database=self.url, store=self.store_spec, data=str(self.data),
             cache=str(self.data / "cache"), s3_endpoint=c.s3_endpoint,
             debuginfo=str(c.debuginfo) if c.debuginfo else None,
-            seconds={"fast": min(FAST_SECONDS, float(c.job_seconds)),
-                     "full": float(c.job_seconds)},
-            memory={"fast": max(FAST_MEMORY, c.job_memory) if c.job_memory else 0,
-                    "full": int(c.job_memory)})
+            seconds=seconds, memory=memory)
 
     # -- ingest -----------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kdx.fleet.celeryq import default_work_dir, run_worker
-    from kdx.fleet.embedded import FAST_MEMORY, FAST_SECONDS
+    from kdx.fleet.embedded import stage_limits
     from kdx.fleet.queue import WorkerSettings
     from kdx.fleet.s3store import parse_s3_url
 
@@ -68,12 +68,11 @@ def run(args: argparse.Namespace) -> int:
     elif not Path(args.store).is_dir():
         raise KdxError(f"--store {args.store}: no such directory")
     work = args.work or default_work_dir()
+    seconds, memory = stage_limits(args.job_seconds, args.job_memory)
     settings = WorkerSettings(
         database=args.database, store=args.store, data=str(work),
         cache=str(args.cache or work / "cache"), s3_endpoint=args.s3_endpoint,
         debuginfo=str(args.debuginfo) if args.debuginfo else None,
-        seconds={"fast": min(FAST_SECONDS, args.job_seconds), "full": args.job_seconds},
-        memory={"fast": max(FAST_MEMORY, args.job_memory) if args.job_memory else 0,
-                "full": int(args.job_memory)})
+        seconds=seconds, memory=memory)
     print(f"kdx worker: {args.concurrency} job(s) at once, store {args.store}", flush=True)
     return run_worker(args.broker, settings, args.concurrency)
