@@ -116,6 +116,25 @@ _SCENARIO_LIST: tuple[Scenario, ...] = (
         timeout_s=60,
     ),
     Scenario(
+        name="bpf",
+        summary="bpfload leaves BPF maps and programs loaded, then the sysrq panic",
+        category="sysrq",
+        modules=(),
+        cmdline=(),
+        # bpfload forks a child that holds the maps' and programs' descriptors and returns
+        # once they are loaded, so the panic comes with them alive in prog_idr and map_idr.
+        trigger=(
+            "echo KDX-TRIGGER\n/lab/bin/bpfload\n"
+            "taskset -c 1 sh -c 'echo c > /proc/sysrq-trigger'\n"
+        ),
+        function="sysrq_handle_crash",
+        module=None,
+        source_file=None,
+        panic_pattern=r"Kernel panic - not syncing: sysrq triggered crash",
+        comm="sh",
+        timeout_s=60,
+    ),
+    Scenario(
         name="null-deref-module",
         summary="the classic hello_crash module: NULL pointer store in its init function",
         category="null-pointer-dereference",
