@@ -13,6 +13,7 @@ INDEX: dict[str, str] = {
     "*": "pointer",
     "alias": "alias",
     "ascii": "numbers",
+    "bpf": "bpf",
     "bt": "bt",
     "btop": "paging",
     "dev": "devices",
