@@ -45,6 +45,7 @@ SWEEP = [
     "set radix 16", "repeat -1 p jiffies", "wr jiffies 1", "gdb p jiffies",
     "gdb ptype struct list_head", "gdb info symbol schedule", "gdb info line schedule",
     "py -c 'print(find_task(prog, 1).comm)'", "python -c 'print(1)'", "extend -s",
+    "bpf -p 1",
 ]
 
 
@@ -64,6 +65,8 @@ NO_DATA = {
     "wr jiffies 1": "never writes",
     # no extension is loaded in the sweep's sessions
     "extend -s": "no extensions loaded",
+    # the swept guests load no BPF program (the bpf scenario's does: tests/test_bpf.py)
+    "bpf -p 1": "invalid program ID: 1",
 }
 
 

@@ -42,7 +42,7 @@ class BpfInstruction:
     src: int
     off: int
     imm: int
-    imm64: int | None  # a 16-byte load's whole immediate (the next slot's half included)
+    imm64: Hex | None  # a 16-byte load's whole immediate (the next slot's half included)
     bytes: str  # the 8 (or 16) bytes, in hex
     text: str
 

@@ -47,6 +47,7 @@ from kdx.model.answers import (
     VmFlags,
     VmReference,
 )
+from kdx.model.bpf import BpfListing
 from kdx.model.devices import DiskIo, PciBus
 from kdx.model.disasm import Disassembly, SourceListing
 from kdx.model.files import DentryInfo, TaskFiles, TaskId
@@ -214,6 +215,7 @@ KINDS: dict[str, Any] = {
     "net-address": str,
     "swap": list[SwapDevice],
     "ipcs": IpcObjects,
+    "bpf": BpfListing,
     "waitq": WaitQueue,
     "timer": TimerWheel,
     "timer-hrtimers": list[CpuHrtimers],
