@@ -148,6 +148,29 @@ def test_no_bpf_is_crash_s_empty_answer(lab, crash) -> None:  # noqa: ANN001
             "programs": [], "maps": [], "code": [], "warnings": []}
 
 
+def test_unreadable_entries_are_warnings(lab, tmp_path) -> None:  # noqa: ANN001
+    """A program and a map whose pages the dump lacks: one warning line each, the rest
+    listed, and the lost map missing from USED_MAPS, as crash leaves out a map it
+    cannot find."""
+    from kdx.api import open_dump
+    from kdx.lab.damage import damage
+
+    sound = lab("bpf", kernel="6.12")
+    copy = tmp_path / "vmcore"
+    what = damage(sound.vmcore, copy, "exclude-bpf", vmlinux=sound.vmlinux)
+    assert "prog 2 at" in what and "map 2 at" in what
+    result = open_dump(copy, sound.vmlinux, [sound.modules]).run("bpf")
+    assert result.ok and "Traceback" not in result.error
+    warnings = result.error.strip().split("\n")
+    assert len(warnings) == 2
+    assert warnings[0].startswith("kdx: warning: map 2 at 0xff")
+    assert warnings[1].startswith("kdx: warning: program 2 at 0xff")
+    assert all("cannot be read" in w for w in warnings)
+    assert [p.id for p in result.record.programs] == [1, 3]
+    assert [m.id for m in result.record.maps] == [1, 3]
+    assert result.record.programs[1].used_maps == (1,)
+
+
 def test_memlock_estimate() -> None:
     # crash's rule for kernels without page counts: (key + value) rounded to 8 bytes,
     # per CPU for per-CPU maps, times the entries, rounded up to pages

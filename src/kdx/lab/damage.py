@@ -212,6 +212,32 @@ def _exclude_tasks(job: _Job) -> str:
     return f"excluded {count} pages holding {len(picks)} of {len(tasks)} task_structs"
 
 
+def _exclude_bpf(job: _Job) -> str:
+    """Exclude the pages holding the second BPF program's and the second map's
+    structures (a bpf_prog is vmalloc'ed, a bpf_map comes from the slab), so ``bpf`` has
+    an unreadable entry of each kind. A dump without them is left as it is."""
+    from drgn.helpers.linux.idr import idr_for_each
+    from drgn.helpers.linux.mm import follow_phys
+
+    from kdx.target.open import open_dump
+
+    prog = open_dump(job.src, job.vmlinux).prog
+    mm = prog["init_mm"].address_of_()
+    picked = {}
+    for symbol in ("prog_idr", "map_idr"):
+        entries = sorted(idr_for_each(prog[symbol]), key=lambda e: e[0])
+        if len(entries) > 1:
+            picked[symbol] = entries[1]
+    pfns = {follow_phys(mm, entry.value_()).value_() // _PAGE
+            for _id, entry in picked.values()}
+    if not pfns:
+        return "no second BPF program or map: nothing excluded"
+    count = _exclude(job, pfns)
+    named = ", ".join(f"{s.split('_')[0]} {i} at {e.value_():#x}"
+                      for s, (i, e) in picked.items())
+    return f"excluded {count} pages holding {named}"
+
+
 def _saved_pfns(job: _Job) -> list[int]:
     _block, bitmap_off, length = _kdump_layout(job)
     second = job.read(bitmap_off + length // 2, length // 2)
@@ -385,6 +411,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("exclude-pages", ("kdump",), "exclude 5% of the saved pages", _exclude_pages),
     Kind("exclude-tasks", ("kdump",), "exclude the pages of a third of the task_structs",
          _exclude_tasks, True),
+    Kind("exclude-bpf", ("kdump",), "exclude the pages of the second BPF program and map",
+         _exclude_bpf, True),
     Kind("task-loop", ("elf",), "make the task list loop", _task_loop, True),
     Kind("task-unmapped", ("elf",), "point a task list link into unmapped memory",
          _task_unmapped, True),
