@@ -113,7 +113,7 @@ def test_culprit_module_is_loaded_by_the_trigger() -> None:
 
 def test_module_scenarios_make_oopses_fatal() -> None:
     for s in SCENARIOS.values():
-        if s.name in ("sysrq", "oom"):
+        if s.name in ("sysrq", "bpf", "oom"):
             assert "oops=panic" not in s.cmdline
         else:
             assert "oops=panic" in s.cmdline, s.name
@@ -124,6 +124,7 @@ def test_panic_patterns_match_real_console_lines() -> None:
     # Lines in the format the 6.1 and 6.12 kernels print them (6.12 adds "Oops: ").
     samples = {
         "sysrq": "[   42.1] Kernel panic - not syncing: sysrq triggered crash",
+        "bpf": "[   42.1] Kernel panic - not syncing: sysrq triggered crash",
         "null-deref-module": "[   9.9] BUG: kernel NULL pointer dereference, address: "
         "0000000000000000",
         "bug-on": "[ 9.9] kernel BUG at /tmp/kdx-build/crashlab_bug.c:30!",

@@ -5,9 +5,10 @@ program, or a map that filled up, only shows in the dump through the kernel's ID
 registries. Every program and map with an ID is in ``prog_idr`` and ``map_idr``; the
 IDR index is the ID that ``bpftool`` shows, so the records carry it as crash does.
 
-Fields a kernel lacks (``bpf_prog.pages`` before 4.x, ``bpf_map.user`` since 5.11) are
-``None``, shown as crash shows them. An entry that cannot be read becomes a warning
-rather than a record, so one freed object does not hide the others.
+Fields a kernel lacks (``bpf_map.pages`` and ``bpf_map.user``, gone since 5.11) are
+``None``, shown as crash shows them; a map's memory is then crash's estimate. An entry
+that cannot be read becomes a warning rather than a record, so one freed object does not
+hide the others.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import drgn
+from drgn.helpers.linux.cpumask import for_each_possible_cpu
 from drgn.helpers.linux.idr import idr_for_each
 
 from kdx.model.disasm import Disassembly
@@ -183,8 +185,6 @@ def _page_size(prog: drgn.Program) -> int:
 
 
 def _possible_cpus(prog: drgn.Program) -> int:
-    from drgn.helpers.linux.cpumask import for_each_possible_cpu
-
     try:
         return sum(1 for _ in for_each_possible_cpu(prog))
     except READ_ERRORS:
@@ -221,8 +221,10 @@ def _idr_entries(prog: drgn.Program, symbol: str, type_name: str,
     return found
 
 
-def _program(prog: drgn.Program, pid: int, bp: drgn.Object, types: dict[int, str],
-             maps: dict[int, int], page_size: int) -> BpfProgram:
+def _program(pid: int, bp: drgn.Object, types: dict[int, str], maps: dict[int, int],
+             page_size: int) -> BpfProgram:
+    """One program; ``maps`` turns the addresses in ``used_maps`` into IDs (a map not
+    in map_idr is left out, as crash leaves it out)."""
     aux = bp.aux
     used: list[int] = []
     for i in range(aux.used_map_cnt.value_()):
@@ -245,6 +247,8 @@ def _program(prog: drgn.Program, pid: int, bp: drgn.Object, types: dict[int, str
 
 def _map(bm: drgn.Object, mid: int, types: dict[int, str], page_size: int,
          cpus: int) -> BpfMap:
+    """One map, its memory counted the way its kernel counts it (5.3-5.10's
+    ``bpf_map_memory``, older ``pages``) or else estimated as crash does."""
     kind = bm.map_type.value_()
     key, value, entries = (_int(bm, "key_size"), _int(bm, "value_size"),
                            _int(bm, "max_entries"))
@@ -279,7 +283,7 @@ def bpf_objects(prog: drgn.Program, boot_epoch: int | None = None) -> BpfObjects
     programs: list[BpfProgram] = []
     for pid, bp in _idr_entries(prog, "prog_idr", "struct bpf_prog *", warnings):
         try:
-            programs.append(_program(prog, pid, bp, prog_types, by_address, page_size))
+            programs.append(_program(pid, bp, prog_types, by_address, page_size))
         except READ_ERRORS as err:
             warnings.append(f"program {pid} at {bp.value_():#x} cannot be read: {err}")
     return BpfObjects(tuple(programs), tuple(maps),

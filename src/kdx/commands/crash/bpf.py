@@ -104,6 +104,8 @@ def _structs(session: Session, names: list[tuple[str, int]], radix: int) -> list
 
 def _code(session: Session, objects: BpfObjects, program: BpfProgram,
           args: argparse.Namespace) -> BpfProgramCode:
+    """The code ``-j`` and ``-t``/``-T`` ask for; bytecode that cannot be read is a
+    warning, so the program's other lines still print."""
     jited = xlated = None
     if args.jited and program.jited_bytes:
         jited = disassemble(session.prog, program.bpf_func,
@@ -119,6 +121,8 @@ def _code(session: Session, objects: BpfObjects, program: BpfProgram,
 
 def _program_lines(session: Session, objects: BpfObjects, program: BpfProgram,
                    code: BpfProgramCode, args: argparse.Namespace, radix: int) -> list[str]:
+    """What crash prints under a program with -p/-P, in its order: details, machine
+    code, bytecode, structures."""
     lines = program_details(objects, program)
     if args.jited:
         lines += ["", render_jited(code.jited) if code.jited else "(program not jited)"]
@@ -175,6 +179,7 @@ def _bpf(session: Session, args: argparse.Namespace) -> None:
 
 def _map_lines(session: Session, bpf_map: BpfMap, args: argparse.Namespace,
                radix: int) -> list[str]:
+    """What crash prints under a map with -m/-M: details, then its structure (-s)."""
     lines = map_details(bpf_map)
     if args.structs:
         lines += _structs(session, [("bpf_map", bpf_map.address)], radix)

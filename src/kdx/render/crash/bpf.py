@@ -16,10 +16,12 @@ from kdx.model.bpf import BpfInstruction, BpfMap, BpfObjects, BpfProgram
 from kdx.model.disasm import Disassembly
 from kdx.render.crash.layout import VADDR_WIDTH, field, rstrip_lines
 
-__all__ = ["program_header", "map_header", "render_bpf", "render_jited", "render_xlated"]
+__all__ = ["map_details", "map_header", "program_details", "program_header", "render_bpf",
+           "render_jited", "render_xlated"]
 
 
 def program_header(objects: BpfObjects) -> str:
+    """The program table's header, its type column as wide as the kernel's enum."""
     return (f"{field('ID', 4, center=True)} {field('BPF_PROG', VADDR_WIDTH, center=True)} "
             f"{field('BPF_PROG_AUX', VADDR_WIDTH, center=True)} "
             f"{field('BPF_PROG_TYPE', objects.prog_type_width, center=True)} "
@@ -27,6 +29,7 @@ def program_header(objects: BpfObjects) -> str:
 
 
 def map_header(objects: BpfObjects) -> str:
+    """The map table's header."""
     return (f"{field('ID', 4, center=True)} {field('BPF_MAP', VADDR_WIDTH, center=True)} "
             f"{field('BPF_MAP_TYPE', objects.map_type_width, center=True)} MAP_FLAGS")
 
