@@ -17,6 +17,7 @@ from crash_script import crash_sections, kdx_sections
 from json_schemas import schema_problems
 
 from kdx.model.bpf import map_memlock
+from kdx.model.system import system_info
 from kdx.session.session import Session
 
 pytestmark = pytest.mark.oracle
@@ -132,6 +133,11 @@ def test_json_matches_the_text(both) -> None:  # noqa: ANN001
     assert [c["id"] for c in data["code"]] == [1, 2, 3]
     assert all(c["jited"]["instructions"] and c["xlated"] for c in data["code"])
     assert data["programs"][0]["address"].startswith("0xff")
+    # loaded in the guest's last seconds before the panic, in boot-time nanoseconds (the
+    # boot-time clock runs about a second ahead of the jiffies the uptime counts on 6.1)
+    uptime_ns = system_info(dump.target).uptime_seconds * 1e9
+    assert all(uptime_ns - 60e9 < p["load_time_ns"] < uptime_ns + 5e9
+               for p in data["programs"])
 
 
 def test_no_bpf_is_crash_s_empty_answer(lab, crash) -> None:  # noqa: ANN001
