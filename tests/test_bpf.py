@@ -31,7 +31,7 @@ PROGRAMS = {1: ("SOCKET_FILTER", "kdx_sockfilt", True, (1,)),
 
 COMMANDS = ["bpf", "bpf -P", "bpf -M", "bpf -p 2", "bpf -m 2", "bpf -p 1 -m 3",
             "bpf -P -M", "bpf -p 1 -j", "bpf -p 3 -j", "bpf -p 1 -t", "bpf -p 3 -T",
-            "bpf -m 1 -s", "bpf -p 2 -s -x"]
+            "bpf -m 1 -s", "bpf -p 2 -s -x", "bpf -P -M -j -T -s"]
 
 
 def _lines(text: str) -> list[str]:
@@ -46,14 +46,37 @@ def both(request, lab, crash):  # noqa: ANN001, ANN201 (fixtures)
     return dump, theirs, kdx_sections(dump.target, COMMANDS)
 
 
+def _c_bytes(line: str) -> bytes:
+    """The bytes a gdb string literal line stands for: octal escapes, ``\\``, ``\"``
+    and any other character as UTF-8."""
+    out, i = bytearray(), 0
+    while i < len(line):
+        if line[i] == "\\" and line[i + 1:i + 2].isdigit():
+            out.append(int(line[i + 1:i + 4], 8))
+            i += 4
+        elif line[i] == "\\":
+            out += line[i + 1].encode()
+            i += 2
+        else:
+            out += line[i].encode()
+            i += 1
+    return bytes(out)
+
+
+def _same_line(ours: str, theirs: str) -> bool:
+    """Equal, or one of two ways kdx's ``struct`` writes a char array that crash's gdb
+    writes otherwise: cut after 256 bytes (``"...``) where gdb counts a run of one byte
+    as one element (all 512 bytes of ``ksym.name``), and bytes above 127 in octal where
+    gdb in a UTF-8 locale prints a valid sequence as its character (a ``tag``)."""
+    if ours == theirs:
+        return True
+    if ours.endswith('"...,'):
+        return theirs.startswith(ours[:-len('"...,')])
+    return _c_bytes(ours) == _c_bytes(theirs)
+
+
 def _same(ours: list[str], theirs: list[str]) -> bool:
-    """Equal line for line, except that kdx's ``struct`` cuts a char array after 256
-    bytes (``"...``) where crash's gdb counts a run of one byte as one element and so
-    shows all 512 bytes of ``ksym.name``: there the shown part must begin crash's line."""
-    if len(ours) != len(theirs):
-        return False
-    return all(a == b or (a.endswith('"...,') and b.startswith(a[:-len('"...,')]))
-               for a, b in zip(ours, theirs))
+    return len(ours) == len(theirs) and all(map(_same_line, ours, theirs))
 
 
 def test_listing_matches_crash(both) -> None:  # noqa: ANN001
