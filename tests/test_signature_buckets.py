@@ -8,6 +8,7 @@ on the dumps each comparison needs (verdicts shared with test_analyze through
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from kdx.diagnosis.signature import SIGNATURE_VERSION, make_signature
 from kdx.lab import scenarios
 from kdx.lab.cache import default_cache
 
-#: Every finished lab run in the cache, all kernels, captures and formats.
-_RUNS = sorted(p.parent for p in (default_cache() / "runs").glob("*/*/truth.json"))
+#: Every finished lab run in the cache of a scenario this registry has, all kernels,
+#: captures and formats (a run of a scenario made by another checkout is not judged here).
+_RUNS = sorted(p.parent for p in (default_cache() / "runs").glob("*/*/truth.json")
+               if json.loads(p.read_text()).get("scenario") in scenarios.SCENARIOS)
 #: The same bug taken in other ways than kdump-compressed zlib by kdump.
 _CAPTURES = {
     "sysrq": [("kdump", "kdump-lzo"), ("kdump", "flattened"), ("qemu", "elf"),
