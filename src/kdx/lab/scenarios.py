@@ -304,6 +304,68 @@ _SCENARIO_LIST: tuple[Scenario, ...] = (
         comm="insmod",
         timeout_s=90,
     ),
+    Scenario(
+        name="use-after-free",
+        summary="reading through a pointer member of a freed, slub_debug-poisoned slab object",
+        category="general-protection-fault",
+        modules=("crashlab_uaf",),
+        # Sanity checks, red zones, poisoning and alloc/free tracking for the module's own
+        # cache only: the freed object reads 0x6b and SLUB keeps who allocated and freed it.
+        cmdline=(*_OOPS_PANIC, "slub_debug=FZPU,crashlab_uaf"),
+        trigger=_insmod_trigger("crashlab_uaf"),
+        function="crashlab_item_peer_value",
+        module="crashlab_uaf",
+        source_file="crashlab_uaf.c",
+        # POISON_FREE in every byte of the peer pointer, plus offsetof(value) = 8.
+        panic_pattern=(
+            r"general protection fault, probably for non-canonical address 0x6b6b6b6b6b6b6b73"
+        ),
+        comm="insmod",
+        timeout_s=90,
+    ),
+    Scenario(
+        name="double-free",
+        summary="kfree() twice: the hardened freelist's BUG in mm/slub.c, blamed on the caller",
+        category="bug",
+        modules=("crashlab_dfree",),
+        cmdline=_OOPS_PANIC,
+        trigger=_insmod_trigger("crashlab_dfree"),
+        function="crashlab_drop_twice",
+        module="crashlab_dfree",
+        source_file="crashlab_dfree.c",
+        panic_pattern=r"kernel BUG at mm/slub\.c:\d+!",
+        comm="insmod",
+        timeout_s=90,
+    ),
+    Scenario(
+        name="list-corruption",
+        summary="list_del() twice: the list checks' BUG (DEBUG_LIST), blamed on the caller",
+        category="bug",
+        modules=("crashlab_list",),
+        cmdline=_OOPS_PANIC,
+        trigger=_insmod_trigger("crashlab_list"),
+        function="crashlab_forget",
+        module="crashlab_list",
+        source_file="crashlab_list.c",
+        # Printed by the checker just before CONFIG_BUG_ON_DATA_CORRUPTION's BUG().
+        panic_pattern=r"list_del corruption, [0-9a-f]+->next is LIST_POISON1",
+        comm="insmod",
+        timeout_s=90,
+    ),
+    Scenario(
+        name="refcount-underflow",
+        summary="refcount_dec_and_test() from zero: refcount_warn_saturate's WARN, fatal",
+        category="warn",
+        modules=("crashlab_refcount",),
+        cmdline=(*_OOPS_PANIC, "panic_on_warn=1"),
+        trigger=_insmod_trigger("crashlab_refcount"),
+        function="crashlab_session_put",
+        module="crashlab_refcount",
+        source_file="crashlab_refcount.c",
+        panic_pattern=r"refcount_t: underflow; use-after-free\.",
+        comm="insmod",
+        timeout_s=90,
+    ),
 )
 
 #: All scenarios by name, in the order ``kdx lab list`` shows them.
