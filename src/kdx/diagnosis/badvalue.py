@@ -25,6 +25,7 @@ import drgn
 
 from kdx.diagnosis.code import disassembler
 from kdx.diagnosis.verdict import Explanation, PointsTo
+from kdx.model.memory.slabtrack import SlabTrack, slab_tracks
 
 __all__ = ["classify_value", "explain_access", "member_at"]
 
@@ -337,8 +338,9 @@ def _drgn_frames(prog: drgn.Program, task: drgn.Object, pc: int) -> list[drgn.St
     return [f for f in trace if f.pc == pc and f.interrupted]
 
 
-def _where(prog: drgn.Program, address: int) -> str | None:
-    """What ``address`` is, from the same lookup ``kmem ADDR`` uses."""
+def _where(prog: drgn.Program, address: int) -> tuple[str, list[SlabTrack]] | None:
+    """What ``address`` is, from the same lookup ``kmem ADDR`` uses; for a slab object
+    SLUB tracks (slub_debug=U), also who allocated and who freed it."""
     from kdx.model.memory.pages import identify
 
     try:
@@ -350,18 +352,35 @@ def _where(prog: drgn.Program, address: int) -> str | None:
         state = "allocated" if slab.allocated else "free"
         inside = address - int(slab.object)
         return (f"{slab.cache.name} object {int(slab.object):#x}"
-                + (f" (+{inside:#x})" if inside else "") + f", {state}")
+                + (f" (+{inside:#x})" if inside else "") + f", {state}",
+                _tracks(prog, int(slab.object)))
     if report.context is not None:
         task = report.context.task
-        return f"the stack or task_struct of {task.comm} (PID {task.pid})"
+        return f"the stack or task_struct of {task.comm} (PID {task.pid})", []
     if report.symbol is not None:
-        return f"{report.symbol.name}" + (f" [{report.symbol.module}]"
-                                          if getattr(report.symbol, "module", None) else "")
+        return (f"{report.symbol.name}" + (f" [{report.symbol.module}]"
+                                           if getattr(report.symbol, "module", None) else ""),
+                [])
     if report.vmap is not None:
-        return f"vmalloc area {int(report.vmap.start):#x}-{int(report.vmap.end):#x}"
+        return f"vmalloc area {int(report.vmap.start):#x}-{int(report.vmap.end):#x}", []
     if report.page is None:
-        return "no page: the address is not mapped in the dump"
+        return "no page: the address is not mapped in the dump", []
     return None
+
+
+def _tracks(prog: drgn.Program, obj: int) -> list[SlabTrack]:
+    """SLUB's alloc and free tracks of the slab object at ``obj`` (empty without them)."""
+    from drgn.helpers.linux.slab import slab_object_info
+
+    from kdx.model.system import jiffies_now, kernel_hz
+
+    try:
+        info = slab_object_info(prog, obj)
+        if info is None or not info.slab_cache:
+            return []
+        return slab_tracks(prog, info.slab_cache, obj, jiffies_now(prog), kernel_hz(prog))
+    except (drgn.FaultError, LookupError, ValueError, TypeError, OverflowError):
+        return []
 
 
 def _holder_member(variables: list[tuple[str, drgn.Object]], holder: int, offset: int
@@ -433,14 +452,14 @@ def _points_to(prog: drgn.Program, operand: _Operand,
                ) -> list[PointsTo]:
     out = []
     if loaded is not None:
-        what = _where(prog, loaded[2])
-        if what:
+        where = _where(prog, loaded[2])
+        if where:
             out.append(PointsTo(loaded[2], "the object the pointer was read from",
-                                loaded[0].split("->", 1)[0], what))
+                                loaded[0].split("->", 1)[0], *where))
     if kind in (None, "user-address") and operand.address >= _NEAR_NULL:
-        what = _where(prog, operand.address)
-        if what:
-            out.append(PointsTo(operand.address, "the address accessed", None, what))
+        where = _where(prog, operand.address)
+        if where:
+            out.append(PointsTo(operand.address, "the address accessed", None, *where))
     return out
 
 
@@ -470,4 +489,6 @@ def _sentence(operand: _Operand, kind: str | None, name: str, meaning: str,
             text += f"; `{point.variable}` points to {point.what}"
         else:
             text += f"; {point.address:#x} is {point.what}"
+        if point.tracks:
+            text += "".join(f"; {t.text}" for t in point.tracks)
     return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kdx.model.memory.slabtrack import SlabTrack
 from kdx.model.records import Hex
 
 SCHEMA = "kdx.analysis/2"
@@ -86,6 +87,8 @@ class PointsTo:
     role: str  # "the object the pointer was read from", "the address accessed"
     variable: str | None  # the C variable holding the address, when DWARF names one
     what: str  # "kmalloc-32 object 0xff.., allocated", "no page: ..."
+    tracks: list[SlabTrack] = field(default_factory=list)  # slub_debug=U: who allocated
+    # and who freed the slab object (alloc first), empty when SLUB kept no tracks
 
 
 @dataclass(frozen=True)

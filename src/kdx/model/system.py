@@ -160,6 +160,11 @@ def _file_fields(target: Target) -> dict:
 _HZ_CHOICES = (100, 250, 300, 1000, 24, 32, 48, 64, 128, 200, 256, 500, 512, 1024, 1200)
 
 
+def jiffies_now(prog: drgn.Program) -> int:
+    """The jiffies counter at the time of the dump (64 bits where the kernel has them)."""
+    return _jiffies(prog)
+
+
 def _jiffies(prog: drgn.Program) -> int:
     try:
         return prog["jiffies_64"].value_()
