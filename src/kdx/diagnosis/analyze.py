@@ -19,6 +19,7 @@ from drgn.helpers.linux.sched import cpu_curr
 
 from kdx.diagnosis import rules
 from kdx.diagnosis.badvalue import explain_access
+from kdx.diagnosis.checkers import blame_past_checker
 from kdx.diagnosis.code import disassemble_around, effective_addresses, read_source
 from kdx.diagnosis.evidence import (
     LogText,
@@ -32,6 +33,7 @@ from kdx.diagnosis.evidence import (
 from kdx.diagnosis.signature import is_generic, make_signature
 from kdx.diagnosis.verdict import (
     SCHEMA,
+    CheckerFinding,
     Context,
     Culprit,
     Evidence,
@@ -85,13 +87,19 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
                                  _stack_lines(stack.frames)))
     strategy = match.rule.culprit if match else rules.CULPRIT_PANIC_CALLER
     say("finding the culprit")
-    culprit_stack, index, details = _culprit_frames(reader, strategy, match, stack, warnings,
-                                                    evidence)
-    culprit = _culprit(prog, target, log, match, culprit_stack, index, evidence, warnings)
+    culprit_stack, stopped, details = _culprit_frames(reader, strategy, match, stack,
+                                                      warnings, evidence)
+    index, checker = _past_checker(strategy, match, log, culprit_stack, stopped)
+    culprit = _culprit(prog, target, log, match, culprit_stack, index, evidence, warnings,
+                       checker)
+    if checker is not None:
+        evidence.append(Evidence("checker", f"The checker that fired: {checker.function}",
+                                 [checker.text, f"it checks for {checker.checks}"]))
+        culprit.evidence.append("checker")
     context = _context(prog, target, log, match, task, culprit_stack, index, evidence,
                        _system(target, kernel))
     category = match.rule.category if match else "unknown"
-    explanation = _explanation(prog, category, task, culprit_stack, index, warnings)
+    explanation = _explanation(prog, category, task, culprit_stack, stopped, warnings)
     title = _title(match, culprit, context)
     # Physical frames only: inline frames exist only where DWARF describes them, and the
     # same bug must land in one bucket with and without the vmlinux.
@@ -112,7 +120,24 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
         signature=signature,
         evidence=evidence, stacks=stacks, details=details,
         next_steps=_next_steps(match, culprit, context),
-        warnings=warnings, dump=str(target.path or "live"), explanation=explanation)
+        warnings=warnings, dump=str(target.path or "live"), explanation=explanation,
+        checker=checker)
+
+
+#: Where the CPU stops is the culprit except in a checker: these rules' traps can fire in
+#: one (a BUG, a WARN, a fault on the data a checker was handed).
+_CHECKED = frozenset({rules.CULPRIT_EXCEPTION, rules.CULPRIT_WARN_SITE})
+
+
+def _past_checker(strategy: str, match: rules.Match | None, log: LogText, stack: TaskStack,
+                  index: int | None) -> tuple[int | None, CheckerFinding | None]:
+    """The culprit's frame index: the first caller outside the checker the CPU stopped
+    in (see kdx.diagnosis.checkers), or ``index`` itself; and what the checker found."""
+    if index is None or strategy not in _CHECKED or match is None:
+        return index, None
+    around = log.bare[max(0, match.index - 8):match.index + 60]
+    found = blame_past_checker(stack.frames, index, around)
+    return found if found is not None else (index, None)
 
 
 def _explanation(prog: drgn.Program, category: str, task: drgn.Object | None,
@@ -312,7 +337,7 @@ _RIP_LINE = re.compile(r"RIP: [0-9a-f]{4}:(?P<func>[\w.]+)\+(?P<off>0x[0-9a-f]+)
 
 def _culprit(prog: drgn.Program, target: Target, log: LogText, match: rules.Match | None,
              stack: TaskStack, index: int | None, evidence: list[Evidence],
-             warnings: list[str]) -> Culprit:
+             warnings: list[str], checker: CheckerFinding | None = None) -> Culprit:
     if match and match.rule.culprit == rules.CULPRIT_PROCESS:
         return Culprit(None, None, None, None, None, None, [], None, [], {},
                        f"the process {match.groups.get('comm', '?')} asked for memory when "
@@ -334,7 +359,8 @@ def _culprit(prog: drgn.Program, target: Target, log: LogText, match: rules.Matc
     source = read_source(frame.source_file, frame.source_line, _source_dirs(target))
     if source:
         ids.append("source")
-    reasoning = _reasoning(frame, instructions, regs, addresses, match)
+    reasoning = (_checker_reasoning(frame, checker) if checker is not None
+                 else _reasoning(frame, instructions, regs, addresses, match))
     return Culprit(frame.function, frame.offset, frame.module, frame.source_file,
                    frame.source_line, frame.pc, _module_taints(prog, frame.module), source,
                    instructions, regs, reasoning, ids + (["log-oops"] if match else []))
@@ -399,6 +425,17 @@ def _reasoning(frame: Frame, instructions: list, regs: dict[str, int],
         except ValueError:
             pass
     return text
+
+
+def _checker_reasoning(frame: Frame, checker: CheckerFinding) -> str:
+    """Why a caller is blamed rather than the checker the CPU stopped in."""
+    where = f"{frame.function}+{frame.offset:#x}" if frame.offset is not None else (
+        frame.function or f"{frame.pc:#x}")
+    text = (f"{checker.function} (a checker for {checker.checks}) fired; the first caller "
+            f"outside the checker is {where}")
+    if frame.source_file:
+        text += f" ({Path(frame.source_file).name}:{frame.source_line})"
+    return text + f", which handed it the bad state: {checker.finding}"
 
 
 _CR2 = re.compile(r"CR2: ([0-9a-f]+)")

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kdx.diagnosis import rules
+from kdx.diagnosis.checkers import first_outside
 from kdx.diagnosis.oopslog import LogFrame, bare_lines, culprit_frames
 from kdx.diagnosis.signature import SIGNATURE_VERSION, is_generic, make_signature
 from kdx.errors import KdxError
@@ -195,6 +196,7 @@ def _verdict(lines: list[str], warnings: list[str]) -> dict[str, Any]:
             warnings.append("the log holds no crash report kdx recognises")
         return out
     frames = culprit_frames(lines, match.index, match.rule.culprit)
+    frames = _past_checker(frames, match.rule.culprit)
     culprit = _culprit(frames, match.rule.culprit)
     if culprit is None and match.rule.culprit != rules.CULPRIT_PROCESS:
         warnings.append("the log names no culprit function (no RIP line or call trace)")
@@ -206,6 +208,15 @@ def _verdict(lines: list[str], warnings: list[str]) -> dict[str, Any]:
                signature=signature.hash, signature_version=SIGNATURE_VERSION,
                frames=signature.frames)
     return out
+
+
+def _past_checker(frames: list[LogFrame], strategy: str) -> list[LogFrame]:
+    """The frames from the first caller outside a checker the report stopped in
+    (kdx.diagnosis.checkers), as the full analysis blames it; else all of them."""
+    if strategy not in (rules.CULPRIT_EXCEPTION, rules.CULPRIT_WARN_SITE):
+        return frames
+    found = first_outside([f.function for f in frames])
+    return frames[found:] if found is not None else frames
 
 
 def _culprit(frames: list[LogFrame], strategy: str) -> LogFrame | None:

@@ -113,6 +113,17 @@ class Explanation:
 
 
 @dataclass(frozen=True)
+class CheckerFinding:
+    """A generic checker that caught a misuse (refcount_t, list, slab free): the trap is
+    in the checker, the culprit is its first caller outside it."""
+
+    function: str  # the checker function the CPU stopped in: "refcount_warn_saturate"
+    checks: str  # what it checks: "refcount_t misuse"
+    finding: str  # what it found, in the kernel's words when it printed some
+    text: str  # "refcount_t underflow; use-after-free detected by refcount_warn_saturate"
+
+
+@dataclass(frozen=True)
 class StackSummary:
     pid: int | None
     comm: str | None
@@ -135,6 +146,7 @@ class Verdict:
     warnings: list[str] = field(default_factory=list)
     dump: str = ""
     explanation: Explanation | None = None  # the bad access, for faults through memory
+    checker: CheckerFinding | None = None  # the checker that fired, when one did
 
     def to_dict(self) -> dict:
         """The verdict as JSON-ready values, exactly the ``data`` of ``kdx analyze --json``.

@@ -50,10 +50,26 @@ def _culprit_rows(v: Verdict) -> list[tuple[str, str]]:
     rows = [("Function", _where(c)), ("Source", _source_line(c))]
     if c.module_taints:
         rows.append(("Module taints", ", ".join(c.module_taints)))
+    if v.checker is not None:
+        rows.append(("Checker", v.checker.text))
     if c.reasoning:
         rows.append(("Why", c.reasoning))
     if v.explanation is not None:
         rows.append(("Bad access", v.explanation.text))
+        rows += _track_rows(v)
+    return rows
+
+
+def _track_rows(v: Verdict) -> list[tuple[str, str]]:
+    """SLUB's alloc and free tracks of the objects the bad access involved, with the
+    call chains the stack depot kept (innermost first)."""
+    rows = []
+    for point in v.explanation.points_to if v.explanation else []:
+        for track in point.tracks:
+            key = "Allocated by" if track.kind == "alloc" else "Freed by"
+            chain = " < ".join(track.stack[:6]) if track.stack else (track.stack_note or "")
+            rows.append((key, track.text.split(" by ", 1)[1] + (f"; stack: {chain}"
+                                                                if chain else "")))
     return rows
 
 
