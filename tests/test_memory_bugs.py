@@ -15,6 +15,7 @@ import pytest
 from json_schemas import schema_problems
 from test_no_vmlinux import open_without_debug_package
 
+from kdx.diagnosis.checkers import checker_of, first_outside
 from kdx.render.report import render_html, render_markdown, render_text
 
 KERNELS = ["6.1", "6.12"]
@@ -72,7 +73,8 @@ def test_checker_fired_and_its_caller_is_blamed(lab, name, kernel):
     assert finding in checker.finding
     assert checker.text == f"{checker.finding} detected by {checker.function}"
     assert verdict.culprit.function == dump.truth["function"]
-    assert verdict.culprit.reasoning.startswith(f"{checker.function} (a checker for ")
+    assert verdict.culprit.reasoning.startswith(f"{checker.function}, which checks for ")
+    assert f"called from {dump.truth['function']}+0x" in verdict.culprit.reasoning
     assert "checker" in verdict.culprit.evidence
     assert verdict.signature.frames[0] == dump.truth["function"]
     assert verdict.signature.title.endswith(f" in {dump.truth['function']} "
@@ -126,3 +128,21 @@ def test_without_vmlinux(lab, name):
     else:
         explanation = without.explanation
         assert explanation is not None and explanation.value_kind == "slab-free-poison"
+        # the module's .ko beside the dump still gives the member; BTF gives struct track
+        assert explanation.member == "value"
+        (holder,) = explanation.points_to
+        assert [(t.kind, t.function, t.pid) for t in holder.tracks] == [
+            (t.kind, t.function, t.pid) for t in full.explanation.points_to[0].tracks]
+
+
+def test_first_caller_outside_a_checker():
+    """The checker table decides: a checker's frames and generic reporting frames are
+    passed over, a culprit that is no checker stays the culprit."""
+    assert first_outside(["refcount_warn_saturate", "__warn", "crashlab_session_put",
+                          "crashlab_refcount_init"]) == 2
+    assert first_outside(["do_slab_free.isra.0", "kfree", "crashlab_drop_twice"]) == 2
+    assert first_outside(["__list_del_entry_valid_or_report", "crashlab_forget"]) == 1
+    assert first_outside(["crashlab_walk", "crashlab_gpf_init"]) is None
+    assert first_outside(["kfree"]) is None  # nobody left to blame: the checker stays
+    assert checker_of("crashlab_refcount_init") is None
+    assert checker_of("refcount_warn_saturate").checks == "refcount_t misuse"

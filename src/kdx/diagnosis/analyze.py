@@ -431,11 +431,11 @@ def _checker_reasoning(frame: Frame, checker: CheckerFinding) -> str:
     """Why a caller is blamed rather than the checker the CPU stopped in."""
     where = f"{frame.function}+{frame.offset:#x}" if frame.offset is not None else (
         frame.function or f"{frame.pc:#x}")
-    text = (f"{checker.function} (a checker for {checker.checks}) fired; the first caller "
-            f"outside the checker is {where}")
+    text = (f"{checker.function}, which checks for {checker.checks}, fired; it was called "
+            f"from {where}")
     if frame.source_file:
         text += f" ({Path(frame.source_file).name}:{frame.source_line})"
-    return text + f", which handed it the bad state: {checker.finding}"
+    return text + ", the first caller outside the checker, which handed it the bad state"
 
 
 _CR2 = re.compile(r"CR2: ([0-9a-f]+)")

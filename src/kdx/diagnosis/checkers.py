@@ -30,17 +30,19 @@ class Checker:
     functions: Pattern[str]
     """The checker's functions (normalised names, matched whole)."""
     checks: str
-    """What they check, for the finding when the log says no more."""
+    """What they check ("refcount_t misuse")."""
     report: Pattern[str] | None
     """The checker's own log line; its ``what`` group is the finding."""
     finding: str
     """The finding made of the ``what`` group (``{what}``)."""
+    default: str
+    """The finding when the checker printed nothing of its own (a bare BUG_ON)."""
 
 
-def _checker(functions: str, checks: str, report: str | None = None,
+def _checker(functions: str, checks: str, report: str | None, default: str,
              finding: str = "{what}") -> Checker:
     return Checker(re.compile(rf"^(?:{functions})$"), checks,
-                   re.compile(report) if report else None, finding)
+                   re.compile(report) if report else None, finding, default)
 
 
 #: The checkers, most specific first. Library helpers that only BUG on their caller's
@@ -48,26 +50,30 @@ def _checker(functions: str, checks: str, report: str | None = None,
 CHECKERS: tuple[Checker, ...] = (
     _checker(r"refcount_warn_saturate|refcount_dec_not_one|refcount_dec_if_one|"
              r"refcount_dec_and_\w*lock\w*|__refcount_\w+|refcount_\w+",
-             "refcount_t misuse",
-             r"refcount_t: (?P<what>[^.]+)", "refcount_t {what}"),
+             "refcount_t misuse", r"refcount_t: (?P<what>[^.]+)", "refcount_t misuse",
+             "refcount_t {what}"),
     _checker(r"__list_(?:add|del_entry)_valid\w*|__list_valid_slowpath|list_\w+_report|"
              r"__list_\w+_report|__list_del_entry|__list_add|list_del\w*|list_add\w*",
-             "list corruption",
-             r"(?P<what>list_(?:add|del) corruption.*)"),
+             "list corruption", r"(?P<what>list_(?:add|del) corruption.*)",
+             "list corruption"),
     _checker(r"kfree|kvfree|kfree_sensitive|kmem_cache_free|__kmem_cache_free|"
              r"kmem_cache_free_bulk|__slab_free|do_slab_free|slab_free\w*|set_freepointer|"
              r"free_debug_processing|free_to_partial_list|__do_kmem_cache_free",
-             "a double free or freelist corruption (the object freed is already on its "
-             "slab's freelist: freed twice)",
+             "double or invalid slab frees",
              r"(?P<what>(?:BUG \S+ \([^)]*\): )?(?:Object already free|"
-             r"Invalid object pointer|Freepointer corrupt|Wrong object count).*)"),
+             r"Invalid object pointer|Freepointer corrupt|Wrong object count).*)",
+             # SLAB_FREELIST_HARDENED's BUG_ON(object == fp) in set_freepointer()
+             "a double free: the object freed is already at the head of its slab's "
+             "freelist (freed twice)"),
     _checker(r"usercopy_abort|__check_object_size|check_heap_object|check_object_size|"
              r"__check_heap_object",
-             "a user copy out of an object's bounds (hardened usercopy)",
-             r"(?P<what>usercopy: Kernel memory (?:overwrite|exposure) attempt.*)"),
+             "user copies out of an object's bounds (hardened usercopy)",
+             r"(?P<what>usercopy: Kernel memory (?:overwrite|exposure) attempt.*)",
+             "a user copy out of an object's bounds"),
     _checker(r"fortify_panic|__fortify_panic|__fortify_report",
-             "a string or memory helper overflowing its buffer (FORTIFY_SOURCE)",
-             r"(?P<what>(?:detected buffer overflow in|strnlen: detected).*)"),
+             "buffer overflows in string and memory helpers (FORTIFY_SOURCE)",
+             r"(?P<what>(?:detected buffer overflow in|strnlen: detected).*)",
+             "a buffer overflow in a string or memory helper"),
 )
 
 
@@ -117,4 +123,4 @@ def _finding(checker: Checker, lines: Iterable[str]) -> str:
             found = checker.report.search(line)
             if found:
                 return checker.finding.format(what=found.group("what").strip())
-    return checker.checks
+    return checker.default
