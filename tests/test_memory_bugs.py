@@ -89,6 +89,10 @@ def test_checker_findings_in_their_own_words(lab):
                              "refcount_warn_saturate")
     listed = lab("list-corruption").verdict.checker
     assert "->next is LIST_POISON1 (dead000000000100)" in listed.finding
+    # the entry it names: a 24-byte struct crashlab_node, kmalloc'd and never freed
+    (entry,) = listed.points_to
+    assert listed.finding.startswith(f"list_del corruption, {entry.address:x}->next")
+    assert entry.what == f"kmalloc-32 object {entry.address:#x}, allocated"
 
 
 @pytest.mark.parametrize("name", ["use-after-free", "refcount-underflow"])

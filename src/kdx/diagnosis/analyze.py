@@ -8,6 +8,7 @@ add a warning, they never stop the report.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
@@ -19,6 +20,7 @@ from drgn.helpers.linux.sched import cpu_curr
 
 from kdx.diagnosis import rules
 from kdx.diagnosis.badvalue import explain_access
+from kdx.diagnosis.badvalue import points_to as badvalue_points_to
 from kdx.diagnosis.checkers import blame_past_checker
 from kdx.diagnosis.code import disassemble_around, effective_addresses, read_source
 from kdx.diagnosis.evidence import (
@@ -93,8 +95,10 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
     culprit = _culprit(prog, target, log, match, culprit_stack, index, evidence, warnings,
                        checker)
     if checker is not None:
+        checker = _checker_addresses(prog, checker, warnings)
         evidence.append(Evidence("checker", f"The checker that fired: {checker.function}",
-                                 [checker.text, f"it checks for {checker.checks}"]))
+                                 [checker.text, f"it checks for {checker.checks}"]
+                                 + [f"{p.address:#x} is {p.what}" for p in checker.points_to]))
         culprit.evidence.append("checker")
     context = _context(prog, target, log, match, task, culprit_stack, index, evidence,
                        _system(target, kernel))
@@ -425,6 +429,23 @@ def _reasoning(frame: Frame, instructions: list, regs: dict[str, int],
         except ValueError:
             pass
     return text
+
+
+_KERNEL_ADDRESS = re.compile(r"\b(?:0x)?(ff[0-9a-f]{14})\b")
+
+
+def _checker_addresses(prog: drgn.Program, checker: CheckerFinding, warnings: list[str]
+                       ) -> CheckerFinding:
+    """The finding with what the kernel addresses it quotes are (the list entry a list
+    check was handed: which slab object, allocated or free, and its tracks)."""
+    points = []
+    for found in dict.fromkeys(_KERNEL_ADDRESS.findall(checker.finding)):
+        point = _readable(lambda a=int(found, 16): badvalue_points_to(
+            prog, a, "an address the checker reported"), None, warnings,
+            f"what {found} is")
+        if point is not None:
+            points.append(point)
+    return dataclasses.replace(checker, points_to=points) if points else checker
 
 
 def _checker_reasoning(frame: Frame, checker: CheckerFinding) -> str:

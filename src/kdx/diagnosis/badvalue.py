@@ -27,7 +27,7 @@ from kdx.diagnosis.code import disassembler
 from kdx.diagnosis.verdict import Explanation, PointsTo
 from kdx.model.memory.slabtrack import SlabTrack, slab_tracks
 
-__all__ = ["classify_value", "explain_access", "member_at"]
+__all__ = ["classify_value", "explain_access", "member_at", "points_to"]
 
 _MASK = (1 << 64) - 1
 _POISON_DELTA = 0xDEAD000000000000  # x86-64's CONFIG_ILLEGAL_POINTER_VALUE
@@ -366,6 +366,12 @@ def _where(prog: drgn.Program, address: int) -> tuple[str, list[SlabTrack]] | No
     if report.page is None:
         return "no page: the address is not mapped in the dump", []
     return None
+
+
+def points_to(prog: drgn.Program, address: int, role: str) -> PointsTo | None:
+    """What ``address`` is (``kmem ADDR``'s answer, with SLUB's tracks), as a record."""
+    where = _where(prog, address)
+    return PointsTo(address, role, None, *where) if where else None
 
 
 def _tracks(prog: drgn.Program, obj: int) -> list[SlabTrack]:

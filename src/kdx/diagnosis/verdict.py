@@ -121,6 +121,8 @@ class CheckerFinding:
     checks: str  # what it checks: "refcount_t misuse"
     finding: str  # what it found, in the kernel's words when it printed some
     text: str  # "refcount_t underflow; use-after-free detected by refcount_warn_saturate"
+    points_to: list[PointsTo] = field(default_factory=list)  # what the addresses in the
+    # finding are ("list_del corruption, ADDR->next ...": the entry's slab object)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ def _culprit_rows(v: Verdict) -> list[tuple[str, str]]:
     if c.module_taints:
         rows.append(("Module taints", ", ".join(c.module_taints)))
     if v.checker is not None:
-        rows.append(("Checker", v.checker.text))
+        rows.append(("Checker", v.checker.text + "".join(
+            f"; {p.address:#x} is {p.what}" for p in v.checker.points_to)))
     if c.reasoning:
         rows.append(("Why", c.reasoning))
     if v.explanation is not None:
