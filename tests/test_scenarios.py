@@ -141,6 +141,12 @@ def test_panic_patterns_match_real_console_lines() -> None:
         "stack-overflow": "[ 9.9] BUG: TASK stack guard page was hit at 00000000a1b2c3d4 "
         "(stack is 0000000011111111..0000000022222222)",
         "divide-error": "[ 9.9] Oops: divide error: 0000 [#1] PREEMPT SMP NOPTI",
+        "use-after-free": "[ 9.9] Oops: general protection fault, probably for non-canonical "
+        "address 0x6b6b6b6b6b6b6b73: 0000 [#1] PREEMPT SMP NOPTI",
+        "double-free": "[ 9.9] kernel BUG at mm/slub.c:550!",
+        "list-corruption": "[ 9.9] list_del corruption, ff2ca6565f0eb980->next is "
+        "LIST_POISON1 (dead000000000100)",
+        "refcount-underflow": "[ 9.9] refcount_t: underflow; use-after-free.",
     }
     assert set(samples) == set(SCENARIOS)
     for name, line in samples.items():
