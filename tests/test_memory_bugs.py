@@ -26,7 +26,7 @@ CHECKED = {
                            "refcount_t underflow; use-after-free"),
     "list-corruption": ({"__list_del_entry_valid", "__list_del_entry_valid_or_report"},
                         "list_del corruption"),
-    "double-free": ({"kfree", "kmem_cache_free", "__slab_free", "do_slab_free"},
+    "double-free": ({"kfree", "__kmem_cache_free", "__slab_free", "do_slab_free"},
                     "freed twice"),
 }
 
