@@ -318,6 +318,23 @@ def test_qemu_dump_shows_every_cpu(lab, crash) -> None:  # noqa: ANN001
     assert "sysrq_handle_crash" in panic.names()
 
 
+@pytest.mark.oracle
+def test_qemu_oom_panic_cpu_reaches_the_allocator(lab, crash) -> None:  # noqa: ANN001
+    """The memhog CPU of a QEMU oom dump: wherever QEMU stopped it (on one boot, on the
+    first instruction of a retpoline thunk that no unwind table covers, which ended the
+    trace after one frame), the trace reaches the page fault that allocated, and from
+    panic on it is crash's."""
+    dump = lab("oom", capture="qemu", fmt="elf")
+    pid = dump.truth["pid"]
+    theirs = parse_bt(crash(dump, [f"bt {pid}"]))[0]
+    ours = parse_bt(run(dump, f"bt {pid}"))[0]
+    names = ours.names()
+    assert "panic" in names and "out_of_memory" in " ".join(names)
+    assert names[-1] == "asm_exc_page_fault"
+    crash_frames = [f[1:] for f in theirs.frames]
+    assert crash_frames and [f[1:] for f in ours.frames][-len(crash_frames):] == crash_frames
+
+
 # --- against the truth --------------------------------------------------------------------
 
 MODULE_CRASHES = [("null-deref-module", None), ("gpf", None), ("soft-lockup", None),

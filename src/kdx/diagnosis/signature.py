@@ -43,7 +43,8 @@ SIGNATURE_VERSION = 2
 _SUFFIX = re.compile(r"(\.(isra|constprop|part|cold|lto_priv|llvm)(\.\d+)*)+$")
 #: Frames that say how the kernel died, or that every crash passes through (syzbot and
 #: FAF skip these): panic and its notifiers, kexec, QEMU's pvpanic, oops and warning
-#: reporting, printing, locks and the scheduler.
+#: reporting, printing, locks and the scheduler, and the retpoline thunks an indirect call
+#: passes through (which one is a compiler detail).
 _GENERIC = re.compile(
     r"^(panic|vpanic|nmi_panic|\w*panic_on_\w+|panic_print_sys_info|nmi_panic_self_stop|"
     r"oops_end|die|die_body|do_trap|do_error_trap|do_int3|__die|__die_body|"
@@ -57,6 +58,7 @@ _GENERIC = re.compile(
     r"_raw_spin_\w+|_raw_read_\w+|_raw_write_\w+|spin_\w+|mutex_lock\w*|__mutex_lock\w*|"
     r"schedule|__schedule|schedule_timeout|schedule_preempt_disabled|"
     r"watchdog_timer_fn|"
+    r"__x86_indirect_thunk\w*|__x86_indirect_call_thunk\w*|__x86_return_thunk|"
     r"delay_tsc|__const_udelay|native_safe_halt|default_idle\w*)$")
 #: Interrupt, softirq and timer plumbing: which of these ran a callback depends on the
 #: path the interrupt took (``run_timer_softirq`` on one boot, ``timer_expire_remote`` on

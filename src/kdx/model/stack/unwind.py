@@ -8,6 +8,7 @@ the building of frame records, so the scanners can reuse it for ``bt -S``/``-I``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
@@ -101,6 +102,10 @@ def _is_user(r: _Raw) -> bool:
     return False
 
 
+#: Retpoline and return thunks: an indirect call passes through one, never a real caller.
+_THUNK = re.compile(r"^__x86_(indirect_thunk|indirect_call_thunk|indirect_jump_thunk|return_thunk)")
+
+
 class _Unwind:
     """One task's unwind: drgn's frames, re-started and repaired as the module docstring
     describes."""
@@ -125,6 +130,7 @@ class _Unwind:
             plain = []
         if plain:
             self.start = "registers" if self.active else "scheduled"
+        plain = self._past_entry(plain)
         raw = plain
         if self.active:
             started = self._kdump_start(plain)
@@ -182,6 +188,35 @@ class _Unwind:
             if sym is not None and target_sym is not None and sym.name == target_sym.name:
                 return True
         return False
+
+    # -- a CPU stopped on a function's first instruction ----------------------------------------
+
+    def _past_entry(self, raw: list[_Raw]) -> list[_Raw]:
+        """A CPU caught on the first instruction of code no unwind table covers (QEMU
+        stopping a panicking CPU as it enters a retpoline thunk) ends drgn's trace there,
+        though the return address is plainly at the stack pointer. Continue from it; a
+        thunk, which only forwards an indirect call, is dropped as crash drops it."""
+        if len(raw) != 1 or _is_user(raw[0]) or raw[0].frame.is_inline:
+            return raw
+        frame = raw[0].frame
+        sym = self.reader.symbol(frame.pc)
+        if sym is None or sym.start != frame.pc:
+            return raw
+        try:
+            ret = self.reader.read_word(frame.sp)
+            bp: int | None = frame.register("rbp")
+        except LookupError:
+            bp = None
+        except READ_ERRORS:
+            return raw
+        if ret < _KERNEL_START or not self.reader.is_text(ret) or not self._after_call(ret):
+            return raw
+        try:
+            rest = _stack_trace(self.prog, self.reader.regs_object(ret - 1, frame.sp + 8,
+                                                                    bp or 0), call_site=True)
+        except READ_ERRORS:
+            return raw
+        return rest if _THUNK.match(sym.name) else raw + rest
 
     # -- kernel code no unwind table covers ---------------------------------------------------
 
