@@ -107,6 +107,7 @@ def backward_jumps(prog: drgn.Program, start: int, end: int) -> list[tuple[int, 
         if capstone.x86.X86_GRP_JUMP not in ins.groups or not ins.operands:
             continue
         op = ins.operands[0]
-        if op.type == capstone.x86.X86_OP_IMM and start <= op.imm <= ins.address:
-            out.append((ins.address, op.imm))
+        target = op.imm & 0xFFFFFFFFFFFFFFFF  # capstone gives a signed 64-bit value
+        if op.type == capstone.x86.X86_OP_IMM and start <= target <= ins.address:
+            out.append((ins.address, target))
     return out
