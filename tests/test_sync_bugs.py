@@ -130,7 +130,9 @@ def test_stack_protector_names_the_function(lab, kernel):
     assert verdict.signature.frames[0] == "crashlab_fill_name"
     assert "crashlab_fill_name+0x" in dump.truth["panic_message"]
     # The culprit frame is the canary check's call, in the function that overflowed.
-    assert verdict.culprit.reasoning.startswith("the CPU stopped at crashlab_fill_name+0x")
+    assert verdict.culprit.reasoning.startswith(
+        "the stack canary of crashlab_fill_name was overwritten, found at "
+        "crashlab_fill_name+0x")
 
 
 def test_stack_protector_without_vmlinux(lab):

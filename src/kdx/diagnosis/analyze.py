@@ -598,8 +598,13 @@ def _reasoning(frame: Frame, instructions: list, regs: dict[str, int],
         frame.function or f"{frame.pc:#x}")
     blocked = bool(match and match.rule.culprit == rules.CULPRIT_BLOCKED_TASK)
     text = f"the task sleeps in {where}" if blocked else f"the CPU stopped at {where}"
+    if match and match.rule.category == "stack-protector":
+        text = f"the stack canary of {frame.function} was overwritten, found at {where}"
     if frame.source_file:
         text += f" ({Path(frame.source_file).name}:{frame.source_line})"
+    if match and match.rule.category == "stack-protector":
+        return text + (": a write ran past the end of one of its local arrays, over the "
+                       "canary that guards the return address")
     if faulting:
         text += f", on the instruction `{faulting.text.split(': ', 1)[-1]}`"
         if addresses:
