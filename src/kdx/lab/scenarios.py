@@ -393,10 +393,16 @@ _SCENARIO_LIST: tuple[Scenario, ...] = (
         category="rcu-stall",
         modules=("crashlab_rcu",),
         # A 3 s stall timeout (the least the kernel accepts) reports the stall long before
-        # the soft-lockup watchdog's 2 * watchdog_thresh = 20 s. panic_on_rcu_stall is set
-        # by the trigger: the sysctl exists on 6.1 and 6.12 alike.
-        cmdline=(*_OOPS_PANIC, "rcupdate.rcu_cpu_stall_timeout=3"),
-        trigger=_insmod_trigger("crashlab_rcu", "echo 1 > /proc/sys/kernel/panic_on_rcu_stall"),
+        # the soft-lockup watchdog's 2 * watchdog_thresh = 20 s. The trigger sets it (the
+        # rcupdate parameter is writable at run time and read when a grace period starts)
+        # rather than the command line, where under TCG a slow boot trips 3 s stalls of
+        # its own; panic_on_rcu_stall is a sysctl on 6.1 and 6.12 alike.
+        cmdline=_OOPS_PANIC,
+        trigger=_insmod_trigger(
+            "crashlab_rcu",
+            "echo 3 > /sys/module/rcupdate/parameters/rcu_cpu_stall_timeout",
+            "echo 1 > /proc/sys/kernel/panic_on_rcu_stall",
+        ),
         function="crashlab_rcu_spin",
         module="crashlab_rcu",
         source_file="crashlab_rcu.c",
