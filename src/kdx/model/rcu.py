@@ -38,9 +38,9 @@ def grace_period_wait(prog: drgn.Program) -> GracePeriodWait | None:
     """The outstanding quiescent states of tree RCU, or None when the kernel has no
     ``rcu_state`` (tiny RCU) or the dump lacks it."""
     try:
-        state = prog["rcu_state"]
-        levels = int(prog["rcu_num_lvls"])
-        count = int(prog["rcu_num_nodes"])
+        state = _global(prog, "rcu_state", "struct rcu_state")
+        levels = int(_global(prog, "rcu_num_lvls", "int"))
+        count = int(_global(prog, "rcu_num_nodes", "int"))
         in_progress = bool(int(state.gp_seq) & 0x3)  # RCU_SEQ_STATE_MASK
         cpus: list[int] = []
         blocked: list[int] = []
@@ -53,6 +53,15 @@ def grace_period_wait(prog: drgn.Program) -> GracePeriodWait | None:
     except (*READ_ERRORS, ListLoopError):
         return None
     return GracePeriodWait(in_progress, sorted(cpus), blocked)
+
+
+def _global(prog: drgn.Program, name: str, type_name: str) -> drgn.Object:
+    """A kernel global by its symbol and C type: BTF types only per-CPU variables, so
+    without a vmlinux ``prog[name]`` has no type for these."""
+    try:
+        return prog[name]
+    except LookupError:
+        return drgn.Object(prog, type_name, address=prog.symbol(name).address)
 
 
 def _pending_cpus(node: drgn.Object) -> list[int]:
