@@ -29,6 +29,9 @@ CATEGORIES = {
     "warn",
     "stack-overflow",
     "divide-error",
+    "rcu-stall",
+    "stack-protector",
+    "invalid-opcode",
 }
 
 
@@ -147,6 +150,11 @@ def test_panic_patterns_match_real_console_lines() -> None:
         "list-corruption": "[ 9.9] list_del corruption, ff2ca6565f0eb980->next is "
         "LIST_POISON1 (dead000000000100)",
         "refcount-underflow": "[ 9.9] refcount_t: underflow; use-after-free.",
+        "abba-deadlock": "[ 40.0] INFO: task crashlab_a:260 blocked for more than 10 seconds.",
+        "rcu-stall": "[ 20.0] rcu: INFO: rcu_preempt self-detected stall on CPU",
+        "stack-protector": "[ 9.9] Kernel panic - not syncing: stack-protector: Kernel stack "
+        "is corrupted in: crashlab_fill_name+0x54/0xff0 [crashlab_canary]",
+        "invalid-opcode": "[ 9.9] Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
     }
     assert set(samples) == set(SCENARIOS)
     for name, line in samples.items():

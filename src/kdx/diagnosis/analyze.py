@@ -40,10 +40,14 @@ from kdx.diagnosis.verdict import (
     Culprit,
     Evidence,
     Explanation,
+    SpinLoop,
     StackSummary,
+    Stall,
+    StalledTask,
     Verdict,
 )
 from kdx.errors import KdxError
+from kdx.model.locks import LockGraph, lock_graph
 from kdx.model.log import KernelLog, kernel_log
 from kdx.model.memory import memory_breakdown
 from kdx.model.names import address_namer
@@ -91,6 +95,10 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
     say("finding the culprit")
     culprit_stack, stopped, details = _culprit_frames(reader, strategy, match, stack,
                                                       warnings, evidence)
+    stalled = _stalled_cpus(log, match)
+    if match and match.rule.category == "rcu-stall":
+        culprit_stack, stopped = _stalled_cpu_stack(reader, task, stalled, culprit_stack,
+                                                    stopped, warnings, evidence)
     index, checker = _past_checker(strategy, match, log, culprit_stack, stopped)
     culprit = _culprit(prog, target, log, match, culprit_stack, index, evidence, warnings,
                        checker)
@@ -110,6 +118,17 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
     frames = culprit_stack.frames[index:] if index is not None else stack.frames
     callers = [f.function or "" for f in frames if not f.inline]
     signature = make_signature(category, title, callers, culprit.module)
+    say("following the blocked tasks' locks")
+    blocked = details.get("blocked_task", {}).get("pid")
+    locks = _readable(lambda: _lock_graph(reader, blocked), None, warnings,
+                      "the blocked tasks' locks")
+    if locks is not None:
+        _add_lock_evidence(reader, locks, blocked, details, evidence)
+    stall = _readable(lambda: _stall(prog, reader, category, stalled, log, match, culprit),
+                      None, warnings, "the stalled CPUs")
+    if stall is not None:
+        evidence.append(Evidence("stall", "Who holds the CPU or grace period up",
+                                 [stall.text]))
     say("reading the other CPUs' stacks")
     stacks = _readable(lambda: _cpu_stacks(reader, task, stack.frames), [], warnings,
                        "the other CPUs' stacks")
@@ -125,7 +144,7 @@ def analyze(target: Target, progress: Progress = None) -> Verdict:
         evidence=evidence, stacks=stacks, details=details,
         next_steps=_next_steps(match, culprit, context),
         warnings=warnings, dump=str(target.path or "live"), explanation=explanation,
-        checker=checker)
+        checker=checker, locks=locks, stall=stall)
 
 
 #: Where the CPU stops is the culprit except in a checker: these rules' traps can fire in
@@ -305,6 +324,171 @@ def _lock_owner(reader: StackReader, task: drgn.Object) -> dict:
     return {}
 
 
+#: Blocked tasks whose locks the analysis follows; a dump with more names the first.
+MAX_BLOCKED = 256
+
+
+def _lock_graph(reader: StackReader, first_pid: int | None) -> LockGraph | None:
+    """The wait-for graph of every task in uninterruptible sleep (the reported blocked
+    task first, then by PID), or None when none of them waits for a sleeping lock."""
+    from drgn.helpers.linux.sched import task_state_to_char
+
+    from kdx.model.tasks import all_tasks
+
+    prog = reader.prog
+    blocked = []
+    for task in all_tasks(prog):
+        try:
+            if task_state_to_char(task) == "D":
+                blocked.append(task)
+        except _DAMAGE:
+            continue
+        if len(blocked) >= MAX_BLOCKED:
+            break
+    blocked.sort(key=lambda t: (int(t.pid) != first_pid, int(t.pid)))
+    pairs = [(t, [f.function or "" for f in _frames(reader, t, []).frames[:24]])
+             for t in blocked]
+    graph = lock_graph(prog, pairs)
+    return graph if graph.waits else None
+
+
+def _add_lock_evidence(reader: StackReader, graph: LockGraph, blocked_pid: int | None,
+                       details: dict, evidence: list[Evidence]) -> None:
+    """The waits as evidence lines; and the blocked task's lock and owner in ``details``
+    when the waiting frame's locals (DWARF) did not name them."""
+    lines = [f"{w.comm} (PID {w.pid}) waits for {w.kind} {w.lock_name}"
+             + (f", held by {w.owner_comm} (PID {w.owner_pid})" if w.owner_pid is not None
+                else ", owner not recorded") for w in graph.waits]
+    if graph.cycle:
+        lines.append(f"deadlock: {graph.text}")
+    evidence.append(Evidence("lock-graph", "Blocked tasks and the locks they wait for",
+                             lines))
+    wait = next((w for w in graph.waits if w.pid == blocked_pid), None)
+    if wait is None or "lock" in details:
+        return
+    details["lock"] = {"address": wait.lock, "symbol": wait.symbol}
+    if wait.owner_task is not None:
+        owner = drgn.Object(reader.prog, "struct task_struct *", wait.owner_task)
+        stack = _frames(reader, owner, [])
+        details["lock_owner"] = {"pid": wait.owner_pid, "comm": wait.owner_comm,
+                                 "stack": _stack_lines(stack.frames)}
+        evidence.append(Evidence("lock-owner", f"Owner of the lock: {wait.owner_comm} (PID "
+                                 f"{wait.owner_pid})", details["lock_owner"]["stack"]))
+
+
+_RCU_CPU = re.compile(r"^rcu:\s+(?P<cpu>\d+)-\S*: \(")
+_RCU_BLOCKED = re.compile(r"Tasks blocked on level-\d+ rcu_node \(CPUs [\d-]+\):"
+                          r"(?P<pids>(?: P\d+)+)")
+_REPORT_LINES = 40
+
+
+def _stalled_cpus(log: LogText, match: rules.Match | None) -> list[int]:
+    """The CPUs the stall report names: the soft lockup's CPU, or the CPUs an RCU stall
+    report lists as holding the grace period up."""
+    if match is None:
+        return []
+    if match.rule.category == "soft-lockup" and "cpu" in match.groups:
+        return [int(match.groups["cpu"])]
+    if match.rule.category != "rcu-stall":
+        return []
+    cpus: list[int] = []
+    for line in log.bare[match.index + 1:match.index + _REPORT_LINES]:
+        found = _RCU_CPU.match(line)
+        if found and int(found["cpu"]) not in cpus:
+            cpus.append(int(found["cpu"]))
+    return cpus
+
+
+def _rcu_blocked_pids(log: LogText, match: rules.Match | None) -> list[int]:
+    if match is None:
+        return []
+    for line in log.bare[match.index + 1:match.index + _REPORT_LINES]:
+        found = _RCU_BLOCKED.search(line)
+        if found:
+            return [int(p) for p in re.findall(r"P(\d+)", found["pids"])]
+    return []
+
+
+def _stalled_cpu_stack(reader: StackReader, task: drgn.Object | None, cpus: list[int],
+                       stack: TaskStack, index: int | None, warnings: list[str],
+                       evidence: list[Evidence]) -> tuple[TaskStack, int | None]:
+    """The stalled CPU's stack, when another CPU reported the stall and panicked: the
+    culprit is what the stalled CPU runs, not the reporter."""
+    if not cpus or _task_cpu(task) in cpus:
+        return stack, index
+    try:
+        other = cpu_curr(reader.prog, cpus[0])
+    except (LookupError, drgn.FaultError):
+        return stack, index
+    other_stack = _frames(reader, other, warnings)
+    evidence.append(Evidence("stack-stalled-cpu", f"Stack of CPU {cpus[0]}, which holds "
+                             "the grace period up", _stack_lines(other_stack.frames)))
+    return other_stack, _exception_index(other_stack.frames)
+
+
+def _stall(prog: drgn.Program, reader: StackReader, category: str, cpus: list[int],
+           log: LogText, match: rules.Match | None, culprit: Culprit) -> Stall | None:
+    """Who holds up the stuck CPU or the grace period, and the loop it spins in."""
+    if category not in ("rcu-stall", "soft-lockup"):
+        return None
+    from kdx.model.rcu import grace_period_wait
+
+    waiting = grace_period_wait(prog) if category == "rcu-stall" else None
+    blocked = _rcu_blocked_pids(log, match)
+    if waiting is not None:
+        blocked = blocked or waiting.blocked_pids
+    tasks = []
+    for cpu in cpus:
+        try:
+            task = cpu_curr(prog, cpu)
+            frames = _frames(reader, task, []).frames
+        except (LookupError, drgn.FaultError):
+            continue
+        at = _exception_index(frames)
+        tasks.append(StalledTask(cpu, int(task.pid), decode(task.comm.string_()),
+                                 frames[at].function if at is not None else None))
+    loop = None
+    if culprit.address is not None and culprit.function and culprit.offset is not None:
+        loop = _spin_loop(prog, culprit.function, culprit.address - culprit.offset,
+                          culprit.address)
+    return Stall(category, cpus, waiting.cpus if waiting is not None else None, blocked,
+                 tasks, loop, _stall_text(category, tasks, waiting, blocked, loop))
+
+
+def _spin_loop(prog: drgn.Program, function: str, start: int, pc: int) -> SpinLoop | None:
+    """The innermost backward jump in ``function`` whose range holds ``pc``."""
+    from kdx.diagnosis.code import backward_jumps
+
+    best = None
+    for source, target in backward_jumps(prog, start, pc + 256):
+        if target <= pc <= source and (best is None or source - target < best[0] - best[1]):
+            best = (source, target)
+    if best is None:
+        return None
+    return SpinLoop(function, best[1], best[0],
+                    f"{function}+{best[1] - start:#x} to +{best[0] - start:#x}")
+
+
+def _stall_text(category: str, tasks: list[StalledTask], waiting: object,
+                blocked: list[int], loop: SpinLoop | None) -> str:
+    who = "; ".join(f"CPU {t.cpu} runs {t.comm} (PID {t.pid})"
+                    + (f" in {t.function}" if t.function else "") for t in tasks)
+    text = (f"{who or 'no CPU named'}: "
+            + ("it never reports a quiescent state, so the RCU grace period cannot end"
+               if category == "rcu-stall" else "it never schedules"))
+    cpus = getattr(waiting, "cpus", None)
+    if cpus is not None:
+        text += (f"; the grace period still waits for CPU{'s' if len(cpus) != 1 else ''} "
+                 + ", ".join(map(str, cpus)) if cpus else
+                 "; the grace period waits for no CPU any more")
+    if blocked:
+        text += "; tasks preempted inside a read-side section block it: " + ", ".join(
+            f"PID {p}" for p in blocked)
+    if loop is not None:
+        text += f"; it spins in the loop {loop.text}"
+    return text
+
+
 def _sym(prog: drgn.Program, pointer: drgn.Object) -> str | None:
     found = address_namer(prog).locate(int(pointer.value_()))
     return found.name if found is not None else None
@@ -414,8 +598,13 @@ def _reasoning(frame: Frame, instructions: list, regs: dict[str, int],
         frame.function or f"{frame.pc:#x}")
     blocked = bool(match and match.rule.culprit == rules.CULPRIT_BLOCKED_TASK)
     text = f"the task sleeps in {where}" if blocked else f"the CPU stopped at {where}"
+    if match and match.rule.category == "stack-protector":
+        text = f"the stack canary of {frame.function} was overwritten, found at {where}"
     if frame.source_file:
         text += f" ({Path(frame.source_file).name}:{frame.source_line})"
+    if match and match.rule.category == "stack-protector":
+        return text + (": a write ran past the end of one of its local arrays, over the "
+                       "canary that guards the return address")
     if faulting:
         text += f", on the instruction `{faulting.text.split(': ', 1)[-1]}`"
         if addresses:

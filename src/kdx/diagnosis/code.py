@@ -93,3 +93,21 @@ def read_source(file: str | None, line: int | None, dirs: list[Path]) -> SourceE
     first = max(1, line - _CONTEXT_LINES)
     last = min(len(lines), line + _CONTEXT_LINES)
     return SourceExcerpt(str(path), first, lines[first - 1:last], line)
+
+
+def backward_jumps(prog: drgn.Program, start: int, end: int) -> list[tuple[int, int]]:
+    """(jump address, target) of every jump in [start, end) that goes back, to an
+    address at or after ``start``: the loops of a function's code."""
+    try:
+        code = prog.read(start, end - start)
+    except drgn.FaultError:
+        return []
+    out = []
+    for ins in disassembler().disasm(code, start):
+        if capstone.x86.X86_GRP_JUMP not in ins.groups or not ins.operands:
+            continue
+        op = ins.operands[0]
+        target = op.imm & 0xFFFFFFFFFFFFFFFF  # capstone gives a signed 64-bit value
+        if op.type == capstone.x86.X86_OP_IMM and start <= target <= ins.address:
+            out.append((ins.address, target))
+    return out

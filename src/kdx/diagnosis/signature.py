@@ -52,6 +52,7 @@ _GENERIC = re.compile(
     r"native_machine_crash_shutdown|crash_save_cpu|kdump_nmi_shootdown_cpus|"
     r"pvpanic_\w+|\w*notifier_call_chain\w*|notify_die|kmsg_dump\w*|"
     r"exc_\w+|handle_bug|report_bug|__report_bug|__warn|warn_slowpath\w*|__warn_printk|"
+    r"__stack_chk_fail|"
     r"page_fault_oops|no_context|__bad_area_nosemaphore|bad_area_nosemaphore|"
     r"kernelmode_fixup_or_oops|do_user_addr_fault|handle_page_fault|"
     r"dump_stack\w*|show_stack|show_regs|show_trace_log_lvl|printk|_printk|vprintk\w*|"

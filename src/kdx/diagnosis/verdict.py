@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kdx.model.locks import LockGraph
 from kdx.model.memory.slabtrack import SlabTrack
 from kdx.model.records import Hex
 
@@ -126,6 +127,43 @@ class CheckerFinding:
 
 
 @dataclass(frozen=True)
+class SpinLoop:
+    """The loop a stuck CPU spins in: the backward jump around the interrupted
+    instruction in the culprit's code, as offsets into the function."""
+
+    function: str
+    start: Hex  # the jump's target: the loop's first instruction
+    end: Hex  # the backward jump itself
+    text: str  # "crashlab_spin_forever+0x10 to +0x12"
+
+
+@dataclass(frozen=True)
+class StalledTask:
+    """The task a stalled CPU was running, and the function it was interrupted in."""
+
+    cpu: int
+    pid: int
+    comm: str
+    function: str | None
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Who holds a CPU (soft lockup) or an RCU grace period (RCU stall) up: the CPUs the
+    kernel's report names, for RCU the CPUs the grace period still waits for in the dump
+    (``rcu_node.qsmask``) and the tasks preempted inside a read-side section, the task
+    on each CPU, and the loop it spins in."""
+
+    kind: str  # "rcu-stall" or "soft-lockup"
+    cpus: list[int]  # named by the kernel's report
+    waiting_cpus: list[int] | None  # RCU: qsmask of the leaf rcu_nodes (None: unreadable)
+    blocked_pids: list[int]  # RCU: tasks that block the grace period
+    tasks: list[StalledTask]
+    loop: SpinLoop | None
+    text: str
+
+
+@dataclass(frozen=True)
 class StackSummary:
     pid: int | None
     comm: str | None
@@ -149,6 +187,8 @@ class Verdict:
     dump: str = ""
     explanation: Explanation | None = None  # the bad access, for faults through memory
     checker: CheckerFinding | None = None  # the checker that fired, when one did
+    locks: LockGraph | None = None  # the blocked tasks' lock waits and a deadlock cycle
+    stall: Stall | None = None  # who holds up a stuck CPU or an RCU grace period
 
     def to_dict(self) -> dict:
         """The verdict as JSON-ready values, exactly the ``data`` of ``kdx analyze --json``.

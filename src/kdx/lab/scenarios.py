@@ -366,6 +366,82 @@ _SCENARIO_LIST: tuple[Scenario, ...] = (
         comm="insmod",
         timeout_s=90,
     ),
+    Scenario(
+        name="abba-deadlock",
+        summary="two kthreads take two mutexes in opposite orders and deadlock",
+        category="hung-task",
+        modules=("crashlab_abba",),
+        # As for hung-task: hung_task_panic is a sysctl only, so the trigger sets it.
+        cmdline=_OOPS_PANIC,
+        trigger=_insmod_trigger(
+            "crashlab_abba",
+            "echo 1 > /proc/sys/kernel/hung_task_panic",
+            "echo 2 > /proc/sys/kernel/hung_task_check_interval_secs",
+            "echo 10 > /proc/sys/kernel/hung_task_timeout_secs",
+        ),
+        function="crashlab_a_fn",
+        module="crashlab_abba",
+        source_file="crashlab_abba.c",
+        # crashlab_a blocks first and is first in the task list, so it is reported first.
+        panic_pattern=r"INFO: task crashlab_a:\d+ blocked for more than \d+ seconds\.",
+        comm="khungtaskd",
+        timeout_s=180,
+    ),
+    Scenario(
+        name="rcu-stall",
+        summary="a kthread spins inside rcu_read_lock() until panic_on_rcu_stall fires",
+        category="rcu-stall",
+        modules=("crashlab_rcu",),
+        # A 3 s stall timeout (the least the kernel accepts) reports the stall long before
+        # the soft-lockup watchdog's 2 * watchdog_thresh = 20 s. The trigger sets it (the
+        # rcupdate parameter is writable at run time and read when a grace period starts)
+        # rather than the command line, where under TCG a slow boot trips 3 s stalls of
+        # its own; panic_on_rcu_stall is a sysctl on 6.1 and 6.12 alike.
+        cmdline=_OOPS_PANIC,
+        trigger=_insmod_trigger(
+            "crashlab_rcu",
+            "echo 3 > /sys/module/rcupdate/parameters/rcu_cpu_stall_timeout",
+            "echo 1 > /proc/sys/kernel/panic_on_rcu_stall",
+        ),
+        function="crashlab_rcu_spin",
+        module="crashlab_rcu",
+        source_file="crashlab_rcu.c",
+        panic_pattern=r"rcu: INFO: rcu_\w+ (?:self-)?detected stalls? on CPU",
+        # The stalled CPU's own tick reports first (the others wait RCU_STALL_RAT_DELAY
+        # jiffies more) and panics there, interrupting the spinner.
+        comm="crashlab_rcu",
+        timeout_s=150,
+    ),
+    Scenario(
+        name="stack-protector",
+        summary="a stack buffer overflow overwrites the canary; __stack_chk_fail panics",
+        category="stack-protector",
+        modules=("crashlab_canary",),
+        cmdline=_OOPS_PANIC,
+        trigger=_insmod_trigger("crashlab_canary"),
+        function="crashlab_fill_name",
+        module="crashlab_canary",
+        source_file="crashlab_canary.c",
+        panic_pattern=(
+            r"stack-protector: Kernel stack is corrupted in: crashlab_fill_name\+0x"
+        ),
+        comm="insmod",
+        timeout_s=90,
+    ),
+    Scenario(
+        name="invalid-opcode",
+        summary="a module executes ud2 outside any BUG() site",
+        category="invalid-opcode",
+        modules=("crashlab_ud",),
+        cmdline=_OOPS_PANIC,
+        trigger=_insmod_trigger("crashlab_ud"),
+        function="crashlab_dispatch",
+        module="crashlab_ud",
+        source_file="crashlab_ud.c",
+        panic_pattern=r"invalid opcode: 0000 \[#1\]",
+        comm="insmod",
+        timeout_s=90,
+    ),
 )
 
 #: All scenarios by name, in the order ``kdx lab list`` shows them.

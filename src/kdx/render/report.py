@@ -58,6 +58,10 @@ def _culprit_rows(v: Verdict) -> list[tuple[str, str]]:
     if v.explanation is not None:
         rows.append(("Bad access", v.explanation.text))
         rows += _track_rows(v)
+    if v.locks is not None and v.locks.cycle:
+        rows.append(("Deadlock", v.locks.text))
+    if v.stall is not None:
+        rows.append(("Held up by", v.stall.text))
     return rows
 
 
