@@ -18,6 +18,9 @@ FORMATS = [("kdump", f, True) for f in ("kdump-lzo", "kdump-zstd", "kdump-raw", 
                                          "flattened")]
 FORMATS += [("qemu", "elf", True), ("qemu", "elf", False), ("qemu", "kdump-zlib", True),
             ("qemu", "kdump-zlib", False)]
+#: The bug classes also taken by QEMU (tests/test_analyze.py QEMU_TAKEN).
+QEMU_TAKEN = ("use-after-free", "double-free", "list-corruption", "refcount-underflow",
+              "abba-deadlock", "rcu-stall", "stack-protector", "invalid-opcode")
 #: The scenarios tests read on Debian sid's newest kernel (tests/test_lab_sid.py).
 SID_SCENARIOS = ("oom", "null-deref-module", "warn", "sysrq")
 
@@ -34,6 +37,8 @@ def requests() -> list[RunRequest]:
     # apart (pvpanic and notifier frames; a timer callback's softirq path)
     out += [RunRequest("oom", capture="qemu", format="elf"),
             RunRequest("irq-context", capture="qemu", format="elf")]
+    # the diagnosis issue's bug classes taken by QEMU too (tests/test_analyze.py)
+    out += [RunRequest(name, capture="qemu", format="elf") for name in QEMU_TAKEN]
     return out
 
 

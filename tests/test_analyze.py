@@ -179,6 +179,23 @@ def test_verdict_is_the_same_for_other_capture_methods(lab, null_deref, capture,
     assert verdict.signature == reference.signature
 
 
+#: The bug classes of the diagnosis issue, each also taken by QEMU's dump-guest-memory.
+QEMU_TAKEN = ("use-after-free", "double-free", "list-corruption", "refcount-underflow",
+              "abba-deadlock", "rcu-stall", "stack-protector", "invalid-opcode")
+
+
+@pytest.mark.parametrize("name", QEMU_TAKEN)
+def test_qemu_capture_gives_the_kdump_verdict(lab, name):
+    """No kdump path on the stack, other CPUs stopped where they were: the same verdict,
+    culprit line and signature as the kdump capture of the same bug."""
+    taken = lab(name, capture="qemu", fmt="elf")
+    verdict, reference = taken.verdict, lab(name).verdict
+    assert verdict.category == reference.category == taken.truth["category"]
+    assert (verdict.culprit.function, verdict.culprit.line) == (
+        taken.truth["function"], taken.truth["source_line"])
+    assert verdict.signature.hash == reference.signature.hash
+
+
 def test_verdict_memory_is_kmem_i(null_deref, crash):
     """The report's memory figures come from the model that ``kmem -i`` prints, so the
     two agree to the page, and with crash's ``kmem -i`` (the lab guest has 79,041 pages;
