@@ -9,6 +9,7 @@ such files, so kdx rewrites each record at its offset to get the ordinary dump b
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -29,6 +30,10 @@ def is_flattened(path: Path) -> bool:
         return f.read(len(SIGNATURE)) == SIGNATURE
 
 
+class Truncated(KdxError):
+    """The stream ends before its end marker (an interrupted copy or capture)."""
+
+
 def _records(f: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:
     """Yield (dump offset, size, stream offset of the data) for each record of ``f``."""
     f.seek(HEADER_SIZE)
@@ -36,7 +41,8 @@ def _records(f: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:
     while True:
         raw = f.read(_RECORD.size)
         if len(raw) < _RECORD.size:
-            raise KdxError(f"{name} is a truncated flattened dump: it ends before its end marker")
+            raise Truncated(f"{name} is a truncated flattened dump: it ends before its end "
+                            "marker")
         offset, size = _RECORD.unpack(raw)
         if offset == _END_OFFSET:
             return
@@ -61,25 +67,80 @@ def stream_length(path: Path) -> int:
 
 def reassemble(
     src: Path, dst: Path, progress: Callable[[int, int], None] | None = None
-) -> None:
+) -> list[tuple[int, int]] | None:
     """Write the ordinary dump that the flattened stream ``src`` describes to ``dst``.
 
     ``progress`` is called with (bytes done, bytes total) of the stream. The output is
     written to a temporary name and renamed, so an interrupted run leaves no half dump.
+    Returns None for a whole stream; for one cut short (also noted beside ``dst``, see
+    ``covered_ranges``), the (start, end) byte ranges of
+    the dump that its records did carry, merged and sorted: the rest of ``dst`` is holes
+    that must not be read as data.
     """
     total = src.stat().st_size
     tmp = dst.with_name(dst.name + ".part")
+    carried: list[tuple[int, int]] = []
+    cut = False
     with open(src, "rb") as f, open(tmp, "wb") as out:
-        for offset, size, start in _records(f, str(src)):
-            f.seek(start)
-            out.seek(offset)
-            left = size
-            while left:
-                chunk = f.read(min(left, _COPY_CHUNK))
-                if not chunk:
-                    raise KdxError(f"{src} is a truncated flattened dump: a record is cut short")
-                out.write(chunk)
-                left -= len(chunk)
-            if progress:
-                progress(start + size, total)
+        try:
+            for offset, size, start in _records(f, str(src)):
+                f.seek(start)
+                out.seek(offset)
+                written = _copy(f, out, size)
+                carried.append((offset, offset + written))
+                if written < size:
+                    cut = True
+                    break
+                if progress:
+                    progress(start + size, total)
+        except Truncated:
+            cut = True
+    if cut and not any(end > start for start, end in carried):
+        tmp.unlink(missing_ok=True)
+        raise KdxError(f"{src} is a truncated flattened dump: it ends before its first record")
+    covered = _merged(carried) if cut else None
+    side = _covered_path(dst)
+    if covered is not None:  # before the dump appears: a reader of it then finds both
+        side.write_text(json.dumps(covered) + "\n")
+    else:
+        side.unlink(missing_ok=True)
     tmp.replace(dst)
+    return covered
+
+
+def _covered_path(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".covered")
+
+
+def covered_ranges(dst: Path) -> list[tuple[int, int]] | None:
+    """What ``reassemble`` returned for the dump it wrote to ``dst``: None when the stream
+    was whole, else the byte ranges its records carried."""
+    try:
+        ranges = json.loads(_covered_path(dst).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return []  # an unreadable note of what is there: trust no page of it
+    return [(int(a), int(b)) for a, b in ranges]
+
+
+def _copy(f: BinaryIO, out: BinaryIO, size: int) -> int:
+    """Copy up to ``size`` bytes from ``f`` to ``out``; how many the stream still held."""
+    left = size
+    while left:
+        chunk = f.read(min(left, _COPY_CHUNK))
+        if not chunk:
+            break
+        out.write(chunk)
+        left -= len(chunk)
+    return size - left
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
