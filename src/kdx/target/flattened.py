@@ -22,6 +22,7 @@ HEADER_SIZE = 4096
 _RECORD = struct.Struct(">qq")
 _END_OFFSET = -1
 _COPY_CHUNK = 1 << 20
+_CUT_LIMIT = 1 << 42  # 4 TiB: far records of a cut stream, sparse in the copy
 
 
 def is_flattened(path: Path) -> bool:
@@ -37,7 +38,7 @@ class Truncated(KdxError):
 def _records(f: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:
     """Yield (dump offset, size, stream offset of the data) for each record of ``f``."""
     f.seek(HEADER_SIZE)
-    limit = os.fstat(f.fileno()).st_size  # ... the stream that carries it
+    limit = _offset_limit(f)
     while True:
         raw = f.read(_RECORD.size)
         if len(raw) < _RECORD.size:
@@ -46,11 +47,23 @@ def _records(f: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:
         offset, size = _RECORD.unpack(raw)
         if offset == _END_OFFSET:
             return
-        if offset < 0 or size < 0 or offset + size > limit:  # a dump is never larger than
+        if offset < 0 or size < 0 or offset + size > limit:
             raise KdxError(f"{name} is a corrupt flattened dump: bad record at byte {f.tell()}")
         start = f.tell()
         yield offset, size, start
         f.seek(start + size)
+
+
+def _offset_limit(f: BinaryIO) -> int:
+    """How far into the dump a record may reach: a whole stream (its end marker last)
+    carries a dump no larger than itself; a stream cut short carries the start of one
+    of unknown size, whose later records may lie far beyond the cut."""
+    size = os.fstat(f.fileno()).st_size
+    f.seek(max(size - _RECORD.size, 0))
+    tail = f.read(_RECORD.size)
+    f.seek(HEADER_SIZE)
+    whole = len(tail) == _RECORD.size and _RECORD.unpack(tail)[0] == _END_OFFSET
+    return size if whole else max(size, _CUT_LIMIT)
 
 
 def stream_length(path: Path) -> int:
@@ -73,28 +86,17 @@ def reassemble(
     ``progress`` is called with (bytes done, bytes total) of the stream. The output is
     written to a temporary name and renamed, so an interrupted run leaves no half dump.
     Returns None for a whole stream; for one cut short (also noted beside ``dst``, see
-    ``covered_ranges``), the (start, end) byte ranges of
-    the dump that its records did carry, merged and sorted: the rest of ``dst`` is holes
-    that must not be read as data.
+    ``covered_ranges``), the (start, end) byte ranges of the dump that its records did
+    carry, merged and sorted: the rest of ``dst`` is holes that must not be read as data.
     """
     total = src.stat().st_size
     tmp = dst.with_name(dst.name + ".part")
-    carried: list[tuple[int, int]] = []
-    cut = False
-    with open(src, "rb") as f, open(tmp, "wb") as out:
-        try:
-            for offset, size, start in _records(f, str(src)):
-                f.seek(start)
-                out.seek(offset)
-                written = _copy(f, out, size)
-                carried.append((offset, offset + written))
-                if written < size:
-                    cut = True
-                    break
-                if progress:
-                    progress(start + size, total)
-        except Truncated:
-            cut = True
+    try:
+        with open(src, "rb") as f, open(tmp, "wb") as out:
+            carried, cut = _write_records(src, f, out, total, progress)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if cut and not any(end > start for start, end in carried):
         tmp.unlink(missing_ok=True)
         raise KdxError(f"{src} is a truncated flattened dump: it ends before its first record")
@@ -106,6 +108,27 @@ def reassemble(
         side.unlink(missing_ok=True)
     tmp.replace(dst)
     return covered
+
+
+def _write_records(src: Path, f: BinaryIO, out: BinaryIO, total: int,
+                   progress: Callable[[int, int], None] | None
+                   ) -> tuple[list[tuple[int, int]], bool]:
+    """Write each record at its offset; (the byte ranges written, whether the stream was
+    cut short)."""
+    carried: list[tuple[int, int]] = []
+    try:
+        for offset, size, start in _records(f, str(src)):
+            f.seek(start)
+            out.seek(offset)
+            written = _copy(f, out, size)
+            carried.append((offset, offset + written))
+            if written < size:
+                return carried, True
+            if progress:
+                progress(start + size, total)
+    except Truncated:
+        return carried, True
+    return carried, False
 
 
 def _covered_path(dst: Path) -> Path:

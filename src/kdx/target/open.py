@@ -246,7 +246,13 @@ def _kdump_damage(dump: DumpFile, path: Path,
         raise KdxError(f"{dump.path} has damaged {dump.description} headers") from None
     if found.sound:
         return None, ""
-    if found.truncated or (covered is not None and found.lost):
+    if covered is not None:
+        text = (f"{dump.path} is truncated at byte {dump.path.stat().st_size:,} of its "
+                f"flattened stream (its end marker is missing): {found.lost:,} of "
+                f"{found.pages:,} saved pages are missing")
+        if found.bad:
+            text += f" and {found.bad:,} more have damaged page descriptors"
+    elif found.truncated:
         text = (f"{dump.path} is truncated at byte {found.size:,} of {found.expected:,}: "
                 f"{found.lost:,} of {found.pages:,} saved pages are missing")
         if found.bad:

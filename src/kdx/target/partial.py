@@ -115,7 +115,8 @@ def survey_kdump(path: Path, covered: Covered | None = None) -> KdumpSurvey:
 
     The size the headers describe is where the last page's data ends (makedumpfile writes
     the pages in order); a descriptor pointing past the end of the file is a page lost to
-    truncation when it points before that, and damage (a flipped bit) when beyond."""
+    truncation when it points before that, and damage (a flipped bit) when beyond. In a
+    reassembled stream cut short (``covered`` given) every page outside it is lost."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         lay = _layout(f, path, size)
@@ -136,7 +137,9 @@ def survey_kdump(path: Path, covered: Covered | None = None) -> KdumpSurvey:
                 sane = offset >= lay.descs and 0 < length <= lay.block
                 if sane and inside(offset, offset + length):
                     continue
-                if sane and offset + length <= max(expected, size):
+                at = lay.descs + (done + i) * _DESC.size
+                if not inside(at, at + _DESC.size) or sane and (
+                        covered is not None or offset + length <= max(expected, size)):
                     lost += 1
                 else:
                     bad += 1
@@ -243,9 +246,10 @@ class KdumpPages:
         address = pfn * self.layout.block
         if not self._saved(pfn):
             raise drgn.FaultError("page excluded from the dump", address)
-        self._file.seek(self.layout.descs + self._rank(pfn) * _DESC.size)
+        at = self.layout.descs + self._rank(pfn) * _DESC.size
+        self._file.seek(at)
         raw = self._file.read(_DESC.size)
-        if len(raw) < _DESC.size:
+        if len(raw) < _DESC.size or not self._inside(at, at + _DESC.size):
             raise drgn.FaultError("page missing from the dump (past its end)", address)
         offset, length, flags, _pf = _DESC.unpack(raw)
         block = self.layout.block
