@@ -44,6 +44,8 @@ class Target:
     #: where symbols and types come from: "dwarf" (a vmlinux), "dump" (BTF, kallsyms and
     #: ORC read from the dump), "symbols" (kallsyms only: a kernel built without BTF)
     debug_source: str = "dwarf"
+    #: what the file lost (cut short, damaged page descriptors), in one line; "" if sound
+    damage: str = ""
 
     @property
     def has_source_lines(self) -> bool:
@@ -315,8 +317,13 @@ def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Pa
     ``btf=False`` ignores the dump's BTF, as if the kernel had been built without it.
     """
     target = open_core(core, progress=progress)
-    load_debug_info(target, provider, vmlinux, module_paths, progress=progress,
-                    debug_dirs=debug_dirs, no_vmlinux=no_vmlinux, btf=btf)
+    try:
+        load_debug_info(target, provider, vmlinux, module_paths, progress=progress,
+                        debug_dirs=debug_dirs, no_vmlinux=no_vmlinux, btf=btf)
+    except KdxError as err:
+        if target.damage:  # what the dump lost is likely why: say it first
+            raise KdxError(f"{target.damage}; {err}") from None
+        raise
     return target
 
 
@@ -356,7 +363,7 @@ def open_core(core: Path, *, progress: Progress = None) -> Target:
     text = (given.decode(errors="replace") if given is not None
             else _vmcoreinfo_text(prog, core, read_path, dump))
     info = vmcoreinfo.parse(text)
-    return Target(prog, core, dump, read_path, info, None, warnings)
+    return Target(prog, core, dump, read_path, info, None, warnings, damage=lost)
 
 
 def _set_partial(path: Path, dump: DumpFile,
