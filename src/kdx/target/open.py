@@ -243,7 +243,7 @@ def _kdump_damage(dump: DumpFile, path: Path,
     if dump.incomplete and covered is None:
         return None, ""
     try:
-        found = partial.survey_kdump(path, covered)
+        found = partial.survey_kdump(path, covered, dump.path)
     except (struct.error, OverflowError, ValueError):
         raise KdxError(f"{dump.path} has damaged {dump.description} headers") from None
     if found.sound:

@@ -108,7 +108,8 @@ def _covered_end(covered: Covered | None, size: int) -> Callable[[int, int], boo
     return inside
 
 
-def survey_kdump(path: Path, covered: Covered | None = None) -> KdumpSurvey:
+def survey_kdump(path: Path, covered: Covered | None = None,
+                 name: Path | None = None) -> KdumpSurvey:
     """Count the saved pages of the kdump file ``path`` that cannot be read: those lost to
     truncation and those whose descriptors are damaged. ``covered`` lists the byte ranges
     the file really holds when that is not simply all of it.
@@ -116,12 +117,14 @@ def survey_kdump(path: Path, covered: Covered | None = None) -> KdumpSurvey:
     The size the headers describe is where the last page's data ends (makedumpfile writes
     the pages in order); a descriptor pointing past the end of the file is a page lost to
     truncation when it points before that, and damage (a flipped bit) when beyond. In a
-    reassembled stream cut short (``covered`` given) every page outside it is lost."""
+    reassembled stream cut short (``covered`` given) every page outside it is lost.
+    Errors name the dump ``name`` (the file the user gave) when it is not ``path``."""
     size = path.stat().st_size
     with open(path, "rb") as f:
-        lay = _layout(f, path, size)
+        lay = _layout(f, name or path, size)
         f.seek(lay.bitmap_off + lay.half)
         pages = int.from_bytes(f.read(lay.half), "little").bit_count()
+        _check_count(f, lay, pages, name or path)
         expected = _expected_size(f, lay, pages)
         inside = _covered_end(covered, size)
         f.seek(lay.descs)
@@ -146,6 +149,26 @@ def survey_kdump(path: Path, covered: Covered | None = None) -> KdumpSurvey:
                     first = done + i if first is None else first
             done += count
     return KdumpSurvey(size, expected, pages, lost, bad, first)
+
+
+def _check_count(f, lay: _Layout, pages: int, path: Path) -> None:  # noqa: ANN001
+    """Refuse a file whose second bitmap counts more or fewer saved pages than it has
+    descriptors (flipped bits): every page would be matched with another's data. Both
+    makedumpfile and QEMU write the first page's data right after the descriptor table,
+    so the first descriptor says how long the table really is."""
+    f.seek(lay.descs)
+    raw = f.read(_DESC.size)
+    if len(raw) < _DESC.size:
+        return
+    offset, length, _fl, _pf = _DESC.unpack(raw)
+    table_end = lay.descs + pages * _DESC.size
+    if offset < lay.descs or not 0 < length <= lay.block or offset == table_end:
+        return  # a damaged first descriptor: nothing to tell the table's length by
+    if (offset - lay.descs) % _DESC.size == 0:
+        held = (offset - lay.descs) // _DESC.size
+        raise KdxError(f"{path} has a damaged page bitmap: it counts {pages:,} saved pages "
+                       f"but holds {held:,} page descriptors, so no page can be matched "
+                       "with its data; the dump is corrupt")
 
 
 def _expected_size(f, lay: _Layout, pages: int) -> int:  # noqa: ANN001 (a binary file)
