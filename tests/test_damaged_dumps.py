@@ -377,15 +377,18 @@ def test_cut_inside_the_headers_is_one_error_line(bases, tmp_path):  # noqa: ANN
         assert "\n" not in str(err.value)
 
 
-def test_page_reader_reads_what_libkdumpfile_reads(bases):  # noqa: ANN001
-    """kdx's own reader of damaged kdump files, on sound ones: every saved page has the
-    bytes libkdumpfile gives, and an excluded page is a FaultError saying so."""
+def test_page_reader_reads_what_libkdumpfile_reads(bases, lab):  # noqa: ANN001
+    """kdx's own reader of damaged kdump files, on sound ones (zlib, LZO, zstd): every
+    saved page has the bytes libkdumpfile gives, and an excluded page is a FaultError
+    saying so."""
     import drgn
 
     from kdx.target.partial import KdumpPages
 
-    for name in ("6.1-kdump", "6.12-kdump"):
-        target = bases[name].opened.target
+    dumps = [bases["6.1-kdump"], bases["6.12-kdump"],
+             lab("sysrq", fmt="kdump-lzo"), lab("sysrq", fmt="kdump-zstd")]
+    for dump in dumps:
+        target = dump.opened.target
         pages = KdumpPages(target.read_path)
         second = pages._second
         saved = [pfn for pfn in range(len(second) * 8) if second[pfn >> 3] >> (pfn & 7) & 1]
