@@ -164,11 +164,20 @@ def _check_count(f, lay: _Layout, pages: int, path: Path) -> None:  # noqa: ANN0
     table_end = lay.descs + pages * _DESC.size
     if offset < lay.descs or not 0 < length <= lay.block or offset == table_end:
         return  # a damaged first descriptor: nothing to tell the table's length by
-    if (offset - lay.descs) % _DESC.size == 0:
-        held = (offset - lay.descs) // _DESC.size
-        raise KdxError(f"{path} has a damaged page bitmap: it counts {pages:,} saved pages "
-                       f"but holds {held:,} page descriptors, so no page can be matched "
-                       "with its data; the dump is corrupt")
+    if (offset - lay.descs) % _DESC.size:
+        return
+    held = (offset - lay.descs) // _DESC.size
+    if held > pages and _padding(f, table_end):
+        return  # pages dropped from the table, its end zeroed: not a damaged count
+    raise KdxError(f"{path} has a damaged page bitmap: it counts {pages:,} saved pages but "
+                   f"holds {held:,} page descriptors, so no page can be matched with its "
+                   "data; the dump is corrupt")
+
+
+def _padding(f, at: int) -> bool:  # noqa: ANN001 (a binary file)
+    """Whether the descriptor at ``at`` is all zeros (never a real page's)."""
+    f.seek(at)
+    return not any(f.read(_DESC.size))
 
 
 def _expected_size(f, lay: _Layout, pages: int) -> int:  # noqa: ANN001 (a binary file)
