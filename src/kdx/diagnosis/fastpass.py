@@ -141,7 +141,7 @@ def _from_dump(path: Path) -> FastReport:
     from kdx.target.open import open_core
 
     try:
-        target = open_core(path, truncated_ok=True)
+        target = open_core(path)
     except KdxError as err:
         message = str(err)
         if "not a crash dump kdx knows" in message:

@@ -63,7 +63,9 @@ def file_kind(head: bytes) -> str:
 @contextlib.contextmanager
 def readable(path: Path, tmp: Path) -> Iterator[Path]:
     """``path`` as a file drgn can open: a flattened dump is reassembled into ``tmp`` for
-    the job's duration (and deleted after), anything else is used as is."""
+    the job's duration (and deleted after), anything else is used as is. A stream cut
+    short fails the job, as it did before kdx could read one partially: the reassembled
+    copy alone does not say where its holes are."""
     from kdx.target import flattened
 
     if not flattened.is_flattened(path):
@@ -72,7 +74,9 @@ def readable(path: Path, tmp: Path) -> Iterator[Path]:
     tmp.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp, prefix="flat-") as work:
         out = Path(work) / "vmcore"
-        flattened.reassemble(path, out)
+        if flattened.reassemble(path, out) is not None:
+            raise KdxError(f"{path} is a truncated flattened dump: it ends before its end "
+                           "marker")
         yield out
 
 

@@ -322,6 +322,15 @@ def _task_unmapped(job: _Job) -> str:
     return f"task list: pid {task.pid.value_()}'s tasks.next points into unmapped memory"
 
 
+def _pid_table(job: _Job) -> str:
+    """Point the initial PID namespace's ID tree at unmapped memory (as a tree node), so
+    tasks can only be found by the other routes: the task list, the runqueues, the panic."""
+    kernel = _Kernel(job)
+    head = kernel.prog["init_pid_ns"].idr.idr_rt.xa_head
+    kernel.write_word(head.address_of_().value_(), 0xDEAD000000000102)
+    return "PID table: the initial namespace's ID tree points into unmapped memory"
+
+
 def _task_garbage(job: _Job) -> str:
     kernel = _Kernel(job)
     task = _pick_task(kernel)
@@ -416,6 +425,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("task-loop", ("elf",), "make the task list loop", _task_loop, True),
     Kind("task-unmapped", ("elf",), "point a task list link into unmapped memory",
          _task_unmapped, True),
+    Kind("pid-table", ("elf",), "point the PID table into unmapped memory", _pid_table,
+         True),
     Kind("task-garbage", ("elf",), "give a task a garbage comm and pid", _task_garbage, True),
     Kind("module-loop", ("elf",), "make the module list loop", _module_loop, True),
     Kind("log-broken", ("elf",), "break log ring descriptors", _log_broken, True),

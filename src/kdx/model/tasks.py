@@ -386,29 +386,35 @@ def idle_tasks(prog: drgn.Program, cpus: Sequence[int] | None = None) -> list[dr
     return out
 
 
-def task_addresses(prog: drgn.Program, cpus: Sequence[int] | None = None) -> list[int]:
+def task_addresses(prog: drgn.Program, cpus: Sequence[int] | None = None,
+                   warn: Callable[[str], None] | None = None) -> list[int]:
     """crash's task table, unsorted: each CPU's idle task, then every task that owns a PID
     in the initial namespace (threads included; a zombie whose PID is gone is not).
 
     A damaged or filtered dump may lose part of the PID table: the tasks are then also
     looked for on the task list, on the runqueues (each CPU's ``curr``) and as the panic
-    task, so that one lost page does not hide every task behind it."""
+    task, so that one lost page does not hide every task behind it; ``warn`` is told so,
+    and where the task list ended, since threads and tasks beyond that end are lost."""
     seen: dict[int, None] = {t.value_(): None for t in idle_tasks(prog, cpus)}
     try:
         for task in for_each_task(prog):
             seen.setdefault(task.value_(), None)
         return list(seen)
-    except READ_ERRORS:
-        pass  # the PID table is damaged: every other route adds what it finds
-    for address in _other_routes(prog, cpus):
+    except READ_ERRORS as err:  # the PID table is damaged: every other route adds
+        if warn is not None:
+            warn(f"the PID table cannot be read ({unreadable_reason(err)}): tasks were "
+                 "looked for on the task list, the runqueues and as the panic task "
+                 "(threads other than a process's first are not on the task list)")
+    for address in _other_routes(prog, cpus, warn):
         seen.setdefault(address, None)
     return list(seen)
 
 
-def _other_routes(prog: drgn.Program, cpus: Sequence[int] | None) -> list[int]:
+def _other_routes(prog: drgn.Program, cpus: Sequence[int] | None,
+                  warn: Callable[[str], None] | None = None) -> list[int]:
     """Tasks found off the PID table: the task list (bounded), each CPU's running task
     and the panic task."""
-    from kdx.model.bounded import list_for_each_entry
+    from kdx.model.bounded import ListLoopError, list_for_each_entry
 
     found: list[int] = []
     try:
@@ -416,8 +422,12 @@ def _other_routes(prog: drgn.Program, cpus: Sequence[int] | None) -> list[int]:
                                         prog["init_task"].tasks.address_of_(), "tasks",
                                         what="task list"):
             found.append(task.value_())
-    except READ_ERRORS:
-        pass  # ends at the first lost or looping link; what was read counts
+    except READ_ERRORS as err:  # ends at the first lost or looping link; what was read counts
+        if warn is not None and isinstance(err, ListLoopError):
+            warn(f"the task list was read up to its loop ({len(found)} tasks): {err}")
+        elif warn is not None:
+            warn(f"the task list ends after {len(found)} tasks at a link that cannot be "
+                 f"followed ({unreadable_reason(err)})")
     found += active_tasks(prog, cpus).values()
     panic = panic_task_address(prog)
     return found + ([panic] if panic else [])
@@ -565,7 +575,7 @@ def task_list(prog: drgn.Program, warnings: list[str] | None = None) -> list[Tas
     warn = warnings.append if warnings is not None else (lambda _msg: None)
     layouts = _layouts(prog)
     machine = _machine(prog)
-    raw = _read_tasks(prog, layouts, task_addresses(prog, machine.cpus), warn)
+    raw = _read_tasks(prog, layouts, task_addresses(prog, machine.cpus, warn), warn)
     pids = {address: int(values["pid"]) for address, values in raw.items()}
     memory = _MemoryUse(prog, layouts, machine, raw)
     codes: dict[int, str] = {}  # few distinct state words: decode each once

@@ -9,6 +9,7 @@ such files, so kdx rewrites each record at its offset to get the ordinary dump b
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -21,6 +22,7 @@ HEADER_SIZE = 4096
 _RECORD = struct.Struct(">qq")
 _END_OFFSET = -1
 _COPY_CHUNK = 1 << 20
+_CUT_LIMIT = 1 << 42  # 4 TiB: far records of a cut stream, sparse in the copy
 
 
 def is_flattened(path: Path) -> bool:
@@ -29,22 +31,39 @@ def is_flattened(path: Path) -> bool:
         return f.read(len(SIGNATURE)) == SIGNATURE
 
 
+class Truncated(KdxError):
+    """The stream ends before its end marker (an interrupted copy or capture)."""
+
+
 def _records(f: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:
     """Yield (dump offset, size, stream offset of the data) for each record of ``f``."""
     f.seek(HEADER_SIZE)
-    limit = os.fstat(f.fileno()).st_size  # ... the stream that carries it
+    limit = _offset_limit(f)
     while True:
         raw = f.read(_RECORD.size)
         if len(raw) < _RECORD.size:
-            raise KdxError(f"{name} is a truncated flattened dump: it ends before its end marker")
+            raise Truncated(f"{name} is a truncated flattened dump: it ends before its end "
+                            "marker")
         offset, size = _RECORD.unpack(raw)
         if offset == _END_OFFSET:
             return
-        if offset < 0 or size < 0 or offset + size > limit:  # a dump is never larger than
+        if offset < 0 or size < 0 or offset + size > limit:
             raise KdxError(f"{name} is a corrupt flattened dump: bad record at byte {f.tell()}")
         start = f.tell()
         yield offset, size, start
         f.seek(start + size)
+
+
+def _offset_limit(f: BinaryIO) -> int:
+    """How far into the dump a record may reach: a whole stream (its end marker last)
+    carries a dump no larger than itself; a stream cut short carries the start of one
+    of unknown size, whose later records may lie far beyond the cut."""
+    size = os.fstat(f.fileno()).st_size
+    f.seek(max(size - _RECORD.size, 0))
+    tail = f.read(_RECORD.size)
+    f.seek(HEADER_SIZE)
+    whole = len(tail) == _RECORD.size and _RECORD.unpack(tail)[0] == _END_OFFSET
+    return size if whole else max(size, _CUT_LIMIT)
 
 
 def stream_length(path: Path) -> int:
@@ -61,25 +80,90 @@ def stream_length(path: Path) -> int:
 
 def reassemble(
     src: Path, dst: Path, progress: Callable[[int, int], None] | None = None
-) -> None:
+) -> list[tuple[int, int]] | None:
     """Write the ordinary dump that the flattened stream ``src`` describes to ``dst``.
 
     ``progress`` is called with (bytes done, bytes total) of the stream. The output is
     written to a temporary name and renamed, so an interrupted run leaves no half dump.
+    Returns None for a whole stream; for one cut short (also noted beside ``dst``, see
+    ``covered_ranges``), the (start, end) byte ranges of the dump that its records did
+    carry, merged and sorted: the rest of ``dst`` is holes that must not be read as data.
     """
     total = src.stat().st_size
     tmp = dst.with_name(dst.name + ".part")
-    with open(src, "rb") as f, open(tmp, "wb") as out:
+    try:
+        with open(src, "rb") as f, open(tmp, "wb") as out:
+            carried, cut = _write_records(src, f, out, total, progress)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if cut and not any(end > start for start, end in carried):
+        tmp.unlink(missing_ok=True)
+        raise KdxError(f"{src} is a truncated flattened dump: it ends before its first record")
+    covered = _merged(carried) if cut else None
+    side = _covered_path(dst)
+    if covered is not None:  # before the dump appears: a reader of it then finds both
+        side.write_text(json.dumps(covered) + "\n")
+    else:
+        side.unlink(missing_ok=True)
+    tmp.replace(dst)
+    return covered
+
+
+def _write_records(src: Path, f: BinaryIO, out: BinaryIO, total: int,
+                   progress: Callable[[int, int], None] | None
+                   ) -> tuple[list[tuple[int, int]], bool]:
+    """Write each record at its offset; (the byte ranges written, whether the stream was
+    cut short)."""
+    carried: list[tuple[int, int]] = []
+    try:
         for offset, size, start in _records(f, str(src)):
             f.seek(start)
             out.seek(offset)
-            left = size
-            while left:
-                chunk = f.read(min(left, _COPY_CHUNK))
-                if not chunk:
-                    raise KdxError(f"{src} is a truncated flattened dump: a record is cut short")
-                out.write(chunk)
-                left -= len(chunk)
+            written = _copy(f, out, size)
+            carried.append((offset, offset + written))
+            if written < size:
+                return carried, True
             if progress:
                 progress(start + size, total)
-    tmp.replace(dst)
+    except Truncated:
+        return carried, True
+    return carried, False
+
+
+def _covered_path(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".covered")
+
+
+def covered_ranges(dst: Path) -> list[tuple[int, int]] | None:
+    """What ``reassemble`` returned for the dump it wrote to ``dst``: None when the stream
+    was whole, else the byte ranges its records carried."""
+    try:
+        ranges = json.loads(_covered_path(dst).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return []  # an unreadable note of what is there: trust no page of it
+    return [(int(a), int(b)) for a, b in ranges]
+
+
+def _copy(f: BinaryIO, out: BinaryIO, size: int) -> int:
+    """Copy up to ``size`` bytes from ``f`` to ``out``; how many the stream still held."""
+    left = size
+    while left:
+        chunk = f.read(min(left, _COPY_CHUNK))
+        if not chunk:
+            break
+        out.write(chunk)
+        left -= len(chunk)
+    return size - left
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out

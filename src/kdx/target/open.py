@@ -21,7 +21,7 @@ from typing import Callable, Optional, Protocol, Sequence
 import drgn
 
 from kdx.errors import KdxError
-from kdx.target import flattened, vmcoreinfo
+from kdx.target import flattened, partial, vmcoreinfo
 from kdx.target.debuginfo import VmlinuxNotFound, check_vmlinux, find_vmlinux
 from kdx.target.formats import DumpFile, identify
 from kdx.target.moduleinfo import load_module_debug_info
@@ -44,6 +44,8 @@ class Target:
     #: where symbols and types come from: "dwarf" (a vmlinux), "dump" (BTF, kallsyms and
     #: ORC read from the dump), "symbols" (kallsyms only: a kernel built without BTF)
     debug_source: str = "dwarf"
+    #: what the file lost (cut short, damaged page descriptors), in one line; "" if sound
+    damage: str = ""
 
     @property
     def has_source_lines(self) -> bool:
@@ -107,17 +109,18 @@ def reassembled_cache() -> Path:
     return Path(base) / "kdx" / "reassembled"
 
 
-def _reassemble(dump: DumpFile, progress: Progress) -> Path:
+def _reassemble(dump: DumpFile,
+                progress: Progress) -> tuple[Path, list[tuple[int, int]] | None]:
     """Rewrite a flattened stream as an ordinary dump once, keyed by path, size and mtime:
     in the user's cache, or (an unwritable cache) in a temporary directory, never next to
-    the dump."""
+    the dump. Also returns, for a stream cut short, the byte ranges the dump holds."""
     st = dump.path.stat()
     key = hashlib.sha256(f"{dump.path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
     name = f"{key.hexdigest()[:20]}.vmcore"
     for folder in (reassembled_cache(), Path(tempfile.gettempdir()) / f"kdx-{os.getuid()}"):
         out = folder / name
         if out.exists():
-            return out
+            return out, flattened.covered_ranges(out)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -125,12 +128,12 @@ def _reassemble(dump: DumpFile, progress: Progress) -> Path:
         if progress:
             progress(f"reassembling the flattened dump {dump.path} into {out}")
         try:
-            flattened.reassemble(dump.path, out)
+            covered = flattened.reassemble(dump.path, out)
         except PermissionError:
             continue
         except OSError as err:
             raise KdxError(f"cannot reassemble {dump.path} into {out}: {err.strerror}") from err
-        return out
+        return out, covered
     raise KdxError(f"cannot reassemble {dump.path}: no writable cache or temporary directory")
 
 
@@ -231,81 +234,75 @@ def _elf_data_end(f) -> int:  # noqa: ANN001 (a binary file)
     return max(ends, default=phoff + phentsize * phnum)
 
 
-def _kdump_data_end(f) -> int:  # noqa: ANN001 (a binary file)
-    """Where the last page of a kdump-compressed file ends: its page descriptors follow
-    the header, sub-header and bitmaps, one per page set in the second bitmap."""
-    f.seek(424)
-    block_size, sub_hdr_size, bitmap_blocks = struct.unpack("<xxxxiiI", f.read(16))
-    if block_size <= 0 or sub_hdr_size < 0:
-        raise ValueError("impossible kdump header sizes")
-    bitmap_off = (1 + sub_hdr_size) * block_size
-    half = bitmap_blocks * block_size // 2
-    if bitmap_off + 2 * half > os.fstat(f.fileno()).st_size:  # never read past the end:
-        return bitmap_off + 2 * half  # a damaged header may claim terabytes of bitmap
-    f.seek(bitmap_off + half)
-    second = f.read(half)
-    if len(second) < half:
-        return bitmap_off + 2 * half
-    pages = int.from_bytes(second, "little").bit_count()
-    descs = bitmap_off + 2 * half
-    if pages == 0:
-        return descs
-    f.seek(descs + (pages - 1) * 24)
-    last = f.read(12)
-    if len(last) < 12:
-        return descs + pages * 24
-    offset, size = struct.unpack("<qi", last)
-    return max(descs + pages * 24, offset + size)
+def _kdump_damage(dump: DumpFile, path: Path,
+                  covered: partial.Covered | None) -> tuple[partial.KdumpPages | None, str]:
+    """For a kdump file cut short or with damaged page descriptors: a reader of what it
+    holds and the one warning saying what was lost; (None, "") for a sound file. A dump
+    the capture itself marked incomplete (out of disk space) goes to libkdumpfile as is,
+    as crash opens it."""
+    if dump.incomplete and covered is None:
+        return None, ""
+    try:
+        found = partial.survey_kdump(path, covered, dump.path)
+    except (struct.error, OverflowError, ValueError):
+        raise KdxError(f"{dump.path} has damaged {dump.description} headers") from None
+    if found.sound:
+        return None, ""
+    if covered is not None:
+        text = (f"{dump.path} is truncated at byte {dump.path.stat().st_size:,} of its "
+                f"flattened stream (its end marker is missing): {found.lost:,} of "
+                f"{found.pages:,} saved pages are missing")
+        if found.bad:
+            text += f" and {found.bad:,} more have damaged page descriptors"
+    elif found.truncated:
+        text = (f"{dump.path} is truncated at byte {found.size:,} of {found.expected:,}: "
+                f"{found.lost:,} of {found.pages:,} saved pages are missing")
+        if found.bad:
+            text += f" and {found.bad:,} more have damaged page descriptors"
+    else:
+        text = (f"{dump.path} has {found.bad + found.lost:,} damaged page descriptors of "
+                f"{found.pages:,} (the first is number {found.first_bad or 0:,}): those "
+                "pages are missing")
+    return partial.KdumpPages(path, covered), text
 
 
-_DESC_CHUNK = 1 << 16  # page descriptors read at a time
-
-
-def _check_descriptors(dump: DumpFile, path: Path) -> None:
-    """Refuse a kdump file whose page descriptors point outside it or claim impossible
-    sizes (flipped bits): libkdumpfile maps such a page and the process dies (SIGBUS)."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        f.seek(424)
-        block, sub_blocks, bitmap_blocks = struct.unpack("<xxxxiiI", f.read(16))
-        bitmap_off = (1 + sub_blocks) * block
-        half = bitmap_blocks * block // 2
-        f.seek(bitmap_off + half)
-        pages = int.from_bytes(f.read(half), "little").bit_count()
-        f.seek(bitmap_off + 2 * half)
-        bad, first, done = 0, None, 0
-        while done < pages:
-            count = min(_DESC_CHUNK, pages - done)
-            table = f.read(count * 24)
-            for i, (offset, length, _flags, _pf) in enumerate(struct.iter_unpack(
-                    "<qiIQ", table[:len(table) // 24 * 24])):
-                if offset <= 0 or not 0 < length <= block or offset + length > size:
-                    bad += 1
-                    first = done + i if first is None else first
-            done += count
-    if bad:
-        raise KdxError(f"{dump.path} has {bad:,} damaged page descriptors of {pages:,} (the "
-                       f"first is number {first:,}): its pages cannot be read safely; the "
-                       "dump is corrupt")
-
-
-def _check_complete(dump: DumpFile, path: Path) -> None:
-    """Refuse a dump cut short by an interrupted copy: libraries open one happily and then
-    fail on every read. A dump the capture itself marked incomplete (out of disk space) is
-    still opened, as crash does, since what it holds is readable."""
-    if dump.incomplete or dump.kind not in ("elf", "kdump"):
-        return
+def _elf_truncation(dump: DumpFile, path: Path) -> str:
+    """The warning for an ELF core cut short ("" when it is whole); drgn reads one with
+    pread, so a page past the end is a FaultError like any page missing from the dump."""
+    if dump.incomplete:
+        return ""
     size = path.stat().st_size
     with open(path, "rb") as f:
         try:
-            expected = _elf_data_end(f) if dump.kind == "elf" else _kdump_data_end(f)
+            expected = _elf_data_end(f)
+            loads = _elf_segments(f)
         except (struct.error, OverflowError, ValueError):
             raise KdxError(f"{dump.path} has damaged {dump.description} headers") from None
-    if expected > size:
+    if expected <= size:
+        return ""
+    if not loads or min(offset for offset, _size in loads) > size:
         raise KdxError(f"{dump.path} is truncated: it has {size:,} bytes but its headers "
-                       f"describe {expected:,} (an interrupted copy or capture?)")
-    if dump.kind == "kdump":
-        _check_descriptors(dump, path)
+                       f"describe {expected:,} (cut before its first page)")
+    lost = partial.elf_lost_pages(loads, size)
+    return (f"{dump.path} is truncated at byte {size:,} of {expected:,}: {lost:,} pages "
+            "of memory are missing")
+
+
+def _elf_segments(f) -> list[tuple[int, int]]:  # noqa: ANN001 (a binary file)
+    """(file offset, file size) of each PT_LOAD of an ELF core."""
+    f.seek(0)
+    head = f.read(64)
+    phoff = struct.unpack_from("<Q", head, 0x20)[0]
+    phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+    f.seek(phoff)
+    table = f.read(phentsize * min(phnum, 0xFFFF))
+    out = []
+    for i in range(len(table) // phentsize if phentsize >= 56 else 0):
+        p_type, _flags, offset = struct.unpack_from("<IIQ", table, i * phentsize)
+        filesz = struct.unpack_from("<Q", table, i * phentsize + 32)[0]
+        if p_type == 1 and filesz:
+            out.append((offset, filesz))
+    return out
 
 
 def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Path] = (),
@@ -320,36 +317,44 @@ def open_dump(core: Path, vmlinux: Path | None = None, module_paths: Sequence[Pa
     ``btf=False`` ignores the dump's BTF, as if the kernel had been built without it.
     """
     target = open_core(core, progress=progress)
-    load_debug_info(target, provider, vmlinux, module_paths, progress=progress,
-                    debug_dirs=debug_dirs, no_vmlinux=no_vmlinux, btf=btf)
+    try:
+        load_debug_info(target, provider, vmlinux, module_paths, progress=progress,
+                        debug_dirs=debug_dirs, no_vmlinux=no_vmlinux, btf=btf)
+    except KdxError as err:
+        if target.damage:  # what the dump lost is likely why: say it first
+            raise KdxError(f"{target.damage}; {err}") from None
+        raise
     return target
 
 
-def open_core(core: Path, *, progress: Progress = None, truncated_ok: bool = False) -> Target:
+def open_core(core: Path, *, progress: Progress = None) -> Target:
     """The dump ``core`` opened without any debug info: its memory and VMCOREINFO only,
     which is all a reader needing no types (the fast pass, the untyped log) uses.
 
-    A flattened stream is reassembled (once, cached); a dump cut short raises KdxError
-    unless ``truncated_ok``, when the reason becomes the target's first warning and
-    whatever its saved pages hold can still be read.
+    A flattened stream is reassembled (once, cached). A dump cut short, or a kdump file
+    with damaged page descriptors, opens with one warning saying what was lost (its
+    first): the pages it still holds read as usual, the others as missing. A dump cut
+    inside its headers raises KdxError.
     """
     logging.getLogger("drgn").setLevel(logging.ERROR)
     dump = identify(core)
-    read_path = core
+    read_path, covered = core, None
     if dump.kind == "flattened":
-        read_path = _reassemble(dump, progress)
+        read_path, covered = _reassemble(dump, progress)
         inner = identify(read_path)
         dump = DumpFile(core, inner.kind, inner.compression, inner.dump_level,
                         inner.incomplete, inner.machine)
-    warnings: list[str] = []
+    pages, lost = None, ""
+    if dump.kind == "kdump":
+        pages, lost = _kdump_damage(dump, read_path, covered)
+    elif dump.kind == "elf":
+        lost = _elf_truncation(dump, read_path)
+    warnings = [lost] if lost else []
     try:
-        _check_complete(dump, read_path)
-    except KdxError as err:
-        if not truncated_ok:
-            raise
-        warnings.append(str(err))
-    try:
-        prog, given, repaired = _set_core(read_path, dump, progress)
+        if pages is not None:
+            prog, given, repaired = _set_partial(read_path, dump, pages)
+        else:
+            prog, given, repaired = _set_core(read_path, dump, progress)
     except KdxError as err:
         if warnings:  # the truncation is why: say it first
             raise KdxError(f"{warnings[0]}; {err}") from None
@@ -358,7 +363,29 @@ def open_core(core: Path, *, progress: Progress = None, truncated_ok: bool = Fal
     text = (given.decode(errors="replace") if given is not None
             else _vmcoreinfo_text(prog, core, read_path, dump))
     info = vmcoreinfo.parse(text)
-    return Target(prog, core, dump, read_path, info, None, warnings)
+    return Target(prog, core, dump, read_path, info, None, warnings, damage=lost)
+
+
+def _set_partial(path: Path, dump: DumpFile,
+                 pages: partial.KdumpPages) -> tuple[drgn.Program, bytes, list[str]]:
+    """A program reading a damaged kdump file through kdx's own page reader (see
+    ``kdx.target.partial``), with its VMCOREINFO note (repaired as ``_set_core`` does)."""
+    given, warnings = _repaired_note(path, dump)
+    note = given
+    if note is None:
+        text = vmcoreinfo.note_text(path, dump)
+        note = vmcoreinfo.sanitize(text)[0] if text else None
+    if not note:
+        raise KdxError("its VMCOREINFO note cannot be read")
+    platform = _PLATFORMS.get(dump.machine or "")
+    if platform is None:
+        raise KdxError(f"kdx reads damaged kdump files only for {', '.join(_PLATFORMS)}, "
+                       f"not {dump.machine}")
+    _skip_drgn_plugins()
+    try:
+        return partial.partial_program(pages, platform, note), note, warnings
+    except Exception as err:  # drgn reports a VMCOREINFO it cannot parse as plain Exception
+        raise KdxError(f"its VMCOREINFO note cannot be used: {err}") from None
 
 
 def load_debug_info(target: Target, provider: SymbolProvider | None, vmlinux: Path | None,
