@@ -238,6 +238,23 @@ def _exclude_bpf(job: _Job) -> str:
     return f"excluded {count} pages holding {named}"
 
 
+def _exclude_log(job: _Job) -> str:
+    """Exclude the pages of the printk ring's text (what makedumpfile would lose of a log
+    it does not know), so a diagnosis must go on from the registers and the tasks."""
+    from drgn.helpers.linux.mm import follow_phys
+
+    from kdx.target.open import open_dump
+
+    prog = open_dump(job.src, job.vmlinux).prog
+    mm = prog["init_mm"].address_of_()
+    ring = prog["prb"].text_data_ring
+    start, size = ring.data.value_(), 1 << ring.size_bits.value_()
+    pfns = {follow_phys(mm, address).value_() // _PAGE
+            for address in range(start, start + size, _PAGE)}
+    count = _exclude(job, pfns)
+    return f"excluded {count} pages of the log's text ring ({size} bytes at {start:#x})"
+
+
 def _saved_pfns(job: _Job) -> list[int]:
     _block, bitmap_off, length = _kdump_layout(job)
     second = job.read(bitmap_off + length // 2, length // 2)
@@ -420,6 +437,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("exclude-pages", ("kdump",), "exclude 5% of the saved pages", _exclude_pages),
     Kind("exclude-tasks", ("kdump",), "exclude the pages of a third of the task_structs",
          _exclude_tasks, True),
+    Kind("exclude-log", ("kdump",), "exclude the pages of the log's text ring",
+         _exclude_log, True),
     Kind("exclude-bpf", ("kdump",), "exclude the pages of the second BPF program and map",
          _exclude_bpf, True),
     Kind("task-loop", ("elf",), "make the task list loop", _task_loop, True),

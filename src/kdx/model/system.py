@@ -104,6 +104,10 @@ def system_info(target: Target, log: KernelLog | None = None) -> SystemInfo:
     epoch = get("date", lambda: ktime_get_real_seconds(prog).value_(), 0)
     hz = get("tick rate", lambda: kernel_hz(prog), None)
     tasks = get("task list", lambda: _task_table(prog), _TaskTable([], []))
+    if not target.live and log is None:
+        log = get("kernel log", lambda: kernel_log(prog), None)
+    if log is not None:  # a log read in part: the panic line may be in what was lost
+        warnings += [f"cannot read the whole kernel log: {w}" for w in log.warnings[:1]]
     panic = None if target.live else get("panic message", lambda: panic_line(prog, log), "")
     context = _NO_CONTEXT if target.live else get(
         "panic task", lambda: _context_fields(prog, _panic_context(prog), tasks, panic or ""),

@@ -33,6 +33,8 @@ def _sys(session: Session, args: argparse.Namespace) -> None:
         session.emit("syscalls", entries, lambda: render_syscalls(entries))
         return
     info = session.cached("sys", lambda: system_info(session.target))
+    for message in info.warnings:  # a zero that could not be read is said to be one
+        session.warn(f"sys: {message}")
     session.emit("sys", info, lambda: render_sys(info))
 
 
