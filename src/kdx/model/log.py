@@ -66,6 +66,16 @@ class KernelLog:
 
 
 @dataclass(frozen=True)
+class LogDocument:
+    """``log --json``: every record, and the boot time ``log -T`` adds to timestamps
+    (None unless ``-T`` was given). An answer record (:mod:`kdx.model.answers`
+    re-exports it) kept here, so that ``log`` imports the log model alone."""
+
+    records: list[LogRecord]
+    boot_epoch: int | None
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     """An audit message still queued in the kernel, not yet read by auditd."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kdx.model.answers import CommandSummary, HelpText
+from kdx.model.session_records import CommandSummary, HelpText
 from kdx.model.system import system_info
 from kdx.render.crash.sys import render_sys
 from kdx.session.command import CommandError, crash_command, make_parser
