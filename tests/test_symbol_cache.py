@@ -53,6 +53,11 @@ def test_table_from_the_cache_names_as_the_symtab(sysrq, cache_home: Path) -> No
     assert cached[1:] == built[1:]
     jiffies = prog.symbol("jiffies_64").address
     assert jiffies in cached[0].addresses
+    # every symbol inside the kernel's sections moved by the KASLR offset, no other
+    values, _names, _letters, _sizes, _first, (low, high) = symbols._vmlinux_rows(vmlinux)
+    offset = symbols._kaslr_offset(prog)
+    assert cached[0].addresses == [v + offset if low <= v <= high else v for v in values]
+    assert any(not low <= v <= high for v in values)  # the per-CPU symbols stay put
 
 
 def test_a_damaged_cache_is_rebuilt(sysrq, cache_home: Path) -> None:  # noqa: ANN001

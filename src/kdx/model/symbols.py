@@ -333,7 +333,9 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, list
     values, names, letters, sizes, first, (low, high) = cached_rows(
         vmlinux, lambda: _vmlinux_rows(vmlinux))
     offset = _kaslr_offset(prog)
-    addresses = [value + offset if low <= value <= high else value for value in values]
+    # values are sorted, so the ones that move are one run of them: moved in C (map)
+    lo, hi = bisect.bisect_left(values, low), bisect.bisect_right(values, high)
+    addresses = values[:lo] + list(map(offset.__add__, values[lo:hi])) + values[hi:]
     rows = KernelRows(addresses, list(letters), names)
     first_address = first + offset if low <= first <= high else first
     return rows, sizes, first_address
