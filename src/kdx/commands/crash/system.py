@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from kdx.model.log import KernelLog, kernel_log
+from kdx.model.reading import READ_ERRORS
 from kdx.model.session_records import CommandSummary, HelpText
 from kdx.model.system import system_info
 from kdx.render.crash.sys import render_sys
@@ -32,8 +34,20 @@ def _sys(session: Session, args: argparse.Namespace) -> None:
         entries = session.cached("syscalls", lambda: syscall_table(session.prog))
         session.emit("syscalls", entries, lambda: render_syscalls(entries))
         return
-    info = session.cached("sys", lambda: system_info(session.target))
+    info = session.cached("sys", lambda: system_info(session.target, _session_log(session)))
     session.emit("sys", info, lambda: render_sys(info))
+
+
+def _session_log(session: Session) -> KernelLog | None:
+    """The kernel log ``sys`` takes its panic line from, read once for ``sys`` and
+    ``log`` alike; None on a live kernel (no panic line) or when it cannot be read
+    (``sys`` then reads it itself and says why among its warnings)."""
+    if session.target.live:
+        return None
+    try:
+        return session.cached("log", lambda: kernel_log(session.prog))
+    except READ_ERRORS:
+        return None
 
 
 def _config(session: Session) -> None:
