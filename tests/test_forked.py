@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,8 +18,10 @@ COMMANDS = ["foreach bt", "foreach bt -f", "foreach UN bt", "bt -a", "foreach bt
 HEADER = re.compile(r'^PID: (\d+)\s+TASK: ([0-9a-f]+)', re.M)
 
 
-def _session(dump, jobs: int) -> subprocess.CompletedProcess[str]:  # noqa: ANN001 (LabDump)
-    args = [sys.executable, "-m", "kdx", str(dump.vmcore), str(dump.vmlinux), "--no-rc"]
+def _session(dump, jobs: int, vmcore: Path | None = None,  # noqa: ANN001 (LabDump)
+             ) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "kdx", str(vmcore or dump.vmcore), str(dump.vmlinux),
+            "--no-rc"]
     for command in COMMANDS:
         args += ["-c", command]
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1", KDX_JOBS=str(jobs))
@@ -40,6 +43,24 @@ def test_workers_print_what_one_process_prints(lab, kernel: str) -> None:  # noq
     assert dump.truth["pid"] in pids  # the task that wrote to sysrq-trigger
     assert "sysrq_handle_crash" in shared.stdout
     assert shared.stdout.count(" #0 [") > 3 * len(pids)  # five verbs, most tasks a frame
+
+
+def test_workers_read_a_truncated_dump_as_one_process(lab, tmp_path: Path) -> None:  # noqa: ANN001
+    """A dump cut short is read by kdx's own page reader, whose file the workers share
+    with the parent: each reads at its own offsets, so the stacks are the same."""
+    from kdx.lab.damage import damage
+
+    dump = lab("sysrq")
+    cut = tmp_path / "cut.vmcore"
+    damage(dump.vmcore, cut, "truncate", at=0.97)
+    alone = _session(dump, 1, cut)
+    shared = _session(dump, 3, cut)
+    assert "is truncated at byte" in shared.stderr
+    assert shared.stdout == alone.stdout
+    assert shared.stderr == alone.stderr
+    assert len(HEADER.findall(shared.stdout)) > 30  # most tasks are still read
+    assert "cannot unwind from the saved registers: page missing" in shared.stderr
+    assert "Traceback" not in shared.stderr
 
 
 def test_shares_come_back_in_order_from_other_processes() -> None:
