@@ -20,6 +20,18 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def timed_alternating(fns: list[Callable[[], object]], repeat: int) -> list[float]:
+    """The median wall time of each of ``fns``, run in turn ``repeat`` times (a, b, c,
+    a, b, c, ...), so a burst of other work on the machine slows each of them alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def drgn_crash() -> str:
     """drgn's crash-compatible front end, installed beside this Python's drgn."""
     return shutil.which("drgn-crash") or str(Path(sys.executable).parent / "drgn-crash")

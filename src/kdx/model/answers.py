@@ -14,11 +14,18 @@ from dataclasses import dataclass
 from kdx.model.devices import BlockDevice, CharDevice
 from kdx.model.files import InodePages, TaskFiles, TaskId
 from kdx.model.fuser import FileUser
-from kdx.model.log import LogRecord
+from kdx.model.log import LogDocument
 from kdx.model.memory import PageInfo
 from kdx.model.records import Hex
 from kdx.model.search import SearchResult
-from kdx.model.tasks import TaskInfo, TaskRlimit
+from kdx.model.session_records import (
+    Alias,
+    CommandSummary,
+    ExtensionInfo,
+    HelpText,
+    SessionSetting,
+)
+from kdx.model.task_answers import TaskChildren, TaskLastRun, TaskRlimits, TaskThreads
 from kdx.model.vm import TaskVm, Vma, VmaPages
 
 __all__ = [
@@ -33,56 +40,6 @@ __all__ = [
 
 
 # -- session-wide ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Alias:
-    """One alias of the session: ``hex`` is ``set radix 16``; ``origin`` says where it
-    comes from (``builtin``, ``runtime``, or the rc file that set it)."""
-
-    origin: str
-    alias: str
-    command: list[str]
-
-
-@dataclass(frozen=True)
-class ExtensionInfo:
-    """A loaded extension (its file or entry-point name) and the commands it added."""
-
-    name: str
-    commands: list[str]
-
-
-@dataclass(frozen=True)
-class SessionSetting:
-    """One ``set`` variable of the session and its value as ``set -v`` shows it."""
-
-    name: str
-    value: str
-
-
-@dataclass(frozen=True)
-class HelpText:
-    """``help COMMAND``: the command's usage text."""
-
-    command: str
-    text: str
-
-
-@dataclass(frozen=True)
-class CommandSummary:
-    """One line of bare ``help``: a command word and what it does."""
-
-    name: str
-    summary: str
-
-
-@dataclass(frozen=True)
-class LogDocument:
-    """``log --json``: every record, and the boot time ``log -T`` adds to timestamps
-    (None unless ``-T`` was given)."""
-
-    records: list[LogRecord]
-    boot_epoch: int | None
 
 
 @dataclass(frozen=True)
@@ -170,39 +127,6 @@ class TaskSearch:
 
 
 # -- tasks -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TaskChildren:
-    """``ps -c``: a task and its children."""
-
-    task: TaskInfo
-    children: list[TaskInfo]
-
-
-@dataclass(frozen=True)
-class TaskThreads:
-    """``ps -g``: a thread group leader and its other threads."""
-
-    task: TaskInfo
-    threads: list[TaskInfo]
-
-
-@dataclass(frozen=True)
-class TaskLastRun:
-    """``ps -l``/``ps -m``: when a task last ran (ns of its CPU's clock), and with
-    ``-m`` how long ago that was."""
-
-    task: TaskInfo
-    last_run: int | None
-    since_ns: int | None
-
-
-@dataclass(frozen=True)
-class TaskRlimits:
-    """``ps -r``: a task's resource limits."""
-
-    task: TaskInfo
-    limits: list[TaskRlimit]
 
 
 # -- files and memory maps -------------------------------------------------------------

@@ -65,6 +65,17 @@ class KernelLog:
     warnings: list[str] = field(default_factory=list)
 
 
+# An answer record (kdx.model.answers re-exports it) kept here, so that ``log`` imports
+# the log model alone.
+@dataclass(frozen=True)
+class LogDocument:
+    """``log --json``: every record, and the boot time ``log -T`` adds to timestamps
+    (None unless ``-T`` was given)."""
+
+    records: list[LogRecord]
+    boot_epoch: int | None
+
+
 @dataclass(frozen=True)
 class AuditRecord:
     """An audit message still queued in the kernel, not yet read by auditd."""

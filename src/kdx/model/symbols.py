@@ -328,18 +328,32 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, list
     inside the kernel's sections move by the KASLR offset, absolute and per-CPU ones do
     not.
     """
+    from kdx.model.symbol_cache import cached_rows
+
+    values, names, letters, sizes, first, (low, high) = cached_rows(
+        vmlinux, lambda: _vmlinux_rows(vmlinux))
+    offset = _kaslr_offset(prog)
+    # values are sorted, so the ones that move are one run of them: moved in C (map)
+    lo, hi = bisect.bisect_left(values, low), bisect.bisect_right(values, high)
+    addresses = values[:lo] + list(map(offset.__add__, values[lo:hi])) + values[hi:]
+    rows = KernelRows(addresses, list(letters), names)
+    first_address = first + offset if low <= first <= high else first
+    return rows, sizes, first_address
+
+
+def _vmlinux_rows(vmlinux: Path) -> tuple[list[int], list[str], str, list[int], int,
+                                          tuple[int, int]]:
+    """What the kernel's table takes from the vmlinux alone, before the KASLR offset:
+    the kept symbols' file addresses, names, letters (one character each) and sizes,
+    the first kernel symbol's address and the span of addresses that relocate. Plain
+    data, so that :mod:`kdx.model.symbol_cache` can keep it between sessions."""
     raw, sections = elf_symbols(vmlinux)
     start, first = _first_kernel_symbol(raw)
     kept = _per_cpu_symbols(raw[:start]) + raw[start:]
-    low, high = _relocated_span(sections)
-    offset = _kaslr_offset(prog)
     kept = [(value, strip_clone_suffix(name), letter, size)
             for value, name, letter, size in kept if name]
-    addresses = [value + offset if low <= value <= high else value
-                 for value, _name, _letter, _size in kept]
-    rows = KernelRows(addresses, [r[2] for r in kept], [r[1] for r in kept])
-    first_address = first + offset if low <= first <= high else first
-    return rows, [r[3] for r in kept], first_address
+    return ([r[0] for r in kept], [r[1] for r in kept], "".join(r[2] for r in kept),
+            [r[3] for r in kept], first, _relocated_span(sections))
 
 
 def _first_kernel_symbol(raw: list[tuple[int, str, str, int]]) -> tuple[int, int]:

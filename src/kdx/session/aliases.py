@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from kdx.model.answers import Alias
+from kdx.model.session_records import Alias
 
 __all__ = ["BUILTIN", "AliasTable", "render_aliases"]
 

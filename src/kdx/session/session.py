@@ -161,7 +161,7 @@ class Session:
         except HelpShown as shown:
             if shown.args:
                 text = shown.args[0]
-                from kdx.model.answers import HelpText  # most sessions never ask for help
+                from kdx.model.session_records import HelpText
 
                 self.emit("help", HelpText(name, text), text)
             return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdx.model.answers import SessionSetting
+from kdx.model.session_records import SessionSetting
 from kdx.session.command import CommandError
 
 __all__ = ["VARIABLES", "Settings", "render_settings"]

@@ -90,8 +90,31 @@ def _loaded_modules(prog: drgn.Program, warnings: list[str]) -> list[drgn.Module
 
 def add_module_kallsyms(prog: drgn.Program) -> None:
     """Name functions of modules without debug info from their symbol tables in memory,
-    so stacks and verdicts say ``hello_init+0x11`` rather than a bare address."""
-    from drgn import SymbolIndex
+    so stacks and verdicts say ``hello_init+0x11`` rather than a bare address.
+
+    The tables are read when drgn first asks (an address or name no other finder
+    knows), not here: many sessions never ask, and reading them costs start-up time."""
+    if "kdx-module-kallsyms" not in prog.registered_symbol_finders():
+        prog.register_symbol_finder("kdx-module-kallsyms", _ModuleKallsyms(),
+                                    enable_index=-1)
+
+
+class _ModuleKallsyms:
+    """drgn's symbol finder over the modules' kallsyms, built on the first question."""
+
+    def __init__(self) -> None:
+        self._index: drgn.SymbolIndex | None = None
+
+    def __call__(self, prog: drgn.Program, name: str | None, address: int | None,
+                 one: bool) -> Sequence[drgn.Symbol]:
+        if self._index is None:
+            self._index = drgn.SymbolIndex(_module_symbols(prog))
+        return self._index(prog, name, address, one)
+
+
+def _module_symbols(prog: drgn.Program) -> list[drgn.Symbol]:
+    """Every loaded module's kallsyms symbols; a module (or the module list) that cannot
+    be read gives those read so far."""
     from drgn.helpers.linux.kallsyms import module_kallsyms
 
     from kdx.model.bounded import modules as for_each_module
@@ -105,9 +128,7 @@ def add_module_kallsyms(prog: drgn.Program) -> None:
                 symbols.extend(module_kallsyms(module))
     except (LookupError, ValueError, drgn.FaultError, drgn.BadDataError):
         pass  # a damaged module list: the modules read so far are named
-    index = SymbolIndex(symbols)
-    if "kdx-module-kallsyms" not in prog.registered_symbol_finders():
-        prog.register_symbol_finder("kdx-module-kallsyms", index, enable_index=-1)
+    return symbols
 
 
 def cover_init_sections(prog: drgn.Program, modules: list[drgn.Module]) -> None:

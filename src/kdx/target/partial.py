@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import ctypes.util
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -279,8 +280,9 @@ class KdumpPages:
         if not self._saved(pfn):
             raise drgn.FaultError("page excluded from the dump", address)
         at = self.layout.descs + self._rank(pfn) * _DESC.size
-        self._file.seek(at)
-        raw = self._file.read(_DESC.size)
+        # pread, never seek and read: forked workers (kdx.model.forked) share this file's
+        # offset with the parent, and one's seek would move the other's read
+        raw = os.pread(self._file.fileno(), _DESC.size, at)
         if len(raw) < _DESC.size or not self._inside(at, at + _DESC.size):
             raise drgn.FaultError("page missing from the dump (past its end)", address)
         offset, length, flags, _pf = _DESC.unpack(raw)
@@ -289,8 +291,7 @@ class KdumpPages:
             raise drgn.FaultError("page missing from the dump (damaged descriptor)", address)
         if not self._inside(offset, offset + length):
             raise drgn.FaultError("page missing from the dump (past its end)", address)
-        self._file.seek(offset)
-        data = self._file.read(length)
+        data = os.pread(self._file.fileno(), length, offset)
         return self._decode(data, flags, address)
 
     def _decode(self, data: bytes, flags: int, address: int) -> bytes:

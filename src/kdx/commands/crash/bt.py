@@ -174,6 +174,28 @@ def _trace(session: Session, task: drgn.Object, args: argparse.Namespace,
     return backtrace_from(reader, task, sp, ip, frame_data=frame_data)
 
 
+def _traces(session: Session, tasks: list[drgn.Object], args: argparse.Namespace,
+            frame_data: bool) -> list[tuple[Backtrace | None, str]]:
+    """Each task's backtrace, or why its stack cannot be read, in the tasks' order.
+
+    Many tasks (``foreach bt``, ``bt -a`` on a big machine) are shared among forked
+    workers (:mod:`kdx.model.forked`); the first is unwound here first, so every
+    worker inherits the caches it fills (the symbol table, the modules, the stacks'
+    regions) instead of building its own."""
+    from kdx.model.forked import fork_map, worker_count
+
+    def one(task: drgn.Object) -> tuple[Backtrace | None, str]:
+        try:
+            return _trace(session, task, args, frame_data), ""
+        except READ_ERRORS as err:
+            return None, f"cannot read the stack of task {task.value_():x}: {err}"
+
+    if not tasks:
+        return []
+    first = one(tasks[0])
+    return [first, *fork_map(one, tasks[1:], worker_count(len(tasks) - 1))]
+
+
 def task_cpu_or_none(task: drgn.Object) -> int | None:
     try:
         return task_cpu(task)
@@ -232,11 +254,9 @@ def run_bt(session: Session, tasks: list[drgn.Object], args: argparse.Namespace)
     traces = []
     problems: list[str] = []
     skip_idle = getattr(args, "skip", None) == "idle"
-    for task in tasks:
-        try:
-            trace = _trace(session, task, args, options.full)
-        except READ_ERRORS as err:
-            problems.append(f"cannot read the stack of task {task.value_():x}: {err}")
+    for trace, problem in _traces(session, tasks, args, options.full):
+        if trace is None:
+            problems.append(problem)
             continue
         if skip_idle and idle_in_nmi(trace):
             trace = replace(trace, start="skipped", frames=[], exception_frames=[],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kdx.model.answers import ExtensionInfo
+from kdx.model.session_records import ExtensionInfo
 from kdx.session.command import crash_command, make_parser
 from kdx.session.extensions import Extension
 from kdx.session.session import Session

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kdx.model.answers import LogDocument
-from kdx.model.log import KernelLog, audit_records, boot_epoch, kernel_log
+from kdx.model.log import KernelLog, LogDocument, audit_records, boot_epoch, kernel_log
 from kdx.model.system import system_info
 from kdx.render.crash.log import LogOptions, log_lines, render_audit
 from kdx.session.command import CommandError, crash_command, make_parser

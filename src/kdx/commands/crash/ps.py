@@ -15,8 +15,8 @@ from typing import Sequence
 import drgn
 
 from kdx.commands.crash.arguments import Selector, cpu_list, parse_selectors, tasks_of
-from kdx.model.answers import TaskChildren, TaskLastRun, TaskRlimits, TaskThreads
 from kdx.model.reading import READ_ERRORS
+from kdx.model.task_answers import TaskChildren, TaskLastRun, TaskRlimits, TaskThreads
 from kdx.model.tasks import (
     TaskInfo,
     kernel_stack_pointer,

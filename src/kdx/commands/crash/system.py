@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from kdx.model.answers import CommandSummary, HelpText
+from kdx.model.log import KernelLog, kernel_log
+from kdx.model.reading import READ_ERRORS
+from kdx.model.session_records import CommandSummary, HelpText
 from kdx.model.system import system_info
 from kdx.render.crash.sys import render_sys
 from kdx.session.command import CommandError, crash_command, make_parser
@@ -32,10 +34,22 @@ def _sys(session: Session, args: argparse.Namespace) -> None:
         entries = session.cached("syscalls", lambda: syscall_table(session.prog))
         session.emit("syscalls", entries, lambda: render_syscalls(entries))
         return
-    info = session.cached("sys", lambda: system_info(session.target))
+    info = session.cached("sys", lambda: system_info(session.target, _session_log(session)))
     for message in info.warnings:  # a zero that could not be read is said to be one
         session.warn(f"sys: {message}")
     session.emit("sys", info, lambda: render_sys(info))
+
+
+def _session_log(session: Session) -> KernelLog | None:
+    """The kernel log ``sys`` takes its panic line from, read once for ``sys`` and
+    ``log`` alike; None on a live kernel (no panic line) or when it cannot be read
+    (``sys`` then reads it itself and says why among its warnings)."""
+    if session.target.live:
+        return None
+    try:
+        return session.cached("log", lambda: kernel_log(session.prog))
+    except READ_ERRORS:
+        return None
 
 
 def _config(session: Session) -> None:

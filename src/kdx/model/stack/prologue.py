@@ -17,10 +17,14 @@ Example::
 
 from __future__ import annotations
 
-import capstone
+from typing import TYPE_CHECKING
+
 import drgn
 
 from kdx.model.reading import READ_ERRORS
+
+if TYPE_CHECKING:
+    import capstone
 
 __all__ = ["prologue_step", "stack_depth"]
 
@@ -33,6 +37,8 @@ def stack_depth(code: bytes, start: int, ip: int) -> tuple[int, int | None] | No
     and how deep it saved its caller's ``%rbp`` (None if it did not), following the code
     in address order; None when the code moves the stack pointer in a way that cannot be
     followed (realignment, ``leave``, ``mov`` into ``%rsp``)."""
+    import capstone  # on first use: most stacks never need it, and it costs start-up time
+
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     md.syntax = capstone.CS_OPT_SYNTAX_ATT
     depth = peak = 0
