@@ -10,6 +10,7 @@ list_del()s one node twice; crashlab_refcount drops a reference it never took.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from json_schemas import schema_problems
@@ -151,3 +152,24 @@ def test_first_caller_outside_a_checker():
     assert first_outside(["kfree"]) is None  # nobody left to blame: the checker stays
     assert checker_of("crashlab_refcount_init") is None
     assert checker_of("refcount_warn_saturate").checks == "refcount_t misuse"
+
+
+@pytest.mark.parametrize("name", sorted(CHECKED))
+def test_checker_and_culprit_survive_a_qemu_capture(lab, name):
+    """The same checker finding and blamed caller when QEMU took the dump."""
+    taken, kdump = lab(name, capture="qemu", fmt="elf"), lab(name)
+    assert taken.verdict.checker is not None
+    def said(verdict):  # noqa: ANN001, ANN202 (the addresses differ from boot to boot)
+        return verdict.checker.function, re.sub(r"\b[0-9a-f]{16}\b", "ADDR",
+                                                verdict.checker.finding)
+
+    assert said(taken.verdict) == said(kdump.verdict)
+    assert taken.verdict.culprit.function == taken.truth["function"]
+
+
+def test_use_after_free_facts_survive_a_qemu_capture(lab):
+    explanation = lab("use-after-free", capture="qemu", fmt="elf").verdict.explanation
+    assert explanation is not None and explanation.value_kind == "slab-free-poison"
+    assert explanation.expression == "item->peer->value"
+    alloc, free = explanation.points_to[0].tracks
+    assert free.function.startswith("crashlab_item_release+0x")

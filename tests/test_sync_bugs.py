@@ -171,3 +171,11 @@ def test_analysis_json_has_the_stall(kdx, lab):
     stall = json.loads(proc.stdout)["data"]["stall"]
     assert stall["cpus"] == [1] and stall["tasks"][0]["comm"] == "crashlab_rcu"
     assert stall["loop"]["start"].startswith("0x")
+
+
+def test_facts_survive_a_qemu_capture(lab):
+    """QEMU's dump-guest-memory stops the CPUs where they are, with no kdump path on the
+    panic stack: the cycle and the stall are read the same."""
+    _deadlock_facts(lab("abba-deadlock", capture="qemu", fmt="elf").verdict)
+    stalled = lab("rcu-stall", capture="qemu", fmt="elf")
+    _stall_facts(stalled.verdict, stalled.truth)
