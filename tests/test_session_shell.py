@@ -198,14 +198,25 @@ def test_py_scripts(target, tmp_path):
 EXAMPLE = __import__("pathlib").Path(__file__).parent.parent / "examples" / "kdx_runnable.py"
 
 
+def _running(target, cpu: int) -> list[str]:
+    """The CPU, PID and command of the task the dump shows running on ``cpu``, read with
+    drgn's own helper (PIDs change each time the lab builds the dump)."""
+    from drgn.helpers.linux.sched import cpu_curr
+
+    task = cpu_curr(target.prog, cpu)
+    return [str(cpu), str(task.pid.value_()), task.comm.string_().decode()]
+
+
 def test_extend_loads_lists_and_unloads(target, tmp_path):
     session, out, err = _session(target)
     assert session.execute(f"extend {EXAMPLE}")
     assert session.execute("runnable")
     rows = out.getvalue().splitlines()
     assert rows[0].endswith("kdx_runnable.py: commands: runnable")
-    assert rows[1] == "CPU    PID  COMMAND" and rows[2].split() == ["0", "103", "spinner"]
-    assert rows[3].split() == ["1", "235", "insmod"]  # the panic task, running insmod
+    spinner, panicking = _running(target, 0), _running(target, 1)
+    assert spinner[2] == "spinner" and panicking[2] == "insmod"
+    assert rows[1] == "CPU    PID  COMMAND" and rows[2].split() == spinner
+    assert rows[3].split() == panicking  # the panic task, running insmod
     assert not session.execute(f"extend {EXAMPLE}")  # already loaded
     assert not session.execute("runnable -c 7")
     broken = tmp_path / "broken.py"
@@ -226,7 +237,7 @@ def test_extend_loads_lists_and_unloads(target, tmp_path):
     assert session.execute(f"extend {EXAMPLE}") and session.execute("runnable -c 1")
     docs = [json.loads(d) for d in out.getvalue().replace("}\n{", "}\n\x00{").split("\x00")]
     assert docs[1] == {"kind": "runnable", "schema": 2,
-                       "data": [{"cpu": 1, "pid": 235, "comm": "insmod"}]}
+                       "data": [{"cpu": 1, "pid": int(panicking[1]), "comm": "insmod"}]}
 
 
 def test_installed_extensions_by_entry_point(target, tmp_path, monkeypatch):
@@ -240,7 +251,7 @@ def test_installed_extensions_by_entry_point(target, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     session, out, err = _session(target)
     assert session.execute("runnable -c 0")  # found on first use, nothing typed
-    assert out.getvalue().splitlines()[1].split() == ["0", "103", "spinner"]
+    assert out.getvalue().splitlines()[1].split() == _running(target, 0)
     assert session.execute("extend -s")
     assert out.getvalue().splitlines()[-1].split() == ["demo", "runnable"]
     assert err.getvalue() == ""
@@ -249,14 +260,19 @@ def test_installed_extensions_by_entry_point(target, tmp_path, monkeypatch):
 def test_tab_completion_candidates(target, tmp_path):
     from kdx.session.completion import Completer
 
+    from drgn.helpers.linux.pid import for_each_task
+
     completer = Completer(Session(target, out=io.StringIO(), err=io.StringIO()))
+    prefix = _running(target, 1)[1][:2]  # the panic task's PID, cut to two digits
+    pids = sorted(str(t.pid.value_()) for t in for_each_task(target.prog))
+    assert len([p for p in pids if p.startswith(prefix)]) >= 2
     (tmp_path / "dmesg-out.txt").write_text("")
     cases = {("", "forea"): ["foreach "], ("", "h"): ["help ", "hex "],
              ("p ", "jiffies_6"): ["jiffies_64", "jiffies_64_to_clock_t"],
              ("whatis ", "task_stru"): ["task_struct", "task_struct_cachep"],
              ("", "task_struct.tgi"): ["task_struct.tgid"],
              ("struct ", "task_struct.se.vrun"): ["task_struct.se.vruntime"],
-             ("bt ", "23"): ["23", "234", "235"],
+             ("bt ", prefix): [p for p in pids if p.startswith(prefix)],
              ("log > ", f"{tmp_path}/dmesg-"): [f"{tmp_path}/dmesg-out.txt"]}
     for (before, text), expected in cases.items():
         assert completer.candidates(before, text) == expected, (before, text)
