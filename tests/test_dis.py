@@ -41,7 +41,19 @@ def _frames(dump) -> dict:  # noqa: ANN001
     # that one "=>" and crash's dis -r COUNT then shows one instruction too few
     # (docs/crash-differences.md)
     ret = next(pc for pc in kernel if pc != trace[0].pc and pc < 0xFFFF_FFFF_C000_0000)
-    return {"fault": trace[0].pc, "kernel": kernel, "return": ret, "user": trace[-1].pc}
+    return {"fault": trace[0].pc, "kernel": kernel, "return": ret,
+            "user": _user_pc(target.prog, panic_task(target.prog))}
+
+
+def _user_pc(prog, task) -> int:  # noqa: ANN001 (drgn objects)
+    """The user RIP saved at the top of the task's kernel stack on entry (the unwinder's
+    last frame is not always it: a QEMU dump can end the trace on a stale word)."""
+    from drgn import Object
+
+    top = task.stack.value_() + prog["THREAD_SIZE"].value_()
+    regs = Object(prog, "struct pt_regs *", top - prog.type("struct pt_regs").size)
+    assert regs.cs.value_() & 3 == 3, "the task did not enter the kernel from user mode"
+    return regs.ip.value_()
 
 
 def commands(dump, frames: dict) -> list[str]:  # noqa: ANN001
