@@ -45,6 +45,19 @@ def crash_parts(crash, dump, wanted: list[str]) -> list[str]:  # noqa: ANN001 (f
     return ["\n".join(sections[i]).strip("\n") for i in range(len(wanted))]
 
 
+def gdb_bytes(text: str) -> str:
+    r"""crash's text with every character above ASCII written as kdx writes it: the octal
+    escapes of its UTF-8 bytes. crash's gdb prints a char array's bytes that happen to
+    form valid UTF-8 as characters (garbage bytes past a name's NUL can), kdx escapes
+    every byte above 127 (docs/crash-differences.md).
+
+    >>> print(gdb_bytes('name = "x\\000\u9062"'))
+    name = "x\000\351\201\242"
+    """
+    return "".join(c if ord(c) < 128 else "".join(f"\\{b:03o}" for b in c.encode())
+                   for c in text)
+
+
 def crash_sections(crash, dump, wanted: list[str]) -> dict[str, str]:  # noqa: ANN001
     """``crash_parts`` by command, for lists without repeats."""
     return dict(zip(wanted, crash_parts(crash, dump, wanted)))

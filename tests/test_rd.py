@@ -184,11 +184,18 @@ def test_x_matches_crash(both, command: str) -> None:
 def test_user_memory_matches_crash(lab, crash) -> None:  # noqa: ANN001
     """-u (and an address below the kernel's half) on a dump that kept user memory: the
     panic task's user stack, as crash reads it through the task's page tables."""
+    from drgn import Object
     from drgn.helpers.linux.panic import panic_task
 
     dump = lab("sysrq", capture="qemu", fmt="elf")
     prog = dump.target.prog
-    sp = prog.stack_trace(panic_task(prog))[-1].sp
+    # The user RSP saved at the top of the kernel stack on entry (the unwinder's last
+    # frame can be a stale word on a QEMU dump).
+    task = panic_task(prog)
+    top = task.stack.value_() + prog["THREAD_SIZE"].value_()
+    regs = Object(prog, "struct pt_regs *", top - prog.type("struct pt_regs").size)
+    assert regs.cs.value_() & 3 == 3
+    sp = regs.sp.value_()
     wanted = [f"rd -u {sp:x} 4", f"rd {sp:x} 2", f"rd -a -u {sp:x} 16"]
     theirs = crash_sections(crash, dump, wanted)
     ours = kdx_sections(dump, wanted)

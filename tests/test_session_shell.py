@@ -258,9 +258,9 @@ def test_installed_extensions_by_entry_point(target, tmp_path, monkeypatch):
 
 
 def test_tab_completion_candidates(target, tmp_path):
-    from kdx.session.completion import Completer
-
     from drgn.helpers.linux.pid import for_each_task
+
+    from kdx.session.completion import Completer
 
     completer = Completer(Session(target, out=io.StringIO(), err=io.StringIO()))
     prefix = _running(target, 1)[1][:2]  # the panic task's PID, cut to two digits

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from crash_script import crash_sections, kdx_sections
+from crash_script import crash_sections, gdb_bytes, kdx_sections
 from drgn import Object
 from drgn.helpers.linux.pid import find_task, for_each_task
 
@@ -67,7 +67,8 @@ def both(request, lab, crash):  # noqa: ANN001, ANN201 (fixtures)
     """(dump, crash's sections, kdx's run) for one kernel."""
     lab_dump = lab("null-deref-module", kernel=None if request.param == "6.1" else "6.12")
     dump = Scene(lab_dump)
-    theirs = _lines(crash_sections(crash, lab_dump, dump.commands()))
+    theirs = _lines({command: gdb_bytes(text) for command, text
+                     in crash_sections(crash, lab_dump, dump.commands()).items()})
     run = kdx_sections(dump.target, dump.commands())
     return dump, theirs, _lines(run.sections), run
 
