@@ -26,6 +26,9 @@ class Terminal:
         env = dict(os.environ, TERM="dumb", XDG_STATE_HOME=os.environ.get("TMPDIR", "/tmp"))
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: become kdx
+            # as a script or job runner starting programs in the background leaves it:
+            # kdx must make Ctrl-C work at its prompt all the same
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             os.execvpe(argv[0], argv, env)
         self.seen = b""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def _history_file() -> Path:
 
 
 def _interactive(session: Session) -> int:
+    # Ctrl-C stops the running command, as in crash, however kdx was started: a shell
+    # script or a job runner that starts programs in the background has them inherit
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         import readline
     except ImportError:  # pragma: no cover - readline is missing on some builds
