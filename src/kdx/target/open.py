@@ -46,6 +46,10 @@ class Target:
     debug_source: str = "dwarf"
     #: what the file lost (cut short, damaged page descriptors), in one line; "" if sound
     damage: str = ""
+    #: the module files and debug directories the debug info was loaded with (a second
+    #: program on the same dump, ``kdx.target.companion``, loads the same ones)
+    module_paths: tuple[Path, ...] = ()
+    debug_dirs: tuple[Path, ...] = ()
 
     @property
     def has_source_lines(self) -> bool:
@@ -396,6 +400,7 @@ def load_debug_info(target: Target, provider: SymbolProvider | None, vmlinux: Pa
     or ``no_vmlinux``) what the dump itself carries (its BTF unless ``btf`` is False)."""
     from kdx.target.novmlinux.provider import DumpInfoProvider
 
+    target.module_paths, target.debug_dirs = tuple(module_paths), tuple(debug_dirs)
     if provider is not None:
         provider.load(target)
         return

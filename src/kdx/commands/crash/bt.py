@@ -174,6 +174,11 @@ def _trace(session: Session, task: drgn.Object, args: argparse.Namespace,
     return backtrace_from(reader, task, sp, ip, frame_data=frame_data)
 
 
+#: From this many tasks on, stacks are unwound through the companion program
+#: (``kdx.target.companion``): opening it costs about what unwinding 150 tasks saves.
+_COMPANION_FROM = 200
+
+
 def _traces(session: Session, tasks: list[drgn.Object], args: argparse.Namespace,
             frame_data: bool) -> list[tuple[Backtrace | None, str]]:
     """Each task's backtrace, or why its stack cannot be read, in the tasks' order.
@@ -192,6 +197,11 @@ def _traces(session: Session, tasks: list[drgn.Object], args: argparse.Namespace
 
     if not tasks:
         return []
+    reader = reader_for(session)
+    if len(tasks) >= _COMPANION_FROM and reader.companion is None:
+        from kdx.target.companion import unwinding_companion
+
+        reader.companion = unwinding_companion(session.target)
     first = one(tasks[0])
     return [first, *fork_map(one, tasks[1:], worker_count(len(tasks) - 1))]
 

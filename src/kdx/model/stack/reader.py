@@ -81,6 +81,14 @@ class StackReader:
             self._init_text = (0, 0)
         self._orc: dict[str, _OrcTable | None] = {}
         self._cpu_regions: dict[int, list[_Region]] = {}
+        #: a program on the same dump without the vmlinux's DWARF, which unwinds a task
+        #: some twenty times faster (``kdx.target.companion``); a command about to unwind
+        #: many tasks sets it, and the unwinder then names its frames from ``calls_at``
+        self.companion: drgn.Program | None = None
+        #: tasks unwound through the companion, and those it could not vouch for
+        self.companion_counts = [0, 0]
+        self._companion_task: drgn.Type | None = None
+        self._calls: dict[int, tuple[drgn.StackFrame, ...]] = {}
         try:
             task = panic_task(prog)
             self.panic_task = task.value_() if task else 0
@@ -117,6 +125,24 @@ class StackReader:
         """The name of ``address`` (module functions without debug info included, from
         the module's kallsyms)."""
         return self.namer.locate(address)
+
+    def calls_at(self, lookup_pc: int) -> tuple[drgn.StackFrame, ...]:
+        """The vmlinux's frames for the code at ``lookup_pc``: the inlined calls there,
+        innermost first, then the function. drgn looks up DWARF scopes once per address
+        here, where a stack trace looks them up for every frame of every task."""
+        calls = self._calls.get(lookup_pc)
+        if calls is None:
+            # drgn takes a listed pc for a return address and looks up the byte before it
+            calls = tuple(self.prog.stack_trace_from_pcs([lookup_pc + 1]))
+            self._calls[lookup_pc] = calls
+        return calls
+
+    def companion_task(self, address: int) -> drgn.Object:
+        """The task at ``address`` as an object of the companion program."""
+        assert self.companion is not None
+        if self._companion_task is None:
+            self._companion_task = self.companion.type("struct task_struct *")
+        return drgn.Object(self.companion, self._companion_task, address)
 
     def is_text(self, value: int) -> bool:
         """Whether ``value`` is a kernel or module text address (crash's is_kernel_text)."""
@@ -289,6 +315,24 @@ class StackReader:
             return False
         flags = int.from_bytes(table.raw[6 * i + 4:6 * i + 6], "little")
         return flags & 0xF != 0  # sp_reg UNDEFINED: an end or an unknown rule
+
+    def kernel_orc_ends(self, ip: int, function_start: int) -> bool:
+        """Whether the kernel image's ORC table marks the code at ``ip`` as the bottom of
+        a stack (``ret_from_fork``, the entry code): an end, not a gap."""
+        if "kernel" not in self._orc:
+            self._orc["kernel"] = self._load_kernel_orc()
+        table = self._orc["kernel"]
+        if table is None:
+            return False
+        i = bisect.bisect_right(table.addresses, ip) - 1
+        if i < 0 or table.addresses[i] < function_start:
+            return False
+        flags = int.from_bytes(table.raw[6 * i + 4:6 * i + 6], "little")
+        if flags & 0xF:  # a stack-pointer rule: not an end
+            return False
+        if self._orc_old_types:  # type:2 then end:1
+            return bool(flags >> 10 & 1)
+        return flags >> 8 & 7 == 1  # ORC_TYPE_END_OF_STACK
 
     def _load_kernel_orc(self) -> _OrcTable | None:
         try:

@@ -37,12 +37,58 @@ _PANIC_START = ("machine_kexec", "crash_kexec")
 _NMI_START = ("crash_nmi_callback",)
 
 
+class _CompanionFrame:
+    """A frame unwound by the companion program (``kdx.target.companion``) and named by
+    the vmlinux: registers, pc and stack pointer are the companion's; the function, the
+    inlined call and the source line are the vmlinux's frame for the same code. It
+    answers what the unwinder asks of a ``drgn.StackFrame``."""
+
+    __slots__ = ("_regs", "_named")
+
+    def __init__(self, regs: drgn.StackFrame, named: drgn.StackFrame) -> None:
+        self._regs = regs
+        self._named = named
+
+    @property
+    def pc(self) -> int:
+        return self._regs.pc
+
+    @property
+    def sp(self) -> int:
+        return self._regs.sp
+
+    @property
+    def interrupted(self) -> bool:
+        return self._regs.interrupted
+
+    @property
+    def is_inline(self) -> bool:
+        return self._named.is_inline
+
+    @property
+    def function_name(self) -> str | None:
+        return self._named.function_name
+
+    @property
+    def name(self) -> str | None:
+        return self._named.name
+
+    def source(self) -> drgn.SourceLocation:
+        return self._named.source()
+
+    def register(self, name: str) -> int:
+        return self._regs.register(name)
+
+    def registers(self) -> dict[str, int]:
+        return self._regs.registers()
+
+
 @dataclass(frozen=True)
 class _Raw:
     """A drgn frame, and whether its pc stands for a call site: frames kdx unwinds from a
     return address start at ``ret - 1`` so that drgn looks up the call, not what follows."""
 
-    frame: drgn.StackFrame
+    frame: drgn.StackFrame | _CompanionFrame
     call_site: bool = False
 
     @property
@@ -74,6 +120,35 @@ def _stack_trace(prog: drgn.Program, start: drgn.Object | int, call_site: bool =
             first_group = False
         if len(out) >= _MAX_FRAMES:
             break
+    return out
+
+
+def _companion_trace(reader: StackReader, task: drgn.Object) -> list[_Raw] | None:
+    """``task``'s frames unwound by the companion program and named by the vmlinux, or
+    None where the two could differ: a frame in a module (the vmlinux's program may hold
+    debug info the companion lacks) or in kernel code the ORC tables leave out (drgn
+    follows the vmlinux's CFI there). The caller then unwinds with the vmlinux."""
+    if reader.companion is None:
+        return None
+    try:
+        trace = reader.companion.stack_trace(reader.companion_task(task.value_()))
+    except READ_ERRORS:
+        return None  # the vmlinux's unwind says what could not be read
+    frames = list(trace)
+    out: list[_Raw] = []
+    for i, frame in enumerate(frames):
+        if frame.is_inline or len(out) >= _MAX_FRAMES:
+            return None
+        lookup = frame.pc if frame.interrupted else frame.pc - 1
+        if not _is_user(_Raw(frame)):
+            sym = reader.symbol(lookup)
+            if sym is None or sym.module is not None:
+                return None
+            # a stack's bottom has no rule to go on by; anywhere else it is a gap
+            if not reader.kernel_orc_covers(lookup, sym.start) and not (
+                    i == len(frames) - 1 and reader.kernel_orc_ends(lookup, sym.start)):
+                return None
+        out += [_Raw(_CompanionFrame(frame, named)) for named in reader.calls_at(lookup)]
     return out
 
 
@@ -123,11 +198,7 @@ class _Unwind:
         self.start = "none"
 
     def run(self) -> list[_Raw]:
-        try:
-            plain = _stack_trace(self.prog, self.task)
-        except READ_ERRORS as err:
-            self.warnings.append(f"cannot unwind from the saved registers: {err}")
-            plain = []
+        plain = self._plain()
         if plain:
             self.start = "registers" if self.active else "scheduled"
         plain = self._past_entry(plain)
@@ -138,6 +209,20 @@ class _Unwind:
                 raw = started
         raw = self._past_modules(raw)
         return self._cut(raw)
+
+    def _plain(self) -> list[_Raw]:
+        """drgn's frames from the task's saved registers: through the companion program
+        when one is set and vouches for them, else with the vmlinux."""
+        if self.reader.companion is not None:
+            quick = _companion_trace(self.reader, self.task)
+            self.reader.companion_counts[quick is None] += 1
+            if quick is not None:
+                return quick
+        try:
+            return _stack_trace(self.prog, self.task)
+        except READ_ERRORS as err:
+            self.warnings.append(f"cannot unwind from the saved registers: {err}")
+            return []
 
     # -- crash's starting frames ------------------------------------------------------------
 
