@@ -197,7 +197,13 @@ def lost_line(base, fmt: str, damaged: Path, shown: Path) -> str | None:  # noqa
                 r"( and [\d,]+ more have damaged page descriptors)?")
     if cut < whole:
         lost, pages = kdump_lost(base.vmcore, cut)
-        return (rf"{name} is truncated at byte {cut:,} of {whole:,}: {lost:,} of "
+        _block, descs, table = kdump_descriptors(base.vmcore)
+        of = f"{whole:,}"
+        if descs + 24 * pages > cut:  # cut inside the table: the real end is unknown,
+            # its lower bound is the furthest end the descriptors left show
+            held = (cut - descs) // 24
+            of = "at least " + f"{max([descs + 24 * pages] + [o + n for o, n in table[:held]]):,}"
+        return (rf"{name} is truncated at byte {cut:,} of {of}: {lost:,} of "
                 f"{pages:,} saved pages are missing")
     bad, pages = kdump_lost(damaged)
     return (rf"{name} has {bad:,} damaged page descriptors of {pages:,} \(the first is "
@@ -347,6 +353,26 @@ def test_truncated_kdump_reads_what_is_there(bases, tmp_path):  # noqa: ANN001
     assert len(counted) == 1 and counted[0].endswith("(page missing from the dump)")
     count = int(counted[0].split("warning: ")[1].split()[0])
     assert ps.record and len(ps.record) + count == len(base.opened.tasks())
+
+
+def test_kdump_cut_inside_its_descriptor_table(bases, tmp_path):  # noqa: ANN001
+    """Cut inside the page descriptor table, every saved page is lost to the cut (their
+    data follows the table), none to damage; where the file ended is unknown (the last
+    descriptor, which says so, is gone), so the warning gives the furthest end the
+    descriptors left show, as a lower bound."""
+    from kdx.lab.damage import damage as make
+
+    base = bases["6.1-kdump"]
+    _block, descs, table = kdump_descriptors(base.vmcore)
+    at = descs + 24 * (len(table) // 2) + 7
+    cut = tmp_path / "cut.vmcore"
+    make(base.vmcore, cut, "truncate", at=at)
+    furthest = max(o + n for o, n in table[:len(table) // 2])
+    dump = _open(bases, "6.1-kdump", cut)
+    assert dump.warnings[0] == (f"{cut} is truncated at byte {at:,} of at least "
+                                f"{furthest:,}: {len(table):,} of {len(table):,} saved "
+                                "pages are missing")
+    assert dump.sys().release == base.truth["release"]
 
 
 def test_truncated_elf_and_flattened(bases, tmp_path):  # noqa: ANN001

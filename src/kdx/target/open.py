@@ -259,7 +259,8 @@ def _kdump_damage(dump: DumpFile, path: Path,
         if found.bad:
             text += f" and {found.bad:,} more have damaged page descriptors"
     elif found.truncated:
-        text = (f"{dump.path} is truncated at byte {found.size:,} of {found.expected:,}: "
+        of = f"{found.expected:,}" if found.exact else f"at least {found.expected:,}"
+        text = (f"{dump.path} is truncated at byte {found.size:,} of {of}: "
                 f"{found.lost:,} of {found.pages:,} saved pages are missing")
         if found.bad:
             text += f" and {found.bad:,} more have damaged page descriptors"

@@ -58,6 +58,10 @@ class KdumpSurvey:
     lost: int  # saved pages whose data lies past the end of the file
     bad: int  # saved pages whose descriptors are impossible (flipped bits)
     first_bad: int | None  # rank of the first of those
+    #: False when the cut fell inside the descriptor table, so the last page's
+    #: descriptor (which says where the file ends) is gone: ``expected`` is then the
+    #: furthest end the descriptors still read show, a lower bound
+    exact: bool = True
 
     @property
     def truncated(self) -> bool:
@@ -128,6 +132,10 @@ def survey_kdump(path: Path, covered: Covered | None = None,
         _check_count(f, lay, pages, name or path)
         expected = _expected_size(f, lay, pages)
         inside = _covered_end(covered, size)
+        # a cut inside the table itself: every page's data, which follows the table,
+        # is past the cut, so a sane descriptor pointing past the end is a lost page
+        table_cut = lay.descs + pages * _DESC.size > size
+        furthest = expected
         f.seek(lay.descs)
         lost = bad = done = 0
         first: int | None = None
@@ -142,13 +150,18 @@ def survey_kdump(path: Path, covered: Covered | None = None,
                 if sane and inside(offset, offset + length):
                     continue
                 at = lay.descs + (done + i) * _DESC.size
+                if sane and table_cut:
+                    furthest = max(furthest, offset + length)
                 if not inside(at, at + _DESC.size) or sane and (
-                        covered is not None or offset + length <= max(expected, size)):
+                        covered is not None or table_cut
+                        or offset + length <= max(expected, size)):
                     lost += 1
                 else:
                     bad += 1
                     first = done + i if first is None else first
             done += count
+    if table_cut:
+        return KdumpSurvey(size, furthest, pages, lost, bad, first, exact=False)
     return KdumpSurvey(size, expected, pages, lost, bad, first)
 
 
