@@ -352,7 +352,14 @@ def test_truncated_kdump_reads_what_is_there(bases, tmp_path):  # noqa: ANN001
     counted = [ln for ln in ps.error.splitlines() if "could not be read" in ln]
     assert len(counted) == 1 and counted[0].endswith("(page missing from the dump)")
     count = int(counted[0].split("warning: ")[1].split()[0])
-    assert ps.record and len(ps.record) + count == len(base.opened.tasks())
+    everyone = len(base.opened.tasks())
+    if "the PID table cannot be read" in ps.error:
+        # the cut took the PID table too (where it lies differs from build to build):
+        # tasks past a lost task-list link are not even found, and ps says where it ended
+        assert "the task list ends after" in ps.error
+        assert ps.record and len(ps.record) + count < everyone
+    else:
+        assert ps.record and len(ps.record) + count == everyone
 
 
 def test_kdump_cut_inside_its_descriptor_table(bases, tmp_path):  # noqa: ANN001

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 
 import pytest
 from crash_script import crash_parts, kdx_sections
@@ -207,6 +208,18 @@ def _running(target, cpu: int) -> list[str]:
     return [str(cpu), str(task.pid.value_()), task.comm.string_().decode()]
 
 
+def _runnable(target, cpu: int | None = None) -> list[list[str]]:
+    """The example extension's rows as drgn reads them: every task in state R (the one
+    running on its CPU, and any queued behind it, which varies from build to build),
+    by CPU and PID."""
+    from drgn.helpers.linux.pid import for_each_task
+    from drgn.helpers.linux.sched import task_cpu, task_state_to_char
+
+    rows = sorted((task_cpu(t), t.pid.value_(), t.comm.string_().decode())
+                  for t in for_each_task(target.prog) if task_state_to_char(t) == "R")
+    return [[str(c), str(p), comm] for c, p, comm in rows if cpu in (None, c)]
+
+
 def test_extend_loads_lists_and_unloads(target, tmp_path):
     session, out, err = _session(target)
     assert session.execute(f"extend {EXAMPLE}")
@@ -215,8 +228,10 @@ def test_extend_loads_lists_and_unloads(target, tmp_path):
     assert rows[0].endswith("kdx_runnable.py: commands: runnable")
     spinner, panicking = _running(target, 0), _running(target, 1)
     assert spinner[2] == "spinner" and panicking[2] == "insmod"
-    assert rows[1] == "CPU    PID  COMMAND" and rows[2].split() == spinner
-    assert rows[3].split() == panicking  # the panic task, running insmod
+    assert rows[1] == "CPU    PID  COMMAND"
+    listed = [row.split() for row in rows[2:]]
+    assert listed == _runnable(target)
+    assert spinner in listed and panicking in listed  # the panic task, running insmod
     assert not session.execute(f"extend {EXAMPLE}")  # already loaded
     assert not session.execute("runnable -c 7")
     broken = tmp_path / "broken.py"
@@ -237,7 +252,9 @@ def test_extend_loads_lists_and_unloads(target, tmp_path):
     assert session.execute(f"extend {EXAMPLE}") and session.execute("runnable -c 1")
     docs = [json.loads(d) for d in out.getvalue().replace("}\n{", "}\n\x00{").split("\x00")]
     assert docs[1] == {"kind": "runnable", "schema": 2,
-                       "data": [{"cpu": 1, "pid": int(panicking[1]), "comm": "insmod"}]}
+                       "data": [{"cpu": 1, "pid": int(pid), "comm": comm}
+                                for _cpu, pid, comm in _runnable(target, 1)]}
+    assert {"cpu": 1, "pid": int(panicking[1]), "comm": "insmod"} in docs[1]["data"]
 
 
 def test_installed_extensions_by_entry_point(target, tmp_path, monkeypatch):
@@ -251,7 +268,8 @@ def test_installed_extensions_by_entry_point(target, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     session, out, err = _session(target)
     assert session.execute("runnable -c 0")  # found on first use, nothing typed
-    assert out.getvalue().splitlines()[1].split() == _running(target, 0)
+    assert [row.split() for row in out.getvalue().splitlines()[1:]] == _runnable(target, 0)
+    assert _running(target, 0) in _runnable(target, 0)
     assert session.execute("extend -s")
     assert out.getvalue().splitlines()[-1].split() == ["demo", "runnable"]
     assert err.getvalue() == ""
@@ -263,8 +281,10 @@ def test_tab_completion_candidates(target, tmp_path):
     from kdx.session.completion import Completer
 
     completer = Completer(Session(target, out=io.StringIO(), err=io.StringIO()))
-    prefix = _running(target, 1)[1][:2]  # the panic task's PID, cut to two digits
     pids = sorted(str(t.pid.value_()) for t in for_each_task(target.prog))
+    # the two digits most PIDs of three digits or more start with (PIDs change with
+    # each lab build)
+    prefix = Counter(p[:2] for p in pids if len(p) >= 3).most_common(1)[0][0]
     assert len([p for p in pids if p.startswith(prefix)]) >= 2
     (tmp_path / "dmesg-out.txt").write_text("")
     cases = {("", "forea"): ["foreach "], ("", "h"): ["help ", "hex "],
