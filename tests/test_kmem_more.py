@@ -120,6 +120,28 @@ def _first_free_block(prog) -> tuple[int, int]:  # noqa: ANN001 (drgn.Program)
     raise AssertionError("no free block of order 1 or more")
 
 
+def test_kmem_f_finds_every_free_block(dump) -> None:  # noqa: ANN001
+    """Every block on a DMA32 free list of order 1 or more, alone on its list or not,
+    is found by ``kmem -f`` at its first page, as the first of its 2**order pages."""
+    from drgn.helpers.linux.list import list_for_each_entry
+
+    prog = dump.prog
+    try:
+        pgdat = prog["node_data"][0]
+    except KeyError:
+        pgdat = prog["contig_page_data"].address_of_()
+    zone = pgdat.node_zones[1]
+    blocks = [(order, page.value_()) for order in range(1, len(zone.free_area))
+              for head in zone.free_area[order].free_list
+              for page in list_for_each_entry("struct page", head.address_of_(), "lru")]
+    blocks = blocks[:40]
+    texts = ours(dump, [f"kmem -f {page:x}" for _order, page in blocks])
+    assert len(blocks) >= 10
+    for order, page in blocks:
+        assert texts[f"kmem -f {page:x}"].endswith(
+            f"{page:x}  ({page:x} is 1st of {1 << order} pages)")
+
+
 def test_kmem_f_address_matches_crash(dump, crash) -> None:  # noqa: ANN001
     from drgn import Object
     from drgn.helpers.linux.mm import page_to_phys, page_to_virt
@@ -133,7 +155,11 @@ def test_kmem_f_address_matches_crash(dump, crash) -> None:  # noqa: ANN001
                 f"kmem -f {dump.phys:x}", f"kmem -f {free:x} {dump.task:x}"]
     theirs = crash_sections(crash, dump.lab, commands)
     texts = ours(dump, commands)
-    for command in commands:
+    # crash 8.0.6's kmem -f ADDR misses some free blocks its kmem -F lists (which ones
+    # varies with the build: docs/crash-differences.md); for such a block kdx's answer
+    # is checked below, and crash's is compared wherever it found the block
+    missed = theirs[commands[0]] == ""
+    for command in commands[3:5] if missed else commands:
         assert _lines(texts[command]) == _lines(theirs[command]), command
     pages = 1 << order
     assert texts[commands[0]].endswith(f"{free:x}  ({free:x} is 1st of {pages} pages)")
