@@ -63,7 +63,7 @@ def test_a_companion_only_beside_a_vmlinux(lab) -> None:  # noqa: ANN001
     assert companion.main_module().debug_file_path is None
 
 
-def test_foreach_bt_takes_the_companion_and_prints_the_same(lab) -> None:  # noqa: ANN001
+def test_foreach_bt_takes_the_companion_and_prints_the_same(lab, monkeypatch) -> None:  # noqa: ANN001
     """A session unwinding at least the threshold's tasks opens the companion; its text
     equals a session's that unwinds every task with the vmlinux."""
     import kdx.commands.crash.bt as bt
@@ -73,11 +73,8 @@ def test_foreach_bt_takes_the_companion_and_prints_the_same(lab) -> None:  # noq
     for threshold in (10**9, 1):
         out = io.StringIO()
         session = Session(target, out=out, err=io.StringIO())
-        saved, bt._COMPANION_FROM = bt._COMPANION_FROM, threshold
-        try:
-            assert session.execute("foreach bt -l")
-        finally:
-            bt._COMPANION_FROM = saved
+        monkeypatch.setattr(bt, "_COMPANION_FROM", threshold)
+        assert session.execute("foreach bt -l")
         outputs.append(out.getvalue())
         reader = bt.reader_for(session)
         assert (reader.companion is None) == (threshold > 1)

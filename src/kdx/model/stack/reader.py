@@ -58,6 +58,15 @@ class _OrcTable:
     raw: bytes = b""  # the kernel image's entries, 6 bytes each (read without types)
 
 
+def _orc_flags(table: _OrcTable, ip: int, function_start: int) -> int | None:
+    """The flags word of the kernel image's ORC entry for ``ip``, or None when no entry
+    inside the function holding ``ip`` (from ``function_start``) describes it."""
+    i = bisect.bisect_right(table.addresses, ip) - 1
+    if i < 0 or table.addresses[i] < function_start:
+        return None
+    return int.from_bytes(table.raw[6 * i + 4:6 * i + 6], "little")
+
+
 # --- the reader ------------------------------------------------------------------------------
 
 
@@ -305,34 +314,27 @@ class StackReader:
         """Whether the kernel image's own ORC table describes the code at ``ip``: an
         entry inside the function holding ``ip``, with a known stack-pointer rule.
         objtool leaves some functions out; drgn then guesses, often wrongly."""
-        if "kernel" not in self._orc:
-            self._orc["kernel"] = self._load_kernel_orc()
-        table = self._orc["kernel"]
+        table = self._kernel_orc()
         if table is None:
             return True  # nothing to check against: trust drgn
-        i = bisect.bisect_right(table.addresses, ip) - 1
-        if i < 0 or table.addresses[i] < function_start:
-            return False
-        flags = int.from_bytes(table.raw[6 * i + 4:6 * i + 6], "little")
-        return flags & 0xF != 0  # sp_reg UNDEFINED: an end or an unknown rule
+        flags = _orc_flags(table, ip, function_start)
+        return flags is not None and flags & 0xF != 0  # sp_reg UNDEFINED: end or unknown
 
     def kernel_orc_ends(self, ip: int, function_start: int) -> bool:
         """Whether the kernel image's ORC table marks the code at ``ip`` as the bottom of
         a stack (``ret_from_fork``, the entry code): an end, not a gap."""
-        if "kernel" not in self._orc:
-            self._orc["kernel"] = self._load_kernel_orc()
-        table = self._orc["kernel"]
-        if table is None:
-            return False
-        i = bisect.bisect_right(table.addresses, ip) - 1
-        if i < 0 or table.addresses[i] < function_start:
-            return False
-        flags = int.from_bytes(table.raw[6 * i + 4:6 * i + 6], "little")
-        if flags & 0xF:  # a stack-pointer rule: not an end
+        table = self._kernel_orc()
+        flags = None if table is None else _orc_flags(table, ip, function_start)
+        if flags is None or flags & 0xF:  # no entry, or a stack-pointer rule
             return False
         if self._orc_old_types:  # type:2 then end:1
             return bool(flags >> 10 & 1)
         return flags >> 8 & 7 == 1  # ORC_TYPE_END_OF_STACK
+
+    def _kernel_orc(self) -> _OrcTable | None:
+        if "kernel" not in self._orc:
+            self._orc["kernel"] = self._load_kernel_orc()
+        return self._orc["kernel"]
 
     def _load_kernel_orc(self) -> _OrcTable | None:
         try:

@@ -128,8 +128,6 @@ def _companion_trace(reader: StackReader, task: drgn.Object) -> list[_Raw] | Non
     None where the two could differ: a frame in a module (the vmlinux's program may hold
     debug info the companion lacks) or in kernel code the ORC tables leave out (drgn
     follows the vmlinux's CFI there). The caller then unwinds with the vmlinux."""
-    if reader.companion is None:
-        return None
     try:
         trace = reader.companion.stack_trace(reader.companion_task(task.value_()))
     except READ_ERRORS:
