@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import marshal
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -27,7 +28,7 @@ from typing import Any, Callable, TypeVar
 __all__ = ["cache_dir", "cached_rows"]
 
 #: Bumped whenever what is stored changes shape or meaning, so old files are ignored.
-_FORMAT = 1
+_FORMAT = 2
 
 Rows = TypeVar("Rows")
 
@@ -42,7 +43,8 @@ def cached_rows(vmlinux: Path, build: Callable[[], Rows]) -> Rows:
     """``build()``'s result for ``vmlinux``, from the cache when it holds this very file's
     (same path, size and modification time), else built and stored for next time.
 
-    ``build`` must return plain data marshal can store (lists, tuples, ints, strs)."""
+    ``build`` must return plain data marshal can store (lists, tuples, ints, strs,
+    bytes); flat columns (one string, one ``array`` as bytes) read back fastest."""
     try:
         key = _key(vmlinux)
     except OSError:
@@ -58,7 +60,7 @@ def cached_rows(vmlinux: Path, build: Callable[[], Rows]) -> Rows:
 
 def _key(vmlinux: Path) -> str:
     st = vmlinux.stat()
-    text = f"{_FORMAT}:{vmlinux.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    text = f"{_FORMAT}:{sys.byteorder}:{vmlinux.resolve()}:{st.st_size}:{st.st_mtime_ns}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,12 +106,12 @@ class SymbolTable:
 
     def __init__(self, kernel: Sequence[SymbolEntry], modules: list[ModuleSymbols],
                  first_kernel: int, warnings: list[str],
-                 kernel_sizes: list[int] | None = None) -> None:
+                 kernel_sizes: Sequence[int] | None = None) -> None:
         self.kernel = kernel
         self.modules = modules
         self.warnings = warnings
-        self.addresses = kernel.addresses if isinstance(kernel, KernelRows) else \
-            [e.address for e in kernel]
+        self.addresses: Sequence[int] = kernel.addresses if isinstance(
+            kernel, KernelRows) else [e.address for e in kernel]
         self.kernel_sizes = kernel_sizes or [0] * len(kernel)
         self.first_kernel = first_kernel
         self._names: dict[str, list[SymbolEntry]] | None = None
@@ -319,7 +320,7 @@ def _kaslr_offset(prog: drgn.Program) -> int:
         return 0
 
 
-def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, list[int], int]:
+def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, Sequence[int], int]:
     """crash's kernel table, the size of each symbol and the address of the first kernel
     (non per-CPU) symbol.
 
@@ -330,30 +331,129 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, list
     """
     from kdx.model.symbol_cache import cached_rows
 
-    values, names, letters, sizes, first, (low, high) = cached_rows(
-        vmlinux, lambda: _vmlinux_rows(vmlinux))
+    stored = cached_rows(vmlinux, lambda: _vmlinux_rows(vmlinux))
+    columns = _columns(stored)
+    if columns is None:  # a cache of another shape: the rows as the vmlinux gives them
+        stored = _vmlinux_rows(vmlinux)
+        columns = _columns(stored)
+        assert columns is not None
+    values, names, letters, sizes = columns
+    first, (low, high) = stored[5], stored[6]
     offset = _kaslr_offset(prog)
-    # values are sorted, so the ones that move are one run of them: moved in C (map)
+    # values are sorted, so the ones that move are one run of them
     lo, hi = bisect.bisect_left(values, low), bisect.bisect_right(values, high)
-    addresses = values[:lo] + list(map(offset.__add__, values[lo:hi])) + values[hi:]
-    rows = KernelRows(addresses, list(letters), names)
+    rows = KernelRows(_Relocated(values, lo, hi, offset), letters, names)
     first_address = first + offset if low <= first <= high else first
     return rows, sizes, first_address
 
 
-def _vmlinux_rows(vmlinux: Path) -> tuple[list[int], list[str], str, list[int], int,
-                                          tuple[int, int]]:
-    """What the kernel's table takes from the vmlinux alone, before the KASLR offset:
-    the kept symbols' file addresses, names, letters (one character each) and sizes,
-    the first kernel symbol's address and the span of addresses that relocate. Plain
-    data, so that :mod:`kdx.model.symbol_cache` can keep it between sessions."""
+#: What :func:`_vmlinux_rows` gives: file addresses (``array('Q')`` bytes), names
+#: joined by newlines, where each name starts (``array('L')`` bytes, one more than
+#: there are names), nm letters (one character each), sizes (``array('Q')`` bytes),
+#: the first kernel symbol's address and the span of addresses that relocate.
+VmlinuxRows = tuple[bytes, str, bytes, str, bytes, int, tuple[int, int]]
+
+
+def _vmlinux_rows(vmlinux: Path) -> VmlinuxRows:
+    """What the kernel's table takes from the vmlinux alone, before the KASLR offset.
+
+    Kept as a few flat columns rather than 120,000 objects, so that
+    :mod:`kdx.model.symbol_cache` reads them back in a few milliseconds and a session
+    makes only the names and addresses it asks about."""
     raw, sections = elf_symbols(vmlinux)
     start, first = _first_kernel_symbol(raw)
     kept = _per_cpu_symbols(raw[:start]) + raw[start:]
     kept = [(value, strip_clone_suffix(name), letter, size)
             for value, name, letter, size in kept if name]
-    return ([r[0] for r in kept], [r[1] for r in kept], "".join(r[2] for r in kept),
-            [r[3] for r in kept], first, _relocated_span(sections))
+    starts = array("L", [0])
+    for row in kept:
+        starts.append(starts[-1] + len(row[1]) + 1)
+    return (array("Q", [r[0] for r in kept]).tobytes(), "\n".join(r[1] for r in kept),
+            starts.tobytes(), "".join(r[2] for r in kept),
+            array("Q", [r[3] for r in kept]).tobytes(), first, _relocated_span(sections))
+
+
+def _columns(stored: VmlinuxRows) -> tuple[array[int], _Names, str, array[int]] | None:
+    """The stored rows as sequences: addresses, names, letters, sizes; None when their
+    lengths disagree (a cache written by another build of kdx)."""
+    try:
+        values, names, starts, letters, sizes, _first, (_low, _high) = stored
+        values, sizes, starts = array("Q", values), array("Q", sizes), array("L", starts)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(names, str) or not isinstance(letters, str) or not (
+            len(values) == len(sizes) == len(letters) == len(starts) - 1):
+        return None
+    return values, _Names(names, starts), letters, sizes
+
+
+class _Relocated(Sequence[int]):
+    """Sorted file addresses with the run ``[lo, hi)`` moved by the KASLR offset, added
+    as each address is asked for: a session looks up a few hundred of 120,000."""
+
+    def __init__(self, values: array[int], lo: int, hi: int, offset: int) -> None:
+        self._values, self._lo, self._hi, self._offset = values, lo, hi, offset
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[int]: ...
+
+    def __getitem__(self, i: int | slice) -> int | list[int]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self._values)
+        value = self._values[i]
+        return value + self._offset if self._lo <= i < self._hi else value
+
+    def __iter__(self) -> Iterator[int]:
+        values, lo, hi = self._values, self._lo, self._hi
+        yield from values[:lo]
+        yield from map(self._offset.__add__, values[lo:hi])
+        yield from values[hi:]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Names(Sequence[str]):
+    """Symbol names kept as one string, each cut out when it is asked for."""
+
+    def __init__(self, text: str, starts: array[int]) -> None:
+        self._text, self._starts = text, starts
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("symbol index out of range")
+        return self._text[self._starts[i]:self._starts[i + 1] - 1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._text.split("\n")) if len(self) else iter(())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _first_kernel_symbol(raw: list[tuple[int, str, str, int]]) -> tuple[int, int]:
@@ -379,7 +479,8 @@ class KernelRows(Sequence[SymbolEntry]):
     """The kernel's rows of the table, kept as columns: ~120,000 symbols cost a third of
     a second less than as objects, and ``sym -l`` makes each row only when it prints it."""
 
-    def __init__(self, addresses: list[int], types: list[str], names: list[str]) -> None:
+    def __init__(self, addresses: Sequence[int], types: Sequence[str],
+                 names: Sequence[str]) -> None:
         self.addresses = addresses
         self.types = types
         self.names = names
