@@ -8,6 +8,7 @@ dispatcher this thin lets each command own its options, as crash's commands do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Callable, Sequence
@@ -62,6 +63,10 @@ def _is_session(argv: list[str]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run kdx; every failure becomes one ``kdx: error:`` line and a non-zero exit."""
     words = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the kdx process itself, not a caller's
+        from kdx import dataclass_cache
+
+        dataclass_cache.install()
     if _is_session(words):
         from kdx.session import shell
 
@@ -97,10 +102,8 @@ def _exit_now(code: int) -> None:
         return
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more to say
-            pass
     os._exit(code)
 
 

@@ -1,0 +1,112 @@
+"""Compiled dataclass methods kept between runs, so that the ``kdx`` command starts sooner.
+
+When a dataclass is defined, :mod:`dataclasses` writes its ``__init__``, ``__repr__``,
+``__eq__``, ``__hash__`` (and, frozen, ``__setattr__``/``__delattr__``) as Python source
+and compiles that source: about 0.4 ms a class. kdx's model is made of records, and a
+short session (``sys``, ``ps``, ``bt -a``, ``log``) defines some 80 of them: compiling
+their methods took a tenth of the session. The source is the same from run to run, so the
+``kdx`` command keeps its compiled code in the user's cache, keyed by the very text
+:mod:`dataclasses` generated and by the Python version (code objects are version
+specific). A class defined from the cache gets code compiled from the same text, hence
+behaves the same; a missing, stale, damaged or unwritable cache only means compiling
+again. Only the command line installs it; importing kdx as a library changes nothing.
+
+Example::
+
+    >>> install()          # before the modules that define records are imported
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import contextlib
+import dataclasses
+import marshal
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import CodeType
+from typing import Any
+
+__all__ = ["install", "cache_file"]
+
+#: Past this many entries the file keeps only what the last run used, so that the
+#: classes of older kdx versions do not pile up.
+_MAX_ENTRIES = 3000
+
+
+def cache_file() -> Path:
+    """``$XDG_CACHE_HOME/kdx/dataclasses-<python version>.marshal``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kdx" / f"dataclasses-{sys.hexversion:x}.marshal"
+
+
+class _CompiledSources:
+    """Stands in for ``exec`` inside :mod:`dataclasses`: source it has compiled before
+    runs from the stored code object, anything else is compiled (and remembered)."""
+
+    def __init__(self, path: Path, stored: dict[str, CodeType]) -> None:
+        self.path = path
+        self.stored = stored
+        self.used: dict[str, CodeType] = {}
+        self.compiled = 0  # sources this run had to compile
+
+    def exec(self, source: Any, globals: Any = None, locals: Any = None,  # noqa: A002
+             /, **kwargs: Any) -> None:
+        if not isinstance(source, str) or kwargs:
+            builtins.exec(source, globals, locals, **kwargs)
+            return
+        code = self.used.get(source) or self.stored.get(source)
+        if code is None:
+            code = compile(source, "<string>", "exec")
+            self.compiled += 1
+        self.used[source] = code
+        builtins.exec(code, globals, locals)
+
+    def save(self) -> None:
+        """Store what this run compiled, written whole or not at all; a cache that
+        cannot be written is skipped silently."""
+        if not self.compiled:
+            return
+        kept = {**self.stored, **self.used}
+        if len(kept) > _MAX_ENTRIES:
+            kept = self.used
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-",
+                                        suffix=".marshal")
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(marshal.dumps(kept))
+            os.replace(temp, self.path)
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
+def _load(path: Path) -> dict[str, CodeType]:
+    try:
+        stored = marshal.loads(path.read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    return {k: v for k, v in stored.items()
+            if isinstance(k, str) and isinstance(v, CodeType)}
+
+
+def install() -> _CompiledSources | None:
+    """Make :mod:`dataclasses` use the stored code from now on and store what it
+    compiles when the process ends; returns the cache (None if already installed)."""
+    if isinstance(getattr(getattr(dataclasses, "exec", None), "__self__", None),
+                  _CompiledSources):
+        return None
+    path = cache_file()
+    cache = _CompiledSources(path, _load(path))
+    dataclasses.exec = cache.exec  # type: ignore[attr-defined]
+    atexit.register(cache.save)
+    return cache
