@@ -25,7 +25,6 @@ import dataclasses
 import marshal
 import os
 import sys
-import tempfile
 from pathlib import Path
 from types import CodeType
 from typing import Any
@@ -73,6 +72,8 @@ class _CompiledSources:
         kept = {**self.stored, **self.used}
         if len(kept) > _MAX_ENTRIES:
             kept = self.used
+        import tempfile  # here: the many runs that compile nothing never need it
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-",

@@ -17,11 +17,10 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import marshal
 import os
 import sys
-import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -49,38 +48,41 @@ def cached_rows(vmlinux: Path, build: Callable[[], Rows]) -> Rows:
         key = _key(vmlinux)
     except OSError:
         return build()
-    path = cache_dir() / f"{key}.marshal"
-    found = _load(path)
+    # a short name for the file; the whole key inside it decides whether it is this file's
+    path = cache_dir() / f"{zlib.crc32(key.encode()):08x}.marshal"
+    found = _load(path, key)
     if found is not None:
         return found
     rows = build()
-    _store(path, rows)
+    _store(path, key, rows)
     return rows
 
 
 def _key(vmlinux: Path) -> str:
     st = vmlinux.stat()
-    text = f"{_FORMAT}:{sys.byteorder}:{vmlinux.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return f"{_FORMAT}:{sys.byteorder}:{vmlinux.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _load(path: Path) -> Any:
-    """The stored rows, or None when there are none or they cannot be read back whole
-    (marshal refuses a truncated or foreign file with an exception, never bad data of
-    the right shape: the file is written whole or not at all, see :func:`_store`)."""
+def _load(path: Path, key: str) -> Any:
+    """The stored rows, or None when there are none, they belong to another file, or
+    they cannot be read back whole (marshal refuses a truncated or foreign file with an
+    exception, never bad data of the right shape: the file is written whole or not at
+    all, see :func:`_store`)."""
     try:
         stored = marshal.loads(path.read_bytes())  # load(file) reads a few bytes at a time
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != _FORMAT:
+    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != key:
         return None
     return stored[1]
 
 
-def _store(path: Path, rows: object) -> None:
+def _store(path: Path, key: str, rows: object) -> None:
     """Write the rows to a temporary file beside ``path`` and rename it into place, so
     a reader sees the old state or the whole new file; a cache that cannot be written
     is skipped silently (the next session builds the rows again)."""
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".marshal")
@@ -88,7 +90,7 @@ def _store(path: Path, rows: object) -> None:
         return
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(marshal.dumps((_FORMAT, rows)))
+            f.write(marshal.dumps((key, rows)))
         os.replace(temp, path)
     except (OSError, ValueError):
         with contextlib.suppress(OSError):

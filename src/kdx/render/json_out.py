@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import json
 import types
 import typing
 from typing import Any, Callable, Union
@@ -197,4 +196,6 @@ def kind_data(kind: str, record: Any) -> Any:
 def to_json(kind: str, record: Any) -> str:
     """``{"kind": kind, "schema": N, "data": ...}`` as indented JSON text."""
     doc = {"kind": kind, "schema": SCHEMA_VERSION, "data": kind_data(kind, record)}
+    import json  # here: a text session never needs it
+
     return json.dumps(doc, indent=2, ensure_ascii=False)

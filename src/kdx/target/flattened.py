@@ -9,7 +9,6 @@ such files, so kdx rewrites each record at its offset to get the ordinary dump b
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from pathlib import Path
@@ -103,6 +102,8 @@ def reassemble(
     covered = _merged(carried) if cut else None
     side = _covered_path(dst)
     if covered is not None:  # before the dump appears: a reader of it then finds both
+        import json
+
         side.write_text(json.dumps(covered) + "\n")
     else:
         side.unlink(missing_ok=True)
@@ -139,6 +140,8 @@ def covered_ranges(dst: Path) -> list[tuple[int, int]] | None:
     """What ``reassemble`` returned for the dump it wrote to ``dst``: None when the stream
     was whole, else the byte ranges its records carried."""
     try:
+        import json
+
         ranges = json.loads(_covered_path(dst).read_text())
     except FileNotFoundError:
         return None

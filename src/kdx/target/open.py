@@ -9,7 +9,6 @@ read from the dump) can be added later without touching the callers.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import struct
@@ -118,6 +117,8 @@ def _reassemble(dump: DumpFile,
     """Rewrite a flattened stream as an ordinary dump once, keyed by path, size and mtime:
     in the user's cache, or (an unwritable cache) in a temporary directory, never next to
     the dump. Also returns, for a stream cut short, the byte ranges the dump holds."""
+    import hashlib
+
     st = dump.path.stat()
     key = hashlib.sha256(f"{dump.path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
     name = f"{key.hexdigest()[:20]}.vmcore"

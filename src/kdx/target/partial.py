@@ -22,19 +22,20 @@ past the end is already a FaultError.
 from __future__ import annotations
 
 import bisect
-import ctypes
-import ctypes.util
 import os
 import struct
 import zlib
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import drgn
 
 from kdx.errors import KdxError
+
+if TYPE_CHECKING:
+    import ctypes
 
 __all__ = ["KdumpPages", "KdumpSurvey", "elf_lost_pages", "partial_program", "survey_kdump"]
 
@@ -212,6 +213,8 @@ def _expected_size(f, lay: _Layout, pages: int) -> int:  # noqa: ANN001 (a binar
 
 def _library(name: str) -> ctypes.CDLL | None:
     """A decompression library: the copy drgn's wheel carries, else the system's."""
+    import ctypes.util
+
     folder = Path(drgn.__file__).resolve().parent.parent / "drgn.libs"
     for candidate in sorted(folder.glob(f"lib{name}-*.so*")) if folder.is_dir() else []:
         return ctypes.CDLL(str(candidate))
@@ -227,6 +230,8 @@ def _decompressor(flag: int) -> Callable[[bytes, int], bytes] | None:
     lib = _library({_LZO: "lzo2", _SNAPPY: "snappy", _ZSTD: "zstd"}.get(flag, ""))
     if lib is None:
         return None
+
+    import ctypes
 
     def run(data: bytes, size: int) -> bytes:
         out = ctypes.create_string_buffer(size)
