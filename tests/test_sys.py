@@ -352,3 +352,30 @@ def test_dumpfile_flags_are_spaced_like_crash() -> None:
     assert dumpfile_value(elf) == "/d  [INCOMPLETE]"
     plain = SystemInfo(**base, dump_kind="elf", partial=False, incomplete=False)
     assert dumpfile_value(plain) == "/d"
+
+
+def test_hz_from_the_clocks_only_when_one_rate_clearly_fits() -> None:
+    from kdx.model.system import _decisive
+
+    # 8 s after boot at HZ=250: 250 fits within a tick, 256 misses by 6.6 s
+    assert _decisive([(0.2, 250, 8.0), (6.6, 256, 8.0), (48.5, 300, 8.0)])
+    # near 300 s of uptime every rate fits: the config must decide
+    assert not _decisive([(0.2, 250, 299.0), (0.21, 256, 299.0), (0.3, 300, 299.0)])
+    assert not _decisive([(0.9, 250, 170.0), (3.0, 256, 170.0)])  # not 10 times apart
+    assert not _decisive([(1.5, 250, 8.0), (60.0, 300, 8.0)])  # even the best is off
+
+
+def test_hz_falls_back_to_the_config_when_the_clocks_cannot_tell(
+        sysrq, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Debian builds without CONFIG_IKCONFIG, so on lab dumps the clocks decide; a kernel
+    that carries its config is consulted when they cannot."""
+    from kdx.model import system
+
+    prog = sysrq.opened.prog
+    assert system.kernel_hz(prog) == _config_hz(sysrq.truth["release"])
+    ambiguous = [(0.1, hz, 300.0) for hz in (1000, 250, 300)]  # a wrong rate first
+    monkeypatch.setattr(system, "_hz_misses", lambda _prog: ambiguous)
+    monkeypatch.setattr(system, "get_kconfig", lambda _prog: {"CONFIG_HZ": "300"})
+    assert system.kernel_hz(prog) == 300
+    monkeypatch.setattr(system, "get_kconfig", lambda _prog: {})  # no config either
+    assert system.kernel_hz(prog) == 1000  # the closest

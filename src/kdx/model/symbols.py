@@ -28,8 +28,9 @@ from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import overload
+from typing import Callable, overload
 
 import drgn
 
@@ -89,14 +90,37 @@ class SymbolAnswer:
     error: str | None = None  # e.g. "invalid address"
 
 
-@dataclass
 class ModuleSymbols:
     """One module's symbols from its kallsyms, with each symbol's size (``sizes[i]`` is
-    that of ``entries[i]``)."""
+    that of ``entries[i]``).
 
-    info: ModuleInfo
-    entries: list[SymbolEntry]  # address order, kallsyms order among equals
-    sizes: list[int] = field(default_factory=list)
+    Given ``read`` instead of the rows, they are read from the module's kallsyms the
+    first time they are asked for: naming a stack's kernel frames needs no module's
+    symbols, only where each module lies (``info``). ``read`` returns the rows and a
+    warning when they cannot be read (then there are none)."""
+
+    def __init__(self, info: ModuleInfo, entries: list[SymbolEntry] | None = None,
+                 sizes: list[int] | None = None, *,
+                 read: Callable[[], tuple[list[tuple[SymbolEntry, int]], str | None]]
+                 | None = None) -> None:
+        self.info = info
+        self._entries = entries
+        self._sizes = sizes if sizes is not None else []
+        self._read = read
+        self.warning: str | None = None
+
+    @property
+    def entries(self) -> list[SymbolEntry]:
+        """The symbols in address order, kallsyms order among equals."""
+        if self._entries is None:
+            rows, self.warning = self._read() if self._read is not None else ([], None)
+            self._entries, self._sizes = [e for e, _ in rows], [n for _, n in rows]
+        return self._entries
+
+    @property
+    def sizes(self) -> list[int]:
+        self.entries  # noqa: B018 - reads the rows on first use
+        return self._sizes
 
 
 class SymbolTable:
@@ -109,12 +133,22 @@ class SymbolTable:
                  kernel_sizes: Sequence[int] | None = None) -> None:
         self.kernel = kernel
         self.modules = modules
-        self.warnings = warnings
+        self._warnings = warnings
         self.addresses: Sequence[int] = kernel.addresses if isinstance(
             kernel, KernelRows) else [e.address for e in kernel]
         self.kernel_sizes = kernel_sizes or [0] * len(kernel)
         self.first_kernel = first_kernel
         self._names: dict[str, list[SymbolEntry]] | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What could not be read, every module's symbols included (which are otherwise
+        read only when first asked for)."""
+        for mod in self.modules:
+            mod.entries  # noqa: B018 - reads the rows on first use
+            if mod.warning is not None and mod.warning not in self._warnings:
+                self._warnings.append(mod.warning)
+        return self._warnings
 
     def named(self, name: str) -> list[SymbolEntry]:
         """Every symbol called ``name``: kernel ones first, then modules in crash's order."""
@@ -187,15 +221,17 @@ def symbol_table(prog: drgn.Program, vmlinux: Path | None,
         kernel, sizes, first = _kallsyms_kernel_symbols(prog, modules, warnings)
     else:
         kernel, sizes, first = _kernel_symbols(prog, vmlinux)
-    mods = []
-    for info in modules:
-        try:
-            rows = _module_kallsyms_rows(prog, info)
-        except (drgn.FaultError, LookupError, AttributeError, ValueError) as err:
-            warnings.append(f"cannot read the symbols of module {info.name}: {err}")
-            rows = []
-        mods.append(ModuleSymbols(info, [e for e, _ in rows], [n for _, n in rows]))
+    mods = [ModuleSymbols(info, read=partial(_module_rows_or_warning, prog, info))
+            for info in modules]
     return SymbolTable(kernel, mods, first, warnings, sizes)
+
+
+def _module_rows_or_warning(prog: drgn.Program, info: ModuleInfo
+                            ) -> tuple[list[tuple[SymbolEntry, int]], str | None]:
+    try:
+        return _module_kallsyms_rows(prog, info), None
+    except (drgn.FaultError, LookupError, AttributeError, ValueError) as err:
+        return [], f"cannot read the symbols of module {info.name}: {err}"
 
 
 def strip_clone_suffix(name: str) -> str:

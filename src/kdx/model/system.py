@@ -186,22 +186,43 @@ def kernel_hz(prog: drgn.Program) -> int | None:
 
     crash 8.0.6 guesses HZ from a constant in the deadline I/O scheduler and falls back to
     1000 on x86_64; on kernels where that guess fails (Debian's 6.12, HZ=250) its UPTIME
-    is wrong by minutes. kdx reads CONFIG_HZ when the kernel carries its config, and
-    otherwise picks the HZ under which jiffies agree with the monotonic clock: a wrong HZ
-    misses by at least a fifth of the 300 s jiffies head start, a right one by a tick.
+    is wrong by minutes. kdx picks the HZ under which jiffies agree with the monotonic
+    clock when one clearly does (a tick rate off by a factor r misses by |uptime - 300 s|
+    times |1 - r|, since jiffies start 300 s before wrapping); near 300 s of uptime every
+    rate agrees, and there it reads CONFIG_HZ from the kernel's config (which takes
+    longer: the config is compressed in memory). Failing both, the closest rate.
     """
+    misses = _hz_misses(prog)
+    if misses and _decisive(misses):
+        return misses[0][1]
     try:
         return int(get_kconfig(prog)["CONFIG_HZ"])
     except (LookupError, ValueError):
         pass
-    jiffies = _jiffies(prog)
-    monotonic = ktime_get_coarse_ns(prog).value_() / 1e9
+    if misses:
+        best_miss, best, uptime_s = misses[0]
+        return best if best_miss <= 5 + uptime_s / 1000 else None
+    return None
 
-    def miss(hz: int) -> float:
-        return abs((jiffies - _initial_jiffies(hz)) / hz - monotonic)
 
-    best = min(_HZ_CHOICES, key=miss)
-    return best if miss(best) <= 5 + monotonic / 1000 else None
+def _hz_misses(prog: drgn.Program) -> list[tuple[float, int, float]]:
+    """(seconds by which jiffies under that HZ miss the monotonic clock, HZ, monotonic
+    seconds) for every HZ choice, closest first; empty if either clock is unreadable."""
+    try:
+        jiffies = _jiffies(prog)
+        monotonic = ktime_get_coarse_ns(prog).value_() / 1e9
+    except READ_ERRORS:
+        return []
+    return sorted((abs((jiffies - _initial_jiffies(hz)) / hz - monotonic), hz, monotonic)
+                  for hz in _HZ_CHOICES)
+
+
+def _decisive(misses: list[tuple[float, int, float]]) -> bool:
+    """Whether one HZ agrees with the clock and every other is far off: the right one
+    misses by a fraction of a second (when ticks started, the last tick), the nearest
+    wrong one by seconds."""
+    best, second = misses[0][0], misses[1][0]
+    return best < 1 and second >= 3 and second >= 10 * best
 
 
 def _uptime(prog: drgn.Program, hz: int | None) -> float:
