@@ -34,6 +34,7 @@ from drgn.helpers.linux.timekeeping import (
 )
 
 from kdx.model.log import KernelLog, kernel_log, text_lines
+from kdx.model.names import address_namer
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.taint import KernelTaint, kernel_taint
@@ -436,14 +437,19 @@ def _sysrq_marked(prog: drgn.Program, task: drgn.Object, panic: str) -> bool:
     """
     if "SysRq :" in panic:
         return True
+    namer = address_namer(prog)
     try:
-        names = [frame.name or "" for _, frame in
-                 zip(range(_SYSRQ_FRAMES), prog.stack_trace(task))]
+        for _, frame in zip(range(_SYSRQ_FRAMES), prog.stack_trace(task)):
+            # a return address may be the next function's first byte after a noreturn call
+            found = namer.locate(frame.pc if frame.interrupted else frame.pc - 1)
+            name = found.name if found is not None else ""
+            if "kexec" in name:
+                return False
+            if name == "sysrq_handle_crash":
+                return True
     except READ_ERRORS:
-        return False
-    if "sysrq_handle_crash" not in names:
-        return False
-    return not any("kexec" in name for name in names[:names.index("sysrq_handle_crash")])
+        pass
+    return False
 
 
 # --- task state -----------------------------------------------------------------------------
