@@ -24,7 +24,9 @@ from __future__ import annotations
 import bisect
 import os
 import struct
+import sys
 import zlib
+from array import array
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -42,7 +44,7 @@ __all__ = ["KdumpPages", "KdumpSurvey", "elf_lost_pages", "partial_program", "su
 _HEADER = 424  # offset of status, block_size, sub_hdr_size, bitmap_blocks in the header
 _DESC = struct.Struct("<qiIQ")  # page_desc: offset, size, flags, page_flags
 _RANK_CHUNK = 512  # bytes of bitmap per entry of the rank table
-_SCAN_CHUNK = 1 << 16  # descriptors read at a time
+_SCAN_CHUNK = 1 << 10  # descriptors read (and checked at once) at a time
 _CACHED_PAGES = 1024
 _ZLIB, _LZO, _SNAPPY, _ZSTD = 0x1, 0x2, 0x4, 0x20
 
@@ -145,6 +147,9 @@ def survey_kdump(path: Path, covered: Covered | None = None,
             table = f.read(count * _DESC.size)
             whole = len(table) // _DESC.size
             lost += count - whole  # descriptors past the end of the file
+            if covered is None and _all_sane(table[:whole * _DESC.size], lay, size):
+                done += count
+                continue
             for i, (offset, length, _fl, _pf) in enumerate(_DESC.iter_unpack(
                     table[:whole * _DESC.size])):
                 sane = offset >= lay.descs and 0 < length <= lay.block
@@ -164,6 +169,21 @@ def survey_kdump(path: Path, covered: Covered | None = None,
     if table_cut:
         return KdumpSurvey(size, furthest, pages, lost, bad, first, exact=False)
     return KdumpSurvey(size, expected, pages, lost, bad, first)
+
+
+def _all_sane(table: bytes, lay: _Layout, size: int) -> bool:
+    """Whether every descriptor in ``table`` points at data of a sane length inside the
+    file: the case of every intact dump, checked column by column at C speed (a large
+    dump has millions of descriptors) before any is looked at one by one."""
+    if not table:
+        return True
+    words, halves = array("Q", table), array("I", table)
+    if sys.byteorder == "big":
+        words.byteswap()
+        halves.byteswap()
+    offsets, lengths = words[0::3], halves[2::6]  # page_desc: offset, size, flags, ...
+    return (min(offsets) >= lay.descs and min(lengths) > 0 and max(lengths) <= lay.block
+            and max(offsets) + lay.block <= size)
 
 
 def _check_count(f, lay: _Layout, pages: int, path: Path) -> None:  # noqa: ANN001
