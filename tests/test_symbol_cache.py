@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kdx.model import symbols
-from kdx.model.symbol_cache import cache_dir, cached_rows
+from kdx.model.symbol_cache import _as_views, cache_dir, cached_columns
 
 
 @pytest.fixture
@@ -20,27 +20,38 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _stored(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.marshal"))
+    return sorted(folder.glob("*.columns"))
+
+
+def _plain(loaded: tuple) -> tuple:  # noqa: ANN001
+    """A load's contents as plain values, to compare two loads."""
+    small, columns = loaded
+    return small, {name: view.tolist() for name, view in columns.items()}
+
+
+def _build(vmlinux: Path):  # noqa: ANN202
+    return lambda: symbols._vmlinux_rows(vmlinux)
 
 
 def test_cached_rows_equal_the_vmlinux_rows(sysrq, cache_home: Path) -> None:  # noqa: ANN001
     vmlinux = sysrq.vmlinux.resolve()
-    fresh = symbols._vmlinux_rows(vmlinux)
+    fresh = _plain(_as_views(symbols._vmlinux_rows(vmlinux)))
     assert cache_dir() == cache_home
-    first = cached_rows(vmlinux, lambda: symbols._vmlinux_rows(vmlinux))
+    first = cached_columns(vmlinux, _build(vmlinux))
     assert len(_stored(cache_home)) == 1
 
     def must_not_build() -> None:
         raise AssertionError("the rows were built again instead of read from the cache")
 
-    again = cached_rows(vmlinux, must_not_build)
-    assert first == fresh
-    assert again == fresh
-    values, names, starts, letters, sizes, first_value, _span = again
-    values, sizes, starts = array("Q", values), array("Q", sizes), array("L", starts)
-    names = names.split("\n")
-    assert len(values) == len(names) == len(letters) == len(sizes) == len(starts) - 1 > 100_000
-    assert names[values.index(first_value)] in ("_text", "_stext")
+    again = cached_columns(vmlinux, must_not_build)
+    assert _plain(first) == fresh
+    assert _plain(again) == fresh
+    (first_value, _span), columns = again
+    values, starts = columns["values"], columns["starts"]
+    names = str(columns["names"], "latin-1").split("\n")[:-1]
+    assert len(values) == len(names) == len(columns["letters"]) == len(columns["sizes"]) \
+        == len(starts) - 1 > 100_000
+    assert names[values.tolist().index(first_value)] in ("_text", "_stext")
     assert all(len(name) + 1 == end - start
                for name, start, end in zip(names, starts, starts[1:]))
 
@@ -61,22 +72,28 @@ def test_table_from_the_cache_names_as_the_symtab(sysrq, cache_home: Path) -> No
     jiffies = prog.symbol("jiffies_64").address
     assert jiffies in cached[0].addresses
     # every symbol inside the kernel's sections moved by the KASLR offset, no other
-    raw, _names, _starts, _letters, _sizes, _first, (low, high) = symbols._vmlinux_rows(vmlinux)
-    values = array("Q", raw)
+    (_first, (low, high)), columns = symbols._vmlinux_rows(vmlinux)
+    values = array("Q", columns["values"][1])
     offset = symbols._kaslr_offset(prog)
     assert cached[0].addresses == [v + offset if low <= v <= high else v for v in values]
     assert any(not low <= v <= high for v in values)  # the per-CPU symbols stay put
 
 
-def test_a_damaged_cache_is_rebuilt(sysrq, cache_home: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("damage", ["half", "foreign", "empty", "columns past the end"])
+def test_a_damaged_cache_is_rebuilt(damage: str, sysrq, cache_home: Path) -> None:  # noqa: ANN001
     vmlinux = sysrq.vmlinux.resolve()
-    good = cached_rows(vmlinux, lambda: symbols._vmlinux_rows(vmlinux))
+    good = _plain(cached_columns(vmlinux, _build(vmlinux)))
     [stored] = _stored(cache_home)
-    stored.write_bytes(stored.read_bytes()[: stored.stat().st_size // 2])
-    assert cached_rows(vmlinux, lambda: symbols._vmlinux_rows(vmlinux)) == good
-    stored.write_bytes(b"not a marshal file")
-    assert cached_rows(vmlinux, lambda: symbols._vmlinux_rows(vmlinux)) == good
-    assert cached_rows(vmlinux, lambda: None) == good  # the rebuilt file was stored
+    data = stored.read_bytes()
+    damaged = {"half": data[: len(data) // 2], "foreign": b"not a columns file",
+               "empty": b"", "columns past the end": data[:-4096]}[damage]
+    # a damaged file appears as kdx writes its files: whole, under the name
+    replacement = stored.with_suffix(".new")
+    replacement.write_bytes(damaged)
+    replacement.replace(stored)
+    assert _plain(cached_columns(vmlinux, _build(vmlinux))) == good
+    assert stored.read_bytes() == data  # found unusable, so built and stored again
+    assert _plain(cached_columns(vmlinux, lambda: None)) == good
 
 
 def test_a_cache_in_a_file_still_answers(sysrq, cache_home: Path) -> None:  # noqa: ANN001
@@ -84,11 +101,13 @@ def test_a_cache_in_a_file_still_answers(sysrq, cache_home: Path) -> None:  # no
     cache_home.parent.mkdir(parents=True)
     cache_home.write_text("in the way")
     vmlinux = sysrq.vmlinux.resolve()
-    rows = cached_rows(vmlinux, lambda: symbols._vmlinux_rows(vmlinux))
-    assert rows == symbols._vmlinux_rows(vmlinux)
+    rows = cached_columns(vmlinux, _build(vmlinux))
+    assert _plain(rows) == _plain(_as_views(symbols._vmlinux_rows(vmlinux)))
     assert cache_home.read_text() == "in the way"
 
 
 def test_no_file_no_cache(tmp_path: Path, cache_home: Path) -> None:
-    assert cached_rows(tmp_path / "missing", lambda: ([1], ["x"])) == ([1], ["x"])
+    built = ((1, 2), {"values": ("Q", array("Q", [7]).tobytes())})
+    assert _plain(cached_columns(tmp_path / "missing", lambda: built)) == \
+        ((1, 2), {"values": [7]})
     assert not cache_home.exists()

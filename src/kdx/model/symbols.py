@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, overload
+from typing import TYPE_CHECKING, Any, Callable, overload
 
 import drgn
 
@@ -38,6 +38,9 @@ from kdx.model.modules import ModuleInfo, ModuleRegion, module_at
 from kdx.model.records import Hex
 from kdx.model.symtypes import kallsyms_letters, program_tables
 from kdx.target.elfinfo import Section, section_table
+
+if TYPE_CHECKING:
+    from kdx.model.symbol_cache import Columns
 
 _SHT_SYMTAB = 2
 _SHT_NOBITS = 8
@@ -365,16 +368,15 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, Sequ
     inside the kernel's sections move by the KASLR offset, absolute and per-CPU ones do
     not.
     """
-    from kdx.model.symbol_cache import cached_rows
+    from kdx.model.symbol_cache import cached_columns
 
-    stored = cached_rows(vmlinux, lambda: _vmlinux_rows(vmlinux))
-    columns = _columns(stored)
-    if columns is None:  # a cache of another shape: the rows as the vmlinux gives them
-        stored = _vmlinux_rows(vmlinux)
-        columns = _columns(stored)
-        assert columns is not None
-    values, names, letters, sizes = columns
-    first, (low, high) = stored[5], stored[6]
+    stored = _columns(*cached_columns(vmlinux, lambda: _vmlinux_rows(vmlinux)))
+    if stored is None:  # a cache of another shape: the rows as the vmlinux gives them
+        from kdx.model.symbol_cache import _as_views
+
+        stored = _columns(*_as_views(_vmlinux_rows(vmlinux)))
+        assert stored is not None
+    values, names, letters, sizes, first, (low, high) = stored
     offset = _kaslr_offset(prog)
     # values are sorted, so the ones that move are one run of them
     lo, hi = bisect.bisect_left(values, low), bisect.bisect_right(values, high)
@@ -383,51 +385,57 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, Sequ
     return rows, sizes, first_address
 
 
-#: What :func:`_vmlinux_rows` gives: file addresses (``array('Q')`` bytes), names
-#: joined by newlines, where each name starts (``array('L')`` bytes, one more than
-#: there are names), nm letters (one character each), sizes (``array('Q')`` bytes),
-#: the first kernel symbol's address and the span of addresses that relocate.
-VmlinuxRows = tuple[bytes, str, bytes, str, bytes, int, tuple[int, int]]
+def _vmlinux_rows(vmlinux: Path) -> Columns:
+    """What the kernel's table takes from the vmlinux alone, before the KASLR offset:
+    the first kernel symbol's address and the span of addresses that relocate, then the
+    kept symbols as columns: file addresses, sizes, where each name starts in ``names``
+    (one more than there are names), nm letters (one byte each) and the names (Latin-1,
+    each followed by a newline).
 
-
-def _vmlinux_rows(vmlinux: Path) -> VmlinuxRows:
-    """What the kernel's table takes from the vmlinux alone, before the KASLR offset.
-
-    Kept as a few flat columns rather than 120,000 objects, so that
-    :mod:`kdx.model.symbol_cache` reads them back in a few milliseconds and a session
-    makes only the names and addresses it asks about."""
+    Flat columns rather than 120,000 objects, so that :mod:`kdx.model.symbol_cache`
+    maps them back at once and a session makes only the names and addresses it asks
+    about."""
     raw, sections = elf_symbols(vmlinux)
     start, first = _first_kernel_symbol(raw)
     kept = _per_cpu_symbols(raw[:start]) + raw[start:]
     kept = [(value, strip_clone_suffix(name), letter, size)
             for value, name, letter, size in kept if name]
-    starts = array("L", [0])
+    starts = array("I", [0])
     for row in kept:
         starts.append(starts[-1] + len(row[1]) + 1)
-    return (array("Q", [r[0] for r in kept]).tobytes(), "\n".join(r[1] for r in kept),
-            starts.tobytes(), "".join(r[2] for r in kept),
-            array("Q", [r[3] for r in kept]).tobytes(), first, _relocated_span(sections))
+    names = "".join(f"{r[1]}\n" for r in kept).encode("latin-1")
+    return (first, _relocated_span(sections)), {
+        "values": ("Q", array("Q", [r[0] for r in kept]).tobytes()),
+        "sizes": ("Q", array("Q", [r[3] for r in kept]).tobytes()),
+        "starts": ("I", starts.tobytes()),
+        "letters": ("B", "".join(r[2] for r in kept).encode("latin-1")),
+        "names": ("B", names),
+    }
 
 
-def _columns(stored: VmlinuxRows) -> tuple[array[int], _Names, str, array[int]] | None:
-    """The stored rows as sequences: addresses, names, letters, sizes; None when their
-    lengths disagree (a cache written by another build of kdx)."""
+def _columns(small: Any, columns: dict[str, memoryview]
+             ) -> tuple[memoryview, _Names, str, memoryview, int, tuple[int, int]] | None:
+    """The stored rows as sequences (addresses, names, letters, sizes) with the first
+    kernel symbol and the relocated span; None when they do not fit together (a cache
+    written by another build of kdx)."""
     try:
-        values, names, starts, letters, sizes, _first, (_low, _high) = stored
-        values, sizes, starts = array("Q", values), array("Q", sizes), array("L", starts)
-    except (TypeError, ValueError):
+        first, (low, high) = small
+        values, sizes, starts = columns["values"], columns["sizes"], columns["starts"]
+        letters, names = str(columns["letters"], "latin-1"), columns["names"]
+    except (KeyError, TypeError, ValueError):
         return None
-    if not isinstance(names, str) or not isinstance(letters, str) or not (
-            len(values) == len(sizes) == len(letters) == len(starts) - 1):
+    if not (isinstance(first, int) and isinstance(low, int) and isinstance(high, int)
+            and len(values) == len(sizes) == len(letters) == len(starts) - 1
+            and (not len(values) or starts[len(values)] == len(names))):
         return None
-    return values, _Names(names, starts), letters, sizes
+    return values, _Names(names, starts), letters, sizes, first, (low, high)
 
 
 class _Relocated(Sequence[int]):
     """Sorted file addresses with the run ``[lo, hi)`` moved by the KASLR offset, added
     as each address is asked for: a session looks up a few hundred of 120,000."""
 
-    def __init__(self, values: array[int], lo: int, hi: int, offset: int) -> None:
+    def __init__(self, values: Sequence[int], lo: int, hi: int, offset: int) -> None:
         self._values, self._lo, self._hi, self._offset = values, lo, hi, offset
 
     def __len__(self) -> int:
@@ -460,9 +468,9 @@ class _Relocated(Sequence[int]):
 
 
 class _Names(Sequence[str]):
-    """Symbol names kept as one string, each cut out when it is asked for."""
+    """Symbol names kept as one block of Latin-1 text, each cut out when it is asked for."""
 
-    def __init__(self, text: str, starts: array[int]) -> None:
+    def __init__(self, text: memoryview, starts: Sequence[int]) -> None:
         self._text, self._starts = text, starts
 
     def __len__(self) -> int:
@@ -481,10 +489,10 @@ class _Names(Sequence[str]):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError("symbol index out of range")
-        return self._text[self._starts[i]:self._starts[i + 1] - 1]
+        return str(self._text[self._starts[i]:self._starts[i + 1] - 1], "latin-1")
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._text.split("\n")) if len(self) else iter(())
+        return iter(str(self._text, "latin-1").split("\n")[:-1])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
