@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from timing import compile_kdx, drgn_crash, timed_alternating
+from timing import compile_kdx, drgn_crash, kdx_command, timed_alternating
 
 from kdx.lab.cache import default_cache
 from kdx.lab.oracle import run_crash
@@ -50,7 +50,7 @@ def bench_dump(label: str, req: RunRequest, rows: list[tuple[str, list[str]]],
 
 def _kdx(vmcore: Path, vmlinux: Path, commands: list[str]) -> None:
     words = [w for c in commands for w in ("-c", c)]
-    subprocess.run([sys.executable, "-m", "kdx", str(vmcore), str(vmlinux), "--no-rc",
+    subprocess.run([*kdx_command(), str(vmcore), str(vmlinux), "--no-rc",
                     *words], capture_output=True, check=True)
 
 

@@ -14,7 +14,7 @@ import argparse
 import subprocess
 import sys
 
-from timing import compile_kdx, drgn_crash, timed
+from timing import compile_kdx, drgn_crash, kdx_command, timed
 
 from kdx.lab.cache import default_cache
 from kdx.lab.oracle import run_crash
@@ -27,7 +27,7 @@ def _kdx(vmcore: str, vmlinux: str | None, command: str | None) -> None:
     debug = [vmlinux] if vmlinux else ["--no-vmlinux"]
     words = (["analyze", vmcore, *debug] if command is None
              else [vmcore, *debug, "-c", command])
-    subprocess.run([sys.executable, "-m", "kdx", *words], capture_output=True, check=True)
+    subprocess.run([*kdx_command(), *words], capture_output=True, check=True)
 
 
 def bench_dump(kernel: str, repeat: int) -> None:

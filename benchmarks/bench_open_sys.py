@@ -12,7 +12,7 @@ import argparse
 import subprocess
 import sys
 
-from timing import compile_kdx, drgn_crash, timed
+from timing import compile_kdx, drgn_crash, kdx_command, timed
 
 from kdx.lab.cache import default_cache
 from kdx.lab.oracle import run_crash
@@ -30,7 +30,7 @@ def main() -> int:
     req = RunRequest(scenario=args.scenario, kernel=args.kernel)
     out = run(cache, req, lambda m: print(f"[lab] {m}", file=sys.stderr))
     vmcore, vmlinux = out / dump_name(req), (out / "vmlinux").resolve()
-    kdx = [sys.executable, "-m", "kdx", "sys", str(vmcore), str(vmlinux)]
+    kdx = [*kdx_command(), "sys", str(vmcore), str(vmlinux)]
 
     rows = {
         "kdx": timed(lambda: subprocess.run(kdx, capture_output=True, check=True), args.repeat),

@@ -32,6 +32,13 @@ def timed_alternating(fns: list[Callable[[], object]], repeat: int) -> list[floa
     return [statistics.median(t) for t in times]
 
 
+def kdx_command() -> list[str]:
+    """The ``kdx`` command as users run it: the console script installed beside this
+    Python (as drgn-crash is run), else ``python -m kdx`` (which also imports runpy)."""
+    script = Path(sys.executable).parent / "kdx"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kdx"]
+
+
 def drgn_crash() -> str:
     """drgn's crash-compatible front end, installed beside this Python's drgn."""
     return shutil.which("drgn-crash") or str(Path(sys.executable).parent / "drgn-crash")
