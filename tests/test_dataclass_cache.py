@@ -60,7 +60,8 @@ def test_second_run_compiles_nothing_and_behaves_the_same(tmp_path: Path) -> Non
     first = _probe(tmp_path)
     assert _behaviour(first) == EXPECTED
     assert first["compiled"] >= 5  # __init__, __repr__, __eq__, __hash__, __setattr__...
-    [stored] = (tmp_path / "kdx").glob("dataclasses-*.marshal")
+    [stored] = (tmp_path / "kdx").glob("dataclasses-*/__main__.marshal")
+    assert stored.stat().st_size > 1000
     second = _probe(tmp_path)
     assert _behaviour(second) == EXPECTED
     assert second["compiled"] == 0
@@ -69,7 +70,7 @@ def test_second_run_compiles_nothing_and_behaves_the_same(tmp_path: Path) -> Non
 @pytest.mark.parametrize("damage", [b"", b"not marshal data", None])
 def test_a_damaged_store_is_compiled_again(tmp_path: Path, damage: bytes | None) -> None:
     _probe(tmp_path)
-    [stored] = (tmp_path / "kdx").glob("dataclasses-*.marshal")
+    [stored] = (tmp_path / "kdx").glob("dataclasses-*/__main__.marshal")
     good = stored.read_bytes()
     stored.write_bytes(good[: len(good) // 2] if damage is None else damage)
     again = _probe(tmp_path)
@@ -98,5 +99,6 @@ def test_the_kdx_command_stores_its_records(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-m", "kdx", "--help"], env=env, capture_output=True,
                    check=True)
-    [stored] = (tmp_path / "kdx").glob("dataclasses-*.marshal")
-    assert stored.stat().st_size > 10_000
+    stored = list((tmp_path / "kdx").glob("dataclasses-*/kdx.*.marshal"))
+    assert len(stored) > 5  # one file per module that defines records
+    assert any(p.name.startswith("kdx.model.") for p in stored)

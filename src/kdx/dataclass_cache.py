@@ -29,64 +29,82 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
-__all__ = ["install", "cache_file"]
+__all__ = ["cache_file", "install"]
 
-#: Past this many entries the file keeps only what the last run used, so that the
-#: classes of older kdx versions do not pile up.
-_MAX_ENTRIES = 3000
+#: Past this many entries a module's file keeps only what the last run used, so that
+#: the classes of older kdx versions do not pile up.
+_MAX_ENTRIES = 500
 
 
 def cache_file() -> Path:
-    """``$XDG_CACHE_HOME/kdx/dataclasses-<python version>.marshal``."""
+    """The directory of stored code: ``$XDG_CACHE_HOME/kdx/dataclasses-<python>``, one
+    file per module that defines dataclasses (a run reads only its modules' files)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kdx" / f"dataclasses-{sys.hexversion:x}.marshal"
+    return Path(base) / "kdx" / f"dataclasses-{sys.hexversion:x}"
 
 
 class _CompiledSources:
     """Stands in for ``exec`` inside :mod:`dataclasses`: source it has compiled before
     runs from the stored code object, anything else is compiled (and remembered)."""
 
-    def __init__(self, path: Path, stored: dict[str, CodeType]) -> None:
-        self.path = path
-        self.stored = stored
-        self.used: dict[str, CodeType] = {}
-        self.compiled = 0  # sources this run had to compile
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.stored: dict[str, dict[str, CodeType]] = {}  # by module, read when first used
+        self.used: dict[str, dict[str, CodeType]] = {}
+        self.fresh: set[str] = set()  # modules with sources this run had to compile
+        self.compiled = 0
 
     def exec(self, source: Any, globals: Any = None, locals: Any = None,  # noqa: A002
              /, **kwargs: Any) -> None:
         if not isinstance(source, str) or kwargs:
             builtins.exec(source, globals, locals, **kwargs)
             return
-        code = self.used.get(source) or self.stored.get(source)
+        module = _module_name(globals)
+        if module not in self.stored:
+            self.stored[module] = _load(self.folder / f"{module}.marshal")
+        code = self.stored[module].get(source)
         if code is None:
             code = compile(source, "<string>", "exec")
             self.compiled += 1
-        self.used[source] = code
+            self.fresh.add(module)
+        self.used.setdefault(module, {})[source] = code
         builtins.exec(code, globals, locals)
 
     def save(self) -> None:
-        """Store what this run compiled, written whole or not at all; a cache that
-        cannot be written is skipped silently."""
-        if not self.compiled:
-            return
-        kept = {**self.stored, **self.used}
-        if len(kept) > _MAX_ENTRIES:
-            kept = self.used
-        import tempfile  # here: the many runs that compile nothing never need it
+        """Store the code of each module that had to compile some, each file written
+        whole or not at all; a cache that cannot be written is skipped silently."""
+        with contextlib.suppress(OSError):  # the single file earlier versions kept
+            self.folder.with_suffix(".marshal").unlink()
+        for module in sorted(self.fresh):
+            kept = {**self.stored.get(module, {}), **self.used[module]}
+            _store(self.folder / f"{module}.marshal",
+                   kept if len(kept) <= _MAX_ENTRIES else self.used[module])
 
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-",
-                                        suffix=".marshal")
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(marshal.dumps(kept))
-            os.replace(temp, self.path)
-        except (OSError, ValueError):
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+
+def _module_name(globals: Any) -> str:  # noqa: A002
+    """The module a class is defined in (dataclasses runs its methods' source in that
+    module's namespace), as a safe file name."""
+    name = globals.get("__name__") if isinstance(globals, dict) else None
+    if not isinstance(name, str) or not name.replace(".", "").replace("_", "").isalnum():
+        return "_"
+    return name
+
+
+def _store(path: Path, entries: dict[str, CodeType]) -> None:
+    import tempfile  # here: the many runs that compile nothing never need it
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".marshal")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(marshal.dumps(entries))
+        os.replace(temp, path)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
 
 
 def _load(path: Path) -> dict[str, CodeType]:
@@ -106,8 +124,7 @@ def install() -> _CompiledSources | None:
     if isinstance(getattr(getattr(dataclasses, "exec", None), "__self__", None),
                   _CompiledSources):
         return None
-    path = cache_file()
-    cache = _CompiledSources(path, _load(path))
+    cache = _CompiledSources(cache_file())
     dataclasses.exec = cache.exec  # type: ignore[attr-defined]
     atexit.register(cache.save)
     return cache
