@@ -34,7 +34,6 @@ from drgn.helpers.linux.timekeeping import (
 )
 
 from kdx.model.log import KernelLog, kernel_log, text_lines
-from kdx.model.names import address_namer
 from kdx.model.reading import READ_ERRORS
 from kdx.model.records import Hex
 from kdx.model.taint import KernelTaint, kernel_taint
@@ -437,12 +436,11 @@ def _sysrq_marked(prog: drgn.Program, task: drgn.Object, panic: str) -> bool:
     """
     if "SysRq :" in panic:
         return True
-    namer = address_namer(prog)
     try:
+        # frame by frame, stopping at the first answer: naming frames costs DWARF
+        # lookups, and the user-mode ones at the end would read every module's symbols
         for _, frame in zip(range(_SYSRQ_FRAMES), prog.stack_trace(task)):
-            # a return address may be the next function's first byte after a noreturn call
-            found = namer.locate(frame.pc if frame.interrupted else frame.pc - 1)
-            name = found.name if found is not None else ""
+            name = frame.name or ""
             if "kexec" in name:
                 return False
             if name == "sysrq_handle_crash":
