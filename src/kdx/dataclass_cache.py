@@ -29,6 +29,8 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
+from kdx.cachefile import write_whole
+
 __all__ = ["cache_file", "install"]
 
 #: Past this many entries a module's file keeps only what the last run used, so that
@@ -91,20 +93,7 @@ def _module_name(globals: Any) -> str:  # noqa: A002
 
 
 def _store(path: Path, entries: dict[str, CodeType]) -> None:
-    import tempfile  # here: the many runs that compile nothing never need it
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".marshal")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(marshal.dumps(entries))
-        os.replace(temp, path)
-    except (OSError, ValueError):
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
+    write_whole(path, [marshal.dumps(entries)])
 
 
 def _load(path: Path) -> dict[str, CodeType]:

@@ -33,6 +33,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
+from kdx.cachefile import write_whole
+
 __all__ = ["Columns", "cache_dir", "cached_columns"]
 
 #: Bumped whenever what is stored changes shape or meaning, so old files are ignored.
@@ -119,8 +121,6 @@ def _store(path: Path, key: str, built: Columns) -> None:
     a reader sees the old file or the whole new one (and a mapping of the old one stays
     valid); a cache that cannot be written is skipped silently (the next session builds
     the rows again)."""
-    import tempfile
-
     small, columns = built
     layout, offset, blobs = [], 0, []
     for name, (code, data) in columns.items():
@@ -130,21 +130,8 @@ def _store(path: Path, key: str, built: Columns) -> None:
         offset += padded
     header = marshal.dumps((key, small, layout))
     base = _data_start(len(header))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".columns")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_HEAD.pack(_MAGIC, len(header)) + header)
-            f.write(bytes(base - _HEAD.size - len(header)))
-            for blob in blobs:
-                f.write(blob)
-        os.replace(temp, path)
-    except (OSError, ValueError):
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
+    head = _HEAD.pack(_MAGIC, len(header)) + header
+    if not write_whole(path, [head, bytes(base - len(head)), *blobs]):
         return
     for older in path.parent.glob("*.marshal"):  # what earlier kdx versions stored
         with contextlib.suppress(OSError):
