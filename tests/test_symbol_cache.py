@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kdx.model import symbols
-from kdx.model.symbol_cache import _as_views, cache_dir, cached_columns
+from kdx.model.symbol_cache import as_views, cache_dir, cached_columns
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def _build(vmlinux: Path):  # noqa: ANN202
 
 def test_cached_rows_equal_the_vmlinux_rows(sysrq, cache_home: Path) -> None:  # noqa: ANN001
     vmlinux = sysrq.vmlinux.resolve()
-    fresh = _plain(_as_views(symbols._vmlinux_rows(vmlinux)))
+    fresh = _plain(as_views(symbols._vmlinux_rows(vmlinux)))
     assert cache_dir() == cache_home
     first = cached_columns(vmlinux, _build(vmlinux))
     assert len(_stored(cache_home)) == 1
@@ -102,7 +102,7 @@ def test_a_cache_in_a_file_still_answers(sysrq, cache_home: Path) -> None:  # no
     cache_home.write_text("in the way")
     vmlinux = sysrq.vmlinux.resolve()
     rows = cached_columns(vmlinux, _build(vmlinux))
-    assert _plain(rows) == _plain(_as_views(symbols._vmlinux_rows(vmlinux)))
+    assert _plain(rows) == _plain(as_views(symbols._vmlinux_rows(vmlinux)))
     assert cache_home.read_text() == "in the way"
 
 

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from kdx.cachefile import write_whole
 
-__all__ = ["Columns", "cache_dir", "cached_columns"]
+__all__ = ["Columns", "as_views", "cache_dir", "cached_columns"]
 
 #: Bumped whenever what is stored changes shape or meaning, so old files are ignored.
 _FORMAT = 3
@@ -61,7 +61,7 @@ def cached_columns(vmlinux: Path, build: Callable[[], Columns]) -> Loaded:
     try:
         key = _key(vmlinux)
     except OSError:
-        return _as_views(build())
+        return as_views(build())
     # a short name for the file; the whole key inside it decides whether it is this file's
     path = cache_dir() / f"{zlib.crc32(key.encode()):08x}.columns"
     found = _load(path, key)
@@ -69,7 +69,7 @@ def cached_columns(vmlinux: Path, build: Callable[[], Columns]) -> Loaded:
         return found
     built = build()
     _store(path, key, built)
-    return _as_views(built)
+    return as_views(built)
 
 
 def _key(vmlinux: Path) -> str:
@@ -77,7 +77,8 @@ def _key(vmlinux: Path) -> str:
     return f"{_FORMAT}:{sys.byteorder}:{vmlinux.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _as_views(built: Columns) -> Loaded:
+def as_views(built: Columns) -> Loaded:
+    """A builder's columns as a load returns them (memoryviews of their types)."""
     small, columns = built
     return small, {name: memoryview(data).cast(code) for name, (code, data) in columns.items()}
 

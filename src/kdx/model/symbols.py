@@ -372,9 +372,9 @@ def _kernel_symbols(prog: drgn.Program, vmlinux: Path) -> tuple[KernelRows, Sequ
 
     stored = _columns(*cached_columns(vmlinux, lambda: _vmlinux_rows(vmlinux)))
     if stored is None:  # a cache of another shape: the rows as the vmlinux gives them
-        from kdx.model.symbol_cache import _as_views
+        from kdx.model.symbol_cache import as_views
 
-        stored = _columns(*_as_views(_vmlinux_rows(vmlinux)))
+        stored = _columns(*as_views(_vmlinux_rows(vmlinux)))
         assert stored is not None
     values, names, letters, sizes, first, (low, high) = stored
     offset = _kaslr_offset(prog)
